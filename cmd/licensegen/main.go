@@ -1,0 +1,25 @@
+// Command licensegen is the vendor's tool: it creates Ed25519 signing keys
+// and signs hfl1 licenses. Installs never need it, nor the private key.
+package main
+
+import (
+	"os"
+
+	"github.com/licenseledger/ledger/internal/cli"
+)
+
+type grammar struct {
+	Keygen keygenCmd `cmd:"" help:"Create a signing key pair: DIR/KID.key (PKCS#8 PEM, 0600) and DIR/KID.pub (one KID:base64 line)."`
+	Sign   signCmd   `cmd:"" help:"Sign a license from a payload file or from flags; prints the compact key (or license.json with --format json)."`
+}
+
+const description = `Vendor-side license tool for the license ledger.
+
+Installs trust the public half of a key (LICENSE_PUBLIC_KEYS or
+LICENSE_PUBLIC_KEYS_FILE); keep the .key file off every install.`
+
+func run(args []string, env *cli.Env) int {
+	return cli.Run("licensegen", description, &grammar{}, args, env)
+}
+
+func main() { os.Exit(run(os.Args[1:], cli.OSEnv())) }
