@@ -96,7 +96,10 @@ func ParsePayload(data []byte) (*Payload, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
-	return p, p.check()
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 func (p *Payload) check() error {
@@ -160,7 +163,7 @@ func (f *fields) uuid(key string, required bool) string {
 		return ""
 	}
 	u, err := uuid.Parse(s)
-	if err != nil || len(s) != 36 || u.Variant() != uuid.RFC4122 || u == uuid.Nil {
+	if err != nil || len(s) != 36 || u.Variant() != uuid.RFC4122 || u.Version() < 1 || u.Version() > 8 {
 		f.fail("%s must be an RFC 4122 UUID", key)
 		return ""
 	}
