@@ -16,6 +16,7 @@ var version = "dev"
 
 type grammar struct {
 	Version kong.VersionFlag `help:"Print the version and exit."`
+	Serve   serveCmd         `cmd:"" help:"Run the ledger: API, event stream (embedded NATS unless NATS_URL), read model."`
 	License licenseCmd       `cmd:"" help:"Inspect or verify a license file offline."`
 }
 

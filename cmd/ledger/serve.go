@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/licenseledger/ledger/internal/audit"
+	"github.com/licenseledger/ledger/internal/auth"
+	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/httpapi"
+	"github.com/licenseledger/ledger/internal/ledger"
+	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/license"
+)
+
+// natsFlags are how a process reaches NATS.
+type natsFlags struct {
+	NATSURL      string `name:"nats-url" env:"NATS_URL" placeholder:"URL" help:"External NATS (comma-separated for a cluster). Unset: the ledger embeds nats-server."`
+	NATSNKey     string `name:"nats-nkey" env:"NATS_NKEY" placeholder:"FILE" help:"NKey seed file for NATS_URL."`
+	NATSCreds    string `name:"nats-creds" env:"NATS_CREDS" placeholder:"FILE" help:"Credentials (JWT) file for NATS_URL."`
+	NATSUser     string `name:"nats-user" env:"NATS_USER" help:"User for NATS_URL."`
+	NATSPassword string `name:"nats-password" env:"NATS_PASSWORD" help:"Password for NATS_USER."`
+	NATSTLSCA    string `name:"nats-tls-ca" env:"NATS_TLS_CA" placeholder:"FILE" help:"CA bundle to verify NATS servers."`
+	NATSTLSCert  string `name:"nats-tls-cert" env:"NATS_TLS_CERT" placeholder:"FILE" help:"Client certificate for NATS."`
+	NATSTLSKey   string `name:"nats-tls-key" env:"NATS_TLS_KEY" placeholder:"FILE" help:"Client key for NATS."`
+	Stream       string `name:"stream" env:"LICENSE_STREAM" default:"LICENSES" help:"JetStream stream name."`
+}
+
+func (f *natsFlags) connConfig(name string, log *slog.Logger) natsbus.ConnConfig {
+	return natsbus.ConnConfig{URL: f.NATSURL, NKeyFile: f.NATSNKey, CredsFile: f.NATSCreds, User: f.NATSUser,
+		Password: f.NATSPassword, TLSCA: f.NATSTLSCA, TLSCert: f.NATSTLSCert, TLSKey: f.NATSTLSKey, Name: name, Logger: log}
+}
+
+type serveCmd struct {
+	cli.KeyringFlags
+	cli.LogFlags
+	natsFlags
+	Listen       string        `env:"LEDGER_LISTEN" default:"127.0.0.1:8080" help:"HTTP API address."`
+	DataDir      string        `env:"DATA_DIR" default:"./data" help:"State directory: embedded NATS store and credentials, admin token."`
+	NATSListen   string        `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" help:"Embedded NATS client address for gatekeepers, or off (in-process only)."`
+	NATSSync     string        `name:"nats-sync" env:"LEDGER_NATS_SYNC" enum:"always,interval" default:"always" help:"Embedded JetStream fsync: always (an acknowledged event survives a host crash) or interval."`
+	Replicas     int           `name:"stream-replicas" env:"LICENSE_STREAM_REPLICAS" default:"1" help:"Stream replicas when the ledger creates the stream (3 in clusters)."`
+	GraceDays    int           `env:"LICENSE_GRACE_DAYS" default:"7" help:"Grace for licenses without grace_days, recorded at upload."`
+	AdminToken   string        `env:"LEDGER_ADMIN_TOKEN" placeholder:"TOKEN" help:"An operator token (at least 32 characters)."`
+	RejectAudit  int           `name:"reject-audit-rate" env:"LEDGER_REJECT_AUDIT_RATE" default:"10" help:"license.rejected events per org per minute; more are summarised."`
+	TLSCert      string        `name:"tls-cert" env:"LEDGER_TLS_CERT" placeholder:"FILE" help:"Serve HTTPS with this certificate."`
+	TLSKey       string        `name:"tls-key" env:"LEDGER_TLS_KEY" placeholder:"FILE" help:"Key of --tls-cert."`
+	InsecureHTTP bool          `name:"insecure-http" env:"LEDGER_INSECURE_HTTP" help:"Allow plain HTTP on a non-loopback --listen."`
+	ShutdownWait time.Duration `name:"shutdown-timeout" env:"LEDGER_SHUTDOWN_TIMEOUT" default:"10s" help:"How long to drain requests on SIGTERM."`
+}
+
+func (c *serveCmd) validate() error {
+	if c.GraceDays < 0 || c.GraceDays > license.MaxGraceDays {
+		return cli.Usage("LICENSE_GRACE_DAYS must be 0..%d", license.MaxGraceDays)
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return cli.Usage("LICENSE_STREAM_REPLICAS must be 1..5")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return cli.Usage("--tls-cert and --tls-key go together")
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return cli.Usage("--listen %q: %v", c.Listen, err)
+	}
+	if c.TLSCert == "" && !c.InsecureHTTP && !isLoopback(host) {
+		return cli.Usage("--listen %s is not loopback: serve TLS (--tls-cert/--tls-key) or pass --insecure-http", c.Listen)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *serveCmd) Run(env *cli.Env) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	log, err := c.Logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return c.serve(ctx, env, log, nil)
+}
+
+// serve runs the ledger until ctx ends. started, if set, receives the
+// bound API address once the ledger is ready (tests).
+func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, started chan<- string) error {
+	keys, err := c.KeyringFlags.Load()
+	if err != nil {
+		return cli.Usage("key ring: %v", err)
+	}
+	if keys.Ring().Len() == 0 {
+		log.Warn("no trusted vendor keys: every upload will be rejected (set LICENSE_PUBLIC_KEYS or LICENSE_PUBLIC_KEYS_FILE)")
+	}
+	tokens, err := c.tokens(log)
+	if err != nil {
+		return err
+	}
+	nc, shutdownNATS, err := c.connect(log)
+	if err != nil {
+		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
+	}
+	defer shutdownNATS()
+	defer nc.Close()
+
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	bus, info, err := natsbus.Open(octx, nc, c.Stream, c.Replicas, true)
+	cancel()
+	if err != nil {
+		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	keyringInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_keyring_info",
+		Help: "The trusted key ring: 1 for the current fingerprint."}, []string{"fingerprint"})
+	reg.MustRegister(keyringInfo)
+	keyringInfo.WithLabelValues(keys.Ring().Fingerprint()).Set(1)
+
+	svc := ledger.New(ledger.Config{Store: bus, Keys: keys, DefaultGraceDays: c.GraceDays,
+		RejectAuditPerMinute: c.RejectAudit, Version: version, Logger: log, Metrics: ledger.NewMetrics(reg)})
+	if err := svc.AdoptInstallID(ctx); err != nil {
+		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
+	}
+	trail := audit.NewMemory()
+	fol := newFollower(bus, svc, trail, info, log)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_lag",
+		Help: "Stream head minus the last sequence folded into the read model."}, func() float64 { return float64(fol.lag()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_stream_last_seq",
+		Help: "Stream head at the last check."}, func() float64 { return float64(fol.head.Load()) }))
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	go fol.run(runCtx)
+	select {
+	case <-fol.loaded:
+	case <-ctx.Done():
+		return nil
+	}
+	if err := svc.Start(ctx, events.LedgerStarted{}); err != nil {
+		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
+	}
+	log.Info("ledger started", "install_id", svc.InstallID(), "keyring_fingerprint", keys.Ring().Fingerprint(),
+		"keys", keys.Ring().Len(), "stream", c.Stream, "events", info.LastSeq, "version", version)
+
+	keys.ReloadOnSIGHUP(runCtx, log, func(r *license.Ring) {
+		keyringInfo.Reset()
+		keyringInfo.WithLabelValues(r.Fingerprint()).Set(1)
+		svc.Reverify()
+	})
+	go every(runCtx, time.Minute, func() { svc.FlushSuppressed(runCtx) })
+
+	api := httpapi.New(httpapi.Config{Service: svc, Tokens: tokens, Registry: reg, Logger: log,
+		Readiness: func(context.Context) httpapi.Readiness {
+			rd := httpapi.Readiness{NATS: "ok", Store: "memory", ProjectorLag: fol.lag()}
+			if !fol.natsOK.Load() || nc.Status() != nats.CONNECTED {
+				rd.NATS = "unavailable"
+			}
+			rd.Ready = rd.NATS == "ok"
+			return rd
+		}})
+	return c.listenAndServe(ctx, api.Handler(), log, started)
+}
+
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}
+
+// connect reaches NATS: NATS_URL, else an embedded server.
+func (c *serveCmd) connect(log *slog.Logger) (*nats.Conn, func(), error) {
+	if c.NATSURL != "" {
+		nc, err := natsbus.Connect(c.connConfig("ledger", log))
+		return nc, func() {}, err
+	}
+	emb, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: c.DataDir, Listen: c.NATSListen,
+		SyncAlways: c.NATSSync == "always", Stream: c.Stream, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := c.connConfig("ledger", log)
+	cfg.NKeyFile, cfg.InProcess = emb.LedgerSeedFile, emb.Server
+	nc, err := natsbus.Connect(cfg)
+	if err != nil {
+		emb.Shutdown()
+		return nil, nil, err
+	}
+	log.Info("embedded NATS running", "listen", c.NATSListen, "store", filepath.Join(c.DataDir, "nats"),
+		"sync", c.NATSSync, "reader_credentials", emb.ReaderSeedFile)
+	return nc, emb.Shutdown, nil
+}
+
+// tokens loads the operator tokens: LEDGER_ADMIN_TOKEN and, on a single
+// node (no NATS_URL), $DATA_DIR/admin.token, generated when no token is set.
+func (c *serveCmd) tokens(log *slog.Logger) (*auth.Tokens, error) {
+	list := []string{c.AdminToken}
+	if c.NATSURL == "" {
+		path := filepath.Join(c.DataDir, "admin.token")
+		_, statErr := os.Stat(path)
+		if c.AdminToken == "" || statErr == nil {
+			tok, created, err := auth.LoadOrCreateAdminToken(path)
+			if err != nil {
+				return nil, fmt.Errorf("admin token: %w", err)
+			}
+			if created {
+				log.Info("generated an operator token", "path", path)
+			}
+			list = append(list, tok)
+		}
+	}
+	set, err := auth.AdminSet(list...)
+	if err != nil {
+		return nil, cli.Usage("LEDGER_ADMIN_TOKEN: %v", err)
+	}
+	if set.Len() == 0 {
+		log.Warn("no API token configured: every API call will be refused (set LEDGER_ADMIN_TOKEN)")
+	}
+	return auth.NewTokens(set), nil
+}
+
+func (c *serveCmd) listenAndServe(ctx context.Context, h http.Handler, log *slog.Logger, started chan<- string) error {
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", c.Listen, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() {
+		if c.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, c.TLSCert, c.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	log.Info("API listening", "addr", ln.Addr().String(), "tls", c.TLSCert != "")
+	if started != nil {
+		started <- ln.Addr().String()
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownWait)
+	defer cancel()
+	log.Info("shutting down")
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,327 @@
+// Package events defines the license events on the stream: the envelope,
+// the event types and their data, the subjects, and strict decoding.
+//
+// It is pure (no NATS): adapters move the bytes, this package says what
+// they mean. Decoding never fails silently: a message that is not a valid
+// envelope decodes as Invalid, so readers can audit it and skip it for state.
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/licenseledger/ledger/license"
+)
+
+// Schema is the envelope schema this build writes and the newest it reads.
+const Schema = 1
+
+// Subject prefixes. Org events fold into state; audit events are recorded
+// only.
+const (
+	OrgPrefix   = "licenses.org."
+	AuditPrefix = "licenses.audit."
+)
+
+// OrgSubject is the subject of org's state-changing events.
+func OrgSubject(org string) string { return OrgPrefix + org }
+
+// AuditSubject is the subject of org's audit-only events.
+func AuditSubject(org string) string { return AuditPrefix + org }
+
+// Event types on licenses.org.<org>.
+const (
+	TypeUploaded           = "license.uploaded"
+	TypeInvalidated        = "license.invalidated"
+	TypeRemoved            = "license.removed"
+	TypeGraceStarted       = "license.grace_started"
+	TypeExpired            = "license.expired"
+	TypeEnforcementChanged = "enforcement.changed"
+)
+
+// Event types on licenses.audit.<org>.
+const (
+	TypeRejected           = "license.rejected"
+	TypeRejectedSuppressed = "license.rejected_suppressed"
+	TypeLedgerStarted      = "ledger.started"
+)
+
+// TypeInvalid is the audit type of a message that is not a valid envelope.
+const TypeInvalid = "invalid"
+
+// Actor kinds.
+const (
+	ActorOrgAdmin = "org_admin"
+	ActorOperator = "operator"
+	ActorAuditor  = "auditor"
+	ActorSystem   = "system"
+	ActorInstall  = "install"
+)
+
+// Actor is who caused an event.
+type Actor struct {
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+}
+
+// Envelope is one event as stored on the stream.
+type Envelope struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Schema  int             `json:"schema"`
+	Org     string          `json:"org"`
+	At      Time            `json:"at"`
+	Actor   Actor           `json:"actor"`
+	PrevSeq uint64          `json:"prev_seq"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// Time is an event time: RFC 3339 UTC with exactly six fractional digits.
+type Time struct{ time.Time }
+
+// TimeLayout is the envelope's time format.
+const TimeLayout = "2006-01-02T15:04:05.000000Z"
+
+// MarshalJSON writes the six-digit UTC form.
+func (t Time) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + t.UTC().Format(TimeLayout) + `"`), nil
+}
+
+// UnmarshalJSON reads any RFC 3339 time (readers are liberal; writers are not).
+func (t *Time) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return err
+	}
+	t.Time = v.UTC()
+	return nil
+}
+
+// Uploaded is the data of license.uploaded.
+type Uploaded struct {
+	LicenseID          string  `json:"license_id"`
+	Fingerprint        string  `json:"fingerprint"`
+	Key                string  `json:"key"`
+	Slot               string  `json:"slot"` // SlotCurrent or SlotPending
+	GraceDaysEffective int     `json:"grace_days_effective"`
+	Source             string  `json:"source"`   // SourceAPI, SourceUI, SourceCLI, SourceInstall
+	Replaces           *string `json:"replaces"` // license_id previously in the slot
+}
+
+// Upload slots and sources.
+const (
+	SlotCurrent   = "current"
+	SlotPending   = "pending"
+	SourceAPI     = "api"
+	SourceUI      = "ui"
+	SourceCLI     = "cli"
+	SourceInstall = "install"
+)
+
+// Invalidated is the data of license.invalidated.
+type Invalidated struct {
+	LicenseID string `json:"license_id"`
+	Note      string `json:"note"`
+}
+
+// Removed is the data of license.removed.
+type Removed struct {
+	LicenseID string `json:"license_id"`
+}
+
+// Due is the data of license.grace_started and license.expired.
+type Due struct {
+	LicenseID string `json:"license_id"`
+	DueAt     Time   `json:"due_at"`
+}
+
+// EnforcementChanged is the data of enforcement.changed.
+type EnforcementChanged struct {
+	Mode string `json:"mode"` // on, off, auto
+}
+
+// Enforcement modes.
+const (
+	EnforceOn   = "on"
+	EnforceOff  = "off"
+	EnforceAuto = "auto"
+)
+
+// Rejected is the data of license.rejected. It never holds the key.
+type Rejected struct {
+	Code        string `json:"code"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Source      string `json:"source"`
+}
+
+// RejectedSuppressed is the data of license.rejected_suppressed.
+type RejectedSuppressed struct {
+	Count int  `json:"count"`
+	Since Time `json:"since"`
+}
+
+// LedgerStarted is the data of ledger.started.
+type LedgerStarted struct {
+	InstallID          string `json:"install_id"`
+	KeyringFingerprint string `json:"keyring_fingerprint"`
+	Enforcement        string `json:"enforcement"`
+	Version            string `json:"version"`
+	Clock              Time   `json:"clock"`
+	IgnoredRollback    bool   `json:"ignored_clock_rollback,omitempty"`
+}
+
+// New builds an envelope with a fresh UUIDv7 id. data is marshalled.
+func New(typ, org string, at time.Time, actor Actor, prevSeq uint64, data any) (*Envelope, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	return NewWithID(id.String(), typ, org, at, actor, prevSeq, data)
+}
+
+// NewWithID builds an envelope with a given id (deterministic scheduler ids).
+func NewWithID(id, typ, org string, at time.Time, actor Actor, prevSeq uint64, data any) (*Envelope, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	return &Envelope{ID: id, Type: typ, Schema: Schema, Org: org, At: Time{at.UTC().Truncate(time.Microsecond)},
+		Actor: actor, PrevSeq: prevSeq, Data: raw}, nil
+}
+
+// Encode returns the bytes to publish.
+func (e *Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
+
+// IsOrgType reports whether typ belongs on an org subject (folded).
+func IsOrgType(typ string) bool {
+	switch typ {
+	case TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired, TypeEnforcementChanged:
+		return true
+	}
+	return false
+}
+
+// ValidOrg reports whether org names a slot: an org slug or _instance.
+func ValidOrg(org string) bool { return org == license.InstanceOrg || license.ValidSlug(org) }
+
+// Message is a decoded stream message.
+type Message struct {
+	Seq     uint64
+	Subject string
+	Raw     []byte
+	// Envelope is nil when the message is not a valid envelope; Err says why.
+	Envelope *Envelope
+	Err      error
+}
+
+// Type is the envelope's type, or TypeInvalid.
+func (m *Message) Type() string {
+	if m.Envelope == nil {
+		return TypeInvalid
+	}
+	return m.Envelope.Type
+}
+
+// Org is the org the subject names ("" if the subject is not ours).
+func (m *Message) Org() string {
+	if o, ok := strings.CutPrefix(m.Subject, OrgPrefix); ok {
+		return o
+	}
+	if o, ok := strings.CutPrefix(m.Subject, AuditPrefix); ok {
+		return o
+	}
+	return ""
+}
+
+// IsOrgSubject reports whether the message is on an org (folded) subject.
+func (m *Message) IsOrgSubject() bool { return strings.HasPrefix(m.Subject, OrgPrefix) }
+
+// Decode checks raw as an envelope published on subject at seq. Unknown
+// types and fields are accepted (readers ignore them for state). A message
+// that is not JSON, lacks a required field, names another org than its
+// subject, or carries an org type on an audit subject (or the reverse)
+// decodes with a nil Envelope and Err set.
+func Decode(subject string, seq uint64, raw []byte) *Message {
+	m := &Message{Seq: seq, Subject: subject, Raw: raw}
+	env, err := decodeEnvelope(raw)
+	if err == nil {
+		err = env.checkSubject(m)
+	}
+	if err != nil {
+		m.Err = err
+		return m
+	}
+	m.Envelope = env
+	return m
+}
+
+func decodeEnvelope(raw []byte) (*Envelope, error) {
+	if !utf8.Valid(raw) {
+		return nil, fmt.Errorf("not an envelope: not valid UTF-8")
+	}
+	var env Envelope
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&env); err != nil {
+		return nil, fmt.Errorf("not an envelope: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("not an envelope: data after the object")
+	}
+	switch {
+	case env.ID == "":
+		return nil, fmt.Errorf("envelope without id")
+	case env.Type == "" || env.Type == TypeInvalid:
+		return nil, fmt.Errorf("envelope without a type")
+	case env.Schema < 1:
+		return nil, fmt.Errorf("envelope without a schema")
+	case env.At.IsZero():
+		return nil, fmt.Errorf("envelope without at")
+	case env.Actor.Kind == "":
+		return nil, fmt.Errorf("envelope without actor")
+	case len(env.Data) == 0 || env.Data[0] != '{':
+		return nil, fmt.Errorf("envelope data is not an object")
+	}
+	if _, err := uuid.Parse(env.ID); err != nil {
+		return nil, fmt.Errorf("envelope id is not a UUID")
+	}
+	return &env, nil
+}
+
+func (e *Envelope) checkSubject(m *Message) error {
+	if e.Org != m.Org() || !ValidOrg(e.Org) {
+		return fmt.Errorf("envelope org %q on subject %q", e.Org, m.Subject)
+	}
+	if m.IsOrgSubject() != IsOrgType(e.Type) && (IsOrgType(e.Type) || isAuditType(e.Type)) {
+		return fmt.Errorf("type %s does not belong on %s", e.Type, m.Subject)
+	}
+	if e.Type == TypeEnforcementChanged && e.Org != license.InstanceOrg {
+		return fmt.Errorf("enforcement.changed outside _instance")
+	}
+	return nil
+}
+
+func isAuditType(typ string) bool {
+	return typ == TypeRejected || typ == TypeRejectedSuppressed || typ == TypeLedgerStarted
+}
+
+// DecodeData unmarshals the envelope's data into v.
+func (e *Envelope) DecodeData(v any) error { return json.Unmarshal(e.Data, v) }
+
+// Errors of the event store, returned by adapters and mapped to HTTP by the
+// API: a conflict is retried after reloading the org, unavailability is 503.
+var (
+	ErrConflict    = errors.New("conflict: the subject moved on since it was read")
+	ErrUnavailable = errors.New("event store unavailable")
+)

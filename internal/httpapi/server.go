@@ -1,0 +1,225 @@
+// Package httpapi is the ledger's HTTP API: authentication, org selection,
+// the license endpoints, health, readiness and metrics. Every error is JSON
+// {"error": code, "message": text} with the status of one table.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/licenseledger/ledger/internal/auth"
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/ledger"
+	"github.com/licenseledger/ledger/license"
+)
+
+// Readiness is what /readyz reports.
+type Readiness struct {
+	Ready        bool   `json:"-"`
+	NATS         string `json:"nats"`          // ok | unavailable
+	Store        string `json:"store"`         // memory | postgres | loading
+	ProjectorLag uint64 `json:"projector_lag"` // stream head minus the last folded sequence
+}
+
+// Config wires the API.
+type Config struct {
+	Service   *ledger.Service
+	Tokens    *auth.Tokens
+	Readiness func(ctx context.Context) Readiness
+	Registry  *prometheus.Registry
+	Logger    *slog.Logger
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg      Config
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New returns the API server; its metrics are registered in cfg.Registry.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ledger_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ledger_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+	}
+	cfg.Registry.MustRegister(s.requests, s.latency)
+	return s
+}
+
+// route is one path with its handlers by method.
+type route struct {
+	path    string
+	methods map[string]http.HandlerFunc
+}
+
+// Handler returns the API's handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	routes := []route{
+		{"/api/license", map[string]http.HandlerFunc{
+			http.MethodGet:  s.authed(s.getLicense),
+			http.MethodPost: s.authed(s.postLicense),
+		}},
+		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz}},
+		{"/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz}},
+		{"/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},
+	}
+	for _, r := range routes {
+		mux.Handle(r.path, s.instrument(r.path, r.dispatch))
+	}
+	mux.Handle("/", s.instrument("other", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, ledger.CodeNotFound, "no such endpoint")
+	}))
+	return mux
+}
+
+func (rt route) dispatch(w http.ResponseWriter, r *http.Request) {
+	if h, ok := rt.methods[r.Method]; ok {
+		h(w, r)
+		return
+	}
+	if r.Method == http.MethodHead {
+		if h, ok := rt.methods[http.MethodGet]; ok {
+			h(w, r)
+			return
+		}
+	}
+	allow := make([]string, 0, len(rt.methods))
+	for m := range rt.methods {
+		allow = append(allow, m)
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+rt.path)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) instrument(name string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h(rec, r)
+		s.requests.WithLabelValues(name, strconv.Itoa(rec.code)).Inc()
+		s.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		if rec.code >= 500 {
+			s.cfg.Logger.Warn("request failed", "method", r.Method, "path", r.URL.Path, "code", rec.code)
+		}
+	})
+}
+
+type principalKey struct{}
+
+// principal returns the authenticated caller set by authed.
+func principal(ctx context.Context) *auth.Principal {
+	p, _ := ctx.Value(principalKey{}).(*auth.Principal)
+	return p
+}
+
+// authed requires a known bearer token and puts its principal in the
+// request context.
+func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		p, known := s.cfg.Tokens.Authenticate(strings.TrimSpace(tok))
+		if !ok || !known {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ledger"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	}
+}
+
+// statusOf is the one table from error codes to HTTP statuses.
+var statusOf = map[string]int{
+	ledger.CodeMalformed:        http.StatusBadRequest,
+	ledger.CodeSignatureInvalid: http.StatusUnprocessableEntity,
+	ledger.CodeUnknownKey:       http.StatusUnprocessableEntity,
+	ledger.CodeOrgMismatch:      http.StatusUnprocessableEntity,
+	ledger.CodeInstallMismatch:  http.StatusUnprocessableEntity,
+	ledger.CodeRevoked:          http.StatusUnprocessableEntity,
+	ledger.CodeAlreadyExpired:   http.StatusUnprocessableEntity,
+	ledger.CodeOlderThanCurrent: http.StatusConflict,
+	ledger.CodeConflict:         http.StatusConflict,
+	ledger.CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	ledger.CodeUnavailable:      http.StatusServiceUnavailable,
+	ledger.CodeForbidden:        http.StatusForbidden,
+	ledger.CodeNotFound:         http.StatusNotFound,
+	ledger.CodeBadRequest:       http.StatusBadRequest,
+	"org_ambiguous":             http.StatusBadRequest,
+	"org_required":              http.StatusBadRequest,
+	"org_invalid":               http.StatusBadRequest,
+}
+
+// writeCommandError answers a command error.
+func (s *Server) writeCommandError(w http.ResponseWriter, err error) {
+	code := ledger.CodeOf(err)
+	var e *ledger.Error
+	msg := err.Error()
+	if errors.As(err, &e) {
+		msg = e.Message
+	}
+	switch code {
+	case ledger.CodeConflict:
+		w.Header().Set("Retry-After", "1")
+		msg = "the org changed concurrently too many times; retry"
+	case ledger.CodeUnavailable, "":
+		s.cfg.Logger.Error("event store unavailable", "err", err)
+		w.Header().Set("Retry-After", "2")
+		code, msg = ledger.CodeUnavailable, "the event store is unavailable; nothing was changed, retry"
+	}
+	writeError(w, statusOf[code], code, msg)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]string{"error": code, "message": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.Encode(v)
+}
+
+// orgOf selects the org of a /api/license request: ?org= or X-Org-Slug.
+func orgOf(r *http.Request) (string, *ledger.Error) {
+	q, h := r.URL.Query().Get("org"), r.Header.Get("X-Org-Slug")
+	org := q
+	switch {
+	case q != "" && h != "" && q != h:
+		return "", &ledger.Error{Code: "org_ambiguous", Message: "?org= and X-Org-Slug name different orgs"}
+	case q == "" && h == "":
+		return "", &ledger.Error{Code: "org_required", Message: "name the org with ?org= or X-Org-Slug"}
+	case q == "":
+		org = h
+	}
+	if !events.ValidOrg(org) {
+		return "", &ledger.Error{Code: "org_invalid", Message: "an org is a slug (^[a-z0-9][a-z0-9-]{0,62}$) or " + license.InstanceOrg}
+	}
+	return org, nil
+}

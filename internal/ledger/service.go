@@ -1,0 +1,202 @@
+// Package ledger is the command layer: it decides license commands against
+// each org's folded state and appends the resulting events with per-org
+// optimistic concurrency. It holds every org's state in memory, kept
+// current by the stream consumer and, for commands and reads, by folding
+// the org's subject up to its head.
+package ledger
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
+)
+
+// Store is the event store the service appends to and reads from
+// (natsbus.Bus). Errors are events.ErrConflict, events.ErrUnavailable or
+// others meaning unavailable.
+type Store interface {
+	// Head returns the last sequence on subject, 0 if none.
+	Head(ctx context.Context, subject string) (uint64, error)
+	// Next returns the first message on subject at or after seq, or nil.
+	Next(ctx context.Context, subject string, seq uint64) (*events.Message, error)
+	// ReadSubject calls fn for messages on subject in (after, upTo], in order.
+	ReadSubject(ctx context.Context, subject string, after, upTo uint64, fn func(*events.Message) error) error
+	// Append publishes env expecting subject's last sequence to be expected.
+	Append(ctx context.Context, subject string, env *events.Envelope, expected uint64) (uint64, error)
+}
+
+// Config configures a Service.
+type Config struct {
+	Store Store
+	Keys  *license.Keys
+	// DefaultGraceDays applies to licenses without grace_days. Defaults to 7
+	// when negative... callers pass LICENSE_GRACE_DAYS.
+	DefaultGraceDays int
+	// RejectAuditPerMinute caps license.rejected events per org
+	// (LEDGER_REJECT_AUDIT_RATE). Defaults to 10.
+	RejectAuditPerMinute int
+	// Version is recorded in ledger.started.
+	Version string
+	// Now is the clock. Defaults to time.Now.
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// Service runs license commands. It is safe for concurrent use.
+type Service struct {
+	cfg       Config
+	store     Store
+	installID atomic.Value // string
+	mu        sync.Mutex
+	orgs      map[string]*orgEntry
+	rejects   *rejectLimiter
+}
+
+// orgEntry is one org's cached state. cmd serializes this process's
+// commands on the org (fewer conflicts); mu guards state.
+type orgEntry struct {
+	cmd   sync.Mutex
+	mu    sync.Mutex
+	state *projection.OrgState
+}
+
+// New returns a Service. Call Start before serving commands.
+func New(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RejectAuditPerMinute <= 0 {
+		cfg.RejectAuditPerMinute = 10
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	s := &Service{cfg: cfg, store: cfg.Store, orgs: map[string]*orgEntry{}}
+	s.installID.Store("")
+	s.rejects = newRejectLimiter(cfg.RejectAuditPerMinute)
+	return s
+}
+
+// InstallID returns the install's id ("" before Start).
+func (s *Service) InstallID() string { return s.installID.Load().(string) }
+
+func (s *Service) trust() projection.Trust {
+	return projection.Trust{Ring: s.cfg.Keys.Ring(), InstallID: s.InstallID()}
+}
+
+func (s *Service) entry(org string) *orgEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.orgs[org]
+	if !ok {
+		e = &orgEntry{state: projection.NewOrgState(org)}
+		s.orgs[org] = e
+	}
+	return e
+}
+
+// State returns org's cached state without touching the stream.
+func (s *Service) State(org string) *projection.OrgState {
+	e := s.entry(org)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state
+}
+
+// Observe folds a message from the stream consumer into the cache. Messages
+// already folded (by a command's catch-up) are ignored.
+func (s *Service) Observe(m *events.Message) {
+	if !m.IsOrgSubject() || !events.ValidOrg(m.Org()) {
+		return
+	}
+	s.apply(s.entry(m.Org()), m)
+}
+
+func (s *Service) apply(e *orgEntry, m *events.Message) *projection.OrgState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n, outcome, err := projection.Apply(s.trust(), e.state, m)
+	if outcome == projection.Stale {
+		return e.state
+	}
+	if err != nil {
+		s.cfg.Metrics.FoldSkipped.WithLabelValues(outcome.String()).Inc()
+		s.cfg.Logger.Warn("event skipped for state", "seq", m.Seq, "subject", m.Subject, "outcome", outcome.String(), "err", err)
+	}
+	e.state = n
+	return n
+}
+
+// Reverify re-checks every cached license (after a key ring reload).
+func (s *Service) Reverify() {
+	s.mu.Lock()
+	entries := make([]*orgEntry, 0, len(s.orgs))
+	for _, e := range s.orgs {
+		entries = append(entries, e)
+	}
+	s.mu.Unlock()
+	trust := s.trust()
+	for _, e := range entries {
+		e.mu.Lock()
+		e.state = projection.Reverify(trust, e.state)
+		e.mu.Unlock()
+	}
+}
+
+// Reset drops every cached state (the stream was recreated).
+func (s *Service) Reset() {
+	s.mu.Lock()
+	s.orgs = map[string]*orgEntry{}
+	s.mu.Unlock()
+}
+
+// current returns org's state at least as new as its subject head.
+func (s *Service) current(ctx context.Context, org string) (*orgEntry, *projection.OrgState, error) {
+	e := s.entry(org)
+	subject := events.OrgSubject(org)
+	head, err := s.store.Head(ctx, subject)
+	if err != nil {
+		return nil, nil, err
+	}
+	st := s.State(org)
+	if st.Seq >= head {
+		return e, st, nil
+	}
+	s.cfg.Metrics.CatchUps.Inc()
+	err = s.store.ReadSubject(ctx, subject, st.Seq, head, func(m *events.Message) error {
+		s.apply(e, m)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e, e.state, nil
+}
+
+// Status returns org's status payload, at least as new as the heads of the
+// org's subject and of _instance's.
+func (s *Service) Status(ctx context.Context, org string) (license.Report, error) {
+	_, own, err := s.current(ctx, org)
+	if err != nil {
+		return license.Report{}, err
+	}
+	inst := own
+	if org != license.InstanceOrg {
+		if _, inst, err = s.current(ctx, license.InstanceOrg); err != nil {
+			return license.Report{}, err
+		}
+	}
+	return projection.Report(org, own, inst, s.cfg.Now()), nil
+}

@@ -1,0 +1,100 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/license"
+)
+
+// Start adopts the install id from the stream (the first ledger.started on
+// licenses.audit._instance), or creates one on a stream that has none, and
+// appends this ledger's ledger.started. Concurrent first starts agree: the
+// loser of the append race re-reads and adopts the winner's id.
+func (s *Service) Start(ctx context.Context, extra events.LedgerStarted) error {
+	subject := events.AuditSubject(license.InstanceOrg)
+	actor := events.Actor{Kind: events.ActorSystem, ID: "ledger"}
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		id, head, err := s.findInstallID(ctx)
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			id = uuid.NewString()
+		}
+		data := extra
+		data.InstallID = id
+		data.KeyringFingerprint = s.cfg.Keys.Ring().Fingerprint()
+		data.Version = s.cfg.Version
+		data.Clock = events.Time{Time: s.cfg.Now()}
+		if data.Enforcement == "" {
+			data.Enforcement = s.State(license.InstanceOrg).EnforcementMode()
+		}
+		env, err := events.New(events.TypeLedgerStarted, license.InstanceOrg, s.cfg.Now(), actor, head, data)
+		if err != nil {
+			return err
+		}
+		_, err = s.store.Append(ctx, subject, env, head)
+		if isConflict(err) {
+			jitter(attempt)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("append ledger.started: %w", err)
+		}
+		s.installID.Store(id)
+		s.cfg.Metrics.Appended.WithLabelValues(events.TypeLedgerStarted).Inc()
+		s.Reverify()
+		return nil
+	}
+	return fmt.Errorf("append ledger.started: %w", events.ErrConflict)
+}
+
+// findInstallID returns the install id of the first valid ledger.started
+// on _instance's audit subject ("" if none) and that subject's head.
+func (s *Service) findInstallID(ctx context.Context) (string, uint64, error) {
+	subject := events.AuditSubject(license.InstanceOrg)
+	head, err := s.store.Head(ctx, subject)
+	if err != nil || head == 0 {
+		return "", head, err
+	}
+	var found string
+	errFound := fmt.Errorf("found")
+	err = s.store.ReadSubject(ctx, subject, 0, head, func(m *events.Message) error {
+		if m.Type() != events.TypeLedgerStarted {
+			return nil
+		}
+		var d events.LedgerStarted
+		if m.Envelope.DecodeData(&d) == nil {
+			if u, perr := uuid.Parse(d.InstallID); perr == nil {
+				found = u.String()
+				return errFound
+			}
+		}
+		return nil
+	})
+	if err != nil && err != errFound {
+		return "", 0, err
+	}
+	return found, head, nil
+}
+
+// InstallIDFromStream looks up the install id without appending (readers).
+func InstallIDFromStream(ctx context.Context, store Store) (string, error) {
+	s := &Service{store: store}
+	id, _, err := s.findInstallID(ctx)
+	return id, err
+}
+
+// AdoptInstallID sets the install id from the stream, if it has one, so the
+// initial fold verifies install-bound licenses without a second pass.
+func (s *Service) AdoptInstallID(ctx context.Context) error {
+	id, _, err := s.findInstallID(ctx)
+	if err == nil && id != "" {
+		s.installID.Store(id)
+	}
+	return err
+}

@@ -1,0 +1,178 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
+)
+
+// maxAttempts is one try plus five retries after conflicts.
+const maxAttempts = 6
+
+// Upload is a license upload command.
+type Upload struct {
+	Org    string       // an org slug or _instance
+	Body   []byte       // compact key or license.json, as received
+	Actor  events.Actor // who
+	Source string       // events.SourceAPI, SourceUI, SourceCLI, SourceInstall
+	Force  bool         // accept an older issued_at (operators only; checked by the caller)
+}
+
+// Result is what a successful command returns.
+type Result struct {
+	Report license.Report
+	// Appended is false when the command changed nothing (idempotent repeat).
+	Appended bool
+	Seq      uint64
+}
+
+// Upload checks u against every rule of the contract, in order: size,
+// parse, kid, signature, payload, org, install id, revoked, already past
+// grace, identical to the current or pending license (200, no event), older
+// than the current one (409 unless forced). A failure appends a
+// license.rejected on the org's audit subject and nothing on its org
+// subject. On success the license becomes current, or pending when its
+// not_before − 5 min is still ahead.
+func (s *Service) Upload(ctx context.Context, u Upload) (Result, error) {
+	res, err := s.upload(ctx, u)
+	s.count("upload", res, err)
+	return res, err
+}
+
+func (s *Service) upload(ctx context.Context, u Upload) (Result, error) {
+	lic, err := s.cfg.Keys.Ring().Verify(u.Body, license.Expect{Org: u.Org, InstallID: s.InstallID()})
+	if err != nil {
+		return Result{}, s.reject(ctx, u, lic, fail(codeOf(err), err.Error()))
+	}
+	grace := license.EffectiveGrace(lic.Payload, s.cfg.DefaultGraceDays)
+	return s.command(ctx, u.Org, func(st *projection.OrgState, now time.Time) (*events.Envelope, error) {
+		data, err := decideUpload(st, lic, grace, u, now)
+		if err != nil || data == nil {
+			return nil, err
+		}
+		return events.New(events.TypeUploaded, u.Org, now, u.Actor, st.Seq, data)
+	}, func(err error) error { return s.reject(ctx, u, lic, err) })
+}
+
+// decideUpload applies the state-dependent rules. It returns nil data for
+// an identical repeat.
+func decideUpload(st *projection.OrgState, lic *license.License, grace int, u Upload, now time.Time) (*events.Uploaded, error) {
+	p := lic.Payload
+	if st.IsRevoked(p.LicenseID) {
+		return nil, fail(CodeRevoked, fmt.Sprintf("license %s was invalidated for %s", p.LicenseID, u.Org))
+	}
+	if !now.Before(p.Expires.Add(time.Duration(grace) * 24 * time.Hour)) {
+		return nil, fail(CodeAlreadyExpired, fmt.Sprintf("the license expired on %s and its grace has ended", license.FormatTime(p.Expires)))
+	}
+	inForce, waiting := st.InForce(now)
+	for _, held := range []*projection.Slot{inForce, waiting} {
+		if held != nil && held.Upload.Fingerprint == lic.Fingerprint {
+			return nil, nil
+		}
+	}
+	if inForce != nil && !u.Force && inForce.License.Payload != nil && p.IssuedAt.Before(inForce.License.Payload.IssuedAt) {
+		return nil, fail(CodeOlderThanCurrent, fmt.Sprintf("the license was issued on %s, before the current one (%s); an operator can force it",
+			license.FormatTime(p.IssuedAt), license.FormatTime(inForce.License.Payload.IssuedAt)))
+	}
+	d := &events.Uploaded{LicenseID: p.LicenseID, Fingerprint: lic.Fingerprint, Key: lic.Key, Slot: events.SlotCurrent,
+		GraceDaysEffective: grace, Source: u.Source}
+	replaced := inForce
+	if license.StartsLater(p, now) {
+		d.Slot, replaced = events.SlotPending, waiting
+	}
+	if replaced != nil {
+		id := replaced.LicenseID()
+		d.Replaces = &id
+	}
+	return d, nil
+}
+
+// reject audits a rule failure and returns it.
+func (s *Service) reject(ctx context.Context, u Upload, lic *license.License, err error) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	rej := events.Rejected{Code: e.Code, Source: u.Source}
+	if lic != nil {
+		rej.Fingerprint = lic.Fingerprint
+	}
+	s.audit(ctx, u.Org, u.Actor, rej)
+	return err
+}
+
+// decider builds the event of a command from the org's current state, or
+// returns nil for a command that changes nothing, or an error.
+type decider func(st *projection.OrgState, now time.Time) (*events.Envelope, error)
+
+// command runs decide against org's latest state and appends its event,
+// retrying after conflicts with the reloaded state. onRuleErr (optional)
+// sees rule failures (*Error) before they are returned.
+func (s *Service) command(ctx context.Context, org string, decide decider, onRuleErr func(error) error) (Result, error) {
+	e := s.entry(org)
+	e.cmd.Lock()
+	defer e.cmd.Unlock()
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		_, st, err := s.current(ctx, org)
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.cfg.Now()
+		env, err := decide(st, now)
+		if err != nil {
+			if onRuleErr != nil {
+				return Result{}, onRuleErr(err)
+			}
+			return Result{}, err
+		}
+		if env == nil {
+			r, err := s.Status(ctx, org)
+			return Result{Report: r, Seq: st.Seq}, err
+		}
+		seq, err := s.store.Append(ctx, events.OrgSubject(org), env, st.Seq)
+		if isConflict(err) {
+			s.cfg.Metrics.Conflicts.Inc()
+			jitter(attempt)
+			continue
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		s.cfg.Metrics.Appended.WithLabelValues(env.Type).Inc()
+		if raw, err := env.Encode(); err == nil {
+			s.apply(e, events.Decode(events.OrgSubject(org), seq, raw))
+		}
+		r, err := s.Status(ctx, org)
+		return Result{Report: r, Appended: true, Seq: seq}, err
+	}
+	return Result{}, events.ErrConflict
+}
+
+func isConflict(err error) bool { return errors.Is(err, events.ErrConflict) }
+
+// jitter waits a little longer after each conflict, randomised so
+// contending writers spread out.
+func jitter(attempt int) {
+	base := time.Duration(1<<min(attempt, 6)) * time.Millisecond
+	time.Sleep(base + rand.N(base*4))
+}
+
+func (s *Service) count(command string, res Result, err error) {
+	result := "ok"
+	switch {
+	case err != nil:
+		result = CodeOf(err)
+		if result == "" {
+			result = "error"
+		}
+	case !res.Appended:
+		result = "noop"
+	}
+	s.cfg.Metrics.Commands.WithLabelValues(command, result).Inc()
+}

@@ -1,0 +1,186 @@
+package natsauth
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// allowed mirrors how nats-server evaluates a publish or subscribe: the
+// subject must match an allow entry and no deny entry.
+func allowed(p *server.SubjectPermission, subject string) bool {
+	match := func(filters []string) bool {
+		return slices.ContainsFunc(filters, func(f string) bool {
+			return server.SubjectMatchesFilter(subject, f)
+		})
+	}
+	return match(p.Allow) && !match(p.Deny)
+}
+
+// Subjects as nats.go's jetstream package (v1.55) and nats-server build them.
+var readerAllowed = []string{
+	"$JS.API.INFO",
+	"$JS.API.STREAM.INFO.LICENSES",
+	"$JS.API.STREAM.MSG.GET.LICENSES",
+	"$JS.API.DIRECT.GET.LICENSES",
+	"$JS.API.DIRECT.GET.LICENSES.licenses.org.acme",
+	"$JS.API.CONSUMER.CREATE.LICENSES",
+	"$JS.API.CONSUMER.CREATE.LICENSES.projector",
+	"$JS.API.CONSUMER.CREATE.LICENSES.projector.licenses.org.*",
+	"$JS.API.CONSUMER.DURABLE.CREATE.LICENSES.projector",
+	"$JS.API.CONSUMER.INFO.LICENSES.projector",
+	"$JS.API.CONSUMER.DELETE.LICENSES.projector",
+	"$JS.API.CONSUMER.MSG.NEXT.LICENSES.projector",
+	"$JS.ACK.LICENSES.projector.1.2.2.1700000000000000000.0",
+	"$JS.ACK._.hash.LICENSES.projector.1.2.2.1700000000000000000.0",
+	"$JS.FC.LICENSES.projector.abcd",
+}
+
+var readerDenied = []string{
+	"licenses.org.acme",
+	"licenses.audit.acme",
+	"$JS.API.STREAM.CREATE.LICENSES",
+	"$JS.API.STREAM.UPDATE.LICENSES",
+	"$JS.API.STREAM.DELETE.LICENSES",
+	"$JS.API.STREAM.PURGE.LICENSES",
+	"$JS.API.STREAM.MSG.DELETE.LICENSES",
+	"$JS.API.STREAM.SNAPSHOT.LICENSES",
+	"$JS.API.STREAM.INFO.OTHER",
+	"$JS.API.DIRECT.GET.OTHER",
+	"$JS.API.CONSUMER.CREATE.OTHER.x",
+	"$JS.API.CONSUMER.MSG.NEXT.OTHER.x",
+	"$JS.ACK.OTHER.c.1.2.2.1.0",
+	"$JS.API.META.LEADER.STEPDOWN",
+	"$JS.API.STREAM.LEADER.STEPDOWN.LICENSES",
+	"orders.created",
+	"_INBOX.abc",
+}
+
+func TestReaderPublish(t *testing.T) {
+	p, err := Permissions(RoleReader, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range readerAllowed {
+		if !allowed(p.Publish, s) {
+			t.Errorf("reader cannot publish %s", s)
+		}
+	}
+	for _, s := range readerDenied {
+		if allowed(p.Publish, s) {
+			t.Errorf("reader may publish %s", s)
+		}
+	}
+}
+
+func TestLedgerPublish(t *testing.T) {
+	p, err := Permissions(RoleLedger, DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := append([]string{
+		"licenses.org.acme",
+		"licenses.audit.acme",
+		"$JS.API.STREAM.CREATE.LICENSES",
+		"$JS.API.STREAM.UPDATE.LICENSES",
+	}, readerAllowed...)
+	for _, s := range ok {
+		if !allowed(p.Publish, s) {
+			t.Errorf("ledger cannot publish %s", s)
+		}
+	}
+	denied := []string{
+		"$JS.API.STREAM.DELETE.LICENSES",
+		"$JS.API.STREAM.PURGE.LICENSES",
+		"$JS.API.STREAM.MSG.DELETE.LICENSES",
+		"$JS.API.STREAM.CREATE.OTHER",
+		"$JS.API.STREAM.UPDATE.OTHER",
+		"$JS.API.CONSUMER.CREATE.OTHER.x",
+		"orders.created",
+	}
+	for _, s := range denied {
+		if allowed(p.Publish, s) {
+			t.Errorf("ledger may publish %s", s)
+		}
+	}
+}
+
+func TestSubscribeOnlyInbox(t *testing.T) {
+	for _, role := range Roles() {
+		p, err := Permissions(role, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !allowed(p.Subscribe, "_INBOX.abc.def") {
+			t.Errorf("%s cannot subscribe to inboxes", role)
+		}
+		for _, s := range []string{"licenses.org.acme", "$JS.API.INFO", "$SYS.REQ.SERVER.PING"} {
+			if allowed(p.Subscribe, s) {
+				t.Errorf("%s may subscribe to %s", role, s)
+			}
+		}
+	}
+}
+
+func TestCustomStream(t *testing.T) {
+	for _, role := range Roles() {
+		p, err := Permissions(role, "ORDERS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !allowed(p.Publish, "$JS.API.CONSUMER.MSG.NEXT.ORDERS.c") {
+			t.Errorf("%s: consumer next on ORDERS not allowed", role)
+		}
+		if allowed(p.Publish, "$JS.API.STREAM.INFO.LICENSES") {
+			t.Errorf("%s: still allowed on LICENSES", role)
+		}
+	}
+}
+
+func TestPermissionsRejectsBadInput(t *testing.T) {
+	if _, err := Permissions("admin", ""); err == nil {
+		t.Error("unknown role accepted")
+	}
+	for _, stream := range []string{"A.B", "A*", "A>", "A B"} {
+		if _, err := Permissions(RoleReader, stream); err == nil || !strings.Contains(err.Error(), "stream") {
+			t.Errorf("stream %q: err = %v", stream, err)
+		}
+	}
+}
+
+func TestServerUsers(t *testing.T) {
+	ledger, err := GenerateIdentity(RoleLedger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := GenerateIdentity(RoleReader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := ServerUsers("", ledger, reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 2 || users[0].Nkey != ledger.PublicKey || users[1].Nkey != reader.PublicKey {
+		t.Fatalf("users = %+v", users)
+	}
+	if allowed(users[1].Permissions.Publish, "licenses.org.acme") {
+		t.Error("reader user got ledger permissions")
+	}
+	if !allowed(users[0].Permissions.Publish, "licenses.org.acme") {
+		t.Error("ledger user cannot publish events")
+	}
+
+	bad := []Identity{
+		{Role: "admin", PublicKey: ledger.PublicKey},
+		{Role: RoleReader, PublicKey: "not-a-key"},
+		{Role: RoleReader, PublicKey: string(ledger.Seed)},
+	}
+	for _, id := range bad {
+		if _, err := ServerUsers("", id); err == nil {
+			t.Errorf("ServerUsers accepted %+v", id)
+		}
+	}
+}

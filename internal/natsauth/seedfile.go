@@ -1,0 +1,164 @@
+package natsauth
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// ErrInsecureSeedFile is returned for seed files that users other than the
+// owner could read or write.
+var ErrInsecureSeedFile = errors.New("natsauth: seed file is accessible by group or others")
+
+// maxSeedFileSize bounds reads; a user seed is 58 characters.
+const maxSeedFileSize = 4096
+
+// SeedPath is where the seed of role is kept inside dir ($DATA_DIR/nats).
+func SeedPath(dir string, role Role) string {
+	return filepath.Join(dir, string(role)+".nk")
+}
+
+// LoadOrCreateSeeds returns the ledger and reader identities stored in
+// dir/ledger.nk and dir/reader.nk, generating any missing one. The directory
+// is created with mode 0700 and new files with 0600; existing files readable
+// by group or others are refused rather than fixed, because the secret may
+// already have leaked.
+func LoadOrCreateSeeds(dir string) (ledger, reader Identity, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Identity{}, Identity{}, fmt.Errorf("natsauth: create seed directory: %w", err)
+	}
+	if ledger, err = loadOrCreate(dir, RoleLedger); err != nil {
+		return Identity{}, Identity{}, err
+	}
+	if reader, err = loadOrCreate(dir, RoleReader); err != nil {
+		return Identity{}, Identity{}, err
+	}
+	return ledger, reader, nil
+}
+
+func loadOrCreate(dir string, role Role) (Identity, error) {
+	id, err := LoadIdentity(SeedPath(dir, role), role)
+	if errors.Is(err, fs.ErrNotExist) {
+		return createSeedFile(dir, role)
+	}
+	return id, err
+}
+
+// LoadIdentity reads the seed file at path, as written by LoadOrCreateSeeds
+// or `nk -gen user`: the seed text and an optional trailing newline.
+func LoadIdentity(path string, role Role) (Identity, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Identity{}, fmt.Errorf("natsauth: read %s seed: %w", role, err)
+	}
+	defer f.Close()
+	// Checking the opened file, not the path, avoids racing a replacement.
+	if err := checkSeedFileMode(f); err != nil {
+		return Identity{}, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, maxSeedFileSize))
+	if err != nil {
+		return Identity{}, fmt.Errorf("natsauth: read %s: %w", path, err)
+	}
+	id, err := IdentityFromSeed(role, trimNewline(raw))
+	if err != nil {
+		return Identity{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return id, nil
+}
+
+func checkSeedFileMode(f *os.File) error {
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("natsauth: stat %s: %w", f.Name(), err)
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("natsauth: seed file %s is not a regular file", f.Name())
+	}
+	// Windows has no meaningful permission bits to check.
+	if runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o, run chmod 600 on it (and consider rotating the key)",
+			ErrInsecureSeedFile, f.Name(), info.Mode().Perm())
+	}
+	return nil
+}
+
+func trimNewline(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
+}
+
+// createSeedFile writes a new seed through a temporary file so a crash never
+// leaves a truncated seed behind. The final name is claimed with a hard link,
+// which fails if the file exists: when two processes start at once, both end
+// up with the first one's seed instead of one silently overwriting the other.
+func createSeedFile(dir string, role Role) (Identity, error) {
+	id, err := GenerateIdentity(role)
+	if err != nil {
+		return Identity{}, err
+	}
+	tmp, err := writeTemp(dir, role, append(bytes.Clone(id.Seed), '\n'))
+	if err != nil {
+		return Identity{}, err
+	}
+	defer os.Remove(tmp)
+	path := SeedPath(dir, role)
+	err = os.Link(tmp, path)
+	if errors.Is(err, fs.ErrExist) {
+		return LoadIdentity(path, role)
+	}
+	if err != nil {
+		// Some file systems have no hard links; rename is still atomic.
+		if err := os.Rename(tmp, path); err != nil {
+			return Identity{}, fmt.Errorf("natsauth: install %s seed: %w", role, err)
+		}
+	}
+	return id, syncDir(dir)
+}
+
+func writeTemp(dir string, role Role, content []byte) (string, error) {
+	f, err := os.CreateTemp(dir, "."+string(role)+".nk-*")
+	if err != nil {
+		return "", fmt.Errorf("natsauth: write %s seed: %w", role, err)
+	}
+	err = writeAndClose(f, content)
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("natsauth: write %s seed: %w", role, err)
+	}
+	return f.Name(), nil
+}
+
+func writeAndClose(f *os.File, content []byte) error {
+	// CreateTemp already uses 0600; Chmod guards against a future change of
+	// that default.
+	err := f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(content)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+// syncDir makes the new directory entry durable.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("natsauth: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("natsauth: sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/licenseledger/ledger/internal/events"
+)
+
+// Bus reads and appends license events on one stream. It is safe for
+// concurrent use.
+type Bus struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	name   string
+	// PublishTimeout bounds one publish attempt. Defaults to 2 s.
+	PublishTimeout time.Duration
+}
+
+// Open binds to stream name on nc. With create (the ledger) it provisions
+// the stream (EnsureStream); without (readers) the stream must exist and
+// pass CheckConfig.
+func Open(ctx context.Context, nc *nats.Conn, name string, replicas int, create bool) (*Bus, StreamInfo, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, StreamInfo{}, err
+	}
+	b := &Bus{nc: nc, js: js, name: name, PublishTimeout: 2 * time.Second}
+	if create {
+		s, info, err := EnsureStream(ctx, js, name, replicas)
+		if err != nil {
+			return nil, StreamInfo{}, err
+		}
+		b.stream = s
+		return b, info, nil
+	}
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, StreamInfo{}, fmt.Errorf("stream %s: %w", name, wrapUnavailable(err))
+	}
+	b.stream = s
+	info, err := b.Info(ctx)
+	if err != nil {
+		return nil, StreamInfo{}, err
+	}
+	si := s.CachedInfo()
+	if err := CheckConfig(si.Config); err != nil {
+		return nil, StreamInfo{}, err
+	}
+	return b, info, nil
+}
+
+// Conn returns the underlying connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Name returns the stream name.
+func (b *Bus) Name() string { return b.name }
+
+// Info returns the stream's current state.
+func (b *Bus) Info(ctx context.Context) (StreamInfo, error) {
+	si, err := b.stream.Info(ctx)
+	if err != nil {
+		return StreamInfo{}, wrapUnavailable(err)
+	}
+	return infoOf(si), nil
+}
+
+// Head returns the sequence of the last message on subject, 0 if none.
+func (b *Bus) Head(ctx context.Context, subject string) (uint64, error) {
+	m, err := b.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, wrapUnavailable(err)
+	}
+	return m.Sequence, nil
+}
+
+// Next returns the first message on subject at or after seq, or nil.
+func (b *Bus) Next(ctx context.Context, subject string, seq uint64) (*events.Message, error) {
+	m, err := b.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrapUnavailable(err)
+	}
+	return events.Decode(m.Subject, m.Sequence, m.Data), nil
+}
+
+// Get returns the message at seq, or nil if there is none.
+func (b *Bus) Get(ctx context.Context, seq uint64) (*events.Message, error) {
+	m, err := b.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrapUnavailable(err)
+	}
+	return events.Decode(m.Subject, m.Sequence, m.Data), nil
+}
+
+// ReadSubject calls fn for each message on subject with a sequence in
+// (after, upTo], in order.
+func (b *Bus) ReadSubject(ctx context.Context, subject string, after, upTo uint64, fn func(*events.Message) error) error {
+	for seq := after + 1; seq <= upTo; {
+		m, err := b.Next(ctx, subject, seq)
+		if err != nil {
+			return err
+		}
+		if m == nil || m.Seq > upTo {
+			return nil
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		seq = m.Seq + 1
+	}
+	return nil
+}
+
+// Append publishes env on subject, expecting the subject's last sequence to
+// be expected (0: no message yet), with Nats-Msg-Id = env.ID. It returns
+// the stream sequence of the event.
+//
+// Errors: events.ErrConflict when the subject moved on (JetStream 10071 or
+// 10164); events.ErrUnavailable when no attempt's outcome could be learned
+// before ctx ended. After an attempt with an unknown outcome (timeout,
+// disconnect) a retry that meets a wrong-sequence reply looks for its own
+// event id on the subject: single-replica streams answer such retries with
+// 10071 rather than a duplicate ack.
+func (b *Bus) Append(ctx context.Context, subject string, env *events.Envelope, expected uint64) (uint64, error) {
+	data, err := env.Encode()
+	if err != nil {
+		return 0, err
+	}
+	uncertain := false
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, b.PublishTimeout)
+		ack, err := b.js.Publish(actx, subject, data, jetstream.WithMsgID(env.ID),
+			jetstream.WithExpectLastSequencePerSubject(expected), jetstream.WithExpectStream(b.name))
+		cancel()
+		switch {
+		case err == nil:
+			return ack.Sequence, nil
+		case isWrongSequence(err):
+			if uncertain {
+				if seq, ok := b.findOwn(ctx, subject, expected, env.ID); ok {
+					return seq, nil
+				}
+			}
+			return 0, events.ErrConflict
+		case !isRetryable(err):
+			return 0, fmt.Errorf("append to %s: %w", subject, err)
+		}
+		uncertain = true
+		backoff := time.Duration(50<<min(attempt, 5))*time.Millisecond + rand.N(50*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			if seq, ok := b.findOwn(context.Background(), subject, expected, env.ID); ok {
+				return seq, nil
+			}
+			return 0, fmt.Errorf("%w: append to %s: %v", events.ErrUnavailable, subject, err)
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// findOwn looks for event id as the message right after expected on
+// subject: the expected-sequence check allows no other position.
+func (b *Bus) findOwn(ctx context.Context, subject string, expected uint64, id string) (uint64, bool) {
+	ctx, cancel := context.WithTimeout(ctx, b.PublishTimeout)
+	defer cancel()
+	m, err := b.stream.GetMsg(ctx, expected+1, jetstream.WithGetMsgSubject(subject))
+	if err != nil || m.Header.Get(jetstream.MsgIDHeader) != id {
+		return 0, false
+	}
+	return m.Sequence, true
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// isRetryable reports errors whose publish may or may not have landed, or
+// that a moment's wait can cure (leader election, reconnect).
+func isRetryable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 || apiErr.ErrorCode == 10163
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionDraining)
+}

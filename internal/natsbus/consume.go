@@ -1,0 +1,73 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/licenseledger/ledger/internal/events"
+)
+
+// Consume delivers every message of the stream from start on, in stream
+// order, to fn until ctx ends or fn returns an error. It uses an ordered
+// consumer, which recreates itself after gaps and reconnects; fn never sees
+// a sequence twice or out of order. heartbeat (0: 1 s) is the pull
+// heartbeat; onIdle, if set, runs after each heartbeat period that brought
+// no message.
+func (b *Bus) Consume(ctx context.Context, start uint64, heartbeat time.Duration, fn func(*events.Message) error, onIdle func()) error {
+	if start == 0 {
+		start = 1
+	}
+	if heartbeat <= 0 {
+		heartbeat = time.Second
+	}
+	cons, err := b.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   start,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer: %w", wrapUnavailable(err))
+	}
+	it, err := cons.Messages(jetstream.PullHeartbeat(heartbeat), jetstream.PullExpiry(max(2*heartbeat, time.Second)+heartbeat))
+	if err != nil {
+		return fmt.Errorf("consumer: %w", wrapUnavailable(err))
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	next := start
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(heartbeat))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return ctx.Err()
+		}
+		if errors.Is(err, nats.ErrTimeout) { // nothing new within a heartbeat
+			if onIdle != nil {
+				onIdle()
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("consumer: %w", err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("consumer metadata: %w", err)
+		}
+		seq := md.Sequence.Stream
+		if seq < next {
+			continue // already delivered: never twice
+		}
+		next = seq + 1
+		if err := fn(events.Decode(msg.Subject(), seq, msg.Data())); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package natsbus
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/licenseledger/ledger/internal/natsauth"
+)
+
+// EmbeddedConfig configures the single-node server the ledger runs when no
+// NATS_URL is set.
+type EmbeddedConfig struct {
+	// DataDir holds the JetStream store in DataDir/nats and the nkey seeds
+	// in DataDir/nats/ledger.nk and reader.nk (created 0600 when absent).
+	DataDir string
+	// Listen is host:port for other processes (gatekeepers), or "off" for
+	// in-process clients only. Defaults to 127.0.0.1:4223.
+	Listen string
+	// SyncAlways fsyncs every write (the default for the embedded server: an
+	// acknowledged event survives a host crash). False syncs on an interval.
+	SyncAlways bool
+	// Stream is the stream name the permissions are for.
+	Stream string
+	Logger *slog.Logger
+}
+
+// Embedded is a running embedded nats-server.
+type Embedded struct {
+	Server *server.Server
+	// LedgerSeedFile and ReaderSeedFile are the credential files (NATS_NKEY).
+	LedgerSeedFile string
+	ReaderSeedFile string
+	Ledger, Reader natsauth.Identity
+	// ClientURL is where external clients connect; "" when Listen is "off".
+	ClientURL string
+}
+
+// StartEmbedded starts the server and waits until it accepts connections.
+// Authentication is always required.
+func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	dir := filepath.Join(cfg.DataDir, "nats")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	ledger, reader, err := natsauth.LoadOrCreateSeeds(dir)
+	if err != nil {
+		return nil, err
+	}
+	users, err := natsauth.ServerUsers(cfg.Stream, ledger, reader)
+	if err != nil {
+		return nil, err
+	}
+	opts := &server.Options{
+		ServerName:            "ledger-embedded",
+		JetStream:             true,
+		StoreDir:              dir,
+		SyncAlways:            cfg.SyncAlways,
+		Nkeys:                 users,
+		NoSigs:                true,
+		NoLog:                 true,
+		MaxPayload:            1 << 20,
+		DisableShortFirstPing: true,
+	}
+	listen := cfg.Listen
+	if listen == "" {
+		listen = "127.0.0.1:4223"
+	}
+	if listen == "off" {
+		opts.DontListen = true
+	} else {
+		host, port, err := splitListen(listen)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkFree(listen); err != nil {
+			return nil, err
+		}
+		opts.Host, opts.Port = host, port
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	if cfg.Logger != nil {
+		s.SetLoggerV2(&slogAdapter{cfg.Logger.With("component", "nats")}, false, false, false)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("embedded NATS did not become ready within 30s")
+	}
+	e := &Embedded{Server: s, LedgerSeedFile: natsauth.SeedPath(dir, natsauth.RoleLedger),
+		ReaderSeedFile: natsauth.SeedPath(dir, natsauth.RoleReader), Ledger: ledger, Reader: reader}
+	if !opts.DontListen {
+		e.ClientURL = s.ClientURL()
+	}
+	return e, nil
+}
+
+// Shutdown stops the server and waits for it.
+func (e *Embedded) Shutdown() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+}
+
+func splitListen(listen string) (string, int, error) {
+	host, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, fmt.Errorf("--nats-listen %q: want host:port or off", listen)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("--nats-listen %q: bad port", listen)
+	}
+	return host, port, nil
+}
+
+// checkFree turns a taken port into a clear error before nats-server,
+// which would only log it, tries to bind.
+func checkFree(listen string) error {
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("--nats-listen %s: %w (another NATS server? pick another address with --nats-listen or LEDGER_NATS_LISTEN, or off)", listen, err)
+	}
+	return l.Close()
+}
+
+// slogAdapter routes nats-server logs to slog.
+type slogAdapter struct{ log *slog.Logger }
+
+func (a *slogAdapter) Noticef(format string, v ...any) { a.log.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Warnf(format string, v ...any)   { a.log.Warn(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Fatalf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Errorf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Debugf(format string, v ...any)  { a.log.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Tracef(format string, v ...any)  { a.log.Debug(fmt.Sprintf(format, v...)) }

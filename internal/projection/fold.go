@@ -1,0 +1,198 @@
+// Package projection holds the fold every reader of the stream shares: one
+// pure function from (org state, event) to org state, and the status of an
+// org computed from its state and the instance-wide state at a given time.
+//
+// The fold never trusts an event: every uploaded key is re-verified against
+// the reader's own key ring and install id, so a forged event can at worst
+// make an org invalid, never valid.
+package projection
+
+import (
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/license"
+)
+
+// Trust is what a reader verifies stored keys against.
+type Trust struct {
+	Ring      *license.Ring
+	InstallID string // "" until the install id is known
+}
+
+// Slot is a license held in an org's current or pending slot.
+type Slot struct {
+	license.Held
+	Upload events.Uploaded // the event data, kept to re-verify and to project rows
+	Seq    uint64          // stream sequence of the upload
+	At     time.Time       // the upload event's time
+}
+
+// LicenseID is the id the upload event names.
+func (s *Slot) LicenseID() string { return s.Upload.LicenseID }
+
+// OrgState is an org's folded state. Values are immutable once returned by
+// Apply: a new event yields a new OrgState, so readers may share them
+// without locks.
+type OrgState struct {
+	Org string
+	// Seq is the stream sequence of the last message folded from the org's
+	// subject (valid or not); 0 before any.
+	Seq     uint64
+	Current *Slot
+	Pending *Slot
+	// Revoked maps revoked license ids to the sequence that revoked them,
+	// with the note in RevokedNotes.
+	Revoked      map[string]uint64
+	RevokedNotes map[string]string
+	// Enforcement is the install-wide mode set on _instance ("" = never set).
+	Enforcement string
+	// UpdatedAt is the last folded event's time.
+	UpdatedAt time.Time
+}
+
+// NewOrgState returns the state of an org with no events.
+func NewOrgState(org string) *OrgState { return &OrgState{Org: org} }
+
+// Outcome says what Apply did with a message.
+type Outcome int
+
+// Outcomes of Apply.
+const (
+	Applied Outcome = iota // folded
+	Ignored                // a valid event with no effect on state (unknown type, audit-only)
+	Stale                  // at or below the state's sequence: already folded
+	Invalid                // not a valid envelope, or prev_seq mismatch: skipped for state
+	TooNew                 // schema newer than this build reads: skipped for state
+)
+
+func (o Outcome) String() string {
+	return [...]string{"applied", "ignored", "stale", "invalid", "too_new"}[o]
+}
+
+// Apply folds m, a message of s.Org's org subject, into s and returns the
+// new state (s itself when nothing changed but the sequence may have).
+// Messages at or below s.Seq are Stale and change nothing. Every other
+// message advances Seq, so the state's sequence always matches the subject
+// head it has seen.
+func Apply(trust Trust, s *OrgState, m *events.Message) (*OrgState, Outcome, error) {
+	if m.Seq <= s.Seq {
+		return s, Stale, nil
+	}
+	if !m.IsOrgSubject() || m.Org() != s.Org {
+		return s, Stale, fmt.Errorf("message on %s folded into %s", m.Subject, s.Org)
+	}
+	n := s.clone()
+	n.Seq = m.Seq
+	env := m.Envelope
+	switch {
+	case env == nil:
+		return n, Invalid, m.Err
+	case env.PrevSeq != s.Seq:
+		return n, Invalid, fmt.Errorf("prev_seq %d, the subject's previous event is %d", env.PrevSeq, s.Seq)
+	case env.Schema > events.Schema:
+		return n, TooNew, fmt.Errorf("schema %d is newer than %d: upgrade this reader", env.Schema, events.Schema)
+	}
+	n.UpdatedAt = env.At.Time
+	n.promote(env.At.Time)
+	var err error
+	switch env.Type {
+	case events.TypeUploaded:
+		err = n.applyUpload(trust, m)
+	case events.TypeInvalidated:
+		var d events.Invalidated
+		if err = env.DecodeData(&d); err == nil {
+			n.Revoked = maps.Clone(n.Revoked)
+			n.RevokedNotes = maps.Clone(n.RevokedNotes)
+			if n.Revoked == nil {
+				n.Revoked, n.RevokedNotes = map[string]uint64{}, map[string]string{}
+			}
+			n.Revoked[d.LicenseID] = m.Seq
+			n.RevokedNotes[d.LicenseID] = d.Note
+		}
+	case events.TypeRemoved:
+		n.Current, n.Pending = nil, nil
+	case events.TypeEnforcementChanged:
+		var d events.EnforcementChanged
+		if err = env.DecodeData(&d); err == nil {
+			if d.Mode != events.EnforceOn && d.Mode != events.EnforceOff && d.Mode != events.EnforceAuto {
+				err = fmt.Errorf("enforcement mode %q", d.Mode)
+			}
+			n.Enforcement = d.Mode
+		}
+	default: // grace_started, expired: audit only; unknown types: ignored
+		return n, Ignored, nil
+	}
+	if err != nil {
+		s2 := s.clone()
+		s2.Seq = m.Seq
+		return s2, Invalid, fmt.Errorf("%s data: %w", env.Type, err)
+	}
+	return n, Applied, nil
+}
+
+func (s *OrgState) clone() *OrgState {
+	c := *s
+	return &c
+}
+
+// promote makes a pending license current once its start has passed at
+// time at (the event's time, so every reader agrees).
+func (s *OrgState) promote(at time.Time) {
+	if s.Pending != nil && !license.StartsLater(s.Pending.payload(), at) {
+		s.Current, s.Pending = s.Pending, nil
+	}
+}
+
+func (s *Slot) payload() *license.Payload {
+	if s == nil || s.License == nil {
+		return nil
+	}
+	return s.License.Payload
+}
+
+func (s *OrgState) applyUpload(trust Trust, m *events.Message) error {
+	var d events.Uploaded
+	if err := m.Envelope.DecodeData(&d); err != nil {
+		return err
+	}
+	if d.Slot != events.SlotCurrent && d.Slot != events.SlotPending {
+		return fmt.Errorf("slot %q", d.Slot)
+	}
+	slot := &Slot{Upload: d, Seq: m.Seq, At: m.Envelope.At.Time}
+	slot.verify(trust, s.Org)
+	if d.Slot == events.SlotCurrent {
+		s.Current = slot
+	} else {
+		s.Pending = slot
+	}
+	return nil
+}
+
+// verify re-checks the stored key against trust and the event's claims.
+func (s *Slot) verify(trust Trust, org string) {
+	l, err := trust.Ring.Verify([]byte(s.Upload.Key), license.Expect{Org: org, InstallID: trust.InstallID})
+	if l == nil {
+		l = &license.License{PayloadErr: err}
+	}
+	if err == nil && (l.Fingerprint != s.Upload.Fingerprint || l.Payload.LicenseID != s.Upload.LicenseID) {
+		err = &license.Error{Reason: license.ReasonMalformed, Detail: "the event's fingerprint or license_id does not match its key"}
+	}
+	s.Held = license.Held{License: l, Err: err, GraceDays: s.Upload.GraceDaysEffective}
+}
+
+// Reverify returns s with its slots verified again under trust (after a key
+// ring reload or once the install id is known).
+func Reverify(trust Trust, s *OrgState) *OrgState {
+	n := s.clone()
+	for _, p := range []**Slot{&n.Current, &n.Pending} {
+		if *p != nil {
+			c := **p
+			c.verify(trust, s.Org)
+			*p = &c
+		}
+	}
+	return n
+}
