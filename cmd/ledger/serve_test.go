@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/licenseledger/ledger/internal/cli"
+)
+
+// ledgerProc is a ledger serve running in-process on a random port.
+type ledgerProc struct {
+	t      *testing.T
+	url    string
+	token  string
+	cancel context.CancelFunc
+	done   chan error
+	cmd    *serveCmd
+}
+
+func startLedger(t *testing.T, dataDir string, env map[string]string) *ledgerProc {
+	t.Helper()
+	ring, _ := vendorKey("k1")
+	cmd := &serveCmd{Listen: "127.0.0.1:0", DataDir: dataDir, NATSListen: "off", NATSSync: "always",
+		Replicas: 1, GraceDays: 7, RejectAudit: 10, ShutdownWait: 5 * time.Second}
+	cmd.PublicKeys = ring
+	cmd.Stream = "LICENSES"
+	cmd.LogFormat, cmd.LogLevel = "text", "warn"
+	if v, ok := env["LICENSE_GRACE_DAYS"]; ok {
+		fmt.Sscan(v, &cmd.GraceDays)
+	}
+	var logs bytes.Buffer
+	log, _ := cmd.Logger(&lockedWriter{w: &logs})
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan string, 1)
+	p := &ledgerProc{t: t, cancel: cancel, done: make(chan error, 1), cmd: cmd}
+	go func() {
+		p.done <- cmd.serve(ctx, &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, started)
+	}()
+	select {
+	case addr := <-started:
+		p.url = "http://" + addr
+	case err := <-p.done:
+		t.Fatalf("ledger exited: %v\n%s", err, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("ledger did not start")
+	}
+	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.token = strings.TrimSpace(string(tok))
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *ledgerProc) stop() {
+	if p.cancel == nil {
+		return
+	}
+	p.cancel()
+	p.cancel = nil
+	if err := <-p.done; err != nil {
+		p.t.Errorf("ledger stopped with %v", err)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// call makes an API request and decodes the JSON answer.
+func (p *ledgerProc) call(method, path, body string, hdr ...string) (int, map[string]any) {
+	p.t.Helper()
+	req, _ := http.NewRequest(method, p.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &m); err != nil {
+		p.t.Fatalf("%s %s: not JSON (%d): %s", method, path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, m
+}
+
+func TestServeUploadStatusRestart(t *testing.T) {
+	dir := t.TempDir()
+	l := startLedger(t, dir, nil)
+	code, st := l.call("GET", "/api/license?org=acme", "")
+	if code != 200 || st["status"] != "missing" || st["seq"] != 0.0 || st["resolved_from"] != "none" {
+		t.Fatalf("before upload: %d %v", code, st)
+	}
+	key := signed(t, "k1", func(p map[string]any) { p["expires"] = time.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339) })
+	code, up := l.call("POST", "/api/license?org=acme", key)
+	if code != 200 || up["status"] != "valid" || up["seq"] == 0.0 || up["resolved_from"] != "org" {
+		t.Fatalf("upload: %d %v", code, up)
+	}
+	_, got := l.call("GET", "/api/license", "", "X-Org-Slug", "acme")
+	if got["status"] != "valid" || got["seq"] != up["seq"] || got["license_id"] != "0193a5b0-7e1a-7c3d-8f00-1234567890ab" {
+		t.Fatalf("GET after upload: %v", got)
+	}
+	// Same key again: 200, no event.
+	_, again := l.call("POST", "/api/license?org=acme", key)
+	if again["seq"] != up["seq"] {
+		t.Fatalf("identical upload appended an event: %v", again)
+	}
+	l.stop()
+
+	l2 := startLedger(t, dir, nil)
+	_, after := l2.call("GET", "/api/license?org=acme", "")
+	if after["status"] != "valid" || after["seq"] != up["seq"] {
+		t.Fatalf("after restart: %v", after)
+	}
+}
