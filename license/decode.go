@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+
+	"github.com/licenseledger/ledger/internal/strictjson"
 )
 
 // b64 is the strict unpadded base64url used for the payload and signature.
@@ -95,8 +97,8 @@ func stripSpace(b []byte) string {
 }
 
 func decodeJSONForm(data []byte) (*License, error) {
-	if err := checkObject(data, jsonFormKeys); err != nil {
-		return nil, malformed("license.json: %s", err.Detail)
+	if err := strictjson.CheckObject(data, jsonFormKeys); err != nil {
+		return nil, malformed("license.json: %v", err)
 	}
 	var f jsonForm
 	if err := json.Unmarshal(data, &f); err != nil {

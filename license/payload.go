@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/licenseledger/ledger/internal/strictjson"
 )
 
 // Tier is a license tier.
@@ -68,8 +70,8 @@ const minYear, maxYear = 1970, 9998
 // tier, ranges respected, issued_at < expires and not_before < expires.
 // Unknown keys are ignored. Errors are malformed *Error values.
 func ParsePayload(data []byte) (*Payload, error) {
-	if e := checkObject(data, payloadKeys); e != nil {
-		return nil, e
+	if err := strictjson.CheckObject(data, payloadKeys); err != nil {
+		return nil, malformed("payload: %v", err)
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {

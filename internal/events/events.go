@@ -7,17 +7,15 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
+	"github.com/licenseledger/ledger/internal/strictjson"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -267,17 +265,17 @@ func Decode(subject string, seq uint64, raw []byte) *Message {
 	return m
 }
 
+// envelopeKeys are the envelope's keys, matched exactly (encoding/json alone
+// would accept "ORG" for "org", or a second "org" overriding the first).
+var envelopeKeys = []string{"id", "type", "schema", "org", "at", "actor", "prev_seq", "data"}
+
 func decodeEnvelope(raw []byte) (*Envelope, error) {
-	if !utf8.Valid(raw) {
-		return nil, fmt.Errorf("not an envelope: not valid UTF-8")
-	}
-	var env Envelope
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&env); err != nil {
+	if err := strictjson.CheckObject(raw, envelopeKeys); err != nil {
 		return nil, fmt.Errorf("not an envelope: %v", err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("not an envelope: data after the object")
+	var env Envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, fmt.Errorf("not an envelope: %v", err)
 	}
 	switch {
 	case env.ID == "":

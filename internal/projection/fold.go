@@ -90,10 +90,10 @@ func Apply(trust Trust, s *OrgState, m *events.Message) (*OrgState, Outcome, err
 	switch {
 	case env == nil:
 		return n, Invalid, m.Err
-	case env.PrevSeq != s.Seq:
-		return n, Invalid, fmt.Errorf("prev_seq %d, the subject's previous event is %d", env.PrevSeq, s.Seq)
 	case env.Schema > events.Schema:
 		return n, TooNew, fmt.Errorf("schema %d is newer than %d: upgrade this reader", env.Schema, events.Schema)
+	case env.PrevSeq != s.Seq:
+		return n, Invalid, fmt.Errorf("prev_seq %d, the subject's previous event is %d", env.PrevSeq, s.Seq)
 	}
 	n.UpdatedAt = env.At.Time
 	n.promote(env.At.Time)
@@ -103,7 +103,10 @@ func Apply(trust Trust, s *OrgState, m *events.Message) (*OrgState, Outcome, err
 		err = n.applyUpload(trust, m)
 	case events.TypeInvalidated:
 		var d events.Invalidated
-		if err = env.DecodeData(&d); err == nil {
+		if err = env.DecodeData(&d); err == nil && d.LicenseID == "" {
+			err = fmt.Errorf("no license_id")
+		}
+		if err == nil {
 			n.Revoked = maps.Clone(n.Revoked)
 			n.RevokedNotes = maps.Clone(n.RevokedNotes)
 			if n.Revoked == nil {
@@ -179,6 +182,10 @@ func (s *Slot) verify(trust Trust, org string) {
 	}
 	if err == nil && (l.Fingerprint != s.Upload.Fingerprint || l.Payload.LicenseID != s.Upload.LicenseID) {
 		err = &license.Error{Reason: license.ReasonMalformed, Detail: "the event's fingerprint or license_id does not match its key"}
+	}
+	if g := s.Upload.GraceDaysEffective; err == nil &&
+		(g < 0 || g > license.MaxGraceDays || g != license.EffectiveGrace(l.Payload, g)) {
+		err = &license.Error{Reason: license.ReasonMalformed, Detail: "the event's grace_days_effective does not match its key"}
 	}
 	s.Held = license.Held{License: l, Err: err, GraceDays: s.Upload.GraceDaysEffective}
 }
