@@ -50,11 +50,12 @@ func loadOrCreate(dir string, role Role) (Identity, error) {
 }
 
 // LoadIdentity reads the seed file at path, as written by LoadOrCreateSeeds
-// or `nk -gen user`: the seed text and an optional trailing newline.
+// or `nk -gen user`: the seed text and an optional trailing newline. A seed
+// does not record its role; role only labels the returned Identity.
 func LoadIdentity(path string, role Role) (Identity, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Identity{}, fmt.Errorf("natsauth: read %s seed: %w", role, err)
+		return Identity{}, fmt.Errorf("natsauth: read seed: %w", err)
 	}
 	defer f.Close()
 	// Checking the opened file, not the path, avoids racing a replacement.

@@ -83,6 +83,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		if err := checkFree(listen); err != nil {
 			return nil, err
 		}
+		if port == 0 {
+			port = -1 // nats-server reads 0 as its default 4222; -1 picks a free port
+		}
 		opts.Host, opts.Port = host, port
 	}
 	s, err := server.NewServer(opts)
