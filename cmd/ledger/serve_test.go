@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/testenv/natstest"
 )
 
 // ledgerProc is a ledger serve running in-process on a random port.
@@ -133,5 +135,54 @@ func TestServeUploadStatusRestart(t *testing.T) {
 	_, after := l2.call("GET", "/api/license?org=acme", "")
 	if after["status"] != "valid" || after["seq"] != up["seq"] {
 		t.Fatalf("after restart: %v", after)
+	}
+}
+
+// With NATS_URL the ledger uses the external server with the given
+// credentials, generates no admin token, and takes LEDGER_ADMIN_TOKEN.
+func TestServeExternalNATS(t *testing.T) {
+	srv := natstest.Start(t)
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "ledger.nk")
+	if err := os.WriteFile(seed, srv.LedgerSeed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ring, _ := vendorKey("k1")
+	token := strings.Repeat("t", 40)
+	cmd := &serveCmd{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), NATSSync: "always",
+		Replicas: 1, GraceDays: 7, RejectAudit: 10, ShutdownWait: time.Second, AdminToken: token}
+	cmd.PublicKeys, cmd.Stream, cmd.NATSURL, cmd.NATSNKey = ring, "LICENSES", srv.URL(), seed
+	cmd.LogFormat, cmd.LogLevel = "json", "warn"
+	log, _ := cmd.Logger(io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- cmd.serve(ctx, &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, started) }()
+	var p *ledgerProc
+	select {
+	case addr := <-started:
+		p = &ledgerProc{t: t, url: "http://" + addr, token: token}
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	if code, m := p.call("POST", "/api/license?org=acme", signed(t, "k1", func(m map[string]any) { m["expires"] = future(time.Hour) })); code != 200 || m["status"] != "valid" {
+		t.Fatalf("upload: %d %v", code, m)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "admin.token")); err == nil {
+		t.Fatal("an admin token was generated although NATS_URL is set")
+	}
+	// The event is on the external stream, readable by the reader role.
+	js := srv.JetStream(t, natsauth.RoleReader)
+	s, err := js.Stream(ctx, "LICENSES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.GetLastMsgForSubject(ctx, "licenses.org.acme"); err != nil || !strings.Contains(string(m.Data), `"license.uploaded"`) {
+		t.Fatalf("stream: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,255 @@
+package ledger_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/ledger"
+	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/testenv/natstest"
+	"github.com/licenseledger/ledger/license"
+)
+
+func vendor(kid string) (string, ed25519.PrivateKey) {
+	seed := sha256.Sum256([]byte("ledger test " + kid))
+	priv := ed25519.NewKeyFromSeed(seed[:])
+	return kid + ":" + base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey)), priv
+}
+
+func sign(t testing.TB, kid string, mod func(map[string]any)) string {
+	t.Helper()
+	p := map[string]any{
+		"license_id": "0193a5b0-7e1a-7c3d-8f00-1234567890ab", "customer": "Acme", "org_slug": "acme",
+		"tier": "starter", "issued_at": "2026-11-01T00:00:00Z", "expires": time.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339),
+	}
+	if mod != nil {
+		mod(p)
+	}
+	b, _ := json.Marshal(p)
+	_, priv := vendor(kid)
+	l, err := license.Sign(priv, kid, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Key
+}
+
+type fixture struct {
+	bus   *natsbus.Bus
+	nc    *nats.Conn
+	clock atomic.Pointer[time.Time]
+}
+
+func (f *fixture) now() time.Time {
+	if p := f.clock.Load(); p != nil {
+		return *p
+	}
+	return time.Now()
+}
+
+func newFixture(t *testing.T, connect func() *nats.Conn) *fixture {
+	t.Helper()
+	nc := connect()
+	b, _, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{bus: b, nc: nc}
+}
+
+func (f *fixture) service(t *testing.T) *ledger.Service {
+	t.Helper()
+	ring, _ := vendor("k1")
+	keys, err := license.NewKeys(license.RingConfig{Env: ring, NoBuiltin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := ledger.New(ledger.Config{Store: f.bus, Keys: keys, DefaultGraceDays: 7, Now: f.now, Version: "test"})
+	if err := svc.Start(context.Background(), events.LedgerStarted{}); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+var operator = events.Actor{Kind: events.ActorOperator, ID: "test-op"}
+
+// 50 concurrent uploads of distinct licenses to one org through two ledger
+// replicas: every answer is success or conflict, prev_seq is unbroken, and
+// the final license is one that was acknowledged.
+func TestConcurrentUploadsOneOrg(t *testing.T) {
+	srv := natstest.Start(t)
+	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	replicas := []*ledger.Service{f.service(t), f.service(t)}
+	if replicas[0].InstallID() != replicas[1].InstallID() || replicas[0].InstallID() == "" {
+		t.Fatalf("replicas disagree on the install id: %q %q", replicas[0].InstallID(), replicas[1].InstallID())
+	}
+	const n = 50
+	var wg sync.WaitGroup
+	acked := sync.Map{}
+	var ok, conflicts atomic.Int32
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("0193a5b0-7e1a-7c3d-8f00-%012d", i)
+			key := sign(t, "k1", func(p map[string]any) {
+				p["license_id"] = id
+				p["issued_at"] = time.Date(2026, 11, 1, 0, 0, i, 0, time.UTC).Format(time.RFC3339)
+			})
+			res, err := replicas[i%2].Upload(context.Background(), ledger.Upload{Org: "acme", Body: []byte(key), Actor: operator, Source: events.SourceAPI, Force: true})
+			switch code := ledger.CodeOf(err); {
+			case err == nil:
+				ok.Add(1)
+				acked.Store(id, res.Seq)
+			case code == ledger.CodeConflict:
+				conflicts.Add(1)
+			default:
+				t.Errorf("upload %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d acknowledged, %d answered conflict", ok.Load(), conflicts.Load())
+	if ok.Load() == 0 {
+		t.Fatal("nothing acknowledged")
+	}
+	// prev_seq is unbroken on the subject and every event is acknowledged.
+	ctx := context.Background()
+	head, _ := f.bus.Head(ctx, events.OrgSubject("acme"))
+	var prev uint64
+	count := 0
+	err := f.bus.ReadSubject(ctx, events.OrgSubject("acme"), 0, head, func(m *events.Message) error {
+		if m.Envelope == nil || m.Envelope.PrevSeq != prev {
+			return fmt.Errorf("seq %d: prev_seq %v, want %d", m.Seq, m.Envelope, prev)
+		}
+		var d events.Uploaded
+		m.Envelope.DecodeData(&d)
+		if seq, ok := acked.Load(d.LicenseID); !ok || seq.(uint64) != m.Seq {
+			return fmt.Errorf("seq %d holds %s, which no caller saw acknowledged", m.Seq, d.LicenseID)
+		}
+		prev = m.Seq
+		count++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if count != int(ok.Load()) {
+		t.Fatalf("%d events for %d acknowledgements", count, ok.Load())
+	}
+	for _, svc := range replicas {
+		r, err := svc.Status(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := acked.Load(*r.LicenseID); !ok || *r.Seq != head {
+			t.Fatalf("final license %s at seq %d was not acknowledged (head %d)", *r.LicenseID, *r.Seq, head)
+		}
+	}
+}
+
+// An event appended by hand with the ledger's credentials but a forged
+// key folds as invalid, never as valid.
+func TestForgedEventIsInvalid(t *testing.T) {
+	srv := natstest.Start(t)
+	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	svc := f.service(t)
+	ctx := context.Background()
+	forged := sign(t, "k9", func(p map[string]any) {}) // k9 is not trusted
+	l, _ := license.Decode([]byte(forged))
+	// Same kid as a trusted key but another private key.
+	_, priv9 := vendor("k9")
+	payload := l.PayloadJSON()
+	underK1, _ := license.Sign(priv9, "k1", payload)
+	for i, key := range []*license.License{l, underK1} {
+		org := []string{"acme", "globex"}[i]
+		p := map[string]any{}
+		json.Unmarshal(payload, &p)
+		if org == "globex" {
+			p["org_slug"] = "globex"
+			b, _ := json.Marshal(p)
+			key, _ = license.Sign(priv9, "k1", b)
+		}
+		env, _ := events.New(events.TypeUploaded, org, time.Now(), operator, 0, events.Uploaded{
+			LicenseID: "0193a5b0-7e1a-7c3d-8f00-1234567890ab", Fingerprint: key.Fingerprint, Key: key.Key,
+			Slot: events.SlotCurrent, GraceDaysEffective: 7, Source: events.SourceAPI})
+		if _, err := f.bus.Append(ctx, events.OrgSubject(org), env, 0); err != nil {
+			t.Fatal(err)
+		}
+		r, err := svc.Status(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []license.Reason{license.ReasonUnknownKey, license.ReasonSignatureInvalid}[i]
+		if r.Status != license.StatusInvalid || r.Reason == nil || *r.Reason != want {
+			t.Fatalf("%s: forged event folded as %s/%v, want invalid/%s", org, r.Status, r.Reason, want)
+		}
+	}
+}
+
+// Rejections are audited on the audit subject without the key, capped per
+// org, and what the cap dropped is summarised once the bucket refills.
+func TestRejectionAuditRateLimit(t *testing.T) {
+	srv := natstest.Start(t)
+	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	start := time.Now()
+	f.clock.Store(&start)
+	svc := f.service(t)
+	ctx := context.Background()
+	bad := sign(t, "k2", nil) // untrusted kid
+	for range 15 {
+		_, err := svc.Upload(ctx, ledger.Upload{Org: "acme", Body: []byte(bad), Actor: operator, Source: events.SourceCLI})
+		var e *ledger.Error
+		if !errors.As(err, &e) || e.Code != ledger.CodeUnknownKey {
+			t.Fatalf("upload: %v", err)
+		}
+	}
+	later := start.Add(time.Minute)
+	f.clock.Store(&later)
+	svc.Upload(ctx, ledger.Upload{Org: "acme", Body: []byte("garbage"), Actor: operator, Source: events.SourceAPI})
+
+	head, _ := f.bus.Head(ctx, events.AuditSubject("acme"))
+	var types []string
+	var suppressed events.RejectedSuppressed
+	f.bus.ReadSubject(ctx, events.AuditSubject("acme"), 0, head, func(m *events.Message) error {
+		types = append(types, m.Type())
+		switch m.Type() {
+		case events.TypeRejected:
+			var d events.Rejected
+			m.Envelope.DecodeData(&d)
+			if d.Fingerprint == "" && d.Code != ledger.CodeMalformed || d.Source == "" {
+				t.Errorf("rejected event %s", m.Raw)
+			}
+			if strings.Contains(string(m.Raw), bad[len(bad)-40:]) {
+				t.Errorf("a rejected event holds the key")
+			}
+		case events.TypeRejectedSuppressed:
+			m.Envelope.DecodeData(&suppressed)
+		}
+		return nil
+	})
+	if len(types) != 12 || types[10] != events.TypeRejectedSuppressed || types[11] != events.TypeRejected {
+		t.Fatalf("audit subject: %v", types)
+	}
+	if suppressed.Count != 5 || !suppressed.Since.Equal(start.UTC().Truncate(time.Microsecond)) {
+		t.Fatalf("suppressed %+v", suppressed)
+	}
+	// Nothing reached the org subject.
+	if h, _ := f.bus.Head(ctx, events.OrgSubject("acme")); h != 0 {
+		t.Fatalf("org subject head %d after rejections", h)
+	}
+}
