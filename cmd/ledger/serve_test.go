@@ -158,7 +158,9 @@ func TestServeExternalNATS(t *testing.T) {
 	defer cancel()
 	started := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- cmd.serve(ctx, &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, started) }()
+	go func() {
+		done <- cmd.serve(ctx, &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, started)
+	}()
 	var p *ledgerProc
 	select {
 	case addr := <-started:
