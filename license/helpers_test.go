@@ -2,33 +2,16 @@ package license_test
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/license"
 )
 
-// testKey derives a deterministic key pair from name, so fuzz seeds stay valid.
-func testKey(name string) (ed25519.PublicKey, ed25519.PrivateKey) {
-	seed := sha256.Sum256([]byte("license test key " + name))
-	priv := ed25519.NewKeyFromSeed(seed[:])
-	return priv.Public().(ed25519.PublicKey), priv
-}
+func testKey(name string) (ed25519.PublicKey, ed25519.PrivateKey) { return licensetest.Key(name) }
 
-func testRing(t testing.TB, kids ...string) *license.Ring {
-	t.Helper()
-	keys := map[string]ed25519.PublicKey{}
-	for _, k := range kids {
-		keys[k], _ = testKey(k)
-	}
-	r, err := license.NewRing(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func testRing(t testing.TB, kids ...string) *license.Ring { return licensetest.Ring(t, kids...) }
 
 var t0 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 
@@ -48,29 +31,11 @@ func basePayload() map[string]any {
 	}
 }
 
-func mustJSON(t testing.TB, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func mustJSON(t testing.TB, v any) []byte { return licensetest.JSON(t, v) }
 
-// signRaw signs arbitrary payload bytes, bypassing Sign's validation, the
-// way a careless or hostile vendor tool could.
-func signRaw(kid string, payload []byte) string {
-	_, priv := testKey(kid)
-	signed := "hfl1." + kid + "." + b64(payload)
-	return signed + "." + b64(ed25519.Sign(priv, []byte(signed)))
-}
+func signRaw(kid string, payload []byte) string { return licensetest.SignRaw(kid, payload) }
 
 func sign(t testing.TB, kid string, p map[string]any) *license.License {
 	t.Helper()
-	_, priv := testKey(kid)
-	l, err := license.Sign(priv, kid, mustJSON(t, p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return licensetest.Sign(t, kid, p)
 }

@@ -70,32 +70,25 @@ func (f *follower) handle(m *events.Message) error {
 	return nil
 }
 
-// watch polls stream info: the head (for lag and readiness), NATS
-// reachability, and the created time (a recreated stream resyncs).
-func (f *follower) watch(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		info, err := f.bus.Info(cctx)
-		cancel()
-		f.natsOK.Store(err == nil)
-		if err != nil {
-			continue
-		}
-		f.head.Store(info.LastSeq)
-		if !info.Created.Equal(f.created) {
-			f.log.Error("the stream was recreated: rebuilding state from it", "was_created", f.created, "created", info.Created)
-			f.created = info.Created
-			f.svc.Reset()
-			f.audit.Reset()
-			f.applied.Store(0)
-		}
+// watch polls stream info every 2 s: the head (for lag and readiness),
+// NATS reachability, and the created time (a recreated stream resyncs).
+func (f *follower) watch(ctx context.Context) { every(ctx, 2*time.Second, func() { f.check(ctx) }) }
+
+func (f *follower) check(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	info, err := f.bus.Info(cctx)
+	cancel()
+	f.natsOK.Store(err == nil)
+	if err != nil {
+		return
+	}
+	f.head.Store(info.LastSeq)
+	if !info.Created.Equal(f.created) {
+		f.log.Error("the stream was recreated: rebuilding state from it", "was_created", f.created, "created", info.Created)
+		f.created = info.Created
+		f.svc.Reset()
+		f.audit.Reset()
+		f.applied.Store(0)
 	}
 }
 

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -35,9 +34,8 @@ func runLedger(t *testing.T, stdin string, env map[string]string, args ...string
 }
 
 func vendorKey(kid string) (string, ed25519.PrivateKey) {
-	seed := sha256.Sum256([]byte(kid))
-	priv := ed25519.NewKeyFromSeed(seed[:])
-	return kid + ":" + base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey)), priv
+	_, priv := licensetest.Key(kid)
+	return licensetest.RingEntry(kid), priv
 }
 
 func signed(t *testing.T, kid string, mod func(map[string]any)) string {

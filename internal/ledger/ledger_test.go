@@ -2,9 +2,6 @@ package ledger_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,15 +17,10 @@ import (
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
 	"github.com/licenseledger/ledger/license"
 )
-
-func vendor(kid string) (string, ed25519.PrivateKey) {
-	seed := sha256.Sum256([]byte("ledger test " + kid))
-	priv := ed25519.NewKeyFromSeed(seed[:])
-	return kid + ":" + base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey)), priv
-}
 
 func sign(t testing.TB, kid string, mod func(map[string]any)) string {
 	t.Helper()
@@ -39,13 +31,7 @@ func sign(t testing.TB, kid string, mod func(map[string]any)) string {
 	if mod != nil {
 		mod(p)
 	}
-	b, _ := json.Marshal(p)
-	_, priv := vendor(kid)
-	l, err := license.Sign(priv, kid, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.Key
+	return licensetest.Sign(t, kid, p).Key
 }
 
 type fixture struct {
@@ -73,7 +59,7 @@ func newFixture(t *testing.T, connect func() *nats.Conn) *fixture {
 
 func (f *fixture) service(t *testing.T) *ledger.Service {
 	t.Helper()
-	ring, _ := vendor("k1")
+	ring := licensetest.RingEntry("k1")
 	keys, err := license.NewKeys(license.RingConfig{Env: ring, NoBuiltin: true})
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +158,7 @@ func TestForgedEventIsInvalid(t *testing.T) {
 	forged := sign(t, "k9", func(p map[string]any) {}) // k9 is not trusted
 	l, _ := license.Decode([]byte(forged))
 	// Same kid as a trusted key but another private key.
-	_, priv9 := vendor("k9")
+	_, priv9 := licensetest.Key("k9")
 	payload := l.PayloadJSON()
 	underK1, _ := license.Sign(priv9, "k1", payload)
 	for i, key := range []*license.License{l, underK1} {

@@ -2,9 +2,6 @@ package projection_test
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -12,29 +9,13 @@ import (
 
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/license"
 )
 
-// testKey derives a deterministic key pair from name (the same derivation
-// as the license package's tests).
-func testKey(name string) (ed25519.PublicKey, ed25519.PrivateKey) {
-	seed := sha256.Sum256([]byte("license test key " + name))
-	priv := ed25519.NewKeyFromSeed(seed[:])
-	return priv.Public().(ed25519.PublicKey), priv
-}
+func testKey(name string) (ed25519.PublicKey, ed25519.PrivateKey) { return licensetest.Key(name) }
 
-func testRing(t testing.TB, kids ...string) *license.Ring {
-	t.Helper()
-	keys := map[string]ed25519.PublicKey{}
-	for _, k := range kids {
-		keys[k], _ = testKey(k)
-	}
-	r, err := license.NewRing(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func testRing(t testing.TB, kids ...string) *license.Ring { return licensetest.Ring(t, kids...) }
 
 const (
 	installID  = "5b3c1d1e-7f55-4f4b-9b68-2a1f0d3c9e11"
@@ -83,35 +64,16 @@ func pendingPayload() map[string]any {
 	return p
 }
 
-func mustJSON(t testing.TB, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func mustJSON(t testing.TB, v any) []byte { return licensetest.JSON(t, v) }
 
-// signAs signs p under kid with the private key derived from keyName.
 func signAs(t testing.TB, keyName, kid string, p map[string]any) *license.License {
 	t.Helper()
-	_, priv := testKey(keyName)
-	l, err := license.Sign(priv, kid, mustJSON(t, p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return licensetest.SignAs(t, keyName, kid, p)
 }
 
 func sign(t testing.TB, kid string, p map[string]any) *license.License { return signAs(t, kid, kid, p) }
 
-// signRaw signs arbitrary payload bytes, bypassing Sign's validation.
-func signRaw(kid string, payload []byte) string {
-	_, priv := testKey(kid)
-	b64 := base64.RawURLEncoding.EncodeToString
-	signed := "hfl1." + kid + "." + b64(payload)
-	return signed + "." + b64(ed25519.Sign(priv, []byte(signed)))
-}
+func signRaw(kid string, payload []byte) string { return licensetest.SignRaw(kid, payload) }
 
 func mod(p map[string]any, kv ...any) map[string]any {
 	for i := 0; i < len(kv); i += 2 {
