@@ -49,18 +49,22 @@ type serveCmd struct {
 	cli.KeyringFlags
 	cli.LogFlags
 	natsFlags
-	Listen       string        `env:"LEDGER_LISTEN" default:"127.0.0.1:8080" help:"HTTP API address."`
-	DataDir      string        `env:"DATA_DIR" default:"./data" help:"State directory: embedded NATS store and credentials, admin token."`
-	NATSListen   string        `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" help:"Embedded NATS client address for gatekeepers, or off (in-process only)."`
-	NATSSync     string        `name:"nats-sync" env:"LEDGER_NATS_SYNC" enum:"always,interval" default:"always" help:"Embedded JetStream fsync: always (an acknowledged event survives a host crash) or interval."`
-	Replicas     int           `name:"stream-replicas" env:"LICENSE_STREAM_REPLICAS" default:"1" help:"Stream replicas when the ledger creates the stream (3 in clusters)."`
-	GraceDays    int           `env:"LICENSE_GRACE_DAYS" default:"7" help:"Grace for licenses without grace_days, recorded at upload."`
-	AdminToken   string        `env:"LEDGER_ADMIN_TOKEN" placeholder:"TOKEN" help:"An operator token (at least 32 characters)."`
-	RejectAudit  int           `name:"reject-audit-rate" env:"LEDGER_REJECT_AUDIT_RATE" default:"10" help:"license.rejected events per org per minute; more are summarised."`
-	TLSCert      string        `name:"tls-cert" env:"LEDGER_TLS_CERT" placeholder:"FILE" help:"Serve HTTPS with this certificate."`
-	TLSKey       string        `name:"tls-key" env:"LEDGER_TLS_KEY" placeholder:"FILE" help:"Key of --tls-cert."`
-	InsecureHTTP bool          `name:"insecure-http" env:"LEDGER_INSECURE_HTTP" help:"Allow plain HTTP on a non-loopback --listen."`
-	ShutdownWait time.Duration `name:"shutdown-timeout" env:"LEDGER_SHUTDOWN_TIMEOUT" default:"10s" help:"How long to drain requests on SIGTERM."`
+	Listen              string        `env:"LEDGER_LISTEN" default:"127.0.0.1:8080" help:"HTTP API address."`
+	DataDir             string        `env:"DATA_DIR" default:"./data" help:"State directory: embedded NATS store and credentials, admin token."`
+	NATSListen          string        `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" help:"Embedded NATS client address for gatekeepers, or off (in-process only)."`
+	NATSSync            string        `name:"nats-sync" env:"LEDGER_NATS_SYNC" enum:"always,interval" default:"always" help:"Embedded JetStream fsync: always (an acknowledged event survives a host crash) or interval."`
+	Replicas            int           `name:"stream-replicas" env:"LICENSE_STREAM_REPLICAS" default:"1" help:"Stream replicas when the ledger creates the stream (3 in clusters)."`
+	GraceDays           int           `env:"LICENSE_GRACE_DAYS" default:"7" help:"Grace for licenses without grace_days, recorded at upload."`
+	LicenseFile         string        `name:"license-file" env:"LICENSE_FILE" placeholder:"FILE" help:"Install-time license file (either form), imported into _instance at start; default $DATA_DIR/license.json or license.key."`
+	LicenseKey          string        `name:"license-key" env:"LICENSE_KEY" placeholder:"KEY" help:"Install-time license as a compact key (instead of a file)."`
+	IgnoreClockRollback bool          `name:"ignore-clock-rollback" env:"LEDGER_IGNORE_CLOCK_ROLLBACK" help:"Start even though this clock is more than 5 minutes behind the newest event (recorded in ledger.started)."`
+	ScheduleInterval    time.Duration `name:"schedule-interval" env:"LEDGER_SCHEDULE_INTERVAL" default:"1s" help:"How often the expiry scheduler looks for due grace_started/expired events."`
+	AdminToken          string        `env:"LEDGER_ADMIN_TOKEN" placeholder:"TOKEN" help:"An operator token (at least 32 characters)."`
+	RejectAudit         int           `name:"reject-audit-rate" env:"LEDGER_REJECT_AUDIT_RATE" default:"10" help:"license.rejected events per org per minute; more are summarised."`
+	TLSCert             string        `name:"tls-cert" env:"LEDGER_TLS_CERT" placeholder:"FILE" help:"Serve HTTPS with this certificate."`
+	TLSKey              string        `name:"tls-key" env:"LEDGER_TLS_KEY" placeholder:"FILE" help:"Key of --tls-cert."`
+	InsecureHTTP        bool          `name:"insecure-http" env:"LEDGER_INSECURE_HTTP" help:"Allow plain HTTP on a non-loopback --listen."`
+	ShutdownWait        time.Duration `name:"shutdown-timeout" env:"LEDGER_SHUTDOWN_TIMEOUT" default:"10s" help:"How long to drain requests on SIGTERM."`
 }
 
 func (c *serveCmd) validate() error {
@@ -157,8 +161,14 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	case <-ctx.Done():
 		return nil
 	}
-	if err := svc.Start(ctx, events.LedgerStarted{}); err != nil {
+	if err := svc.Start(ctx, events.LedgerStarted{IgnoredRollback: c.IgnoreClockRollback}); err != nil {
+		if errors.Is(err, ledger.ErrClockRollback) {
+			return err
+		}
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
+	}
+	if err := svc.ImportInstallLicense(ctx, ledger.InstallSource{File: c.LicenseFile, Key: c.LicenseKey, DataDir: c.DataDir}); err != nil {
+		return err
 	}
 	log.Info("ledger started", "install_id", svc.InstallID(), "keyring_fingerprint", keys.Ring().Fingerprint(),
 		"keys", keys.Ring().Len(), "stream", c.Stream, "events", info.LastSeq, "version", version)
@@ -169,6 +179,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		svc.Reverify()
 	})
 	go every(runCtx, time.Minute, func() { svc.FlushSuppressed(runCtx) })
+	go svc.RunScheduler(runCtx, c.ScheduleInterval)
 
 	api := httpapi.New(httpapi.Config{Service: svc, Tokens: tokens, Registry: reg, Logger: log,
 		Readiness: func(context.Context) httpapi.Readiness {

@@ -72,9 +72,13 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	routes := []route{
 		{"/api/license", map[string]http.HandlerFunc{
-			http.MethodGet:  s.authed(s.getLicense),
-			http.MethodPost: s.authed(s.postLicense),
+			http.MethodGet:    s.authed(s.getLicense),
+			http.MethodPost:   s.authed(s.postLicense),
+			http.MethodDelete: s.authed(s.deleteLicense),
 		}},
+		{"/api/license/invalidate", map[string]http.HandlerFunc{http.MethodPost: s.authed(s.invalidate)}},
+		{"/api/enforcement", map[string]http.HandlerFunc{http.MethodPut: s.authed(s.putEnforcement)}},
+		{"/api/orgs", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.listOrgs)}},
 		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz}},
 		{"/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz}},
 		{"/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},

@@ -29,6 +29,8 @@ type Store interface {
 	ReadSubject(ctx context.Context, subject string, after, upTo uint64, fn func(*events.Message) error) error
 	// Append publishes env expecting subject's last sequence to be expected.
 	Append(ctx context.Context, subject string, env *events.Envelope, expected uint64) (uint64, error)
+	// Newest returns the stream's last message, or nil when it is empty.
+	Newest(ctx context.Context) (*events.Message, error)
 }
 
 // Config configures a Service.

@@ -2,7 +2,9 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -14,7 +16,14 @@ import (
 // licenses.audit._instance), or creates one on a stream that has none, and
 // appends this ledger's ledger.started. Concurrent first starts agree: the
 // loser of the append race re-reads and adopts the winner's id.
+//
+// A clock more than license.Skew behind the newest event's time is an error
+// (ErrClockRollback) unless extra.IgnoredRollback, which ledger.started
+// records.
 func (s *Service) Start(ctx context.Context, extra events.LedgerStarted) error {
+	if err := s.checkClock(ctx, extra.IgnoredRollback); err != nil {
+		return err
+	}
 	subject := events.AuditSubject(license.InstanceOrg)
 	actor := events.Actor{Kind: events.ActorSystem, ID: "ledger"}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
@@ -51,6 +60,26 @@ func (s *Service) Start(ctx context.Context, extra events.LedgerStarted) error {
 		return nil
 	}
 	return fmt.Errorf("append ledger.started: %w", events.ErrConflict)
+}
+
+// ErrClockRollback reports a clock behind the stream's newest event.
+var ErrClockRollback = errors.New("clock rollback")
+
+func (s *Service) checkClock(ctx context.Context, ignore bool) error {
+	m, err := s.store.Newest(ctx)
+	if err != nil || m == nil || m.Envelope == nil {
+		return err
+	}
+	now := s.cfg.Now()
+	if behind := m.Envelope.At.Sub(now); behind > license.Skew {
+		if ignore {
+			s.cfg.Logger.Warn("clock is behind the newest event; starting anyway (--ignore-clock-rollback)", "behind", behind.Round(time.Second))
+			return nil
+		}
+		return fmt.Errorf("%w: this clock (%s) is %s behind the newest event (seq %d at %s); fix the clock, or start with --ignore-clock-rollback (recorded in ledger.started)",
+			ErrClockRollback, now.UTC().Format(time.RFC3339), behind.Round(time.Second), m.Seq, m.Envelope.At.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // findInstallID returns the install id of the first valid ledger.started

@@ -22,6 +22,8 @@ type Upload struct {
 	Actor  events.Actor // who
 	Source string       // events.SourceAPI, SourceUI, SourceCLI, SourceInstall
 	Force  bool         // accept an older issued_at (operators only; checked by the caller)
+
+	noAudit bool // install-time import: failures are logged, never appended
 }
 
 // Result is what a successful command returns.
@@ -42,6 +44,13 @@ type Result struct {
 func (s *Service) Upload(ctx context.Context, u Upload) (Result, error) {
 	res, err := s.upload(ctx, u)
 	s.count("upload", res, err)
+	if err == nil && res.Appended {
+		if lerr := s.latch(ctx); lerr != nil {
+			s.cfg.Logger.Error("auto enforcement not latched; the next upload retries", "err", lerr)
+		}
+		mode := s.State(license.InstanceOrg).EnforcementMode()
+		res.Report.Enforcement = &mode
+	}
 	return res, err
 }
 
@@ -96,7 +105,7 @@ func decideUpload(st *projection.OrgState, lic *license.License, grace int, u Up
 // reject audits a rule failure and returns it.
 func (s *Service) reject(ctx context.Context, u Upload, lic *license.License, err error) error {
 	var e *Error
-	if !errors.As(err, &e) {
+	if !errors.As(err, &e) || u.noAudit {
 		return err
 	}
 	rej := events.Rejected{Code: e.Code, Source: u.Source}

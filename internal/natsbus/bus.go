@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -108,6 +109,15 @@ func (b *Bus) Get(ctx context.Context, seq uint64) (*events.Message, error) {
 	return events.Decode(m.Subject, m.Sequence, m.Data), nil
 }
 
+// Newest returns the stream's last message, or nil when it is empty.
+func (b *Bus) Newest(ctx context.Context) (*events.Message, error) {
+	info, err := b.Info(ctx)
+	if err != nil || info.LastSeq == 0 {
+		return nil, err
+	}
+	return b.Get(ctx, info.LastSeq)
+}
+
 // ReadSubject calls fn for each message on subject with a sequence in
 // (after, upTo], in order.
 func (b *Bus) ReadSubject(ctx context.Context, subject string, after, upTo uint64, fn func(*events.Message) error) error {
@@ -149,6 +159,8 @@ func (b *Bus) Append(ctx context.Context, subject string, env *events.Envelope, 
 			jetstream.WithExpectLastSequencePerSubject(expected), jetstream.WithExpectStream(b.name))
 		cancel()
 		switch {
+		case err == nil && ack.Duplicate:
+			return b.checkDuplicate(ctx, ack.Sequence, data)
 		case err == nil:
 			return ack.Sequence, nil
 		case isWrongSequence(err):
@@ -172,6 +184,21 @@ func (b *Bus) Append(ctx context.Context, subject string, env *events.Envelope, 
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// checkDuplicate handles a duplicate ack: the id was already stored at seq.
+// If those are our bytes (a retry of our own publish) the append
+// succeeded; if another writer stored different bytes under the same id (a
+// deterministic scheduler id), ours was not stored: a conflict.
+func (b *Bus) checkDuplicate(ctx context.Context, seq uint64, data []byte) (uint64, error) {
+	m, err := b.stream.GetMsg(ctx, seq)
+	if err != nil {
+		return 0, wrapUnavailable(err)
+	}
+	if !bytes.Equal(m.Data, data) {
+		return 0, events.ErrConflict
+	}
+	return seq, nil
 }
 
 // findOwn looks for event id as the message right after expected on

@@ -49,6 +49,10 @@ type OrgState struct {
 	RevokedNotes map[string]string
 	// Enforcement is the install-wide mode set on _instance ("" = never set).
 	Enforcement string
+	// GraceStarted and Expired are the license ids whose grace_started and
+	// expired events have been folded (the scheduler appends each once).
+	GraceStarted map[string]bool
+	Expired      map[string]bool
 	// UpdatedAt is the last folded event's time.
 	UpdatedAt time.Time
 }
@@ -125,7 +129,18 @@ func Apply(trust Trust, s *OrgState, m *events.Message) (*OrgState, Outcome, err
 			}
 			n.Enforcement = d.Mode
 		}
-	default: // grace_started, expired: audit only; unknown types: ignored
+	case events.TypeGraceStarted, events.TypeExpired:
+		// No effect on status (it is time-based); recorded so the expiry
+		// scheduler appends each event once.
+		var d events.Due
+		if err = env.DecodeData(&d); err == nil {
+			if env.Type == events.TypeGraceStarted {
+				n.GraceStarted = withID(n.GraceStarted, d.LicenseID)
+			} else {
+				n.Expired = withID(n.Expired, d.LicenseID)
+			}
+		}
+	default: // unknown types: ignored
 		return n, Ignored, nil
 	}
 	if err != nil {
@@ -134,6 +149,16 @@ func Apply(trust Trust, s *OrgState, m *events.Message) (*OrgState, Outcome, err
 		return s2, Invalid, fmt.Errorf("%s data: %w", env.Type, err)
 	}
 	return n, Applied, nil
+}
+
+// withID returns a copy of set with id added.
+func withID(set map[string]bool, id string) map[string]bool {
+	c := maps.Clone(set)
+	if c == nil {
+		c = map[string]bool{}
+	}
+	c[id] = true
+	return c
 }
 
 func (s *OrgState) clone() *OrgState {

@@ -353,7 +353,7 @@ func TestRemovedClearsBothSlotsButKeepsRevocations(t *testing.T) {
 	}
 }
 
-func TestAuditOnlyAndUnknownTypesAreIgnored(t *testing.T) {
+func TestDueEventsAreRecordedAndUnknownTypesIgnored(t *testing.T) {
 	tr := trustOf(t, "k1")
 	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
@@ -361,20 +361,24 @@ func TestAuditOnlyAndUnknownTypesAreIgnored(t *testing.T) {
 	cases := []struct {
 		typ  string
 		data any
+		want projection.Outcome
 	}{
-		{events.TypeGraceStarted, events.Due{LicenseID: idA, DueAt: events.Time{Time: expires}}},
-		{events.TypeExpired, events.Due{LicenseID: idA, DueAt: events.Time{Time: expires.Add(14 * 24 * time.Hour)}}},
-		{"license.transferred", map[string]any{"to": "globex"}},
-		{"org.renamed", map[string]any{}},
+		{events.TypeGraceStarted, events.Due{LicenseID: idA, DueAt: events.Time{Time: expires}}, projection.Applied},
+		{events.TypeExpired, events.Due{LicenseID: idA, DueAt: events.Time{Time: expires.Add(14 * 24 * time.Hour)}}, projection.Applied},
+		{"license.transferred", map[string]any{"to": "globex"}, projection.Ignored},
+		{"org.renamed", map[string]any{}, projection.Ignored},
 	}
 	seq := s.Seq
 	for _, c := range cases {
 		seq += 3 // other subjects' events in between
-		n := step(t, tr, s, seq, c.typ, t1.Add(time.Minute), c.data, projection.Ignored)
+		n := step(t, tr, s, seq, c.typ, t1.Add(time.Minute), c.data, c.want)
 		if n.Current != s.Current || n.Pending != s.Pending || len(n.Revoked) != 1 || n.Enforcement != s.Enforcement {
-			t.Fatalf("%s changed the state", c.typ)
+			t.Fatalf("%s changed the license state", c.typ)
 		}
 		s = n
+	}
+	if !s.GraceStarted[idA] || !s.Expired[idA] || s.GraceStarted[idC] {
+		t.Fatalf("due events not recorded: %v %v", s.GraceStarted, s.Expired)
 	}
 	// The chain continues from the ignored events.
 	s = step(t, tr, s, seq+1, events.TypeRemoved, t1.Add(time.Hour), events.Removed{LicenseID: idA}, projection.Applied)

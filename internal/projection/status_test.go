@@ -261,7 +261,7 @@ func TestSeqIsTheOrgSubjectsHead(t *testing.T) {
 	inst := instanceState(t, tr)
 	s := step(t, tr, projection.NewOrgState("acme"), 3, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
-	s = step(t, tr, s, 11, events.TypeGraceStarted, t1, events.Due{LicenseID: idA}, projection.Ignored)
+	s = step(t, tr, s, 11, events.TypeGraceStarted, t1, events.Due{LicenseID: idA}, projection.Applied)
 	s = step(t, tr, s, 12, events.TypeUploaded, t1, map[string]any{"slot": "x"}, projection.Invalid)
 	bad, _, _ := projection.Apply(tr, s, events.Decode(events.OrgSubject("acme"), 40, []byte("junk")))
 	for _, st := range []*projection.OrgState{s, bad} {
