@@ -57,14 +57,18 @@ func newFixture(t *testing.T, connect func() *nats.Conn) *fixture {
 	return &fixture{bus: b, nc: nc}
 }
 
-func (f *fixture) service(t *testing.T) *ledger.Service {
+func keysFor(t *testing.T) *license.Keys {
 	t.Helper()
-	ring := licensetest.RingEntry("k1")
-	keys, err := license.NewKeys(license.RingConfig{Env: ring, NoBuiltin: true})
+	keys, err := license.NewKeys(license.RingConfig{Env: licensetest.RingEntry("k1"), NoBuiltin: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := ledger.New(ledger.Config{Store: f.bus, Keys: keys, DefaultGraceDays: 7, Now: f.now, Version: "test"})
+	return keys
+}
+
+func (f *fixture) service(t *testing.T) *ledger.Service {
+	t.Helper()
+	svc := ledger.New(ledger.Config{Store: f.bus, Keys: keysFor(t), DefaultGraceDays: 7, Now: f.now, Version: "test"})
 	if err := svc.Start(context.Background(), events.LedgerStarted{}); err != nil {
 		t.Fatal(err)
 	}
