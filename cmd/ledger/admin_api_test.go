@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestAdminEndpointsOverHTTP(t *testing.T) {
+	l := startLedger(t, t.TempDir(), nil)
+	for _, org := range []string{"acme", "globex", "initech"} {
+		key := signed(t, "k1", func(p map[string]any) { p["org_slug"] = org; p["expires"] = future(time.Hour) })
+		if code, m := l.call("POST", "/api/license?org="+org, key); code != 200 {
+			t.Fatalf("upload %s: %d %v", org, code, m)
+		}
+	}
+	// Listing: every org with an event, _instance included, paged.
+	var orgs []string
+	cursor := ""
+	for i := 0; i < 10; i++ {
+		code, page := l.call("GET", "/api/orgs?limit=2"+cursor, "")
+		if code != 200 {
+			t.Fatalf("orgs: %d %v", code, page)
+		}
+		for _, o := range page["orgs"].([]any) {
+			rep := o.(map[string]any)
+			if len(rep) != 18 {
+				t.Fatalf("listing entry is not a status payload: %v", rep)
+			}
+			orgs = append(orgs, rep["org"].(string))
+		}
+		next, ok := page["next_cursor"].(string)
+		if !ok {
+			if page["next_cursor"] != nil {
+				t.Fatalf("next_cursor %v", page["next_cursor"])
+			}
+			break
+		}
+		cursor = "&cursor=" + next
+	}
+	if fmt.Sprint(orgs) != "[_instance acme globex initech]" {
+		t.Fatalf("orgs %v", orgs)
+	}
+	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "cursor=!!!"} {
+		if code, m := l.call("GET", "/api/orgs?"+q, ""); code != 400 {
+			t.Errorf("%s: %d %v", q, code, m)
+		}
+	}
+	// Enforcement.
+	if code, m := l.call("PUT", "/api/enforcement", `{"mode":"off"}`); code != 200 || m["mode"] != "off" {
+		t.Fatalf("enforcement: %d %v", code, m)
+	}
+	if code, m := l.call("PUT", "/api/enforcement", `{"mode":"maybe"}`); code != 400 || m["error"] != "bad_request" {
+		t.Fatalf("bad mode: %d %v", code, m)
+	}
+	if _, m := l.call("GET", "/api/license?org=acme", ""); m["enforcement"] != "off" {
+		t.Fatalf("status enforcement %v", m["enforcement"])
+	}
+	// Invalidate, then remove.
+	code, m := l.call("POST", "/api/license/invalidate?org=acme", `{"license_id":"0193a5b0-7e1a-7c3d-8f00-1234567890ab","note":"refund"}`)
+	if code != 200 || m["status"] != "invalid" || m["reason"] != "revoked" {
+		t.Fatalf("invalidate: %d %v", code, m)
+	}
+	if code, m := l.call("POST", "/api/license/invalidate?org=acme", `{"license_id":"nope"}`); code != 400 {
+		t.Fatalf("bad id: %d %v", code, m)
+	}
+	if code, m := l.call("POST", "/api/license/invalidate?org=acme", `{"license_id":"0193a5b0-7e1a-7c3d-8f00-1234567890ab","extra":1}`); code != 400 {
+		t.Fatalf("unknown field: %d %v", code, m)
+	}
+	if code, m := l.call("DELETE", "/api/license?org=globex", ""); code != 200 || m["status"] != "missing" {
+		t.Fatalf("remove: %d %v", code, m)
+	}
+	if code, m := l.call("DELETE", "/api/license?org=globex", ""); code != 200 || m["status"] != "missing" {
+		t.Fatalf("second remove: %d %v", code, m)
+	}
+}
