@@ -15,9 +15,15 @@ import (
 var version = "dev"
 
 type grammar struct {
-	Version kong.VersionFlag `help:"Print the version and exit."`
-	Serve   serveCmd         `cmd:"" help:"Run the ledger: API, event stream (embedded NATS unless NATS_URL), read model."`
-	License licenseCmd       `cmd:"" help:"Inspect or verify a license file offline."`
+	Version     kong.VersionFlag `help:"Print the version and exit."`
+	Serve       serveCmd         `cmd:"" help:"Run the ledger: API, event stream (embedded NATS unless NATS_URL), read model."`
+	License     licenseCmd       `cmd:"" help:"Inspect or verify a license file offline."`
+	Status      statusCmd        `cmd:"" help:"Print an org's license status from the ledger API (exit 0 whatever the status)."`
+	Upload      uploadCmd        `cmd:"" help:"Upload a license for an org through the ledger API."`
+	Remove      removeCmd        `cmd:"" help:"Remove an org's own license through the ledger API (operators)."`
+	Invalidate  invalidateCmd    `cmd:"" help:"Revoke a license id for an org, for good, through the ledger API (operators)."`
+	Enforcement enforcementCmd   `cmd:"" help:"Set the install-wide enforcement mode through the ledger API (operators)."`
+	Token       tokenCmd         `cmd:"" help:"Create, list or revoke API tokens in the tokens file (LEDGER_TOKENS_FILE, default $DATA_DIR/tokens)."`
 }
 
 const description = `License ledger: event-sourced, multi-tenant license enforcement.`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -60,6 +61,8 @@ type serveCmd struct {
 	IgnoreClockRollback bool          `name:"ignore-clock-rollback" env:"LEDGER_IGNORE_CLOCK_ROLLBACK" help:"Start even though this clock is more than 5 minutes behind the newest event (recorded in ledger.started)."`
 	ScheduleInterval    time.Duration `name:"schedule-interval" env:"LEDGER_SCHEDULE_INTERVAL" default:"1s" help:"How often the expiry scheduler looks for due grace_started/expired events."`
 	AdminToken          string        `env:"LEDGER_ADMIN_TOKEN" placeholder:"TOKEN" help:"An operator token (at least 32 characters)."`
+	TokensFile          string        `name:"tokens-file" env:"LEDGER_TOKENS_FILE" placeholder:"FILE" help:"Tokens file: '<sha256 hex> <role> <orgs|*> <name>' lines, mode 0600, re-read within a second of a change (default: $DATA_DIR/tokens). Edit it with ledger token."`
+	RateLimit           string        `name:"rate-limit" env:"LEDGER_RATE_LIMIT" default:"20/s:100" placeholder:"RATE[/s|/m|/h][:BURST]" help:"Requests per API token: RATE per second, or per minute (/m) or hour (/h), then :BURST (100 when omitted). Default 20/s:100; off for no limit. Over it: 429 rate_limited with Retry-After."`
 	RejectAudit         int           `name:"reject-audit-rate" env:"LEDGER_REJECT_AUDIT_RATE" default:"10" help:"license.rejected events per org per minute; more are summarised."`
 	TLSCert             string        `name:"tls-cert" env:"LEDGER_TLS_CERT" placeholder:"FILE" help:"Serve HTTPS with this certificate."`
 	TLSKey              string        `name:"tls-key" env:"LEDGER_TLS_KEY" placeholder:"FILE" help:"Key of --tls-cert."`
@@ -118,7 +121,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	if keys.Ring().Len() == 0 {
 		log.Warn("no trusted vendor keys: every upload will be rejected (set LICENSE_PUBLIC_KEYS or LICENSE_PUBLIC_KEYS_FILE)")
 	}
-	tokens, err := c.tokens(log)
+	tokens, err := c.tokens(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -229,14 +232,28 @@ func (c *serveCmd) connect(log *slog.Logger) (*nats.Conn, func(), error) {
 	return nc, emb.Shutdown, nil
 }
 
-// tokens loads the operator tokens: LEDGER_ADMIN_TOKEN and, on a single
-// node (no NATS_URL), $DATA_DIR/admin.token, generated when no token is set.
-func (c *serveCmd) tokens(log *slog.Logger) (*auth.Tokens, error) {
+// tokens builds the live token set: LEDGER_ADMIN_TOKEN; on a single node
+// (no NATS_URL) $DATA_DIR/admin.token, generated when no token is set and
+// the tokens file has no entries; and the tokens file, re-read while ctx
+// lasts. Every token is held to LEDGER_RATE_LIMIT.
+func (c *serveCmd) tokens(ctx context.Context, log *slog.Logger) (*auth.Tokens, error) {
+	limit, err := auth.ParseRateLimit(c.RateLimit)
+	if err != nil {
+		return nil, cli.Usage("LEDGER_RATE_LIMIT %v", err)
+	}
+	file := c.TokensFile
+	if file == "" {
+		file = filepath.Join(c.DataDir, "tokens")
+	}
+	fileEntries, err := auth.ReadTokensFile(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, cli.Usage("LEDGER_TOKENS_FILE: %v", err)
+	}
 	list := []string{c.AdminToken}
 	if c.NATSURL == "" {
 		path := filepath.Join(c.DataDir, "admin.token")
 		_, statErr := os.Stat(path)
-		if c.AdminToken == "" || statErr == nil {
+		if (c.AdminToken == "" && len(fileEntries) == 0) || statErr == nil {
 			tok, created, err := auth.LoadOrCreateAdminToken(path)
 			if err != nil {
 				return nil, fmt.Errorf("admin token: %w", err)
@@ -247,14 +264,22 @@ func (c *serveCmd) tokens(log *slog.Logger) (*auth.Tokens, error) {
 			list = append(list, tok)
 		}
 	}
-	set, err := auth.AdminSet(list...)
+	admin, err := auth.AdminSet(list...)
 	if err != nil {
 		return nil, cli.Usage("LEDGER_ADMIN_TOKEN: %v", err)
 	}
-	if set.Len() == 0 {
-		log.Warn("no API token configured: every API call will be refused (set LEDGER_ADMIN_TOKEN)")
+	w, err := auth.NewWatcher(file, admin, log)
+	if err != nil {
+		return nil, cli.Usage("LEDGER_TOKENS_FILE: %v", err)
 	}
-	return auth.NewTokens(set), nil
+	tokens := w.Tokens()
+	tokens.SetRateLimit(limit)
+	if tokens.Current().Len() == 0 {
+		log.Warn("no API token configured: every API call is refused until one is (LEDGER_ADMIN_TOKEN, or ledger token create)", "tokens_file", file)
+	}
+	log.Info("API tokens", "admin", admin.Len(), "tokens_file", file, "file_tokens", w.Entries(), "rate_limit", limit.String())
+	go w.Run(ctx, auth.PollInterval)
+	return tokens, nil
 }
 
 func (c *serveCmd) listenAndServe(ctx context.Context, h http.Handler, log *slog.Logger, started chan<- string) error {

@@ -31,15 +31,23 @@ type ledgerProc struct {
 
 func startLedger(t *testing.T, dataDir string, env map[string]string) *ledgerProc {
 	t.Helper()
+	return startLedgerWith(t, dataDir, func(cmd *serveCmd) {
+		if v, ok := env["LICENSE_GRACE_DAYS"]; ok {
+			fmt.Sscan(v, &cmd.GraceDays)
+		}
+	})
+}
+
+// startLedgerWith runs ledger serve with defaults adjusted by mod.
+func startLedgerWith(t *testing.T, dataDir string, mod func(*serveCmd)) *ledgerProc {
+	t.Helper()
 	ring, _ := vendorKey("k1")
 	cmd := &serveCmd{Listen: "127.0.0.1:0", DataDir: dataDir, NATSListen: "off", NATSSync: "always",
 		Replicas: 1, GraceDays: 7, RejectAudit: 10, ShutdownWait: 5 * time.Second}
 	cmd.PublicKeys = ring
 	cmd.Stream = "LICENSES"
 	cmd.LogFormat, cmd.LogLevel = "text", "warn"
-	if v, ok := env["LICENSE_GRACE_DAYS"]; ok {
-		fmt.Sscan(v, &cmd.GraceDays)
-	}
+	mod(cmd)
 	var logs bytes.Buffer
 	log, _ := cmd.Logger(&lockedWriter{w: &logs})
 	ctx, cancel := context.WithCancel(context.Background())

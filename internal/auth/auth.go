@@ -1,6 +1,11 @@
 // Package auth authenticates API callers by bearer token and says what
 // each role may do. Tokens are stored and compared as SHA-256 hashes: the
 // comparison is constant-time and a leaked tokens file reveals no token.
+//
+// The live set (Tokens) is the admin tokens (AdminSet) plus the entries of
+// the tokens file (ReadTokensFile, AddToken, RemoveToken), which a Watcher
+// re-reads while the server runs; Tokens also holds the per-token rate
+// limit (Limiter).
 package auth
 
 import (
@@ -16,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/license"
@@ -85,11 +91,40 @@ func (s *Set) Authenticate(token string) (*Principal, bool) {
 }
 
 // Len returns the number of tokens.
-func (s *Set) Len() int { return len(s.entries) }
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.entries)
+}
+
+// NewSet returns the set of the tokens file's entries.
+func NewSet(entries []Entry) *Set {
+	s := &Set{entries: make([]Principal, 0, len(entries))}
+	for _, e := range entries {
+		s.entries = append(s.entries, e.Principal())
+	}
+	return s
+}
+
+// Union returns a set holding the tokens of every set, in order: a token in
+// two sets authenticates as its first entry.
+func Union(sets ...*Set) *Set {
+	u := &Set{}
+	for _, s := range sets {
+		if s != nil {
+			u.entries = append(u.entries, s.entries...)
+		}
+	}
+	return u
+}
 
 // Tokens is the live token set, swapped atomically when its sources
-// change. It is safe for concurrent use.
-type Tokens struct{ cur atomic.Pointer[Set] }
+// change, with the per-token rate limit. It is safe for concurrent use.
+type Tokens struct {
+	cur     atomic.Pointer[Set]
+	limiter atomic.Pointer[Limiter]
+}
 
 // NewTokens returns a holder for set.
 func NewTokens(set *Set) *Tokens {
@@ -108,6 +143,26 @@ func (t *Tokens) Store(set *Set) { t.cur.Store(set) }
 
 // Current returns the current set.
 func (t *Tokens) Current() *Set { return t.cur.Load() }
+
+// SetRateLimit limits every token to l from now on (the zero RateLimit:
+// no limit), forgetting the budgets spent so far.
+func (t *Tokens) SetRateLimit(l RateLimit) {
+	if l.Unlimited() {
+		t.limiter.Store(nil)
+		return
+	}
+	t.limiter.Store(NewLimiter(l))
+}
+
+// Allow spends one request of p's budget. When the budget is spent it
+// returns false and how long until the next request would be allowed.
+func (t *Tokens) Allow(p *Principal) (ok bool, retryAfter time.Duration) {
+	l := t.limiter.Load()
+	if l == nil {
+		return true, 0
+	}
+	return l.Allow(p.Hash, time.Now())
+}
 
 // AdminSet is the set holding operator tokens given directly (the
 // LEDGER_ADMIN_TOKEN value, the generated admin.token).

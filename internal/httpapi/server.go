@@ -142,15 +142,19 @@ func principal(ctx context.Context) *auth.Principal {
 	return p
 }
 
-// authed requires a known bearer token and puts its principal in the
-// request context.
+// authed requires a known bearer token within its rate limit and puts its
+// principal in the request context.
 func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
+	limited := s.rateLimitedCounter()
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		p, known := s.cfg.Tokens.Authenticate(strings.TrimSpace(tok))
 		if !ok || !known {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ledger"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+			return
+		}
+		if !s.withinRateLimit(w, p, limited) {
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
@@ -176,6 +180,7 @@ var statusOf = map[string]int{
 	"org_ambiguous":             http.StatusBadRequest,
 	"org_required":              http.StatusBadRequest,
 	"org_invalid":               http.StatusBadRequest,
+	codeRateLimited:             http.StatusTooManyRequests,
 }
 
 // writeCommandError answers a command error.
