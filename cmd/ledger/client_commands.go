@@ -40,14 +40,25 @@ func (f *orgFlag) query() url.Values { return url.Values{"org": {f.Org}} }
 
 type statusCmd struct {
 	clientFlags
-	orgFlag
+	Org     string `placeholder:"SLUG" help:"The org: a slug, or _instance for the instance-wide license."`
+	Install bool   `help:"Print the install's identity instead (install id, key ring fingerprint, enforcement, version)."`
 }
 
 func (c *statusCmd) Run(env *cli.Env) error {
-	if err := c.check(); err != nil {
+	if c.Install {
+		if c.Org != "" {
+			return cli.Usage("give --org or --install, not both")
+		}
+		return c.send(env, apiRequest{method: http.MethodGet, path: "api/install"})
+	}
+	if c.Org == "" {
+		return cli.Usage("--org is required (or --install)")
+	}
+	org := orgFlag{Org: c.Org}
+	if err := org.check(); err != nil {
 		return err
 	}
-	return c.send(env, apiRequest{method: http.MethodGet, path: "api/license", query: c.query()})
+	return c.send(env, apiRequest{method: http.MethodGet, path: "api/license", query: org.query()})
 }
 
 type uploadCmd struct {

@@ -119,6 +119,17 @@ func TestClientLicenseLifecycle(t *testing.T) {
 		t.Fatalf("status before upload: exit %d, %v, %s", code, m, errs)
 	}
 
+	code, out, errs = l.client(t, "", "status", "--install")
+	if m := jsonObject(t, out); code != cli.ExitOK || len(fmt.Sprint(m["install_id"])) != 36 || len(fmt.Sprint(m["keyring_fingerprint"])) != 64 || m["enforcement"] != "auto" {
+		t.Fatalf("status --install: exit %d, %v, %s", code, m, errs)
+	}
+	if code, _, _ := l.client(t, "", "status", "--install", "--org", "acme"); code != cli.ExitUsage {
+		t.Fatalf("--install with --org: exit %d", code)
+	}
+	if code, _, _ := l.client(t, "", "status"); code != cli.ExitUsage {
+		t.Fatalf("status without --org: exit %d", code)
+	}
+
 	code, out, errs = l.client(t, "", "upload", "--org", "acme", keyFile)
 	up := jsonObject(t, out)
 	if code != cli.ExitOK || up["status"] != "valid" || up["license_id"] != clientLicenseID || up["resolved_from"] != "org" || errs != "" {
@@ -267,7 +278,7 @@ func TestClientUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		"missing --org":        {[]string{"status"}, "missing flags: --org"},
+		"missing --org":        {[]string{"status"}, "--org is required"},
 		"bad org":              {[]string{"status", "--org", "Acme"}, `--org "Acme" is neither`},
 		"reserved name":        {[]string{"remove", "--org", "_other"}, `--org "_other" is neither`},
 		"upload without file":  {[]string{"upload", "--org", "acme"}, `expected "<file>"`},

@@ -190,6 +190,9 @@ func Generate() string {
 // LoadOrCreateAdminToken returns the operator token kept in path, creating
 // it (0600) when absent. created reports a new token.
 func LoadOrCreateAdminToken(path string) (token string, created bool, err error) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return "", false, fmt.Errorf("%s is readable by group or others (mode %04o): run chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
 	b, err := os.ReadFile(path)
 	if err == nil {
 		tok := strings.TrimSpace(string(b))

@@ -79,6 +79,7 @@ func (s *Server) Handler() http.Handler {
 		{"/api/license/invalidate", map[string]http.HandlerFunc{http.MethodPost: s.authed(s.invalidate)}},
 		{"/api/enforcement", map[string]http.HandlerFunc{http.MethodPut: s.authed(s.putEnforcement)}},
 		{"/api/orgs", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.listOrgs)}},
+		{"/api/install", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getInstall)}},
 		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz}},
 		{"/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz}},
 		{"/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},

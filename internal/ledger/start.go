@@ -127,3 +127,17 @@ func (s *Service) AdoptInstallID(ctx context.Context) error {
 	}
 	return err
 }
+
+// InstallInfo is the install's identity.
+type InstallInfo struct {
+	InstallID          string `json:"install_id"`
+	KeyringFingerprint string `json:"keyring_fingerprint"`
+	Enforcement        string `json:"enforcement"`
+	Version            string `json:"version"`
+}
+
+// Install returns the install's identity as this ledger sees it.
+func (s *Service) Install() InstallInfo {
+	return InstallInfo{InstallID: s.InstallID(), KeyringFingerprint: s.cfg.Keys.Ring().Fingerprint(),
+		Enforcement: s.State(license.InstanceOrg).EnforcementMode(), Version: s.cfg.Version}
+}
