@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -72,5 +74,49 @@ func TestAdminEndpointsOverHTTP(t *testing.T) {
 	}
 	if code, m := l.call("DELETE", "/api/license?org=globex", ""); code != 200 || m["status"] != "missing" {
 		t.Fatalf("second remove: %d %v", code, m)
+	}
+}
+
+// The install-time license through real restarts: imported once, renewed
+// by replacing the file, a bad file appends nothing.
+func TestServeInstallLicenseAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "install.key")
+	instance := func(id, issued string) string {
+		return signed(t, "k1", func(p map[string]any) {
+			p["org_slug"], p["license_id"], p["issued_at"] = "*", id, issued
+			p["expires"] = future(24 * time.Hour)
+		})
+	}
+	start := func() *ledgerProc {
+		return startLedgerWith(t, dir, func(c *serveCmd) { c.LicenseFile = file })
+	}
+	os.WriteFile(file, []byte(instance("0193a5b0-7e1a-7c3d-8f00-0000000000a1", "2026-11-01T00:00:00Z")), 0o600)
+	l := start()
+	_, first := l.call("GET", "/api/license?org=_instance", "")
+	if first["license_id"] != "0193a5b0-7e1a-7c3d-8f00-0000000000a1" || first["resolved_from"] != "instance" {
+		t.Fatalf("import: %v", first)
+	}
+	// An org without a license of its own resolves through it.
+	if _, m := l.call("GET", "/api/license?org=acme", ""); m["status"] != "valid" || m["resolved_from"] != "instance" {
+		t.Fatalf("org through instance: %v", m)
+	}
+	l.stop()
+	l = start()
+	if _, again := l.call("GET", "/api/license?org=_instance", ""); again["seq"] != first["seq"] {
+		t.Fatalf("a restart imported again: seq %v then %v", first["seq"], again["seq"])
+	}
+	l.stop()
+	os.WriteFile(file, []byte(instance("0193a5b0-7e1a-7c3d-8f00-0000000000a2", "2026-11-15T00:00:00Z")), 0o600)
+	l = start()
+	_, renewed := l.call("GET", "/api/license?org=_instance", "")
+	if renewed["license_id"] != "0193a5b0-7e1a-7c3d-8f00-0000000000a2" {
+		t.Fatalf("renewed file not imported: %v", renewed)
+	}
+	l.stop()
+	os.WriteFile(file, []byte("hfl1.garbage"), 0o600)
+	l = start()
+	if _, m := l.call("GET", "/api/license?org=_instance", ""); m["seq"] != renewed["seq"] || m["license_id"] != renewed["license_id"] {
+		t.Fatalf("a bad file changed _instance: %v", m)
 	}
 }
