@@ -232,3 +232,10 @@ func isRetryable(err error) bool {
 		errors.Is(err, nats.ErrConnectionReconnecting) ||
 		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionDraining)
 }
+
+// Stream returns the stream's created time and head (for readers that
+// remember the stream they follow).
+func (b *Bus) Stream(ctx context.Context) (time.Time, uint64, error) {
+	info, err := b.Info(ctx)
+	return info.Created, info.LastSeq, err
+}

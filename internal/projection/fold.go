@@ -199,6 +199,14 @@ func (s *OrgState) applyUpload(trust Trust, m *events.Message) error {
 	return nil
 }
 
+// NewSlot builds a slot from stored upload data (a read-model row), with
+// its key verified under trust for org.
+func NewSlot(trust Trust, org string, up events.Uploaded) *Slot {
+	s := &Slot{Upload: up}
+	s.verify(trust, org)
+	return s
+}
+
 // verify re-checks the stored key against trust and the event's claims.
 func (s *Slot) verify(trust Trust, org string) {
 	l, err := trust.Ring.Verify([]byte(s.Upload.Key), license.Expect{Org: org, InstallID: trust.InstallID})

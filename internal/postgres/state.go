@@ -1,0 +1,221 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
+)
+
+// querier is what reads need: a pool, a connection or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// rowColumns are org_licenses' columns in Row order.
+const rowColumns = `org_slug, license_id::text, customer, tier, products, features, issued_at, not_before,
+	expires_at, users_limit, grace_days, license_key, fingerprint, revoked, revoked_note,
+	pending_license_id::text, pending_not_before, pending_license_key, updated_at, last_seq`
+
+func scanRow(r pgx.Row) (projection.Row, error) {
+	var row projection.Row
+	var updated *time.Time
+	var last int64
+	err := r.Scan(&row.OrgSlug, &row.LicenseID, &row.Customer, &row.Tier, &row.Products, &row.Features,
+		&row.IssuedAt, &row.NotBefore, &row.ExpiresAt, &row.UsersLimit, &row.GraceDays, &row.LicenseKey,
+		&row.Fingerprint, &row.Revoked, &row.RevokedNote, &row.PendingLicenseID, &row.PendingNotBefore,
+		&row.PendingLicenseKey, &updated, &last)
+	if updated != nil {
+		row.UpdatedAt = updated.UTC()
+	}
+	row.LastSeq = uint64(last)
+	for _, t := range []**time.Time{&row.IssuedAt, &row.NotBefore, &row.ExpiresAt, &row.PendingNotBefore} {
+		if *t != nil {
+			u := (*t).UTC()
+			*t = &u
+		}
+	}
+	return row, err
+}
+
+// ReadRow returns org's row, or false when it has none.
+func ReadRow(ctx context.Context, q querier, org string) (projection.Row, bool, error) {
+	row, err := scanRow(q.QueryRow(ctx, `SELECT `+rowColumns+` FROM org_licenses WHERE org_slug = $1`, org))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return projection.Row{}, false, nil
+	}
+	return row, err == nil, err
+}
+
+// ReadRows calls fn for every row, in org order.
+func ReadRows(ctx context.Context, q querier, fn func(projection.Row) error) error {
+	rows, err := q.Query(ctx, `SELECT `+rowColumns+` FROM org_licenses ORDER BY org_slug`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		row, err := scanRow(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(row); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// revokedOf returns org's revoked license ids with the revoking sequence.
+func revokedOf(ctx context.Context, q querier, org string) (map[string]uint64, error) {
+	rows, err := q.Query(ctx, `SELECT license_id::text, seq FROM revoked_licenses WHERE org_slug = $1`, org)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return nil, err
+		}
+		out[id] = uint64(seq)
+	}
+	return out, rows.Err()
+}
+
+// PendingGrace finds the effective grace recorded when org's pending
+// license (by fingerprint) was uploaded; the row does not keep it.
+type PendingGrace func(ctx context.Context, org, fingerprint string, upTo uint64) (int, error)
+
+// LoadState rebuilds org's folded state from its row and revocations, with
+// every stored key re-verified under trust. A missing row is an org with
+// no events.
+func LoadState(ctx context.Context, q querier, org string, trust projection.Trust, pending PendingGrace) (*projection.OrgState, error) {
+	row, ok, err := ReadRow(ctx, q, org)
+	if err != nil || !ok {
+		return projection.NewOrgState(org), err
+	}
+	revoked, err := revokedOf(ctx, q, org)
+	if err != nil {
+		return nil, err
+	}
+	return stateFromRow(ctx, row, revoked, trust, pending)
+}
+
+func stateFromRow(ctx context.Context, row projection.Row, revoked map[string]uint64, trust projection.Trust, pending PendingGrace) (*projection.OrgState, error) {
+	org := row.OrgSlug
+	s := &projection.OrgState{Org: org, Seq: row.LastSeq, UpdatedAt: row.UpdatedAt}
+	if len(revoked) > 0 {
+		s.Revoked, s.RevokedNotes = revoked, map[string]string{}
+		if row.Revoked && row.LicenseID != nil && row.RevokedNote != nil {
+			s.RevokedNotes[*row.LicenseID] = *row.RevokedNote
+		}
+	}
+	if row.LicenseKey != nil {
+		up := events.Uploaded{Key: *row.LicenseKey, Slot: events.SlotCurrent}
+		up.LicenseID, up.Fingerprint, up.GraceDaysEffective = deref(row.LicenseID), deref(row.Fingerprint), derefInt(row.GraceDays)
+		s.Current = projection.NewSlot(trust, org, up)
+	}
+	if row.PendingLicenseKey != nil {
+		up := events.Uploaded{Key: *row.PendingLicenseKey, Slot: events.SlotPending, LicenseID: deref(row.PendingLicenseID),
+			Fingerprint: license.Fingerprint(*row.PendingLicenseKey)}
+		var err error
+		up.GraceDaysEffective, err = pendingGrace(ctx, up, org, row.LastSeq, pending)
+		if err != nil {
+			return nil, err
+		}
+		s.Pending = projection.NewSlot(trust, org, up)
+	}
+	return s, nil
+}
+
+// Snapshot is the read model as of a checkpoint.
+type Snapshot struct {
+	Checkpoint    uint64
+	StreamCreated *time.Time
+	States        []*projection.OrgState
+}
+
+// ReadSnapshot reads every row and the checkpoint in one consistent
+// transaction: the states are exactly the fold of the stream up to
+// Checkpoint, so a reader continues from Checkpoint + 1.
+func ReadSnapshot(ctx context.Context, pool *pgxpool.Pool, name string, trust projection.Trust, pending PendingGrace) (Snapshot, error) {
+	var snap Snapshot
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return snap, err
+	}
+	defer tx.Rollback(ctx)
+	var seq int64
+	err = tx.QueryRow(ctx, `SELECT last_seq, stream_created FROM projection_checkpoints WHERE name = $1`, name).Scan(&seq, &snap.StreamCreated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return snap, nil
+	}
+	if err != nil {
+		return snap, err
+	}
+	snap.Checkpoint = uint64(seq)
+	revoked := map[string]map[string]uint64{}
+	rows, err := tx.Query(ctx, `SELECT org_slug, license_id::text, seq FROM revoked_licenses`)
+	if err != nil {
+		return snap, err
+	}
+	for rows.Next() {
+		var org, id string
+		var s int64
+		if err := rows.Scan(&org, &id, &s); err != nil {
+			rows.Close()
+			return snap, err
+		}
+		if revoked[org] == nil {
+			revoked[org] = map[string]uint64{}
+		}
+		revoked[org][id] = uint64(s)
+	}
+	rows.Close()
+	var all []projection.Row
+	if err := ReadRows(ctx, tx, func(r projection.Row) error { all = append(all, r); return nil }); err != nil {
+		return snap, err
+	}
+	for _, r := range all {
+		st, err := stateFromRow(ctx, r, revoked[r.OrgSlug], trust, pending)
+		if err != nil {
+			return snap, err
+		}
+		snap.States = append(snap.States, st)
+	}
+	return snap, nil
+}
+
+func pendingGrace(ctx context.Context, up events.Uploaded, org string, upTo uint64, pending PendingGrace) (int, error) {
+	if l, err := license.Decode([]byte(up.Key)); err == nil && l.Payload != nil && l.Payload.GraceDays != nil {
+		return *l.Payload.GraceDays, nil
+	}
+	if pending == nil {
+		return license.DefaultGraceDays, nil
+	}
+	return pending(ctx, org, up.Fingerprint, upTo)
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+func derefInt(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
