@@ -17,6 +17,10 @@ CREATE TRIGGER license_audit_no_update_delete
 CREATE TRIGGER license_audit_no_truncate
     BEFORE TRUNCATE ON license_audit
     FOR EACH STATEMENT EXECUTE FUNCTION license_audit_append_only();
+-- ALWAYS: the triggers fire even under session_replication_role = replica,
+-- which would otherwise let a superuser's session skip them.
+ALTER TABLE license_audit ENABLE ALWAYS TRIGGER license_audit_no_update_delete;
+ALTER TABLE license_audit ENABLE ALWAYS TRIGGER license_audit_no_truncate;
 
 -- +goose Down
 -- +goose StatementBegin

@@ -13,8 +13,9 @@ import (
 	"github.com/licenseledger/ledger/internal/natsbus"
 )
 
-// follower consumes the whole stream into the service's org states and the
-// in-memory audit trail, from the first message, and keeps following. A
+// follower consumes the stream into the service's org states and the
+// in-memory audit trail (nil with PostgreSQL), from the first message or
+// from a read-model snapshot's checkpoint + 1, and keeps following. A
 // recreated stream (another created time) resets both and starts over.
 type follower struct {
 	bus   *natsbus.Bus
@@ -30,11 +31,12 @@ type follower struct {
 	created  time.Time
 }
 
-func newFollower(bus *natsbus.Bus, svc *ledger.Service, trail *audit.Memory, info natsbus.StreamInfo, log *slog.Logger) *follower {
+func newFollower(bus *natsbus.Bus, svc *ledger.Service, trail *audit.Memory, info natsbus.StreamInfo, from uint64, log *slog.Logger) *follower {
 	f := &follower{bus: bus, svc: svc, audit: trail, log: log, loaded: make(chan struct{}), created: info.Created}
 	f.head.Store(info.LastSeq)
+	f.applied.Store(from)
 	f.natsOK.Store(true)
-	if info.LastSeq == 0 {
+	if info.LastSeq <= from {
 		f.markLoaded()
 	}
 	return f
@@ -59,8 +61,10 @@ func (f *follower) run(ctx context.Context) {
 }
 
 func (f *follower) handle(m *events.Message) error {
-	if err := f.audit.Append(m, time.Now()); err != nil {
-		return err
+	if f.audit != nil {
+		if err := f.audit.Append(m, time.Now()); err != nil {
+			return err
+		}
 	}
 	f.svc.Observe(m)
 	f.applied.Store(m.Seq)
@@ -87,7 +91,9 @@ func (f *follower) check(ctx context.Context) {
 		f.log.Error("the stream was recreated: rebuilding state from it", "was_created", f.created, "created", info.Created)
 		f.created = info.Created
 		f.svc.Reset()
-		f.audit.Reset()
+		if f.audit != nil {
+			f.audit.Reset()
+		}
 		f.applied.Store(0)
 	}
 }

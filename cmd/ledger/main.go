@@ -24,6 +24,8 @@ type grammar struct {
 	Invalidate  invalidateCmd    `cmd:"" help:"Revoke a license id for an org, for good, through the ledger API (operators)."`
 	Enforcement enforcementCmd   `cmd:"" help:"Set the install-wide enforcement mode through the ledger API (operators)."`
 	Token       tokenCmd         `cmd:"" help:"Create, list or revoke API tokens in the tokens file (LEDGER_TOKENS_FILE, default $DATA_DIR/tokens)."`
+	Audit       auditCmd         `cmd:"" help:"Verify, digest or export the hash-chained audit trail, from PostgreSQL (DATABASE_URL) or through the ledger API."`
+	Migrate     migrateCmd       `cmd:"" help:"Apply (up, default), roll back (down) or list (status) the PostgreSQL migrations as the schema owner (LEDGER_MIGRATE_DATABASE_URL); up also creates and grants the ledger's roles."`
 }
 
 const description = `License ledger: event-sourced, multi-tenant license enforcement.`

@@ -60,6 +60,7 @@ type serveCmd struct {
 	LicenseKey          string        `name:"license-key" env:"LICENSE_KEY" placeholder:"KEY" help:"Install-time license as a compact key (instead of a file)."`
 	IgnoreClockRollback bool          `name:"ignore-clock-rollback" env:"LEDGER_IGNORE_CLOCK_ROLLBACK" help:"Start even though this clock is more than 5 minutes behind the newest event (recorded in ledger.started)."`
 	ScheduleInterval    time.Duration `name:"schedule-interval" env:"LEDGER_SCHEDULE_INTERVAL" default:"1s" help:"How often the expiry scheduler looks for due grace_started/expired events."`
+	DigestInterval      time.Duration `name:"digest-interval" env:"LEDGER_DIGEST_INTERVAL" default:"1h" help:"How often to log the audit trail's digest: an 'audit digest' line with digest=seq:hex and rows=N. 0 = never."`
 	AdminToken          string        `env:"LEDGER_ADMIN_TOKEN" placeholder:"TOKEN" help:"An operator token (at least 32 characters)."`
 	TokensFile          string        `name:"tokens-file" env:"LEDGER_TOKENS_FILE" placeholder:"FILE" help:"Tokens file: '<sha256 hex> <role> <orgs|*> <name>' lines, mode 0600, re-read within a second of a change (default: $DATA_DIR/tokens). Edit it with ledger token."`
 	RateLimit           string        `name:"rate-limit" env:"LEDGER_RATE_LIMIT" default:"20/s:100" placeholder:"RATE[/s|/m|/h][:BURST]" help:"Requests per API token: RATE per second, or per minute (/m) or hour (/h), then :BURST (100 when omitted). Default 20/s:100; off for no limit. Over it: 429 rate_limited with Retry-After."`
@@ -68,6 +69,8 @@ type serveCmd struct {
 	TLSKey              string        `name:"tls-key" env:"LEDGER_TLS_KEY" placeholder:"FILE" help:"Key of --tls-cert."`
 	InsecureHTTP        bool          `name:"insecure-http" env:"LEDGER_INSECURE_HTTP" help:"Allow plain HTTP on a non-loopback --listen."`
 	ShutdownWait        time.Duration `name:"shutdown-timeout" env:"LEDGER_SHUTDOWN_TIMEOUT" default:"10s" help:"How long to drain requests on SIGTERM."`
+	DatabaseURL         string        `name:"database-url" env:"DATABASE_URL" placeholder:"URL" help:"PostgreSQL for the read model and audit, as a login user granted ledger_app (not the owner). Unset: both are kept in memory."`
+	AllowOwner          bool          `name:"allow-owner" env:"LEDGER_ALLOW_OWNER" help:"Development only: accept a DATABASE_URL user that owns license_audit or may rewrite it (logged as a warning)."`
 }
 
 func (c *serveCmd) validate() error {
@@ -150,8 +153,12 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	if err := svc.AdoptInstallID(ctx); err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}
-	trail := audit.NewMemory()
-	fol := newFollower(bus, svc, trail, info, log)
+	rm, err := c.openReadModel(ctx, svc, bus, info, reg, log)
+	if err != nil {
+		return err
+	}
+	defer rm.close()
+	fol := newFollower(bus, svc, rm.trail, info, rm.from, log)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_lag",
 		Help: "Stream head minus the last sequence folded into the read model."}, func() float64 { return float64(fol.lag()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_stream_last_seq",
@@ -183,14 +190,25 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	})
 	go every(runCtx, time.Minute, func() { svc.FlushSuppressed(runCtx) })
 	go svc.RunScheduler(runCtx, c.ScheduleInterval)
+	go audit.LogDigests(runCtx, rm.reader, c.DigestInterval, log)
+	if rm.projector != nil {
+		go rm.projector.Run(runCtx)
+	}
 
-	api := httpapi.New(httpapi.Config{Service: svc, Tokens: tokens, Registry: reg, Logger: log,
+	api := httpapi.New(httpapi.Config{Service: svc, Tokens: tokens, Registry: reg, Logger: log, Audit: rm.reader,
+		StreamMsg: streamLookups(bus),
 		Readiness: func(context.Context) httpapi.Readiness {
-			rd := httpapi.Readiness{NATS: "ok", Store: "memory", ProjectorLag: fol.lag()}
+			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.lag()}
+			if rm.projector != nil {
+				rd.ProjectorLag = rm.projector.Lag()
+				if err := rm.projector.Stopped(); err != nil {
+					rd.Projector = "stopped: " + err.Error()
+				}
+			}
 			if !fol.natsOK.Load() || nc.Status() != nats.CONNECTED {
 				rd.NATS = "unavailable"
 			}
-			rd.Ready = rd.NATS == "ok"
+			rd.Ready = rd.NATS == "ok" // PostgreSQL never makes the ledger unready
 			return rd
 		}})
 	return c.listenAndServe(ctx, api.Handler(), log, started)

@@ -69,6 +69,16 @@ type Record struct {
 	Raw        []byte
 	PrevHash   Hash
 	Hash       Hash
+
+	// What a store keeps beside the chained columns, for Verify. Envelope
+	// is the store's parsed copy of Raw as JSON text (PostgreSQL's envelope
+	// jsonb column; nil when NULL), and EnvelopeKept says the store has such
+	// a column: the in-memory trail has not.
+	Envelope     []byte
+	EnvelopeKept bool
+	// Unreadable names a stored column the reader could not represent in
+	// this struct, such as a hash that is not 32 bytes; Verify reports it.
+	Unreadable string
 }
 
 // NewRecord derives a record from a message, chained after prev.

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -41,14 +42,15 @@ func (a *Memory) Reset() {
 	a.records, a.head = nil, Zero
 }
 
-// Head returns the last sequence and the chain head.
-func (a *Memory) Head() (uint64, Hash) {
+// Head implements Reader: the last sequence and the chain head. It never
+// fails.
+func (a *Memory) Head(context.Context) (uint64, Hash, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if len(a.records) == 0 {
-		return 0, Zero
+		return 0, Zero, nil
 	}
-	return a.records[len(a.records)-1].Seq, a.head
+	return a.records[len(a.records)-1].Seq, a.head, nil
 }
 
 // Len returns the number of records.

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/auth"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
@@ -28,6 +29,9 @@ type Readiness struct {
 	NATS         string `json:"nats"`          // ok | unavailable
 	Store        string `json:"store"`         // memory | postgres | loading
 	ProjectorLag uint64 `json:"projector_lag"` // stream head minus the last folded sequence
+	// Projector says why the PostgreSQL projector stopped (a newer schema,
+	// a recreated stream); omitted while it runs.
+	Projector string `json:"projector,omitempty"`
 }
 
 // Config wires the API.
@@ -37,18 +41,25 @@ type Config struct {
 	Readiness func(ctx context.Context) Readiness
 	Registry  *prometheus.Registry
 	Logger    *slog.Logger
+	// Audit is the trail /api/audit reads; nil answers 503.
+	Audit audit.Reader
+	// StreamMsg, when set, opens a lookup of the stream's messages for one
+	// verification, and a func releasing it: /api/audit/verify then
+	// compares every record with the stream.
+	StreamMsg func() (audit.StreamLookup, func())
 }
 
 // Server is the HTTP API.
 type Server struct {
-	cfg      Config
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	cfg       Config
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	verifying chan struct{} // one audit verification at a time
 }
 
 // New returns the API server; its metrics are registered in cfg.Registry.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg,
+	s := &Server{cfg: cfg, verifying: make(chan struct{}, 1),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ledger_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
@@ -80,6 +91,8 @@ func (s *Server) Handler() http.Handler {
 		{"/api/enforcement", map[string]http.HandlerFunc{http.MethodPut: s.authed(s.putEnforcement)}},
 		{"/api/orgs", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.listOrgs)}},
 		{"/api/install", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getInstall)}},
+		{"/api/audit", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.listAudit)}},
+		{"/api/audit/verify", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.verifyAudit)}},
 		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz}},
 		{"/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz}},
 		{"/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},
@@ -121,6 +134,10 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.code = code
 	r.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (flushes,
+// write deadlines of streamed answers).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (s *Server) instrument(name string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

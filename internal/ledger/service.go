@@ -202,3 +202,23 @@ func (s *Service) Status(ctx context.Context, org string) (license.Report, error
 	}
 	return projection.Report(org, own, inst, s.cfg.Now()), nil
 }
+
+// Seed installs states read from a snapshot of the read model (rows at a
+// checkpoint); the stream consumer continues from the checkpoint + 1.
+// States already newer in the cache are kept.
+func (s *Service) Seed(states []*projection.OrgState) {
+	for _, st := range states {
+		e := s.entry(st.Org)
+		e.mu.Lock()
+		if st.Seq > e.state.Seq {
+			e.state = st
+		}
+		e.mu.Unlock()
+	}
+}
+
+// Trust returns what stored keys are verified against now.
+func (s *Service) Trust() projection.Trust { return s.trust() }
+
+// Keys returns the key ring the service verifies with.
+func (s *Service) Keys() *license.Keys { return s.cfg.Keys }

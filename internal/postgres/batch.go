@@ -1,12 +1,9 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -37,17 +34,11 @@ func AuditRow(r audit.Record) []any {
 		eventID, actorKind, actorID, occurred = r.EventID, r.ActorKind, r.ActorID, r.At
 	}
 	var envelope any
-	if jsonbStorable(r.Raw) {
+	if audit.JSONBStorable(r.Raw) {
 		envelope = string(r.Raw)
 	}
 	return []any{int64(r.Seq), eventID, r.Subject, nullIfEmpty(r.Org), r.Type, actorKind, actorID,
 		occurred, r.RecordedAt, envelope, r.Raw, r.PrevHash[:], r.Hash[:]}
-}
-
-// jsonbStorable reports whether raw can be kept in a jsonb column: valid
-// UTF-8 JSON without the NUL escape jsonb refuses.
-func jsonbStorable(raw []byte) bool {
-	return utf8.Valid(raw) && json.Valid(raw) && !bytes.Contains(raw, []byte(`\u0000`))
 }
 
 func nullIfEmpty(s string) any {

@@ -165,7 +165,15 @@ func (p *Projector) runOnce(ctx context.Context) error {
 		return err
 	}
 	if !locked {
-		return nil // another replica is active; try again later
+		// Another replica is active: follow its checkpoint for the lag.
+		var seq int64
+		if conn.QueryRow(ctx, `SELECT last_seq FROM projection_checkpoints WHERE name = $1`, p.cfg.Name).Scan(&seq) == nil {
+			p.applied.Store(uint64(seq))
+		}
+		if _, head, err := p.cfg.Source.Stream(ctx); err == nil {
+			p.head.Store(head)
+		}
+		return nil
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, p.cfg.LockKey)
 	p.active.Store(true)
@@ -184,11 +192,27 @@ func (p *Projector) project(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	p.head.Store(head)
+	// PostgreSQL keeps microseconds; the stream's time has nanoseconds.
+	created = created.UTC().Truncate(time.Microsecond)
 	if ck.created != nil && !ck.created.Equal(created) {
 		return fmt.Errorf("%w (checkpoint: stream created %s; now %s)", ErrStreamRecreated, ck.created.UTC().Format(time.RFC3339Nano), created.UTC().Format(time.RFC3339Nano))
 	}
 	p.applied.Store(ck.seq)
-	b := &batcher{p: p, conn: conn, seq: ck.seq, chain: ck.hash, created: created, states: map[string]*projection.OrgState{}}
+	// Every org's state at the checkpoint, in two queries rather than two
+	// per org on first touch: a takeover resumes at full speed.
+	trust := projection.Trust{Ring: p.cfg.Keys.Ring(), InstallID: p.cfg.InstallID()}
+	snap, err := ReadSnapshot(ctx, p.cfg.Pool, p.cfg.Name, trust, PendingGraceFrom(p.cfg.Source))
+	if err != nil {
+		return fmt.Errorf("load the read model: %w", err)
+	}
+	if snap.Checkpoint != ck.seq {
+		return fmt.Errorf("%w: checkpoint %d read as %d", ErrFenced, ck.seq, snap.Checkpoint)
+	}
+	states := make(map[string]*projection.OrgState, len(snap.States))
+	for _, st := range snap.States {
+		states[st.Org] = st
+	}
+	b := &batcher{p: p, conn: conn, seq: ck.seq, chain: ck.hash, created: created, states: states}
 	p.cfg.Logger.Info("projector active", "checkpoint", ck.seq, "stream_head", head)
 
 	cctx, cancel := context.WithCancel(ctx)

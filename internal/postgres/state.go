@@ -122,11 +122,11 @@ func stateFromRow(ctx context.Context, row projection.Row, revoked map[string]ui
 	}
 	if row.LicenseKey != nil {
 		up := events.Uploaded{Key: *row.LicenseKey, Slot: events.SlotCurrent}
-		up.LicenseID, up.Fingerprint, up.GraceDaysEffective = deref(row.LicenseID), deref(row.Fingerprint), derefInt(row.GraceDays)
+		up.LicenseID, up.Fingerprint, up.GraceDaysEffective = orEmpty(row.LicenseID), orEmpty(row.Fingerprint), derefInt(row.GraceDays)
 		s.Current = projection.NewSlot(trust, org, up)
 	}
 	if row.PendingLicenseKey != nil {
-		up := events.Uploaded{Key: *row.PendingLicenseKey, Slot: events.SlotPending, LicenseID: deref(row.PendingLicenseID),
+		up := events.Uploaded{Key: *row.PendingLicenseKey, Slot: events.SlotPending, LicenseID: orEmpty(row.PendingLicenseID),
 			Fingerprint: license.Fingerprint(*row.PendingLicenseKey)}
 		var err error
 		up.GraceDaysEffective, err = pendingGrace(ctx, up, org, row.LastSeq, pending)
@@ -206,7 +206,7 @@ func pendingGrace(ctx context.Context, up events.Uploaded, org string, upTo uint
 	return pending(ctx, org, up.Fingerprint, upTo)
 }
 
-func deref(p *string) string {
+func orEmpty(p *string) string {
 	if p == nil {
 		return ""
 	}

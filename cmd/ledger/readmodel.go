@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/licenseledger/ledger/internal/audit"
+	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/ledger"
+	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/postgres"
+)
+
+// readModel is where the ledger keeps its read model and audit trail: in
+// memory (rebuilt from the stream at start), or in PostgreSQL (projected
+// by one active ledger; the others wait).
+type readModel struct {
+	store     string        // "memory" or "postgres"
+	trail     *audit.Memory // the in-memory trail; nil with PostgreSQL
+	reader    audit.Reader  // what the audit API reads
+	from      uint64        // the follower starts after this sequence
+	projector *postgres.Projector
+	pool      *pgxpool.Pool
+}
+
+func (m *readModel) close() {
+	if m.pool != nil {
+		m.pool.Close()
+	}
+}
+
+// openReadModel chooses the store. With DATABASE_URL it checks the user's
+// privileges, seeds the service from the rows at the projector's
+// checkpoint (so only newer events are folded from the stream), and
+// prepares the projector. PostgreSQL being down at start is not fatal:
+// uploads need only NATS; the ledger then folds the whole stream and the
+// projector catches up when PostgreSQL returns.
+func (c *serveCmd) openReadModel(ctx context.Context, svc *ledger.Service, bus *natsbus.Bus, info natsbus.StreamInfo,
+	reg prometheus.Registerer, log *slog.Logger) (*readModel, error) {
+	if c.DatabaseURL == "" {
+		trail := audit.NewMemory()
+		return &readModel{store: "memory", trail: trail, reader: trail}, nil
+	}
+	pool, err := postgres.Open(ctx, c.DatabaseURL)
+	reachable := err == nil
+	switch {
+	case errors.Is(err, postgres.ErrUnavailable):
+		log.Warn("PostgreSQL unreachable at start: serving from the stream; the projector catches up when it returns", "err", err)
+		if pool, err = pgxpool.New(ctx, c.DatabaseURL); err != nil {
+			return nil, cli.Usage("DATABASE_URL: %v", err)
+		}
+	case err != nil:
+		return nil, cli.Usage("DATABASE_URL: %v", err)
+	}
+	m := &readModel{store: "postgres", pool: pool, reader: postgres.NewAuditReader(pool)}
+	if reachable {
+		if err := c.checkPrivileges(ctx, pool, log); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		m.from = c.seed(ctx, svc, bus, pool, info, log)
+	}
+	m.projector = postgres.NewProjector(postgres.ProjectorConfig{Pool: pool, Source: bus, Keys: svc.Keys(),
+		InstallID: svc.InstallID, Logger: log.With("component", "projector"), Registry: reg})
+	return m, nil
+}
+
+func (c *serveCmd) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	err := postgres.CheckPrivileges(ctx, pool)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, postgres.ErrOverPrivileged) && c.AllowOwner:
+		log.Warn("DATABASE_URL may rewrite the audit trail; accepted because of --allow-owner (development only)", "err", err)
+		return nil
+	case errors.Is(err, postgres.ErrOverPrivileged):
+		return cli.Usage("%v", err)
+	}
+	return err
+}
+
+// seed installs the rows at the projector's checkpoint into the service
+// and returns the checkpoint, or 0 (fold everything) when there is no
+// usable snapshot.
+func (c *serveCmd) seed(ctx context.Context, svc *ledger.Service, bus *natsbus.Bus, pool *pgxpool.Pool,
+	info natsbus.StreamInfo, log *slog.Logger) uint64 {
+	snap, err := postgres.ReadSnapshot(ctx, pool, "org_licenses", svc.Trust(), postgres.PendingGraceFrom(bus))
+	created := info.Created.UTC().Truncate(time.Microsecond)
+	switch {
+	case err != nil:
+		log.Warn("read model snapshot unreadable: folding the stream from the start", "err", err)
+		return 0
+	case snap.Checkpoint == 0:
+		return 0
+	case snap.StreamCreated == nil || !snap.StreamCreated.Equal(created) || snap.Checkpoint > info.LastSeq:
+		log.Warn("the read model belongs to another stream: folding the stream from the start",
+			"checkpoint", snap.Checkpoint, "stream_head", info.LastSeq)
+		return 0
+	}
+	svc.Seed(snap.States)
+	log.Info("read model loaded from PostgreSQL", "orgs", len(snap.States), "checkpoint", snap.Checkpoint,
+		"to_fold", fmt.Sprint(info.LastSeq-snap.Checkpoint))
+	return snap.Checkpoint
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/postgres"
+	"github.com/licenseledger/ledger/internal/testenv/pgtest"
+)
+
+// A ledger with DATABASE_URL projects into PostgreSQL, restarts from the
+// rows at the checkpoint, and refuses an over-privileged user.
+func TestServeWithPostgres(t *testing.T) {
+	super := pgtest.NewDatabase(t)
+	if err := postgres.Migrate(context.Background(), super, "up", postgres.Roles{}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	app := pgtest.LoginRole(t, super, "ledger_app")
+	dir := t.TempDir()
+	withPG := func(c *serveCmd) { c.DatabaseURL = app }
+	l := startLedgerWith(t, dir, withPG)
+	key := signed(t, "k1", func(p map[string]any) { p["expires"] = future(48 * time.Hour) })
+	code, up := l.call("POST", "/api/license?org=acme", key)
+	if code != 200 {
+		t.Fatalf("upload: %d %v", code, up)
+	}
+	pool, err := pgxpool.New(context.Background(), super)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	waitRow := func(seq float64) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			var last int64
+			pool.QueryRow(context.Background(), `SELECT last_seq FROM org_licenses WHERE org_slug = 'acme'`).Scan(&last)
+			if float64(last) == seq {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("row at %d, want %v", last, seq)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitRow(up["seq"].(float64))
+	if code, rd := l.call("GET", "/readyz", ""); code != 200 || rd["store"] != "postgres" {
+		t.Fatalf("readyz %d %v", code, rd)
+	}
+	l.stop()
+
+	// Restart: state comes from the rows, newer events from the stream.
+	l = startLedgerWith(t, dir, withPG)
+	if _, m := l.call("GET", "/api/license?org=acme", ""); m["status"] != "valid" || m["seq"] != up["seq"] {
+		t.Fatalf("after restart: %v", m)
+	}
+	code, rm := l.call("DELETE", "/api/license?org=acme", "")
+	if code != 200 {
+		t.Fatalf("remove: %d %v", code, rm)
+	}
+	waitRow(rm["seq"].(float64))
+	var n int
+	pool.QueryRow(context.Background(), `SELECT count(*) FROM license_audit`).Scan(&n)
+	var head int64
+	pool.QueryRow(context.Background(), `SELECT last_seq FROM projection_checkpoints`).Scan(&head)
+	if int64(n) != head {
+		t.Fatalf("%d audit rows for checkpoint %d", n, head)
+	}
+	l.stop()
+
+	// The owner (a superuser) may rewrite the audit: refused, exit 2.
+	cmd := &serveCmd{Listen: "127.0.0.1:0", DataDir: t.TempDir(), NATSListen: "off", NATSSync: "always", Replicas: 1,
+		GraceDays: 7, RejectAudit: 10, ShutdownWait: time.Second, DatabaseURL: super}
+	cmd.Stream, cmd.LogFormat, cmd.LogLevel = "LICENSES", "text", "error"
+	log, _ := cmd.Logger(io.Discard)
+	err = cmd.serve(context.Background(), &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, nil)
+	if code := cli.ExitCode(io.Discard, "ledger", err); code != cli.ExitUsage || !strings.Contains(err.Error(), "allow-owner") {
+		t.Fatalf("owner DATABASE_URL: exit %d, %v", code, err)
+	}
+}

@@ -1,0 +1,276 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/licenseledger/ledger/internal/audit"
+	"github.com/licenseledger/ledger/internal/events"
+)
+
+var auditBase = time.Date(2026, 11, 29, 13, 0, 0, 123456000, time.UTC)
+
+// auditMessage encodes an event of typ for org at auditBase + minutes, on
+// the subject its type belongs on.
+func auditMessage(t *testing.T, seq uint64, id, org, typ string, kind string, minutes int, data any) *events.Message {
+	t.Helper()
+	subject := events.AuditSubject(org)
+	if events.IsOrgType(typ) {
+		subject = events.OrgSubject(org)
+	}
+	if data == nil {
+		data = map[string]any{"license_id": "0193a5b0-7e1a-7c3d-8f00-1234567890ab"}
+	}
+	at := auditBase.Add(time.Duration(minutes) * time.Minute)
+	actor := events.Actor{Kind: kind, ID: kind + "-1"}
+	env, err := events.New(typ, org, at, actor, 0, data)
+	if id != "" {
+		env, err = events.NewWithID(id, typ, org, at, actor, 0, data)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := env.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events.Decode(subject, seq, raw)
+}
+
+// auditFixture is every kind of record the projector writes: valid events
+// of two orgs and _instance, an event id in upper case (the uuid column
+// lowers it), an envelope jsonb cannot hold (NUL), and invalid messages
+// that are not JSON, not UTF-8, or JSON but not an envelope.
+func auditFixture(t *testing.T) []*events.Message {
+	return []*events.Message{
+		auditMessage(t, 1, "", "_instance", events.TypeLedgerStarted, events.ActorSystem, 0, nil),
+		auditMessage(t, 2, "", "acme", events.TypeUploaded, events.ActorOperator, 1, nil),
+		auditMessage(t, 3, "", "globex", events.TypeUploaded, events.ActorOrgAdmin, 2, nil),
+		auditMessage(t, 4, "", "acme", events.TypeRejected, events.ActorOrgAdmin, 3, map[string]any{"code": "license_malformed", "source": "api"}),
+		events.Decode("licenses.org.acme", 5, []byte(`not json`)),
+		events.Decode("licenses.audit.globex", 6, []byte("\xff\xfe{}")),
+		events.Decode("licenses.org.globex", 7, []byte(`{"hello": "world", "n": 1.50}`)),
+		auditMessage(t, 8, "", "acme", events.TypeInvalidated, events.ActorOperator, 5, map[string]any{"license_id": "0193a5b0-7e1a-7c3d-8f00-1234567890ab", "note": "a\x00b"}),
+		auditMessage(t, 9, "", "_instance", events.TypeEnforcementChanged, events.ActorOperator, 6, map[string]any{"mode": "on"}),
+		auditMessage(t, 10, "0193A5B0-7E1A-7C3D-8F00-1234567890AC", "acme", events.TypeRemoved, events.ActorOperator, 7, nil),
+	}
+}
+
+// insertAudit writes the records of msgs into license_audit as the
+// projector does (AuditRow), as the owner, and returns them.
+func insertAudit(t *testing.T, pool *pgxpool.Pool, msgs []*events.Message) []audit.Record {
+	t.Helper()
+	var recs []audit.Record
+	var rows [][]any
+	prev := audit.Zero
+	for _, m := range msgs {
+		r := audit.NewRecord(m, prev, time.Now())
+		prev = r.Hash
+		recs = append(recs, r)
+		rows = append(rows, AuditRow(r))
+	}
+	cols := []string{"seq", "event_id", "subject", "org_slug", "type", "actor_kind", "actor_id",
+		"occurred_at", "recorded_at", "envelope", "envelope_raw", "prev_hash", "hash"}
+	if _, err := pool.CopyFrom(testContext(t), pgx.Identifier{"license_audit"}, cols, pgx.CopyFromRows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// auditQueries are filters with the seqs they select from auditFixture.
+var auditQueries = []struct {
+	name string
+	q    audit.Query
+	want []uint64
+}{
+	{"all", audit.Query{}, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+	{"org", audit.Query{Org: "acme"}, []uint64{2, 4, 5, 8, 10}},
+	{"instance", audit.Query{Org: "_instance"}, []uint64{1, 9}},
+	{"type", audit.Query{Type: events.TypeUploaded}, []uint64{2, 3}},
+	{"invalid", audit.Query{Type: events.TypeInvalid}, []uint64{5, 6, 7}},
+	{"org and type", audit.Query{Org: "globex", Type: events.TypeInvalid}, []uint64{6, 7}},
+	{"since inclusive", audit.Query{Since: auditBase.Add(3 * time.Minute)}, []uint64{4, 8, 9, 10}},
+	{"until exclusive", audit.Query{Until: auditBase.Add(3 * time.Minute)}, []uint64{1, 2, 3}},
+	{"since and until", audit.Query{Since: auditBase.Add(time.Minute), Until: auditBase.Add(6 * time.Minute)}, []uint64{2, 3, 4, 8}},
+	{"after", audit.Query{After: 6}, []uint64{7, 8, 9, 10}},
+	{"limit", audit.Query{Limit: 4}, []uint64{1, 2, 3, 4}},
+	{"after and limit", audit.Query{After: 2, Limit: 3, Org: "acme"}, []uint64{4, 5, 8}},
+	{"limit across pages", audit.Query{After: 1, Limit: 7}, []uint64{2, 3, 4, 5, 6, 7, 8}},
+	{"scope", audit.Query{Scope: []string{"acme"}}, []uint64{2, 4, 5, 8, 10}},
+	{"scope hides another org", audit.Query{Scope: []string{"acme"}, Org: "globex"}, nil},
+	{"scope with cursor", audit.Query{Scope: []string{"globex"}, After: 6}, []uint64{7}},
+	{"scope and time", audit.Query{Scope: []string{"acme"}, Since: auditBase.Add(4 * time.Minute)}, []uint64{8, 10}},
+	{"empty scope", audit.Query{Scope: []string{}}, nil},
+}
+
+func scanAll(t *testing.T, r audit.Reader, q audit.Query) []audit.Record {
+	t.Helper()
+	var out []audit.Record
+	if err := r.Scan(testContext(t), q, func(r *audit.Record) error {
+		out = append(out, *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The PostgreSQL reader agrees with the in-memory trail, record for
+// record, on every filter, whatever its page size.
+func TestAuditReaderMatchesMemory(t *testing.T) {
+	_, pool := migratedDB(t)
+	reader := NewAuditReader(pool)
+	if seq, h, err := reader.Head(testContext(t)); seq != 0 || h != audit.Zero || err != nil {
+		t.Fatalf("empty head: %d %x %v", seq, h, err)
+	}
+	msgs := auditFixture(t)
+	insertAudit(t, pool, msgs)
+	mem := audit.NewMemory()
+	for _, m := range msgs {
+		mem.Append(m, time.Now())
+	}
+	seq, h, err := reader.Head(testContext(t))
+	mseq, mh, _ := mem.Head(testContext(t))
+	if err != nil || seq != mseq || h != mh {
+		t.Fatalf("head %d %x %v, memory %d %x", seq, h, err, mseq, mh)
+	}
+	for _, page := range []int{1000, 3, 1} {
+		reader.pageSize = page
+		for _, c := range auditQueries {
+			got, want := scanAll(t, reader, c.q), scanAll(t, mem, c.q)
+			var seqs []uint64
+			for i := range got {
+				seqs = append(seqs, got[i].Seq)
+			}
+			if !slices.Equal(seqs, c.want) || len(want) != len(got) {
+				t.Fatalf("page %d, %s: %v, want %v", page, c.name, seqs, c.want)
+			}
+			for i := range got {
+				if a, b := comparable(got[i]), comparable(want[i]); a != b {
+					t.Fatalf("%s: seq %d differs:\npg     %s\nmemory %s", c.name, got[i].Seq, a, b)
+				}
+			}
+		}
+	}
+	recs := scanAll(t, reader, audit.Query{})
+	for i, r := range recs {
+		if !r.EnvelopeKept || (r.Envelope == nil) != !audit.JSONBStorable(msgs[i].Raw) {
+			t.Errorf("seq %d: envelope column %q (kept %v)", r.Seq, r.Envelope, r.EnvelopeKept)
+		}
+	}
+	if recs[6].Envelope == nil || recs[7].Envelope != nil {
+		t.Error("fixture: seq 7 is JSON jsonb holds, seq 8 holds a NUL jsonb refuses")
+	}
+}
+
+// comparable renders what both readers must agree on (event ids by value:
+// the uuid column lowers them).
+func comparable(r audit.Record) string {
+	return fmt.Sprintf("%d|%s|%s|%s|%s|%s|%s|%s|%q|%x|%x", r.Seq, strings.ToLower(r.EventID), r.Subject, r.Org, r.Type,
+		r.ActorKind, r.ActorID, r.At.Format(time.RFC3339Nano), r.Raw, r.PrevHash, r.Hash)
+}
+
+// behindTheTriggers runs sql on license_audit with its append-only
+// triggers disabled, as an owner or superuser could.
+func behindTheTriggers(t *testing.T, pool *pgxpool.Pool, sql string) {
+	t.Helper()
+	ctx := testContext(t)
+	for _, s := range []string{"ALTER TABLE license_audit DISABLE TRIGGER USER", sql, "ALTER TABLE license_audit ENABLE TRIGGER USER"} {
+		if _, err := pool.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// A row changed behind the triggers is named by Verify, seq and column.
+func TestVerifyPostgresTampering(t *testing.T) {
+	dsn, pool := migratedDB(t)
+	msgs := auditFixture(t)
+	insertAudit(t, pool, msgs)
+	ctx := testContext(t)
+	if _, err := pool.Exec(ctx, `UPDATE license_audit SET org_slug = 'globex' WHERE seq = 2`); err == nil {
+		t.Fatal("the append-only trigger let an UPDATE through")
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE audit_saved AS SELECT * FROM license_audit`); err != nil {
+		t.Fatal(err)
+	}
+	// An auditor's login, SELECT only, verifies the intact trail.
+	_, auditorDSN := newLoginRole(t, dsn, DefaultAuditorRole)
+	auditor, err := Open(ctx, auditorDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditor.Close()
+	res, err := audit.Verify(ctx, NewAuditReader(auditor), audit.VerifyOptions{})
+	mseq, mh, _ := memoryHead(msgs)
+	if err != nil || !res.OK || res.Rows != 10 || res.Digest != audit.Digest(mseq, mh) {
+		t.Fatalf("intact: %+v %v", res, err)
+	}
+
+	for _, c := range []struct {
+		name, sql string
+		seq       uint64
+		col       string
+	}{
+		{"envelope_raw", `UPDATE license_audit SET envelope_raw = overlay(envelope_raw placing '0' from 30 for 1) WHERE seq = 4`, 4, audit.ColEnvelopeRaw},
+		{"envelope_raw of an invalid message", `UPDATE license_audit SET envelope_raw = 'not JSON' WHERE seq = 5`, 5, audit.ColEnvelopeRaw},
+		{"org_slug", `UPDATE license_audit SET org_slug = 'globex' WHERE seq = 2`, 2, audit.ColOrg},
+		{"org_slug of an invalid message", `UPDATE license_audit SET org_slug = 'acme' WHERE seq = 6`, 6, audit.ColOrg},
+		{"type", `UPDATE license_audit SET type = 'license.removed' WHERE seq = 3`, 3, audit.ColType},
+		{"actor_kind", `UPDATE license_audit SET actor_kind = 'operator' WHERE seq = 3`, 3, audit.ColActorKind},
+		{"actor_id", `UPDATE license_audit SET actor_id = NULL WHERE seq = 9`, 9, audit.ColActorID},
+		{"event_id", `UPDATE license_audit SET event_id = gen_random_uuid() WHERE seq = 10`, 10, audit.ColEventID},
+		{"occurred_at", `UPDATE license_audit SET occurred_at = occurred_at - interval '1 day' WHERE seq = 8`, 8, audit.ColOccurredAt},
+		{"envelope", `UPDATE license_audit SET envelope = jsonb_set(envelope, '{org}', '"globex"') WHERE seq = 2`, 2, audit.ColEnvelope},
+		{"envelope of an invalid message", `UPDATE license_audit SET envelope = '{"hello": "moon", "n": 1.5}' WHERE seq = 7`, 7, audit.ColEnvelope},
+		{"hash", `UPDATE license_audit SET hash = sha256(hash) WHERE seq = 6`, 6, audit.ColHash},
+		{"a short hash", `UPDATE license_audit SET hash = substring(hash from 1 for 31) WHERE seq = 7`, 7, audit.ColHash},
+		{"prev_hash", `UPDATE license_audit SET prev_hash = sha256(prev_hash) WHERE seq = 9`, 9, audit.ColPrevHash},
+		{"a deleted row", `DELETE FROM license_audit WHERE seq = 5`, 5, audit.ColSeq},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			behindTheTriggers(t, pool, c.sql)
+			t.Cleanup(func() {
+				behindTheTriggers(t, pool, `DELETE FROM license_audit; INSERT INTO license_audit SELECT * FROM audit_saved`)
+			})
+			res, err := audit.Verify(ctx, NewAuditReader(auditor), audit.VerifyOptions{})
+			if err != nil || res.OK || res.BadSeq != c.seq || res.Column != c.col {
+				t.Fatalf("got %v (%v), want mismatch at seq %d (%s)", res, err, c.seq, c.col)
+			}
+		})
+	}
+	// The digest of an earlier run catches rows cut off the end.
+	digest := audit.Digest(mseq, mh)
+	behindTheTriggers(t, pool, `DELETE FROM license_audit WHERE seq > 8`)
+	res, err = audit.Verify(ctx, NewAuditReader(pool), audit.VerifyOptions{Digest: digest})
+	if err != nil || res.OK || res.BadSeq != 10 || res.Column != audit.ColDigest || res.Rows != 8 {
+		t.Fatalf("truncated: %+v %v", res, err)
+	}
+}
+
+func memoryHead(msgs []*events.Message) (uint64, audit.Hash, error) {
+	mem := audit.NewMemory()
+	for _, m := range msgs {
+		mem.Append(m, time.Now())
+	}
+	return mem.Head(context.Background())
+}
+
+func TestAuditReaderUnavailable(t *testing.T) {
+	_, pool := migratedDB(t)
+	reader := NewAuditReader(pool)
+	pool.Close()
+	if err := reader.Scan(context.Background(), audit.Query{}, func(*audit.Record) error { return nil }); err == nil {
+		t.Fatal("scan on a closed pool succeeded")
+	}
+	if _, _, err := reader.Head(context.Background()); err == nil {
+		t.Fatal("head on a closed pool succeeded")
+	}
+}
