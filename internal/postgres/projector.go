@@ -69,9 +69,10 @@ type Projector struct {
 	mu      sync.Mutex
 	stopped error // why it stopped for good, nil while running
 
-	batches  prometheus.Counter
-	events   prometheus.Counter
-	lagGauge prometheus.GaugeFunc
+	batches      prometheus.Counter
+	events       prometheus.Counter
+	lagGauge     prometheus.GaugeFunc
+	stoppedGauge prometheus.GaugeFunc
 }
 
 // NewProjector returns a projector; Run starts it.
@@ -98,10 +99,18 @@ func NewProjector(cfg ProjectorConfig) *Projector {
 		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_projector_batches_total", Help: "Transactions committed by the projector."}),
 		events:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_projector_events_total", Help: "Stream messages projected into PostgreSQL."}),
 	}
+	p.stoppedGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_stopped",
+		Help: "1 when the projector stopped for good (a newer event schema, a recreated stream): an operator must act."},
+		func() float64 {
+			if p.Stopped() != nil {
+				return 1
+			}
+			return 0
+		})
 	p.lagGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_pg_lag",
 		Help: "Stream head minus the projector's PostgreSQL checkpoint."}, func() float64 { return float64(p.Lag()) })
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(p.batches, p.events, p.lagGauge)
+		cfg.Registry.MustRegister(p.batches, p.events, p.lagGauge, p.stoppedGauge)
 	}
 	return p
 }
