@@ -137,7 +137,7 @@ func (f *auditSource) apiVerify(env *cli.Env, digest string) (audit.Result, erro
 
 type auditVerifyCmd struct {
 	auditSource
-	natsFlags
+	cli.NATSFlags
 	Digest string `placeholder:"SEQ:HEX" help:"A digest taken earlier (audit digest, or the ledger's 'audit digest' log line) that must still be on the chain."`
 }
 
@@ -187,7 +187,7 @@ func (c *auditVerifyCmd) Run(env *cli.Env) error {
 // credentials given, else $DATA_DIR/nats/reader.nk. When it does not
 // answer, verification goes on without it, and says so on stderr.
 func (c *auditVerifyCmd) openStream(ctx context.Context, env *cli.Env) (audit.StreamLookup, func()) {
-	cfg := c.connConfig("ledger-audit-verify", nil)
+	cfg := c.ConnConfig("ledger-audit-verify", nil)
 	if cfg.URL == "" {
 		cfg.URL = "nats://127.0.0.1:4223"
 	}

@@ -28,28 +28,10 @@ import (
 	"github.com/licenseledger/ledger/license"
 )
 
-// natsFlags are how a process reaches NATS.
-type natsFlags struct {
-	NATSURL      string `name:"nats-url" env:"NATS_URL" placeholder:"URL" help:"External NATS (comma-separated for a cluster). Unset: the ledger embeds nats-server."`
-	NATSNKey     string `name:"nats-nkey" env:"NATS_NKEY" placeholder:"FILE" help:"NKey seed file for NATS_URL."`
-	NATSCreds    string `name:"nats-creds" env:"NATS_CREDS" placeholder:"FILE" help:"Credentials (JWT) file for NATS_URL."`
-	NATSUser     string `name:"nats-user" env:"NATS_USER" help:"User for NATS_URL."`
-	NATSPassword string `name:"nats-password" env:"NATS_PASSWORD" help:"Password for NATS_USER."`
-	NATSTLSCA    string `name:"nats-tls-ca" env:"NATS_TLS_CA" placeholder:"FILE" help:"CA bundle to verify NATS servers."`
-	NATSTLSCert  string `name:"nats-tls-cert" env:"NATS_TLS_CERT" placeholder:"FILE" help:"Client certificate for NATS."`
-	NATSTLSKey   string `name:"nats-tls-key" env:"NATS_TLS_KEY" placeholder:"FILE" help:"Client key for NATS."`
-	Stream       string `name:"stream" env:"LICENSE_STREAM" default:"LICENSES" help:"JetStream stream name."`
-}
-
-func (f *natsFlags) connConfig(name string, log *slog.Logger) natsbus.ConnConfig {
-	return natsbus.ConnConfig{URL: f.NATSURL, NKeyFile: f.NATSNKey, CredsFile: f.NATSCreds, User: f.NATSUser,
-		Password: f.NATSPassword, TLSCA: f.NATSTLSCA, TLSCert: f.NATSTLSCert, TLSKey: f.NATSTLSKey, Name: name, Logger: log}
-}
-
 type serveCmd struct {
 	cli.KeyringFlags
 	cli.LogFlags
-	natsFlags
+	cli.NATSFlags
 	Listen              string        `env:"LEDGER_LISTEN" default:"127.0.0.1:8080" help:"HTTP API address."`
 	DataDir             string        `env:"DATA_DIR" default:"./data" help:"State directory: embedded NATS store and credentials, admin token."`
 	NATSListen          string        `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" help:"Embedded NATS client address for gatekeepers, or off (in-process only)."`
@@ -230,7 +212,7 @@ func every(ctx context.Context, d time.Duration, fn func()) {
 // connect reaches NATS: NATS_URL, else an embedded server.
 func (c *serveCmd) connect(log *slog.Logger) (*nats.Conn, func(), error) {
 	if c.NATSURL != "" {
-		nc, err := natsbus.Connect(c.connConfig("ledger", log))
+		nc, err := natsbus.Connect(c.ConnConfig("ledger", log))
 		return nc, func() {}, err
 	}
 	emb, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: c.DataDir, Listen: c.NATSListen,
@@ -238,7 +220,7 @@ func (c *serveCmd) connect(log *slog.Logger) (*nats.Conn, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := c.connConfig("ledger", log)
+	cfg := c.ConnConfig("ledger", log)
 	cfg.NKeyFile, cfg.InProcess = emb.LedgerSeedFile, emb.Server
 	nc, err := natsbus.Connect(cfg)
 	if err != nil {
