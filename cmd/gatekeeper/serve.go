@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/licenseledger/ledger/gatekeeper"
+	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/gatestate"
+	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/postgres"
+	"github.com/licenseledger/ledger/license"
+)
+
+// gatekeeperCmd is the whole command line.
+type gatekeeperCmd struct {
+	Version kong.VersionFlag `help:"Print the version and exit."`
+	cli.KeyringFlags
+	cli.LogFlags
+	cli.NATSFlags
+
+	Listen          string        `env:"GATEKEEPER_LISTEN" default:"127.0.0.1:8081" help:"Reverse proxy address (needs --upstream); off to disable."`
+	Upstream        string        `env:"GATEKEEPER_UPSTREAM" placeholder:"URL" help:"The application behind the reverse proxy (http://host:port)."`
+	AuthzListen     string        `name:"authz-listen" env:"GATEKEEPER_AUTHZ_LISTEN" default:"127.0.0.1:8082" help:"Address of /authz (for nginx, Caddy, Traefik, Envoy); off to disable."`
+	AuthzHeaders    string        `name:"authz-headers" env:"GATEKEEPER_AUTHZ_HEADERS" enum:"original,forwarded,path" default:"original" help:"Where /authz reads the original request: original (X-Original-Method/-URI, nginx), forwarded (X-Forwarded-Method/-Uri, Caddy, Traefik) or path (the request's own method and the path after /authz, Envoy path_prefix)."`
+	AdminListen     string        `name:"admin-listen" env:"GATEKEEPER_ADMIN_LISTEN" default:"127.0.0.1:9091" help:"Address of /healthz, /readyz and /metrics."`
+	OrgFrom         string        `name:"org-from" env:"GATEKEEPER_ORG_FROM" default:"header:X-Org-Slug" help:"Where the org comes from: header:NAME, host:{org}.example.com or path:/orgs/{org}/."`
+	TrustedProxies  []string      `name:"trusted-proxies" env:"GATEKEEPER_TRUSTED_PROXIES" default:"127.0.0.0/8,::1/128" help:"Peers (CIDRs) whose org header is honoured in header mode."`
+	AllowNoOrg      bool          `name:"allow-no-org" env:"GATEKEEPER_ALLOW_NO_ORG" help:"Decide requests without an org on the instance-wide license instead of denying them."`
+	Allow           []string      `env:"GATEKEEPER_ALLOW" placeholder:"PATTERN" help:"More always-allowed routes (net/http ServeMux patterns)."`
+	Features        string        `env:"GATEKEEPER_FEATURES" placeholder:"FILE" help:"Feature rules: '[METHOD ]PATTERN FEATURE[,FEATURE…]' per line."`
+	DecisionTimeout time.Duration `name:"decision-timeout" env:"GATEKEEPER_DECISION_TIMEOUT" default:"100ms" help:"After this the state counts as unavailable."`
+	MinSeqWait      time.Duration `name:"min-seq-wait" env:"GATEKEEPER_MIN_SEQ_WAIT" default:"50ms" help:"How long a request with X-License-Min-Seq waits for the event before folding the org's subject."`
+	MaxStaleness    time.Duration `name:"max-staleness" env:"GATEKEEPER_MAX_STALENESS" default:"30s" help:"Beyond this without confirming it is current, the replica stops trusting its cache for uncached orgs."`
+	DataDir         string        `env:"DATA_DIR" default:"./data" help:"Where the default reader credentials are ($DATA_DIR/nats/reader.nk)."`
+	DatabaseURL     string        `name:"database-url" env:"DATABASE_URL" placeholder:"URL" help:"PostgreSQL read model (optional): faster start, reloads when stale."`
+	Enforce         string        `name:"enforce" env:"LICENSE_ENFORCE" placeholder:"0|1" help:"Override the install's enforcement mode (logged and exported as a metric)."`
+	ShutdownWait    time.Duration `name:"shutdown-timeout" env:"GATEKEEPER_SHUTDOWN_TIMEOUT" default:"10s" help:"How long to drain requests on SIGTERM."`
+}
+
+// defaults fills in what depends on other settings.
+func (c *gatekeeperCmd) defaults() {
+	if c.NATSURL == "" {
+		c.NATSURL = "nats://127.0.0.1:4223"
+	}
+	if c.NATSNKey == "" && c.NATSCreds == "" && c.NATSUser == "" {
+		c.NATSNKey = filepath.Join(c.DataDir, "nats", "reader.nk")
+	}
+}
+
+// gateConfig validates the decision settings.
+func (c *gatekeeperCmd) gateConfig() (gatekeeper.Config, error) {
+	var cfg gatekeeper.Config
+	var err error
+	if cfg.OrgSource, err = gatekeeper.ParseOrgSource(c.OrgFrom); err != nil {
+		return cfg, cli.Usage("--org-from: %v", err)
+	}
+	if cfg.TrustedProxies, err = gatekeeper.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		return cfg, cli.Usage("--trusted-proxies: %v", err)
+	}
+	if cfg.Enforce, err = gatekeeper.ParseEnforce(c.Enforce); err != nil {
+		return cfg, cli.Usage("LICENSE_ENFORCE: %v", err)
+	}
+	if c.Features != "" {
+		f, err := os.Open(c.Features)
+		if err != nil {
+			return cfg, cli.Usage("--features: %v", err)
+		}
+		defer f.Close()
+		if cfg.Features, err = gatekeeper.ParseFeatures(f); err != nil {
+			return cfg, cli.Usage("--features %s: %v", c.Features, err)
+		}
+	}
+	cfg.AllowNoOrg, cfg.Allow, cfg.DecisionTimeout = c.AllowNoOrg, c.Allow, c.DecisionTimeout
+	return cfg, nil
+}
+
+func (c *gatekeeperCmd) Run(env *cli.Env) error {
+	c.defaults()
+	log, err := c.Logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return c.serve(ctx, log, nil)
+}
+
+// addrs are the bound listener addresses (tests).
+type addrs struct{ proxy, authz, admin string }
+
+// serve runs until ctx ends; started (tests) receives the bound addresses
+// once the initial state is loaded.
+func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started chan<- addrs) error {
+	gcfg, err := c.gateConfig()
+	if err != nil {
+		return err
+	}
+	var upstream *url.URL
+	if c.Listen != "off" && c.Upstream != "" {
+		if upstream, err = url.Parse(c.Upstream); err != nil || upstream.Host == "" || (upstream.Scheme != "http" && upstream.Scheme != "https") {
+			return cli.Usage("--upstream %q: want http(s)://host:port", c.Upstream)
+		}
+	}
+	keys, err := c.KeyringFlags.Load()
+	if err != nil {
+		return cli.Usage("key ring: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	conn := c.ConnConfig("gatekeeper", log)
+	conn.PingInterval = gatestate.PingInterval(c.MaxStaleness)
+	nc, err := natsbus.Connect(conn)
+	if err != nil {
+		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
+	}
+	defer nc.Close()
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	bus, _, err := natsbus.Open(octx, nc, c.Stream, 1, false)
+	cancel()
+	if err != nil {
+		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
+	}
+	pool, err := c.openPool(ctx, log)
+	if err != nil {
+		return err
+	}
+	if pool != nil {
+		defer pool.Close()
+	}
+	conns := newConnTracker()
+	var gate *gatekeeper.Gate
+	fol, err := gatestate.New(gatestate.Config{Bus: bus, Pool: pool, Keys: keys, MinSeqWait: c.MinSeqWait,
+		MaxStaleness: c.MaxStaleness, Logger: log.With("component", "state"), Registry: reg,
+		OnChange: func(org string) { conns.recheck(org, func(r *http.Request) bool { return gate.Decide(r).Allowed }) }})
+	if err != nil {
+		return err
+	}
+	if gate, err = gatekeeper.New(fol, gcfg); err != nil {
+		return cli.Usage("%v", err)
+	}
+	registerMetrics(reg, gate, gcfg.Enforce)
+	keys.ReloadOnSIGHUP(ctx, log, func(*license.Ring) { fol.Reverify() })
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	go fol.Run(runCtx)
+	go conns.recheckAll(runCtx, time.Second, func(r *http.Request) bool { return gate.Decide(r).Allowed })
+
+	srvs := &servers{log: log, shutdown: c.ShutdownWait}
+	admin, err := srvs.listen(c.AdminListen, adminHandler(reg, fol))
+	if err != nil {
+		return err
+	}
+	if err := fol.Wait(ctx); err != nil {
+		return nil // stopped before loading
+	}
+	var a addrs
+	a.admin = admin
+	if c.AuthzListen != "off" {
+		if a.authz, err = srvs.listen(c.AuthzListen, authzHandler(gate, c.AuthzHeaders)); err != nil {
+			return err
+		}
+	}
+	if upstream != nil {
+		if a.proxy, err = srvs.listen(c.Listen, newProxy(gate, upstream, conns, log)); err != nil {
+			return err
+		}
+	} else if c.Listen != "off" {
+		log.Warn("no --upstream: the reverse proxy listener is off")
+	}
+	h := fol.Health()
+	log.Info("gatekeeper ready", "orgs", h.OrgsCached, "applied_seq", h.AppliedSeq, "install_id", fol.InstallID(),
+		"proxy", a.proxy, "authz", a.authz, "admin", a.admin, "org_from", c.OrgFrom, "keyring_fingerprint", keys.Ring().Fingerprint())
+	if gcfg.Enforce != nil {
+		log.Warn("LICENSE_ENFORCE overrides the install's enforcement mode", "enforce", *gcfg.Enforce)
+	}
+	if started != nil {
+		started <- a
+	}
+	return srvs.wait(ctx)
+}
+
+func (c *gatekeeperCmd) openPool(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, error) {
+	if c.DatabaseURL == "" {
+		return nil, nil
+	}
+	pool, err := postgres.Open(ctx, c.DatabaseURL)
+	if errors.Is(err, postgres.ErrUnavailable) {
+		log.Warn("PostgreSQL unreachable at start: loading from the stream", "err", err)
+		return pgxpool.New(ctx, c.DatabaseURL)
+	}
+	if err != nil {
+		return nil, cli.Usage("DATABASE_URL: %v", err)
+	}
+	return pool, nil
+}
+
+// servers runs the HTTP listeners and shuts them down together.
+type servers struct {
+	log      *slog.Logger
+	shutdown time.Duration
+	list     []*http.Server
+	errc     chan error
+}
+
+func (s *servers) listen(addr string, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if s.errc == nil {
+		s.errc = make(chan error, 4)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.list = append(s.list, srv)
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- err
+		}
+	}()
+	return ln.Addr().String(), nil
+}
+
+func (s *servers) wait(ctx context.Context) error {
+	var err error
+	select {
+	case err = <-s.errc:
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.shutdown)
+	defer cancel()
+	for _, srv := range s.list {
+		srv.Shutdown(sctx)
+	}
+	return err
+}
+
+// trimAuthzPrefix returns the path after /authz (Envoy's path_prefix).
+func trimAuthzPrefix(p string) string {
+	rest := strings.TrimPrefix(p, "/authz")
+	if rest == "" {
+		return "/"
+	}
+	return rest
+}

@@ -1,0 +1,189 @@
+package gatekeeper
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/licenseledger/ledger/license"
+)
+
+// Denial codes (the "error" of a denial body and X-License-Error).
+const (
+	CodePathInvalid        = "path_invalid"
+	CodeOrgInvalid         = "org_invalid"
+	CodeOrgRequired        = "org_required"
+	CodeLicenseMissing     = "license_missing"
+	CodeFeatureNotLicensed = "feature_not_licensed"
+	CodeLicenseExpired     = "license_expired"
+	CodeLicenseInvalid     = "license_invalid"
+	CodeStateUnavailable   = "license_state_unavailable"
+	codeCount              = 8
+)
+
+// Codes lists every denial code.
+var Codes = [codeCount]string{CodePathInvalid, CodeOrgInvalid, CodeOrgRequired, CodeLicenseMissing,
+	CodeFeatureNotLicensed, CodeLicenseExpired, CodeLicenseInvalid, CodeStateUnavailable}
+
+// messageOf is the default message of a denial code.
+func messageOf(code string) string {
+	switch code {
+	case CodePathInvalid:
+		return "the request path has an empty, '.' or '..' segment or an encoded slash or backslash"
+	case CodeOrgInvalid:
+		return "the org is not a valid slug"
+	case CodeOrgRequired:
+		return "the request names no org"
+	case CodeLicenseMissing:
+		return "the org holds no license"
+	case CodeFeatureNotLicensed:
+		return "the org's license does not include a feature this route needs"
+	case CodeLicenseExpired:
+		return "the org's license has expired"
+	case CodeLicenseInvalid:
+		return "the org's license is invalid"
+	case CodeStateUnavailable:
+		return "the org's license state cannot be determined right now; retry shortly"
+	}
+	return code
+}
+
+// The headers a Gate sets.
+const (
+	HeaderOrg           = "X-License-Org"
+	HeaderStatus        = "X-License-Status"
+	HeaderTier          = "X-License-Tier"
+	HeaderFeatures      = "X-License-Features"
+	HeaderUsersLimit    = "X-License-Users-Limit"
+	HeaderDaysRemaining = "X-License-Days-Remaining"
+	HeaderWarning       = "X-License-Warning"
+	HeaderError         = "X-License-Error"
+)
+
+// Decision is a Gate's answer for one request.
+type Decision struct {
+	// Allowed says whether the request may go upstream.
+	Allowed bool
+	// Allowlisted: the route passes whatever the state. Unenforced:
+	// allowed only because enforcement is off.
+	Allowlisted, Unenforced bool
+
+	dropOrgHdr   bool  // header mode: the org header came from an untrusted peer
+	resultStripe uint8 // spreads the counters
+
+	// Status is the HTTP status to answer with: 200 when allowed; 403 for
+	// a denial, or 503 for license_state_unavailable (the proxy's and the
+	// middleware's answer; /authz uses ForAuthz for 403).
+	Status int
+	// Code is the denial code ("" when allowed); Message says it in words.
+	Code    string
+	Message string
+	// Reason is the license's invalid reason for license_invalid ("" =
+	// JSON null).
+	Reason license.Reason
+	// Org is the org decided for ("_instance" with AllowNoOrg and no org
+	// in the request; "" when there is no valid org).
+	Org string
+	// LicenseStatus is the org's status when known ("" otherwise).
+	LicenseStatus license.Status
+
+	hdr *headerSet // pre-rendered, shared, never modified; nil when the state is unknown
+}
+
+// headerSet holds the pre-rendered values of an entry's headers; nil
+// slices are not sent.
+type headerSet struct {
+	org, status, tier, features, usersLimit, days []string
+	warning                                       []string // client response, in grace
+}
+
+// ForAuthz returns d as the /authz endpoint answers it: every denial is
+// 403, license_state_unavailable included.
+func (d Decision) ForAuthz() Decision {
+	if !d.Allowed {
+		d.Status = http.StatusForbidden
+	}
+	return d
+}
+
+// Upstream returns a copy of the X-License-* headers d sends upstream
+// (empty unless allowed with a known state), with X-License-Warning when
+// the client response carries one.
+func (d Decision) Upstream() http.Header {
+	h := http.Header{}
+	SetUpstreamHeaders(h, d)
+	SetClientHeaders(h, d)
+	return h
+}
+
+// SetUpstreamHeaders sets the X-License-* headers of an allowed request on
+// h (the request going upstream, or a 200 /authz response): X-License-Org,
+// -Status, -Tier, -Features (comma-separated, sorted), -Users-Limit (0 =
+// unlimited) and -Days-Remaining, those that apply. Tier, features, users
+// limit and days remaining are sent for valid, grace and expired licenses
+// only. When d is a denial or the state is unknown it only removes them.
+// The values are shared, pre-rendered slices: assigned, not copied, so a
+// caller must not modify them.
+func SetUpstreamHeaders(h http.Header, d Decision) {
+	s := d.hdr
+	if !d.Allowed || s == nil {
+		s = &noHeaders
+	}
+	set(h, HeaderOrg, s.org)
+	set(h, HeaderStatus, s.status)
+	set(h, HeaderTier, s.tier)
+	set(h, HeaderFeatures, s.features)
+	set(h, HeaderUsersLimit, s.usersLimit)
+	set(h, HeaderDaysRemaining, s.days)
+}
+
+// SetClientHeaders sets the headers of the client response of an allowed
+// request: X-License-Warning: grace; ends=<RFC 3339> in grace.
+func SetClientHeaders(h http.Header, d Decision) {
+	if d.Allowed && d.hdr != nil && d.hdr.warning != nil {
+		h[HeaderWarning] = d.hdr.warning
+	}
+}
+
+var noHeaders headerSet
+
+func set(h http.Header, k string, v []string) {
+	if v == nil {
+		delete(h, k)
+		return
+	}
+	h[k] = v
+}
+
+// denialBody is the JSON body of a denial.
+type denialBody struct {
+	Error   string  `json:"error"`
+	Message string  `json:"message"`
+	Org     *string `json:"org"`
+	Reason  *string `json:"reason"`
+}
+
+// WriteDenial answers a denied request: d.Status (403, or 503 for
+// license_state_unavailable; 403 when unset) with
+// {"error", "message", "org", "reason"} (org and reason null when empty)
+// and X-License-Error: <code>.
+func WriteDenial(w http.ResponseWriter, d Decision) {
+	b := denialBody{Error: d.Code, Message: d.Message}
+	if d.Org != "" {
+		b.Org = &d.Org
+	}
+	if d.Reason != "" {
+		r := string(d.Reason)
+		b.Reason = &r
+	}
+	status := d.Status
+	if status == 0 || status == http.StatusOK {
+		status = http.StatusForbidden
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set(HeaderError, d.Code)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(b)
+}

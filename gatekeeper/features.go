@@ -1,0 +1,176 @@
+package gatekeeper
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// FeatureRule says that requests matching Pattern need every feature in
+// Features.
+type FeatureRule struct {
+	// Pattern is a net/http.ServeMux pattern: "[METHOD ][HOST]/PATH" with
+	// {name} and {name...} wildcards. Of several matching rules the most
+	// specific wins, as in ServeMux.
+	Pattern string
+	// Features are all required (sorted, without duplicates once parsed).
+	Features []string
+	// Line is the rule's line in its file (0 when built in code).
+	Line int
+}
+
+func (r FeatureRule) where() string {
+	if r.Line > 0 {
+		return fmt.Sprintf("line %d", r.Line)
+	}
+	return fmt.Sprintf("rule %q", r.Pattern)
+}
+
+// maxFeatureLine bounds a line of a features file.
+const maxFeatureLine = 64 << 10
+
+// ParseFeatures reads a features file: one rule per line,
+// "[METHOD ]PATTERN FEATURE[,FEATURE…]" — the last field is the feature
+// list (all required), the rest the ServeMux pattern. '#' starts a comment
+// running to the end of the line; blank lines are skipped. Errors name the
+// line; patterns are checked as ServeMux registers them, including
+// conflicts between two lines.
+func ParseFeatures(r io.Reader) ([]FeatureRule, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxFeatureLine)
+	var rules []FeatureRule
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		fields := strings.Fields(text)
+		if len(fields) == 0 {
+			continue
+		}
+		if len(fields) < 2 || len(fields) > 3 {
+			return nil, fmt.Errorf("features line %d: want \"[METHOD ]PATTERN FEATURE[,FEATURE...]\", got %d fields", line, len(fields))
+		}
+		rule := FeatureRule{Pattern: strings.Join(fields[:len(fields)-1], " "), Line: line}
+		for _, f := range strings.Split(fields[len(fields)-1], ",") {
+			if !validFeature(f) {
+				return nil, fmt.Errorf("features line %d: feature %q: want ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", line, f)
+			}
+			rule.Features = append(rule.Features, f)
+		}
+		rules = append(rules, rule)
+	}
+	if err := sc.Err(); err != nil {
+		if err == bufio.ErrTooLong {
+			return nil, fmt.Errorf("features line %d: longer than %d bytes", line+1, maxFeatureLine)
+		}
+		return nil, fmt.Errorf("features: %w", err)
+	}
+	if _, err := buildFeatureMux(rules); err != nil {
+		return nil, err
+	}
+	return normalizeRules(rules), nil
+}
+
+// normalizeRules returns a copy of rules with sorted, deduplicated
+// feature lists.
+func normalizeRules(rules []FeatureRule) []FeatureRule {
+	out := make([]FeatureRule, len(rules))
+	for i, r := range rules {
+		fs := slices.Clone(r.Features)
+		slices.Sort(fs)
+		r.Features = slices.Compact(fs)
+		out[i] = r
+	}
+	return out
+}
+
+// validFeature is the payload rule for feature names.
+func validFeature(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || strings.IndexByte("_.:-", c) < 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// ruleHandler marks a registered pattern: mux.Handler returns it for a
+// request the pattern matches. It is never served.
+type ruleHandler struct{ idx int }
+
+func (ruleHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, "gatekeeper route marker", http.StatusInternalServerError)
+}
+
+// register adds pattern to mux with handler h, turning ServeMux's panics
+// (invalid pattern, conflict) into errors. A method must be upper case:
+// ServeMux compares methods exactly, so "get /x" would never match a
+// request and its rule would silently not apply.
+func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	if m, _, ok := strings.Cut(strings.TrimSpace(pattern), " "); ok && !strings.HasPrefix(m, "/") && strings.ToUpper(m) != m {
+		return fmt.Errorf("method %q: methods are matched exactly, write it in upper case", m)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = errors.New(registeredAt.ReplaceAllString(fmt.Sprint(p), ""))
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
+
+// registeredAt is the source location ServeMux adds to a conflict.
+var registeredAt = regexp.MustCompile(` \(registered at [^)]*\)`)
+
+// buildFeatureMux registers every rule in a new ServeMux. A conflict
+// names both lines.
+func buildFeatureMux(rules []FeatureRule) (*http.ServeMux, error) {
+	mux := http.NewServeMux()
+	for i, r := range rules {
+		if len(r.Features) == 0 {
+			return nil, fmt.Errorf("features %s: no feature", r.where())
+		}
+		for _, f := range r.Features {
+			if !validFeature(f) {
+				return nil, fmt.Errorf("features %s: feature %q: want ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", r.where(), f)
+			}
+		}
+		if err := register(http.NewServeMux(), r.Pattern, ruleHandler{}); err != nil {
+			return nil, fmt.Errorf("features %s: pattern %q: %s", r.where(), r.Pattern, patternError(err))
+		}
+		if err := register(mux, r.Pattern, ruleHandler{idx: i}); err != nil {
+			for j := range i {
+				pair := http.NewServeMux()
+				_ = register(pair, rules[j].Pattern, ruleHandler{})
+				if register(pair, r.Pattern, ruleHandler{}) != nil {
+					return nil, fmt.Errorf("features %s: pattern %q conflicts with %s (%q): neither is more specific, or they are the same",
+						r.where(), r.Pattern, rules[j].where(), rules[j].Pattern)
+				}
+			}
+			return nil, fmt.Errorf("features %s: pattern %q: %s", r.where(), r.Pattern, patternError(err))
+		}
+	}
+	return mux, nil
+}
+
+// patternError trims ServeMux's panic text to its reason.
+func patternError(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && strings.HasPrefix(s, "parsing ") {
+		return s[i+2:]
+	}
+	return s
+}

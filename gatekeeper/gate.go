@@ -1,0 +1,258 @@
+package gatekeeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
+)
+
+// Gate decides per request whether an org may be served (design §6.2,
+// §6.3). It is safe for concurrent use.
+type Gate struct {
+	src        Source
+	fast       CachedSource // src, when it has the fast path
+	orgFrom    OrgSource
+	trust      trustList
+	peers      peerCache
+	allowNoOrg bool
+	enforce    *bool
+	timeout    time.Duration
+	now        func() int64 // Unix nanoseconds (unixNanos)
+	routes     *router
+	cache      *entryCache
+	stats      counters
+}
+
+// New returns a Gate deciding from src with cfg.
+func New(src Source, cfg Config) (*Gate, error) {
+	if src == nil {
+		return nil, errors.New("gatekeeper: no source")
+	}
+	if cfg.DecisionTimeout < 0 {
+		return nil, fmt.Errorf("gatekeeper: decision timeout %v", cfg.DecisionTimeout)
+	}
+	g := &Gate{src: src, orgFrom: cfg.OrgSource.orDefault(), allowNoOrg: cfg.AllowNoOrg,
+		timeout: cfg.DecisionTimeout, cache: newEntryCache()}
+	g.fast, _ = src.(CachedSource)
+	if cfg.Enforce != nil {
+		v := *cfg.Enforce
+		g.enforce = &v
+	}
+	if g.timeout == 0 {
+		g.timeout = DefaultDecisionTimeout
+	}
+	if now := cfg.Now; now != nil {
+		g.now = func() int64 { return unixNanos(now()) }
+	} else {
+		g.now = newFastClock().nanos
+	}
+	proxies := cfg.TrustedProxies
+	if proxies == nil {
+		proxies = DefaultTrustedProxies
+	}
+	ps := make([]netip.Prefix, 0, len(proxies))
+	for _, p := range proxies {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("gatekeeper: invalid trusted proxy prefix %v", p)
+		}
+		ps = append(ps, normalizePrefix(p))
+	}
+	g.trust = newTrustList(ps)
+	rt, err := newRouter(cfg.Allow, cfg.Features)
+	if err != nil {
+		return nil, fmt.Errorf("gatekeeper: %w", err)
+	}
+	g.routes = rt
+	return g, nil
+}
+
+// OrgSource is the org source in use.
+func (g *Gate) OrgSource() OrgSource { return g.orgFrom }
+
+// Decide decides r as the request it is (the proxy and the middleware).
+// It reads r and does not change it; PrepareRequest does.
+func (g *Gate) Decide(r *http.Request) Decision {
+	if r.URL == nil {
+		return g.deny(CodePathInvalid)
+	}
+	raw := r.URL.RawPath
+	if raw == "" {
+		raw = r.URL.EscapedPath()
+	}
+	if !validPath(raw) {
+		return g.deny(CodePathInvalid)
+	}
+	var d Decision
+	g.decide(r.Context(), &d, r, r.Method, raw, r.URL.Path, r.Host, r.Header, r.RemoteAddr)
+	return d
+}
+
+// DecideFor decides a request described rather than received: the /authz
+// front end passes the original method and request URI (path in its
+// escaped form as sent, with or without the query, e.g. nginx's
+// $request_uri), the original host, the headers (the org header and
+// X-License-Min-Seq are read from hdr) and the auth request's peer. hdr is
+// not changed.
+func (g *Gate) DecideFor(ctx context.Context, method, uri, host string, hdr http.Header, remoteAddr string) Decision {
+	raw := uri
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[:i]
+	}
+	if !validPath(raw) {
+		return g.deny(CodePathInvalid)
+	}
+	path, err := url.PathUnescape(raw) // cannot fail on a valid path
+	if err != nil {
+		return g.deny(CodePathInvalid)
+	}
+	var d Decision
+	g.decide(ctx, &d, nil, method, raw, path, host, hdr, remoteAddr)
+	return d
+}
+
+func (g *Gate) deny(code string) Decision {
+	var d Decision
+	g.denyInto(&d, code)
+	return d
+}
+
+// denyInto makes d a denial with code.
+func (g *Gate) denyInto(d *Decision, code string) {
+	d.Allowed, d.Status, d.Code, d.Message = false, http.StatusForbidden, code, messageOf(code)
+	if code == CodeStateUnavailable {
+		d.Status = http.StatusServiceUnavailable
+	}
+	g.stats.count(d)
+}
+
+// decide runs the checks after the path's (raw is valid, path is raw
+// decoded once) in order — org, route, state, decision — into d, which
+// starts zero.
+func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method, raw, path, host string, hdr http.Header, remoteAddr string) {
+	org, res := g.orgOf(raw, host, hdr, remoteAddr)
+	d.dropOrgHdr = res == orgIgnored
+	switch res {
+	case orgBad:
+		g.denyInto(d, CodeOrgInvalid)
+		return
+	case orgNone, orgIgnored:
+		if !g.allowNoOrg {
+			g.denyInto(d, CodeOrgRequired)
+			return
+		}
+		org = license.InstanceOrg
+	}
+	allow, rule, h := g.routes.match(r, method, host, path, raw)
+	d.Org, d.Allowlisted, d.resultStripe = org, allow, uint8(h)
+
+	own, inst, err := g.state(ctx, org, minSeqOf(hdr))
+	if err != nil {
+		switch {
+		case allow:
+			d.Allowed, d.Status = true, http.StatusOK
+		case g.enforce != nil && !*g.enforce:
+			d.Allowed, d.Status, d.Unenforced = true, http.StatusOK, true
+		default:
+			g.denyInto(d, CodeStateUnavailable)
+			return
+		}
+		g.stats.count(d)
+		return
+	}
+	e := g.cache.get(org, own, inst)
+	v := e.at(g.now(), g.routes.rules)
+	d.LicenseStatus, d.hdr = v.status, v.hdr
+	enforced := e.enforced
+	if g.enforce != nil {
+		enforced = *g.enforce
+	}
+	switch {
+	case allow:
+		d.Allowed, d.Status = true, http.StatusOK
+	case !enforced:
+		d.Allowed, d.Status, d.Unenforced = true, http.StatusOK, true
+	case v.code != "":
+		g.denyInto(d, v.code)
+		d.Reason = v.reason
+		return
+	case rule != noRule && !v.ruleOK[rule]:
+		g.denyInto(d, CodeFeatureNotLicensed)
+		d.Message = v.ruleMsg[rule]
+		return
+	default:
+		d.Allowed, d.Status = true, http.StatusOK
+	}
+	g.stats.count(d)
+}
+
+// state asks the Source: the fast path first, then State under the
+// decision deadline. A state delivered after the deadline counts as
+// unavailable.
+func (g *Gate) state(ctx context.Context, org string, minSeq uint64) (own, inst *projection.OrgState, err error) {
+	if g.fast != nil {
+		if own, inst, ok := g.fast.CachedState(org, minSeq); ok {
+			return own, inst, nil
+		}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	own, inst, err = g.src.State(ctx, org, minSeq)
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+	return own, inst, err
+}
+
+// PrepareRequest readies r for the upstream after d: it strips every
+// client-sent X-License-* header, removes the org header when it came
+// from an untrusted peer (with its '_' and case variants, always), and on
+// an allowed request sets the X-License-* headers (SetUpstreamHeaders).
+// It changes r.Header in place.
+func (g *Gate) PrepareRequest(r *http.Request, d Decision) {
+	h := r.Header
+	if h == nil {
+		h = http.Header{}
+		r.Header = h
+	}
+	name := g.orgFrom.header
+	for k := range h {
+		switch {
+		case isLicenseHeader(k):
+			delete(h, k)
+		case name != "" && sameHeader(k, name) && (k != name || d.dropOrgHdr):
+			delete(h, k)
+		}
+	}
+	if d.Allowed {
+		SetUpstreamHeaders(h, d)
+	}
+}
+
+// Middleware enforces licenses in front of next: it decides each request,
+// answers a denial with the JSON body (503 for
+// license_state_unavailable, 403 otherwise), or prepares the request
+// (PrepareRequest) and calls next, with X-License-Warning on the response
+// in grace.
+func (g *Gate) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := g.Decide(r)
+		g.PrepareRequest(r, d)
+		if !d.Allowed {
+			WriteDenial(w, d)
+			return
+		}
+		SetClientHeaders(w.Header(), d)
+		next.ServeHTTP(w, r)
+	})
+}

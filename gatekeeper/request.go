@@ -1,0 +1,384 @@
+package gatekeeper
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+)
+
+// validPath reports whether raw, a request path in its escaped form, is
+// acceptable: it starts with '/', and has no empty segment (a trailing
+// slash is fine), no '.' or '..' segment (also when percent-encoded, as
+// %2e), no encoded '/' or '\' (%2f, %5c, any case), no literal '\' and no
+// malformed escape. Anything else is path_invalid.
+func validPath(raw string) bool {
+	if raw == "" || raw[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(raw); i++ {
+		c := raw[i]
+		if !pathSpecial[c] {
+			continue
+		}
+		switch c {
+		case '/':
+			if raw[i-1] == '/' {
+				return false // an empty segment
+			}
+		case '\\':
+			return false
+		case '.':
+			if raw[i-1] == '/' && isDotSegment(segmentAt(raw, i)) {
+				return false
+			}
+		case '%':
+			if i+2 >= len(raw) {
+				return false
+			}
+			hi, lo := unhex(raw[i+1]), unhex(raw[i+2])
+			if hi < 0 || lo < 0 {
+				return false
+			}
+			if d := hi<<4 | lo; d == '/' || d == '\\' || d == '.' && raw[i-1] == '/' && isDotSegment(segmentAt(raw, i)) {
+				return false
+			}
+			i += 2
+		}
+	}
+	return true
+}
+
+// pathSpecial marks the bytes validPath looks at.
+var pathSpecial = [256]bool{'/': true, '\\': true, '.': true, '%': true}
+
+// segmentAt is the path segment of raw starting at i.
+func segmentAt(raw string, i int) string {
+	seg := raw[i:]
+	if j := strings.IndexByte(seg, '/'); j >= 0 {
+		seg = seg[:j]
+	}
+	return seg
+}
+
+// isDotSegment reports whether seg is "." or "..", literally or with any
+// dot written as %2e or %2E.
+func isDotSegment(seg string) bool {
+	if len(seg) == 0 || len(seg) > 6 {
+		return false
+	}
+	dots := 0
+	for i := 0; i < len(seg); {
+		switch {
+		case seg[i] == '.':
+			i++
+		case seg[i] == '%' && i+2 < len(seg) && seg[i+1] == '2' && (seg[i+2] == 'e' || seg[i+2] == 'E'):
+			i += 3
+		default:
+			return false
+		}
+		dots++
+	}
+	return dots <= 2
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c - 'a' + 10)
+	case c >= 'A' && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
+}
+
+// validSlug reports whether s matches ^[a-z0-9][a-z0-9-]{0,62}$ (the
+// contract's slug rule, license.ValidSlug) without a regular expression.
+func validSlug(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// orgResult is what a request says about its org.
+type orgResult uint8
+
+const (
+	orgNone    orgResult = iota // no org in the request
+	orgOK                       // a valid slug
+	orgBad                      // present but not a slug
+	orgIgnored                  // header mode: a header from an untrusted peer (ignored: no org)
+)
+
+// orgOf extracts the org of a request from the configured source. raw is
+// the escaped path (already validated), host the Host header.
+func (g *Gate) orgOf(raw, host string, hdr http.Header, remoteAddr string) (string, orgResult) {
+	var v string
+	switch g.orgFrom.kind {
+	case OrgFromHeader:
+		vals := hdr[g.orgFrom.header]
+		if len(vals) == 0 {
+			return "", orgNone
+		}
+		if !g.trusted(remoteAddr) {
+			return "", orgIgnored
+		}
+		if len(vals) > 1 {
+			return "", orgBad // ambiguous
+		}
+		v = vals[0]
+		if v == "" {
+			return "", orgNone
+		}
+	case OrgFromHost:
+		h := stripPort(host)
+		if h == "" {
+			return "", orgNone
+		}
+		if h[len(h)-1] == '.' {
+			h = h[:len(h)-1]
+		}
+		pre, suf := g.orgFrom.prefix, g.orgFrom.suffix
+		if len(h) < len(pre)+len(suf) || !strings.EqualFold(h[:len(pre)], pre) || !strings.EqualFold(h[len(h)-len(suf):], suf) {
+			return "", orgNone
+		}
+		v = h[len(pre) : len(h)-len(suf)]
+		if v == "" {
+			return "", orgNone
+		}
+	case OrgFromPath:
+		pre := g.orgFrom.prefix
+		if !strings.HasPrefix(raw, pre) {
+			return "", orgNone
+		}
+		v = raw[len(pre):]
+		if i := strings.IndexByte(v, '/'); i >= 0 {
+			v = v[:i]
+		}
+		if v == "" {
+			return "", orgNone
+		}
+	}
+	if !validSlug(v) {
+		return "", orgBad
+	}
+	return v, orgOK
+}
+
+// stripPort removes a port from a Host value; an IPv6 literal keeps its
+// brackets (it is never an org host).
+func stripPort(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		return host[:i]
+	}
+	return host
+}
+
+// trustList holds the trusted peers, IPv4 prefixes also as masks for a
+// parse-free check of the common "a.b.c.d:port" form.
+type trustList struct {
+	prefixes []netip.Prefix
+	v4       []v4net
+}
+
+type v4net struct{ ip, mask uint32 }
+
+func newTrustList(ps []netip.Prefix) trustList {
+	t := trustList{prefixes: ps}
+	for _, p := range ps {
+		if a := p.Addr(); a.Is4() {
+			b := a.As4()
+			mask := uint32(0)
+			if p.Bits() > 0 {
+				mask = ^uint32(0) << (32 - p.Bits())
+			}
+			t.v4 = append(t.v4, v4net{ip: uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), mask: mask})
+		}
+	}
+	return t
+}
+
+// peerCache remembers the trust of recently seen peers: a connection's
+// RemoteAddr is the same string for each of its requests, so a hit is one
+// string comparison. Direct-mapped and bounded.
+type peerCache struct{ slots [256]atomic.Pointer[peer] }
+
+type peer struct {
+	addr    string
+	trusted bool
+}
+
+// trusted reports whether remoteAddr ("ip:port", "[ip]:port" or a bare
+// ip) is a trusted peer. Anything unparseable (a Unix socket's "@", "") is
+// not.
+func (g *Gate) trusted(remoteAddr string) bool {
+	n := len(remoteAddr)
+	if n < 2 {
+		return false
+	}
+	slot := &g.peers.slots[(uint(remoteAddr[n-1])^uint(remoteAddr[n-2])<<3^uint(n)<<5)&255]
+	if p := slot.Load(); p != nil && p.addr == remoteAddr {
+		return p.trusted
+	}
+	t := g.trustedPeer(remoteAddr)
+	slot.Store(&peer{addr: remoteAddr, trusted: t}) // the connection's own string: the next hit compares pointers
+	return t
+}
+
+// trustedPeer is trusted without the cache.
+func (g *Gate) trustedPeer(remoteAddr string) bool {
+	if ip, ok := parseV4HostPort(remoteAddr); ok {
+		for _, n := range g.trust.v4 {
+			if ip&n.mask == n.ip&n.mask {
+				return true
+			}
+		}
+		return false
+	}
+	var a netip.Addr
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
+		a = ap.Addr()
+	} else if a, err = netip.ParseAddr(remoteAddr); err != nil {
+		return false
+	}
+	a = a.Unmap().WithZone("")
+	for _, p := range g.trust.prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseV4HostPort parses "a.b.c.d:port" (or "a.b.c.d") in decimal without
+// leading zeros; ok false sends the caller to netip.
+func parseV4HostPort(s string) (ip uint32, ok bool) {
+	var part, n, digits int
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if digits == 1 && n == 0 {
+				return 0, false // leading zero
+			}
+			n = n*10 + int(c-'0')
+			digits++
+			if n > 255 {
+				return 0, false
+			}
+		case c == '.' || c == ':':
+			if digits == 0 || (c == '.') != (part < 3) {
+				return 0, false
+			}
+			ip = ip<<8 | uint32(n)
+			part++
+			n, digits = 0, 0
+			if c == ':' {
+				return ip, validPort(s[i+1:])
+			}
+		default:
+			return 0, false
+		}
+	}
+	if part != 3 || digits == 0 {
+		return 0, false
+	}
+	return ip<<8 | uint32(n), true
+}
+
+func validPort(s string) bool {
+	if s == "" || len(s) > 5 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// foldHeader maps a header name byte the way lenient upstream stacks
+// compare names: ASCII case-insensitive, '_' the same as '-'.
+func foldHeader(c byte) byte {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c + 'a' - 'A'
+	case c == '_':
+		return '-'
+	}
+	return c
+}
+
+// isLicenseHeader reports whether name is an X-License-* header, in any
+// case and with '_' for '-' (some upstream stacks read X_License_Org as
+// X-License-Org).
+func isLicenseHeader(name string) bool {
+	const p = "x-license-"
+	if len(name) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if foldHeader(name[i]) != p[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// sameHeader reports whether a and b name the same header for a lenient
+// upstream (foldHeader).
+func sameHeader(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if foldHeader(a[i]) != foldHeader(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// StripClientHeaders removes every X-License-* header from h (any case,
+// '_' standing for '-'): a client must never be able to send what only the
+// gatekeeper may set.
+func StripClientHeaders(h http.Header) {
+	for k := range h {
+		if isLicenseHeader(k) {
+			delete(h, k)
+		}
+	}
+}
+
+// minSeqHeader is the consistency token (design §6.5).
+const minSeqHeader = "X-License-Min-Seq"
+
+// minSeqOf parses X-License-Min-Seq; a missing or malformed value is 0.
+func minSeqOf(h http.Header) uint64 {
+	vals := h[minSeqHeader]
+	if len(vals) != 1 {
+		return 0
+	}
+	s := vals[0]
+	if s == "" || len(s) > 19 {
+		return 0
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0
+		}
+		n = n*10 + uint64(s[i]-'0')
+	}
+	return n
+}

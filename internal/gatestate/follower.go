@@ -1,0 +1,569 @@
+// Package gatestate keeps every licensed org's state in memory for a
+// gatekeeper replica and answers gatekeeper.Source from it.
+//
+// A Follower reads the stream head H, subscribes with an ordered consumer
+// from H + 1, loads the state of every org that has an event (from the
+// PostgreSQL read model when its checkpoint covers H, else by folding the
+// stream), then applies the buffered and later events in stream order. Each
+// event replaces its org's state through the shared fold
+// (projection.Apply), so every uploaded key is re-verified against this
+// replica's key ring and install id.
+//
+// Cached orgs are answered without I/O; an org with no events is answered
+// with an empty state, also without I/O and without a cache entry, so
+// memory is bounded by the orgs that have events. A consistency token
+// (minSeq) waits briefly for the consumer and then folds the org's subject
+// directly. When the follower cannot confirm it is current with the stream
+// for longer than MaxStaleness it reloads from PostgreSQL per request
+// (never going backwards), or, without PostgreSQL, keeps answering cached
+// orgs and reports uncached ones as unavailable.
+package gatestate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/licenseledger/ledger/gatekeeper"
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
+)
+
+// Defaults of Config.
+const (
+	DefaultMinSeqWait   = 50 * time.Millisecond
+	DefaultMaxStaleness = 30 * time.Second
+	DefaultCheckpoint   = "org_licenses"
+	// maxCheckInterval is the longest gap between two freshness checks.
+	maxCheckInterval = time.Second
+	// staleTick is how often the stale flag State reads is recomputed.
+	staleTick = 50 * time.Millisecond
+)
+
+// Stream is the part of the stream the follower reads. *natsbus.Bus opened
+// with the reader role (natsbus.Open(ctx, nc, stream, 1, false)) satisfies
+// it.
+type Stream interface {
+	// Stream returns the stream's created time and head.
+	Stream(ctx context.Context) (created time.Time, head uint64, err error)
+	// Head returns the last sequence on subject, 0 if none.
+	Head(ctx context.Context, subject string) (uint64, error)
+	// Next returns the first message on subject at or after seq, or nil.
+	Next(ctx context.Context, subject string, seq uint64) (*events.Message, error)
+	// ReadSubject calls fn for messages on subject in (after, upTo], in order.
+	ReadSubject(ctx context.Context, subject string, after, upTo uint64, fn func(*events.Message) error) error
+	// Consume delivers every message from start on, in order, with an
+	// ordered consumer.
+	Consume(ctx context.Context, start uint64, heartbeat time.Duration, fn func(*events.Message) error, onIdle func()) error
+}
+
+// Config configures a Follower.
+type Config struct {
+	// Bus is the stream, opened with the reader role. Required.
+	Bus Stream
+	// Pool is the PostgreSQL read model (DATABASE_URL); nil without one.
+	Pool *pgxpool.Pool
+	// Keys is the key ring every stored key is verified against. Required.
+	Keys *license.Keys
+	// MinSeqWait is how long a request carrying a consistency token waits
+	// for the consumer before folding the org's subject directly.
+	// Default 50 ms.
+	MinSeqWait time.Duration
+	// MaxStaleness is how long the follower may go without confirming it
+	// is current with the stream head before it stops trusting its cache
+	// for uncached orgs (and reloads from PostgreSQL). Default 30 s. The
+	// NATS connection's PingInterval should be at most a third of it (see
+	// PingInterval and ConnOptions).
+	MaxStaleness time.Duration
+	// CheckInterval is how often the stream head is compared with what was
+	// applied. Default: the smaller of 1 s and MaxStaleness / 3.
+	CheckInterval time.Duration
+	// Heartbeat is the ordered consumer's pull heartbeat. Default 1 s.
+	Heartbeat time.Duration
+	// PGTimeout bounds one PostgreSQL load of one org after start (the
+	// initial snapshot is bounded by Run's context only). Default 1 s.
+	PGTimeout time.Duration
+	// Checkpoint is the projector's checkpoint row. Default "org_licenses".
+	Checkpoint string
+	// OnChange, if set, is called with an org's name after its cached state
+	// was replaced (an event, a direct fold, a reload, a key ring change).
+	// It runs on the goroutine that changed the state and must not block.
+	OnChange func(org string)
+	Logger   *slog.Logger
+	// Registry receives the follower's metrics (nil: none).
+	Registry prometheus.Registerer
+}
+
+// Follower follows the stream into an in-memory cache of every org's state
+// and implements gatekeeper.Source. Create it with New, run it with Run.
+// It is safe for concurrent use.
+type Follower struct {
+	cfg  Config
+	bus  Stream
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	m    *metrics
+
+	orgs      atomic.Pointer[orgMap]
+	installID atomic.Pointer[string]
+	created   atomic.Pointer[time.Time] // stream created time of the installed state
+
+	loaded     atomic.Bool
+	loadedCh   chan struct{}
+	loadedOnce sync.Once
+	running    atomic.Bool
+
+	applied     atomic.Uint64 // last stream sequence delivered by the consumer
+	head        atomic.Uint64 // stream head at the last successful check
+	natsOK      atomic.Bool   // the last stream check succeeded
+	lastCurrent atomic.Int64  // unix nanos: last moment confirmed current
+	stale       atomic.Bool   // Staleness() > MaxStaleness, recomputed every staleTick
+
+	pendMu      sync.Mutex
+	pendHead    atomic.Uint64 // a check saw this head (0: none outstanding) ...
+	pendAt      int64         // ... at this moment (guarded by pendMu)
+	stallSeq    uint64        // applied at the checks that found it behind ...
+	stalled     int           // ... and how many in a row (check goroutine only)
+	pgDownUntil atomic.Int64  // unix nanos: skip per-request PostgreSQL reloads until then
+
+	sessMu      sync.Mutex
+	sessCancel  context.CancelFunc
+	sessCreated time.Time // created time the running session follows
+
+	sf     singleflight.Group
+	notify notifier
+
+	// Test hooks.
+	hookDeliver    func(*events.Message) // before a consumed message is handled
+	hookBeforeLoad func()                // before the initial load
+	pgCalls        atomic.Int64          // PostgreSQL reads issued
+}
+
+// New returns a follower; Run starts it.
+func New(cfg Config) (*Follower, error) {
+	if cfg.Bus == nil {
+		return nil, errors.New("gatestate: no stream")
+	}
+	if cfg.Keys == nil {
+		return nil, errors.New("gatestate: no key ring")
+	}
+	if cfg.MinSeqWait <= 0 {
+		cfg.MinSeqWait = DefaultMinSeqWait
+	}
+	if cfg.MaxStaleness <= 0 {
+		cfg.MaxStaleness = DefaultMaxStaleness
+	}
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = min(maxCheckInterval, cfg.MaxStaleness/3)
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.PGTimeout <= 0 {
+		cfg.PGTimeout = time.Second
+	}
+	if cfg.Checkpoint == "" {
+		cfg.Checkpoint = DefaultCheckpoint
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Follower{cfg: cfg, bus: cfg.Bus, pool: cfg.Pool, log: cfg.Logger, loadedCh: make(chan struct{})}
+	empty := ""
+	f.installID.Store(&empty)
+	f.orgs.Store(newOrgMap())
+	f.lastCurrent.Store(time.Now().UnixNano())
+	f.m = newMetrics(f, cfg.Registry)
+	if c, ok := cfg.Bus.(interface{ Conn() *nats.Conn }); ok && c.Conn() != nil {
+		if pi := c.Conn().Opts.PingInterval; pi > PingInterval(cfg.MaxStaleness) {
+			f.log.Warn("the NATS ping interval is longer than a third of the max staleness: a dead connection is noticed late",
+				"ping_interval", pi, "max_staleness", cfg.MaxStaleness)
+		}
+	}
+	return f, nil
+}
+
+var _ gatekeeper.Source = (*Follower)(nil)
+
+// State returns org's own state and the instance-wide state (see
+// gatekeeper.Source). Cached orgs, and orgs with no events once loaded, are
+// answered without I/O. With minSeq above the cached sequence it waits up
+// to MinSeqWait for the consumer, then folds the org's subject from the
+// stream (or, if the stream cannot be read, uses a PostgreSQL row at least
+// as new as minSeq). Errors wrap gatekeeper.ErrUnavailable.
+func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, instance *projection.OrgState, err error) {
+	own, err = f.stateOf(ctx, org, minSeq)
+	if err != nil {
+		return nil, nil, err
+	}
+	if org == license.InstanceOrg {
+		return own, own, nil
+	}
+	instance, err = f.stateOf(ctx, license.InstanceOrg, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return own, instance, nil
+}
+
+func (f *Follower) stateOf(ctx context.Context, org string, minSeq uint64) (*projection.OrgState, error) {
+	loaded := f.loaded.Load()
+	if loaded {
+		// The hot path: a cached org, no newer token, not stale.
+		if st := f.cached(org); st != nil && minSeq <= st.Seq && !f.stale.Load() {
+			return st, nil
+		}
+	}
+	if !events.ValidOrg(org) {
+		// No subject can hold events for it.
+		if minSeq > 0 {
+			return nil, unavailable("org %q has no subject: min seq %d cannot be met", org, minSeq)
+		}
+		return projection.NewOrgState(org), nil
+	}
+	if !loaded {
+		// Before the initial load: bring this org to its subject head (the
+		// trust rule decides between its PostgreSQL row and the stream).
+		return f.reachSeq(ctx, org, minSeq, true)
+	}
+	st := f.cached(org)
+	if minSeq > seqOf(st) {
+		return f.awaitSeq(ctx, org, minSeq)
+	}
+	if f.stale.Load() {
+		return f.staleState(ctx, org, st)
+	}
+	if st == nil {
+		return projection.NewOrgState(org), nil
+	}
+	return st, nil
+}
+
+// awaitSeq waits up to MinSeqWait for the consumer to bring org to minSeq,
+// then folds the org's subject directly.
+func (f *Follower) awaitSeq(ctx context.Context, org string, minSeq uint64) (*projection.OrgState, error) {
+	timer := time.NewTimer(f.cfg.MinSeqWait)
+	defer timer.Stop()
+	for {
+		ch := f.notify.wait()
+		if st := f.cached(org); seqOf(st) >= minSeq {
+			f.m.minSeqWaits.WithLabelValues("delivered").Inc()
+			return st, nil
+		}
+		select {
+		case <-ch:
+			continue
+		case <-ctx.Done():
+			return nil, unavailable("waiting for seq %d of %s: %v", minSeq, org, ctx.Err())
+		case <-timer.C:
+		}
+		break
+	}
+	f.m.minSeqWaits.WithLabelValues("timeout").Inc()
+	return f.reachSeq(ctx, org, minSeq, false)
+}
+
+// reachSeq brings org to its subject head from the stream until its state
+// is at least minSeq. A fold already running for the org is shared; one
+// that started before the token existed may stop short, hence the retries.
+// A PostgreSQL row at least as new as minSeq (and as the cache) also
+// answers: first when the follower is stale (the stream is probably out of
+// reach), else when the stream cannot be read.
+func (f *Follower) reachSeq(ctx context.Context, org string, minSeq uint64, initial bool) (*projection.OrgState, error) {
+	rowFirst := minSeq > 0 && f.pool != nil && fromRows(org) && f.stale.Load()
+	if rowFirst {
+		if st, err := f.reloadFromPG(ctx, org); err == nil && st.Seq >= minSeq {
+			return st, nil
+		}
+	}
+	var st *projection.OrgState
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			select { // a direct get served by a lagging replica: give it a moment
+			case <-ctx.Done():
+				return nil, unavailable("%s: %v", org, ctx.Err())
+			case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+			}
+		}
+		st, err = f.shared(ctx, "head:"+org, func(ctx context.Context) (*projection.OrgState, error) {
+			return f.toHead(ctx, org, initial)
+		})
+		if err != nil {
+			break
+		}
+		if st.Seq >= minSeq {
+			return st, nil
+		}
+	}
+	if err == nil {
+		return nil, unavailable("%s is at seq %d on the stream, below the requested %d", org, st.Seq, minSeq)
+	}
+	if !rowFirst && minSeq > 0 && f.pool != nil && fromRows(org) && ctx.Err() == nil {
+		if st, perr := f.reloadFromPG(ctx, org); perr == nil && st.Seq >= minSeq {
+			return st, nil
+		}
+	}
+	return nil, unavailable("%s: %v", org, err)
+}
+
+// staleState answers org when the follower is stale: reloaded from
+// PostgreSQL with the version guard, else the cached state (fail static),
+// else unavailable.
+func (f *Follower) staleState(ctx context.Context, org string, cached *projection.OrgState) (*projection.OrgState, error) {
+	switch {
+	case f.pool == nil || !fromRows(org):
+	case time.Now().UnixNano() < f.pgDownUntil.Load():
+		f.m.staleReloads.WithLabelValues("skipped").Inc()
+	default:
+		if st, err := f.reloadFromPG(ctx, org); err == nil {
+			return st, nil
+		}
+	}
+	if cached != nil {
+		return cached, nil
+	}
+	return nil, unavailable("%s is not cached and the stream has not been confirmed current for %s", org, f.Staleness().Round(time.Millisecond))
+}
+
+// shared runs fn once per key at a time. fn gets a context detached from
+// the callers' (bounded by PGTimeout or the stream's own limits); each
+// caller waits at most until its own context ends.
+func (f *Follower) shared(ctx context.Context, key string, fn func(context.Context) (*projection.OrgState, error)) (*projection.OrgState, error) {
+	ch := f.sf.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(f.cfg.PGTimeout, 2*time.Second))
+		defer cancel()
+		return fn(fctx)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*projection.OrgState), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// cached returns org's cached state, nil if it has no entry.
+func (f *Follower) cached(org string) *projection.OrgState {
+	if e := f.orgs.Load().get(org); e != nil {
+		return e.st.Load()
+	}
+	return nil
+}
+
+func seqOf(st *projection.OrgState) uint64 {
+	if st == nil {
+		return 0
+	}
+	return st.Seq
+}
+
+func unavailable(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", gatekeeper.ErrUnavailable, fmt.Sprintf(format, args...))
+}
+
+// trust is what stored keys are verified against now.
+func (f *Follower) trust() projection.Trust {
+	return projection.Trust{Ring: f.cfg.Keys.Ring(), InstallID: *f.installID.Load()}
+}
+
+// InstallID is the install id adopted from the stream ("" until known).
+func (f *Follower) InstallID() string { return *f.installID.Load() }
+
+// Ready reports whether the initial load is done.
+func (f *Follower) Ready() bool { return f.loaded.Load() }
+
+// Wait blocks until the initial load is done or ctx ends.
+func (f *Follower) Wait(ctx context.Context) error {
+	select {
+	case <-f.loadedCh:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Staleness is how long ago the follower last confirmed that it had
+// applied everything on the stream (measured from the start of the check
+// that confirmed it). Before the initial load it counts from New.
+func (f *Follower) Staleness() time.Duration {
+	return time.Since(time.Unix(0, f.lastCurrent.Load()))
+}
+
+// Stale reports whether Staleness exceeds MaxStaleness (as of the last
+// recomputation, at most 50 ms ago).
+func (f *Follower) Stale() bool { return f.stale.Load() }
+
+// Health is a snapshot for /readyz.
+type Health struct {
+	// Loaded: the initial state is loaded (the replica may serve).
+	Loaded bool `json:"loaded"`
+	// Staleness since the last confirmation that every event on the
+	// stream was applied; Stale when above MaxStaleness.
+	Staleness        time.Duration `json:"-"`
+	StalenessSeconds float64       `json:"staleness_seconds"`
+	Stale            bool          `json:"stale"`
+	// AppliedSeq is the last stream sequence applied; StreamHead the head
+	// at the last successful check.
+	AppliedSeq uint64 `json:"applied_seq"`
+	StreamHead uint64 `json:"stream_head"`
+	// NATS: the last stream check succeeded.
+	NATS bool `json:"nats"`
+	// OrgsCached counts cached orgs (every org with an event, _instance).
+	OrgsCached int `json:"orgs_cached"`
+}
+
+// Health returns the follower's state for /readyz (which should be 200
+// once Loaded, whatever the staleness).
+func (f *Follower) Health() Health {
+	s := f.Staleness()
+	return Health{Loaded: f.loaded.Load(), Staleness: s, StalenessSeconds: s.Seconds(), Stale: s > f.cfg.MaxStaleness,
+		AppliedSeq: f.applied.Load(), StreamHead: f.head.Load(), NATS: f.natsOK.Load(), OrgsCached: f.orgs.Load().len()}
+}
+
+// Reverify re-checks every cached license against the current key ring
+// (call it after the ring is reloaded: keys.ReloadOnSIGHUP's onChange).
+// Every changed org gets a new state pointer.
+func (f *Follower) Reverify() {
+	trust := f.trust()
+	f.orgs.Load().each(func(org string, e *entry) {
+		e.mu.Lock()
+		if st := e.st.Load(); st != nil {
+			e.st.Store(projection.Reverify(trust, st))
+		}
+		e.mu.Unlock()
+		f.changed(org)
+	})
+}
+
+// changed wakes min-seq waiters and tells the decision core.
+func (f *Follower) changed(org string) {
+	f.notify.broadcast()
+	if f.cfg.OnChange != nil {
+		f.cfg.OnChange(org)
+	}
+}
+
+// adoptInstallID sets the install id once it is known and re-verifies
+// what was verified without it.
+func (f *Follower) adoptInstallID(id string) {
+	if id == "" || id == f.InstallID() {
+		return
+	}
+	f.installID.Store(&id)
+	f.log.Info("install id adopted from the stream", "install_id", id)
+	f.Reverify()
+}
+
+// installIDOf returns the install id a ledger.started message records.
+func installIDOf(m *events.Message) string {
+	if m.Subject != events.AuditSubject(license.InstanceOrg) || m.Type() != events.TypeLedgerStarted {
+		return ""
+	}
+	var d events.LedgerStarted
+	if m.Envelope.DecodeData(&d) != nil {
+		return ""
+	}
+	u, err := uuid.Parse(d.InstallID)
+	if err != nil {
+		return ""
+	}
+	return u.String()
+}
+
+// entry is one org's cached state. Readers load st without locking;
+// writers hold mu so that each replacement is computed from the latest.
+type entry struct {
+	mu sync.Mutex
+	st atomic.Pointer[projection.OrgState]
+}
+
+// orgMap is the cache: read-mostly, entries created only for orgs that
+// have events.
+type orgMap struct {
+	inst *entry   // _instance, always present (every State reads it)
+	m    sync.Map // every other org: string → *entry
+	n    atomic.Int64
+}
+
+func newOrgMap() *orgMap { return &orgMap{inst: &entry{}} }
+
+func (o *orgMap) get(org string) *entry {
+	if org == license.InstanceOrg {
+		return o.inst
+	}
+	if v, ok := o.m.Load(org); ok {
+		return v.(*entry)
+	}
+	return nil
+}
+
+func (o *orgMap) getOrCreate(org string) *entry {
+	if org == license.InstanceOrg {
+		return o.inst
+	}
+	if e := o.get(org); e != nil {
+		return e
+	}
+	v, loaded := o.m.LoadOrStore(org, &entry{})
+	if !loaded {
+		o.n.Add(1)
+	}
+	return v.(*entry)
+}
+
+// len counts cached orgs, _instance included once it has a state.
+func (o *orgMap) len() int {
+	n := int(o.n.Load())
+	if o.inst.st.Load() != nil {
+		n++
+	}
+	return n
+}
+
+func (o *orgMap) each(fn func(string, *entry)) {
+	fn(license.InstanceOrg, o.inst)
+	o.m.Range(func(k, v any) bool {
+		fn(k.(string), v.(*entry))
+		return true
+	})
+}
+
+// notifier wakes every waiter on each change; it allocates only while
+// someone waits.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+func (n *notifier) broadcast() {
+	n.mu.Lock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+	n.mu.Unlock()
+}

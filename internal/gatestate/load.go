@@ -1,0 +1,357 @@
+package gatestate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/postgres"
+	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
+)
+
+// loadAll returns the state of every org with an event as of stream head
+// h: the PostgreSQL snapshot when its checkpoint C belongs to this stream,
+// with the stream's (C, h] folded on top when C < h (so a row is kept only
+// where no later event touched its org: the trust rule), else the fold of
+// the whole stream 1..h.
+func (f *Follower) loadAll(ctx context.Context, created time.Time, h uint64, trust projection.Trust) (map[string]*projection.OrgState, string, error) {
+	states := map[string]*projection.OrgState{}
+	from, source := uint64(0), "stream"
+	if f.pool != nil && h > 0 {
+		snap, err := f.snapshot(ctx, created, h, trust)
+		switch {
+		case err != nil:
+			f.log.Warn("read model unusable: folding the stream", "err", err)
+		case snap != nil:
+			// The read model has no enforcement column: _instance comes
+			// from its subject, up to the checkpoint like the rows.
+			inst, err := f.foldSubject(ctx, license.InstanceOrg, projection.NewOrgState(license.InstanceOrg), snap.Checkpoint, trust)
+			if err != nil {
+				return nil, "", err
+			}
+			for _, st := range snap.States {
+				if events.ValidOrg(st.Org) {
+					states[st.Org] = st
+				}
+			}
+			states[license.InstanceOrg] = inst
+			from, source = snap.Checkpoint, "postgres"
+			f.m.loads.WithLabelValues("postgres", "initial").Inc()
+		}
+	}
+	if from < h {
+		if err := f.fold(ctx, states, from, h, trust); err != nil {
+			return nil, "", err
+		}
+		f.m.loads.WithLabelValues("stream", "initial").Inc()
+		if source == "postgres" {
+			source = "postgres+stream"
+		}
+	}
+	return states, source, nil
+}
+
+// snapshot reads the read model at its checkpoint; nil when it cannot
+// serve this stream (no checkpoint, another stream, ahead of the stream).
+func (f *Follower) snapshot(ctx context.Context, created time.Time, h uint64, trust projection.Trust) (*postgres.Snapshot, error) {
+	f.pgCalls.Add(1)
+	snap, err := postgres.ReadSnapshot(ctx, f.pool, f.cfg.Checkpoint, trust, f.pendingGrace)
+	if err != nil {
+		return nil, err
+	}
+	// PostgreSQL keeps microseconds; the stream's time has nanoseconds.
+	created = created.UTC().Truncate(time.Microsecond)
+	switch {
+	case snap.Checkpoint == 0:
+		return nil, nil
+	case snap.StreamCreated == nil || !snap.StreamCreated.Equal(created):
+		return nil, fmt.Errorf("checkpoint %d belongs to another stream (created %v, this one %s)", snap.Checkpoint, snap.StreamCreated, created.Format(time.RFC3339Nano))
+	case snap.Checkpoint > h:
+		// The projector moved on since h was read; the stream must have it.
+		_, now, err := f.bus.Stream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if snap.Checkpoint > now {
+			return nil, fmt.Errorf("checkpoint %d is past the stream head %d", snap.Checkpoint, now)
+		}
+	}
+	return &snap, nil
+}
+
+// errFolded stops a bounded fold.
+var errFolded = errors.New("folded")
+
+// fold applies the stream's messages in (from, to] to states.
+func (f *Follower) fold(ctx context.Context, states map[string]*projection.OrgState, from, to uint64, trust projection.Trust) error {
+	err := f.bus.Consume(ctx, from+1, f.cfg.Heartbeat, func(m *events.Message) error {
+		if m.Seq > to {
+			return errFolded
+		}
+		if m.IsOrgSubject() && events.ValidOrg(m.Org()) {
+			st := states[m.Org()]
+			if st == nil {
+				st = projection.NewOrgState(m.Org())
+			}
+			n, outcome, err := projection.Apply(trust, st, m)
+			if err != nil && outcome != projection.Stale {
+				f.log.Warn("event skipped for state", "seq", m.Seq, "subject", m.Subject, "outcome", outcome.String(), "err", err)
+			}
+			states[m.Org()] = n
+		}
+		if m.Seq >= to {
+			return errFolded
+		}
+		return nil
+	}, nil)
+	if errors.Is(err, errFolded) {
+		return nil
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	return fmt.Errorf("fold the stream up to %d: %w", to, err)
+}
+
+// foldSubject folds org's subject from st up to sequence upTo.
+func (f *Follower) foldSubject(ctx context.Context, org string, st *projection.OrgState, upTo uint64, trust projection.Trust) (*projection.OrgState, error) {
+	err := f.bus.ReadSubject(ctx, events.OrgSubject(org), st.Seq, upTo, func(m *events.Message) error {
+		st, _, _ = projection.Apply(trust, st, m)
+		return nil
+	})
+	return st, err
+}
+
+// fromRows reports whether org's state may come from the read model:
+// every org but _instance, whose enforcement mode has no column.
+func fromRows(org string) bool { return org != license.InstanceOrg }
+
+// toHead brings org to its subject's head. Before the initial load
+// (initial), an uncached org is taken from its PostgreSQL row when the row
+// is exactly at the subject's head (the trust rule); otherwise, and always
+// after the load, the subject is folded from the cached sequence.
+func (f *Follower) toHead(ctx context.Context, org string, initial bool) (*projection.OrgState, error) {
+	subject := events.OrgSubject(org)
+	head, err := f.bus.Head(ctx, subject)
+	if err != nil {
+		if !initial {
+			f.m.directFolds.WithLabelValues("error").Inc()
+		}
+		return nil, err
+	}
+	cur := f.cached(org)
+	if cur != nil && cur.Seq >= head {
+		return cur, nil
+	}
+	if head == 0 {
+		return projection.NewOrgState(org), nil
+	}
+	trust := f.trust()
+	if cur == nil && initial && f.pool != nil && fromRows(org) {
+		st, err := f.pgLoad(ctx, org, trust)
+		switch {
+		case err != nil:
+			f.log.Warn("read model row unreadable: folding the subject", "org", org, "err", err)
+		case st.Seq == head:
+			f.m.loads.WithLabelValues("postgres", "org").Inc()
+			return f.offer(org, st, trust), nil
+		}
+	}
+	st := cur
+	if st == nil {
+		st = projection.NewOrgState(org)
+	}
+	st, err = f.foldSubject(ctx, org, st, head, trust)
+	if err != nil {
+		if !initial {
+			f.m.directFolds.WithLabelValues("error").Inc()
+		}
+		return nil, err
+	}
+	if initial {
+		f.m.loads.WithLabelValues("stream", "org").Inc()
+	} else {
+		f.m.directFolds.WithLabelValues("ok").Inc()
+	}
+	return f.offer(org, st, trust), nil
+}
+
+// reloadFromPG reads org's row and keeps whichever of it and the cache is
+// newer (the version guard: a row behind the cache is never used). An org
+// with no row and no cache is empty and stays uncached. _instance is never
+// reloaded from rows (they cannot hold its enforcement mode).
+func (f *Follower) reloadFromPG(ctx context.Context, org string) (*projection.OrgState, error) {
+	if !fromRows(org) {
+		return nil, errors.New("the read model does not hold _instance's enforcement mode")
+	}
+	st, err := f.shared(ctx, "pg:"+org, func(ctx context.Context) (*projection.OrgState, error) {
+		ctx, cancel := context.WithTimeout(ctx, f.cfg.PGTimeout)
+		defer cancel()
+		trust := f.trust()
+		row, err := f.pgLoad(ctx, org, trust)
+		if err != nil {
+			if !errors.Is(err, errPendingGrace) {
+				// PostgreSQL is failing: answer from the cache for a while
+				// rather than wait for it on every request.
+				f.pgDownUntil.Store(time.Now().Add(time.Second).UnixNano())
+			}
+			f.m.staleReloads.WithLabelValues("error").Inc()
+			return nil, err
+		}
+		cur := f.cached(org)
+		switch {
+		case row.Seq > seqOf(cur):
+			f.m.staleReloads.WithLabelValues("newer").Inc()
+			f.m.loads.WithLabelValues("postgres", "org").Inc()
+			return f.offer(org, row, trust), nil
+		case cur != nil:
+			f.m.staleReloads.WithLabelValues("kept").Inc()
+			return cur, nil
+		}
+		f.m.staleReloads.WithLabelValues("kept").Inc()
+		return row, nil // no row: no events as far as PostgreSQL knows
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s from PostgreSQL: %w", org, err)
+	}
+	return st, nil
+}
+
+// pgLoad reads org's state from its row and revocations in one snapshot.
+func (f *Follower) pgLoad(ctx context.Context, org string, trust projection.Trust) (*projection.OrgState, error) {
+	f.pgCalls.Add(1)
+	tx, err := f.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	return postgres.LoadState(ctx, tx, org, trust, f.pendingGrace)
+}
+
+// pendingGrace finds the effective grace of a pending license a row holds
+// (rows do not keep it): from the cached state when it holds the same
+// pending license, else from the org's upload event on the stream.
+func (f *Follower) pendingGrace(ctx context.Context, org, fingerprint string, upTo uint64) (int, error) {
+	if st := f.cached(org); st != nil && st.Pending != nil && st.Pending.Upload.Fingerprint == fingerprint {
+		return st.Pending.Upload.GraceDaysEffective, nil
+	}
+	g, err := postgres.PendingGraceFrom(f.bus)(ctx, org, fingerprint, upTo)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errPendingGrace, err)
+	}
+	return g, nil
+}
+
+// errPendingGrace marks a failure to find a pending license's grace on the
+// stream (not a PostgreSQL failure).
+var errPendingGrace = errors.New("pending license grace")
+
+// offer installs st as org's state if it is newer than the cached one and
+// returns the cached state after that. st was built under trust; if the
+// ring or install id changed meanwhile it is verified again.
+func (f *Follower) offer(org string, st *projection.OrgState, trust projection.Trust) *projection.OrgState {
+	if st.Seq == 0 && org != license.InstanceOrg {
+		return st // no events: never cached
+	}
+	e := f.orgs.Load().getOrCreate(org)
+	e.mu.Lock()
+	cur := e.st.Load()
+	changed := cur == nil || st.Seq > cur.Seq
+	if changed {
+		if now := f.trust(); now != trust {
+			st = projection.Reverify(now, st)
+		}
+		e.st.Store(st)
+		cur = st
+	}
+	e.mu.Unlock()
+	if changed {
+		f.changed(org)
+	}
+	return cur
+}
+
+// install puts the initial load into the cache. On a first load the states
+// are merged (orgs loaded on demand meanwhile keep the newer state); after
+// a recreated stream they replace the cache.
+func (f *Follower) install(states map[string]*projection.OrgState, trust projection.Trust, replace bool) {
+	if _, ok := states[license.InstanceOrg]; !ok {
+		states[license.InstanceOrg] = projection.NewOrgState(license.InstanceOrg)
+	}
+	if replace {
+		m := newOrgMap()
+		for org, st := range states {
+			m.getOrCreate(org).st.Store(st)
+		}
+		f.orgs.Store(m)
+		if f.trust() != trust {
+			f.Reverify()
+		}
+		f.notify.broadcast()
+		return
+	}
+	for org, st := range states {
+		f.offer(org, st, trust)
+	}
+}
+
+// apply folds a consumed message into the cache.
+func (f *Follower) apply(m *events.Message, live bool) {
+	if h := f.hookDeliver; h != nil {
+		h(m)
+	}
+	if id := installIDOf(m); id != "" && f.InstallID() == "" {
+		f.adoptInstallID(id)
+	}
+	if m.IsOrgSubject() && events.ValidOrg(m.Org()) {
+		org := m.Org()
+		e := f.orgs.Load().getOrCreate(org)
+		e.mu.Lock()
+		cur := e.st.Load()
+		if cur == nil {
+			cur = projection.NewOrgState(org)
+		}
+		n, outcome, err := projection.Apply(f.trust(), cur, m)
+		if outcome != projection.Stale {
+			e.st.Store(n)
+		}
+		e.mu.Unlock()
+		if outcome != projection.Stale {
+			f.m.events.WithLabelValues(outcome.String()).Inc()
+			if err != nil {
+				f.log.Warn("event skipped for state", "seq", m.Seq, "subject", m.Subject, "outcome", outcome.String(), "err", err)
+			}
+			if live && m.Envelope != nil {
+				f.m.applyLag.Observe(max(time.Since(m.Envelope.At.Time), 0).Seconds())
+			}
+			f.changed(org)
+		}
+	}
+	f.applied.Store(m.Seq)
+	if ph := f.pendHead.Load(); ph != 0 && m.Seq >= ph {
+		f.pendMu.Lock()
+		if ph := f.pendHead.Load(); ph != 0 && m.Seq >= ph {
+			f.confirm(f.pendAt)
+			f.pendHead.Store(0)
+		}
+		f.pendMu.Unlock()
+	}
+}
+
+// confirm records that everything on the stream at moment at was applied.
+func (f *Follower) confirm(at int64) {
+	for {
+		cur := f.lastCurrent.Load()
+		if at <= cur || f.lastCurrent.CompareAndSwap(cur, at) {
+			break
+		}
+	}
+	if time.Since(time.Unix(0, f.lastCurrent.Load())) <= f.cfg.MaxStaleness {
+		f.stale.Store(false)
+	}
+}
