@@ -186,7 +186,7 @@ func BenchmarkReferenceTimeNow(b *testing.B) {
 
 func BenchmarkReferenceServeMuxHandler(b *testing.B) {
 	mux := http.NewServeMux()
-	for _, p := range DefaultAllow {
+	for _, p := range DefaultAllow() {
 		mux.Handle(p, http.NotFoundHandler())
 	}
 	r := benchRequest(b, "GET", "/api/license", "acme")

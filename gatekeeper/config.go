@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,17 +19,19 @@ const (
 	DefaultDecisionTimeout = 100 * time.Millisecond
 )
 
-// DefaultTrustedProxies are the peers whose org header is honoured unless
-// configured: loopback.
-var DefaultTrustedProxies = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("::1/128"),
+// DefaultTrustedProxies returns the peers whose org header is honoured
+// unless configured: loopback, 127.0.0.0/8 and ::1.
+func DefaultTrustedProxies() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 }
 
-// DefaultAllow is the built-in allowlist: routes that pass whatever the
-// license state (the license endpoints and the ledger UI stay reachable so
-// an org can renew, health checks and login keep working).
-var DefaultAllow = []string{
+// DefaultAllow returns the built-in allowlist: routes that pass whatever
+// the license state (the license endpoints and the ledger UI stay
+// reachable so an org can renew; health checks and login keep working).
+// Config.Allow adds to it.
+func DefaultAllow() []string { return slices.Clone(defaultAllow) }
+
+var defaultAllow = []string{
 	"GET /api/license",
 	"POST /api/license",
 	"/health",
@@ -48,13 +51,13 @@ type Config struct {
 	// TrustedProxies are the peers (by the request's RemoteAddr) whose org
 	// header is honoured in header mode; from any other peer the header is
 	// ignored and removed before the request goes upstream. nil means
-	// DefaultTrustedProxies; an empty non-nil slice trusts no peer.
+	// DefaultTrustedProxies(); an empty non-nil slice trusts no peer.
 	TrustedProxies []netip.Prefix
 	// AllowNoOrg lets requests without an org through to the decision,
 	// made on the instance-wide state (org "_instance"), instead of
 	// denying them with org_required.
 	AllowNoOrg bool
-	// Allow adds net/http.ServeMux patterns to DefaultAllow.
+	// Allow adds net/http.ServeMux patterns to DefaultAllow().
 	Allow []string
 	// Features are the routes that need licensed features (ParseFeatures).
 	Features []FeatureRule

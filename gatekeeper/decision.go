@@ -20,8 +20,8 @@ const (
 	codeCount              = 8
 )
 
-// Codes lists every denial code.
-var Codes = [codeCount]string{CodePathInvalid, CodeOrgInvalid, CodeOrgRequired, CodeLicenseMissing,
+// codes lists every denial code.
+var codes = [codeCount]string{CodePathInvalid, CodeOrgInvalid, CodeOrgRequired, CodeLicenseMissing,
 	CodeFeatureNotLicensed, CodeLicenseExpired, CodeLicenseInvalid, CodeStateUnavailable}
 
 // messageOf is the default message of a denial code.

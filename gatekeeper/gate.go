@@ -56,7 +56,7 @@ func New(src Source, cfg Config) (*Gate, error) {
 	}
 	proxies := cfg.TrustedProxies
 	if proxies == nil {
-		proxies = DefaultTrustedProxies
+		proxies = DefaultTrustedProxies()
 	}
 	ps := make([]netip.Prefix, 0, len(proxies))
 	for _, p := range proxies {

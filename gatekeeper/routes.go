@@ -40,7 +40,7 @@ func newRouter(allow []string, rules []FeatureRule) (*router, error) {
 	rt := &router{allow: http.NewServeMux(), rules: normalizeRules(rules), byPattern: map[string]int{},
 		seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[route], routeSlots)}
 	seen := map[string]bool{}
-	for _, p := range append(append([]string{}, DefaultAllow...), allow...) {
+	for _, p := range append(DefaultAllow(), allow...) {
 		if seen[p] {
 			continue
 		}

@@ -46,7 +46,7 @@ func (c *counters) count(d *Decision) {
 }
 
 func codeIndex(code string) int {
-	for i, c := range Codes {
+	for i, c := range codes {
 		if c == code {
 			return i
 		}
@@ -74,7 +74,7 @@ type Stats struct {
 func (g *Gate) Stats() Stats {
 	s := Stats{Allowed: g.stats.sum(idxAllowed), Allowlisted: g.stats.sum(idxAllowlisted),
 		Unenforced: g.stats.sum(idxUnenforced), Denied: make(map[string]uint64, codeCount)}
-	for i, c := range Codes {
+	for i, c := range codes {
 		s.Denied[c] = g.stats.sum(i)
 	}
 	return s
@@ -104,7 +104,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(s.Allowed), ResultAllowed, "")
 	ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(s.Allowlisted), ResultAllowlisted, "")
 	ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(s.Unenforced), ResultUnenforced, "")
-	for _, code := range Codes {
+	for _, code := range codes {
 		ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(s.Denied[code]), ResultDenied, code)
 	}
 	v := -1.0
