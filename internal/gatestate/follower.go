@@ -97,8 +97,11 @@ type Config struct {
 	// Checkpoint is the projector's checkpoint row. Default "org_licenses".
 	Checkpoint string
 	// OnChange, if set, is called with an org's name after its cached state
-	// was replaced (an event, a direct fold, a reload, a key ring change).
-	// It runs on the goroutine that changed the state and must not block.
+	// was replaced (an event, a direct fold, a reload, a key ring change,
+	// the initial load). Calls come from one goroutine that Run starts,
+	// never from the one applying events, so a slow callback delays only
+	// later calls; changes to an org not yet reported are reported once.
+	// The callback reads the new state itself (CachedState or State).
 	OnChange func(org string)
 	Logger   *slog.Logger
 	// Registry receives the follower's metrics (nil: none).
@@ -141,12 +144,14 @@ type Follower struct {
 	sessCancel  context.CancelFunc
 	sessCreated time.Time // created time the running session follows
 
-	sf     singleflight.Group
-	notify notifier
+	sf      singleflight.Group
+	notify  notifier
+	changes changeQueue
 
 	// Test hooks.
 	hookDeliver    func(*events.Message) // before a consumed message is handled
 	hookBeforeLoad func()                // before the initial load
+	hookChanged    func(org string)      // synchronously after a state replacement
 	pgCalls        atomic.Int64          // PostgreSQL reads issued
 }
 
@@ -194,7 +199,29 @@ func New(cfg Config) (*Follower, error) {
 	return f, nil
 }
 
-var _ gatekeeper.Source = (*Follower)(nil)
+var _ gatekeeper.CachedSource = (*Follower)(nil)
+
+// CachedState answers from memory only, with no I/O, blocking or
+// allocation (gatekeeper.CachedSource). ok is false before the initial
+// load, for an org with no cache entry (an org with no events included:
+// State answers those, still without I/O), when minSeq is above the
+// cached sequence, and while the follower is stale.
+func (f *Follower) CachedState(org string, minSeq uint64) (own, instance *projection.OrgState, ok bool) {
+	if !f.loaded.Load() || f.stale.Load() {
+		return nil, nil, false
+	}
+	m := f.orgs.Load()
+	instance = m.inst.st.Load()
+	if org == license.InstanceOrg {
+		own = instance
+	} else if e := m.get(org); e != nil {
+		own = e.st.Load()
+	}
+	if own == nil || instance == nil || own.Seq < minSeq {
+		return nil, nil, false
+	}
+	return own, instance, true
+}
 
 // State returns org's own state and the instance-wide state (see
 // gatekeeper.Source). Cached orgs, and orgs with no events once loaded, are
@@ -203,6 +230,9 @@ var _ gatekeeper.Source = (*Follower)(nil)
 // stream (or, if the stream cannot be read, uses a PostgreSQL row at least
 // as new as minSeq). Errors wrap gatekeeper.ErrUnavailable.
 func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, instance *projection.OrgState, err error) {
+	if own, instance, ok := f.CachedState(org, minSeq); ok {
+		return own, instance, nil
+	}
 	own, err = f.stateOf(ctx, org, minSeq)
 	if err != nil {
 		return nil, nil, err
@@ -220,7 +250,8 @@ func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, i
 func (f *Follower) stateOf(ctx context.Context, org string, minSeq uint64) (*projection.OrgState, error) {
 	loaded := f.loaded.Load()
 	if loaded {
-		// The hot path: a cached org, no newer token, not stale.
+		// A cached org, no newer token, not stale (for _instance when the
+		// org itself needed more).
 		if st := f.cached(org); st != nil && minSeq <= st.Seq && !f.stale.Load() {
 			return st, nil
 		}
@@ -450,11 +481,62 @@ func (f *Follower) Reverify() {
 	})
 }
 
-// changed wakes min-seq waiters and tells the decision core.
+// changed wakes min-seq waiters and queues org for OnChange.
 func (f *Follower) changed(org string) {
 	f.notify.broadcast()
+	if h := f.hookChanged; h != nil {
+		h(org)
+	}
 	if f.cfg.OnChange != nil {
-		f.cfg.OnChange(org)
+		f.changes.add(org)
+	}
+}
+
+// changeQueue collects orgs whose state changed until OnChange is called
+// for them.
+type changeQueue struct {
+	mu     sync.Mutex
+	orgs   map[string]struct{}
+	signal chan struct{} // capacity 1: "something queued"
+	once   sync.Once
+}
+
+func (q *changeQueue) init() { q.once.Do(func() { q.signal = make(chan struct{}, 1) }) }
+
+func (q *changeQueue) add(org string) {
+	q.init()
+	q.mu.Lock()
+	if q.orgs == nil {
+		q.orgs = map[string]struct{}{}
+	}
+	q.orgs[org] = struct{}{}
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *changeQueue) take() map[string]struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m := q.orgs
+	q.orgs = nil
+	return m
+}
+
+// deliverChanges calls OnChange for queued orgs until ctx ends.
+func (f *Follower) deliverChanges(ctx context.Context) {
+	f.changes.init()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.changes.signal:
+			for org := range f.changes.take() {
+				f.cfg.OnChange(org)
+			}
+		}
 	}
 }
 

@@ -66,9 +66,37 @@ func TestStartFromTheStream(t *testing.T) {
 	if !hl.Loaded || hl.Stale || hl.AppliedSeq != h || hl.OrgsCached != len(scenarioOrgs) {
 		t.Errorf("health %+v: want loaded, fresh, applied %d, %d orgs", hl, h, len(scenarioOrgs))
 	}
-	own, _ := mustState(t, f, "acme", 0)
+	own, inst := mustState(t, f, "acme", 0)
 	if own.Current == nil || own.Current.Err != nil {
 		t.Fatalf("acme: current %+v", own.Current)
+	}
+
+	// The allocation-free fast path answers cached orgs only.
+	if o, i, ok := f.CachedState("acme", own.Seq); !ok || o != own || i != inst {
+		t.Errorf("CachedState(acme) = %v, %v, %v", o == own, i == inst, ok)
+	}
+	if o, i, ok := f.CachedState(license.InstanceOrg, 0); !ok || o != inst || i != inst {
+		t.Errorf("CachedState(_instance) = %v, %v, %v", o == inst, i == inst, ok)
+	}
+	for _, tc := range []struct {
+		org    string
+		minSeq uint64
+	}{{"acme", own.Seq + 1}, {"unknown", 0}, {"", 0}} {
+		if _, _, ok := f.CachedState(tc.org, tc.minSeq); ok {
+			t.Errorf("CachedState(%q, %d) answered", tc.org, tc.minSeq)
+		}
+	}
+}
+
+func TestCachedOrgsCostNoAllocation(t *testing.T) {
+	e := newEnv(t)
+	e.upload(t, "acme")
+	f := start(t, Config{Bus: e.readerBus(t)}, true)
+	if n := testing.AllocsPerRun(100, func() { f.CachedState("acme", 0) }); n != 0 {
+		t.Errorf("CachedState allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { f.State(context.Background(), "acme", 0) }); n != 0 {
+		t.Errorf("State on a cached org allocates %v times", n)
 	}
 }
 
@@ -246,10 +274,57 @@ func TestReverifyAfterKeyRingReload(t *testing.T) {
 	if after == before || license.ReasonOf(after.Current.Err) != license.ReasonUnknownKey {
 		t.Fatalf("after the reload: same pointer %v, err %v", after == before, after.Current.Err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !changed["acme"] || !changed[license.InstanceOrg] {
-		t.Errorf("OnChange saw %v", changed)
+	eventually(t, 2*time.Second, "OnChange for every re-verified org", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return changed["acme"] && changed[license.InstanceOrg]
+	})
+}
+
+// OnChange runs apart from the consumer: a slow callback delays no event,
+// and changes queued meanwhile are reported once each.
+func TestSlowOnChangeDelaysNoEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.upload(t, "acme")
+	block := make(chan struct{})
+	calls := make(chan string, 100)
+	f := start(t, Config{Bus: e.readerBus(t)}, true, func(f *Follower) {
+		f.cfg.OnChange = func(org string) {
+			<-block
+			calls <- org
+		}
+	})
+	defer func() {
+		select {
+		case <-block:
+		default:
+			close(block)
+		}
+	}()
+	var last uint64
+	for range 5 {
+		_, res := e.upload(t, "acme")
+		last = res.Seq
+	}
+	_, res := e.upload(t, "globex")
+	eventually(t, 2*time.Second, "applied while OnChange blocks", func() bool {
+		return seqOf(f.cached("acme")) == last && seqOf(f.cached("globex")) == res.Seq
+	})
+	close(block)
+	seen := map[string]int{}
+	deadline := time.After(2 * time.Second)
+	for seen["acme"] == 0 || seen["globex"] == 0 {
+		select {
+		case org := <-calls:
+			seen[org]++
+		case <-deadline:
+			t.Fatalf("OnChange calls %v", seen)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := seen["acme"] + len(calls); n > 3 { // at most: the load, the call blocked, the coalesced rest
+		t.Errorf("acme reported %d times for 6 changes: not coalesced", n)
 	}
 }
 
@@ -302,7 +377,7 @@ func TestPropagationEightReplicas(t *testing.T) {
 		chans[i] = ch
 		var f *Follower
 		f = start(t, Config{Bus: e.readerBus(t)}, true, func(g *Follower) {
-			g.cfg.OnChange = func(org string) {
+			g.hookChanged = func(org string) {
 				if org == "acme" {
 					ch <- applied{seqOf(g.cached(org)), time.Now()}
 				}
@@ -330,6 +405,20 @@ func TestPropagationEightReplicas(t *testing.T) {
 	if p(0.99) > 100*time.Millisecond {
 		t.Errorf("p99 %s", p(0.99))
 	}
+}
+
+func BenchmarkCachedState(b *testing.B) {
+	e := newEnv(b)
+	e.upload(b, "acme")
+	f := start(b, Config{Bus: e.readerBus(b)}, true)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, ok := f.CachedState("acme", 0); !ok {
+				b.Fatal("not cached")
+			}
+		}
+	})
 }
 
 func BenchmarkStateCached(b *testing.B) {

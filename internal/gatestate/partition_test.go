@@ -110,6 +110,9 @@ func TestPartitionWithoutPostgres(t *testing.T) {
 	if _, _, err := state(t, f, "newco", 0); !isUnavailable(err) {
 		t.Fatalf("uncached org while stale: err %v, want unavailable", err)
 	}
+	if _, _, ok := f.CachedState("acme", 0); ok {
+		t.Fatal("the fast path answered while stale")
+	}
 	if h := f.Health(); !h.Loaded || !h.Stale || h.StalenessSeconds <= testMaxStaleness.Seconds() {
 		t.Fatalf("health %+v", h)
 	}

@@ -94,7 +94,7 @@ func TestTrustRuleWithTheProjectorHeldBack(t *testing.T) {
 	seen := map[string]uint64{}
 	f := start(t, Config{Bus: c, Pool: pool}, false, func(f *Follower) {
 		f.hookBeforeLoad = func() { <-release }
-		f.cfg.OnChange = func(org string) {
+		f.hookChanged = func(org string) {
 			mu.Lock()
 			defer mu.Unlock()
 			if s := seqOf(f.cached(org)); s < seen[org] {

@@ -24,6 +24,10 @@ func (f *Follower) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); f.watch(ctx) }()
 	go func() { defer wg.Done(); f.tickStale(ctx) }()
+	if f.cfg.OnChange != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.deliverChanges(ctx) }()
+	}
 	defer wg.Wait()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
