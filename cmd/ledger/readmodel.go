@@ -15,6 +15,7 @@ import (
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
+	"github.com/licenseledger/ledger/license"
 )
 
 // readModel is where the ledger keeps its read model and audit trail: in
@@ -104,6 +105,9 @@ func (c *serveCmd) seed(ctx context.Context, svc *ledger.Service, bus *natsbus.B
 		return 0
 	}
 	svc.Seed(snap.States)
+	if err := svc.Refresh(ctx, license.InstanceOrg); err != nil {
+		log.Warn("instance state not folded from the stream yet", "err", err)
+	}
 	log.Info("read model loaded from PostgreSQL", "orgs", len(snap.States), "checkpoint", snap.Checkpoint,
 		"to_fold", fmt.Sprint(info.LastSeq-snap.Checkpoint))
 	return snap.Checkpoint

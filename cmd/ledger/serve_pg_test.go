@@ -50,6 +50,31 @@ func TestServeWithPostgres(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// A license that expires at once (grace 0): the scheduler appends its
+	// two due events; enforcement is set off explicitly.
+	soon := signed(t, "k1", func(p map[string]any) {
+		p["org_slug"], p["license_id"] = "soon", "0193a5b0-7e1a-7c3d-8f00-0000000000f1"
+		p["expires"], p["grace_days"] = time.Now().Add(1500*time.Millisecond).UTC().Format(time.RFC3339), 0
+	})
+	if code, m := l.call("POST", "/api/license?org=soon", soon); code != 200 {
+		t.Fatalf("upload soon: %d %v", code, m)
+	}
+	if code, m := l.call("PUT", "/api/enforcement", `{"mode":"off"}`); code != 200 {
+		t.Fatalf("enforcement: %d %v", code, m)
+	}
+	dueEvents := func() int {
+		var n int
+		pool.QueryRow(context.Background(), `SELECT count(*) FROM license_audit WHERE org_slug = 'soon'
+			AND type IN ('license.grace_started', 'license.expired')`).Scan(&n)
+		return n
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for dueEvents() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if dueEvents() != 2 {
+		t.Fatalf("%d due events before the restart", dueEvents())
+	}
 	waitRow(up["seq"].(float64))
 	if code, rd := l.call("GET", "/readyz", ""); code != 200 || rd["store"] != "postgres" {
 		t.Fatalf("readyz %d %v", code, rd)
@@ -58,8 +83,12 @@ func TestServeWithPostgres(t *testing.T) {
 
 	// Restart: state comes from the rows, newer events from the stream.
 	l = startLedgerWith(t, dir, withPG)
-	if _, m := l.call("GET", "/api/license?org=acme", ""); m["status"] != "valid" || m["seq"] != up["seq"] {
+	if _, m := l.call("GET", "/api/license?org=acme", ""); m["status"] != "valid" || m["seq"] != up["seq"] || m["enforcement"] != "off" {
 		t.Fatalf("after restart: %v", m)
+	}
+	time.Sleep(2500 * time.Millisecond) // two scheduler ticks on seeded states
+	if n := dueEvents(); n != 2 {
+		t.Fatalf("%d due events after a restart from PostgreSQL, want 2 (appended once)", n)
 	}
 	code, rm := l.call("DELETE", "/api/license?org=acme", "")
 	if code != 200 {

@@ -83,6 +83,9 @@ func (s *Service) ScheduleDue(ctx context.Context) {
 // appendDue appends org's due events in order, each decided against the
 // org's latest state, so a replica that lost the race appends nothing.
 func (s *Service) appendDue(ctx context.Context, org string) error {
+	if err := s.refold(ctx, org); err != nil {
+		return err
+	}
 	system := events.Actor{Kind: events.ActorSystem, ID: "scheduler"}
 	for {
 		res, err := s.command(ctx, org, func(st *projection.OrgState, now time.Time) (*events.Envelope, error) {

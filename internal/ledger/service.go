@@ -67,6 +67,8 @@ type orgEntry struct {
 	cmd   sync.Mutex
 	mu    sync.Mutex
 	state *projection.OrgState
+	// seeded: state came from a read-model row (see Seed).
+	seeded bool
 }
 
 // New returns a Service. Call Start before serving commands.
@@ -205,16 +207,61 @@ func (s *Service) Status(ctx context.Context, org string) (license.Report, error
 
 // Seed installs states read from a snapshot of the read model (rows at a
 // checkpoint); the stream consumer continues from the checkpoint + 1.
-// States already newer in the cache are kept.
+// States already newer in the cache are kept. Rows do not hold everything
+// the fold knows: _instance is never seeded (its enforcement mode is not a
+// column; Refresh folds it from the stream), and an org whose expiry
+// events the scheduler may have to append is folded again from its subject
+// first (the rows do not say which were appended).
 func (s *Service) Seed(states []*projection.OrgState) {
 	for _, st := range states {
+		if st.Org == license.InstanceOrg {
+			continue
+		}
 		e := s.entry(st.Org)
 		e.mu.Lock()
 		if st.Seq > e.state.Seq {
 			e.state = st
+			e.seeded = true
 		}
 		e.mu.Unlock()
 	}
+}
+
+// Refresh brings org's cached state up to its subject head.
+func (s *Service) Refresh(ctx context.Context, org string) error {
+	_, _, err := s.current(ctx, org)
+	return err
+}
+
+// refold replaces a seeded org's state by the fold of its whole subject.
+func (s *Service) refold(ctx context.Context, org string) error {
+	e := s.entry(org)
+	e.mu.Lock()
+	seeded := e.seeded
+	e.mu.Unlock()
+	if !seeded {
+		return nil
+	}
+	subject := events.OrgSubject(org)
+	head, err := s.store.Head(ctx, subject)
+	if err != nil {
+		return err
+	}
+	trust := s.trust()
+	st := projection.NewOrgState(org)
+	err = s.store.ReadSubject(ctx, subject, 0, head, func(m *events.Message) error {
+		st, _, _ = projection.Apply(trust, st, m)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if st.Seq >= e.state.Seq {
+		e.state, e.seeded = st, false
+	}
+	e.mu.Unlock()
+	return nil
 }
 
 // Trust returns what stored keys are verified against now.
