@@ -131,3 +131,44 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Error("a metric has a per-org label")
 	}
 }
+
+// A streamed response reaches the client chunk by chunk, not when the
+// upstream finishes.
+func TestProxyStreams(t *testing.T) {
+	release := make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		fmt.Fprint(w, "data: second\n\n")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { close(release); srv.Close() })
+	w := newWorld(t, func(c *gatekeeperCmd) { c.Upstream = "http://" + ln.Addr().String() })
+	w.upload("acme", nil)
+	req, _ := http.NewRequest("GET", "http://"+w.gk.proxy+"/events", nil)
+	req.Header.Set("X-Org-Slug", "acme")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(resp.Body).ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		if l != "data: first\n" {
+			t.Fatalf("first chunk %q", l)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the first chunk was held back until the upstream finished")
+	}
+}
