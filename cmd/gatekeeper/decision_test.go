@@ -58,6 +58,7 @@ func TestDecisionTableThroughEveryFrontEnd(t *testing.T) {
 	if _, err := w.svc.Invalidate(ctx, "revoked", op, "0193a5b0-7e1a-7c3d-8f00-"+"00000"+hexOrg("revoked"), "test"); err != nil {
 		t.Fatal(err)
 	}
+	w.syncHead()
 	time.Sleep(1100 * time.Millisecond) // "soon" expires by time alone
 	forwarded := w.start(func(c *gatekeeperCmd) { c.AuthzHeaders = "forwarded" })
 	fronts := map[string]frontEnd{

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -27,10 +28,12 @@ var op = events.Actor{Kind: events.ActorOperator, ID: "test"}
 // world is a stream with a ledger appending to it, an upstream that echoes
 // what it received, and a gatekeeper in front.
 type world struct {
+	admins   []string // admin addresses of the gatekeepers started
 	srv      *natstest.Server
 	t        *testing.T
 	svc      *ledger.Service
 	upstream *httptest.Server
+	bus      *natsbus.Bus
 	gk       addrs
 }
 
@@ -56,7 +59,7 @@ func newWorld(t *testing.T, mod func(*gatekeeperCmd)) *world {
 		json.NewEncoder(w).Encode(hdr)
 	}))
 	t.Cleanup(up.Close)
-	w := &world{t: t, svc: svc, upstream: up, srv: srv}
+	w := &world{t: t, svc: svc, upstream: up, srv: srv, bus: bus}
 	w.gk = w.start(mod)
 	return w
 }
@@ -90,7 +93,22 @@ func (w *world) start(mod func(*gatekeeperCmd)) addrs {
 		t.Fatal("gatekeeper did not start")
 	}
 	t.Cleanup(func() { cancel(); <-done })
+	w.admins = append(w.admins, a.admin)
 	return a
+}
+
+// sync waits until every gatekeeper has applied the stream up to seq.
+func (w *world) sync(seq uint64) {
+	w.t.Helper()
+	for _, admin := range w.admins {
+		eventually(w.t, func() error {
+			a := get(w.t, "http://"+admin+"/readyz")
+			if applied, _ := a.body["applied_seq"].(float64); uint64(applied) < seq {
+				return fmt.Errorf("gatekeeper %s at %v, want %d", admin, a.body["applied_seq"], seq)
+			}
+			return nil
+		})
+	}
 }
 
 func (w *world) upload(org string, mod func(map[string]any)) ledger.Result {
@@ -108,7 +126,19 @@ func (w *world) upload(org string, mod func(map[string]any)) ledger.Result {
 	if err != nil {
 		w.t.Fatalf("upload %s: %v", org, err)
 	}
+	w.syncHead()
 	return res
+}
+
+// syncHead waits until every gatekeeper has applied the whole stream
+// (the upload may have been followed by the enforcement latch).
+func (w *world) syncHead() {
+	w.t.Helper()
+	_, head, err := w.bus.Stream(context.Background())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.sync(head)
 }
 
 func hexOrg(org string) string {
