@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/gatekeeper"
+	"github.com/licenseledger/ledger/internal/tick"
 )
 
 // bufferPool gives ReverseProxy reusable 32 KiB copy buffers (without one
@@ -136,14 +137,5 @@ func (c *connTracker) recheck(org string, allowed func(*http.Request) bool) {
 // recheckAll runs recheck for every org with open requests every interval:
 // time-based expiry flips decisions without any event.
 func (c *connTracker) recheckAll(ctx context.Context, interval time.Duration, allowed func(*http.Request) bool) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c.recheck("_instance", allowed)
-		}
-	}
+	tick.Every(ctx, interval, func() { c.recheck("_instance", allowed) })
 }

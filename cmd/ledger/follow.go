@@ -11,6 +11,7 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/tick"
 )
 
 // follower consumes the stream into the service's org states and the
@@ -76,7 +77,9 @@ func (f *follower) handle(m *events.Message) error {
 
 // watch polls stream info every 2 s: the head (for lag and readiness),
 // NATS reachability, and the created time (a recreated stream resyncs).
-func (f *follower) watch(ctx context.Context) { every(ctx, 2*time.Second, func() { f.check(ctx) }) }
+func (f *follower) watch(ctx context.Context) {
+	tick.Every(ctx, 2*time.Second, func() { f.check(ctx) })
+}
 
 func (f *follower) check(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)

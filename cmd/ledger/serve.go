@@ -25,6 +25,7 @@ import (
 	"github.com/licenseledger/ledger/internal/httpapi"
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/tick"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -170,7 +171,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		keyringInfo.WithLabelValues(r.Fingerprint()).Set(1)
 		svc.Reverify()
 	})
-	go every(runCtx, time.Minute, func() { svc.FlushSuppressed(runCtx) })
+	go tick.Every(runCtx, time.Minute, func() { svc.FlushSuppressed(runCtx) })
 	go svc.RunScheduler(runCtx, c.ScheduleInterval)
 	go audit.LogDigests(runCtx, rm.reader, c.DigestInterval, log)
 	if rm.projector != nil {
@@ -194,19 +195,6 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 			return rd
 		}})
 	return c.listenAndServe(ctx, api.Handler(), log, started)
-}
-
-func every(ctx context.Context, d time.Duration, fn func()) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn()
-		}
-	}
 }
 
 // connect reaches NATS: NATS_URL, else an embedded server.

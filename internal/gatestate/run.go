@@ -9,6 +9,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
+	"github.com/licenseledger/ledger/internal/tick"
 )
 
 // Run loads the initial state and follows the stream until ctx ends
@@ -225,18 +226,11 @@ func (f *Follower) createdTime() time.Time {
 
 // tickStale recomputes the stale flag State reads.
 func (f *Follower) tickStale(ctx context.Context) {
-	t := time.NewTicker(staleTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if f.loaded.Load() {
-				f.stale.Store(f.Staleness() > f.cfg.MaxStaleness)
-			}
+	tick.Every(ctx, staleTick, func() {
+		if f.loaded.Load() {
+			f.stale.Store(f.Staleness() > f.cfg.MaxStaleness)
 		}
-	}
+	})
 }
 
 // readOnly adapts the stream to ledger.Store for InstallIDFromStream,
