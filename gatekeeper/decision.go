@@ -57,6 +57,7 @@ const (
 	HeaderDaysRemaining = "X-License-Days-Remaining"
 	HeaderWarning       = "X-License-Warning"
 	HeaderError         = "X-License-Error"
+	HeaderReason        = "X-License-Reason" // on license_invalid denials
 )
 
 // Decision is a Gate's answer for one request.
@@ -184,6 +185,10 @@ func WriteDenial(w http.ResponseWriter, d Decision) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set(HeaderError, d.Code)
+	if d.Reason != "" {
+		// For proxies that cannot read an auth answer's body (nginx).
+		h.Set(HeaderReason, string(d.Reason))
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(b)
 }
