@@ -122,7 +122,7 @@ func TestAdminEndpoints(t *testing.T) {
 	resp.Body.Close()
 	m := string(raw)
 	for _, want := range []string{`gatekeeper_decisions_total{code="",result="allowed"} 1`, `gatekeeper_decisions_total{code="license_missing",result="denied"} 1`,
-		"gatekeeper_enforce_override -1"} {
+		"gatekeeper_enforcement_override -1"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -155,7 +155,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	if gate, err = gatekeeper.New(fol, gcfg); err != nil {
 		return cli.Usage("%v", err)
 	}
-	registerMetrics(reg, gate, gcfg.Enforce)
+	reg.MustRegister(gate.Collector()) // decisions by result and code; the enforcement override
 	keys.ReloadOnSIGHUP(ctx, log, func(*license.Ring) { fol.Reverify() })
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()

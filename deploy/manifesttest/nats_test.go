@@ -43,8 +43,12 @@ type natsUser struct {
 type natsValues struct {
 	Config struct {
 		Cluster struct {
-			Enabled  bool `yaml:"enabled"`
-			Replicas int  `yaml:"replicas"`
+			Enabled   bool `yaml:"enabled"`
+			Replicas  int  `yaml:"replicas"`
+			RouteURLs struct {
+				User     string  `yaml:"user"`
+				Password *string `yaml:"password"`
+			} `yaml:"routeURLs"`
 		} `yaml:"cluster"`
 		JetStream struct {
 			Enabled   bool `yaml:"enabled"`
@@ -146,6 +150,12 @@ func checkNATSCluster(v *natsValues) []string {
 	if !c.Cluster.Enabled || c.Cluster.Replicas != 3 {
 		p = append(p, fmt.Sprintf("cluster: enabled=%v replicas=%d, want a 3-server cluster", c.Cluster.Enabled, c.Cluster.Replicas))
 	}
+	if c.Cluster.RouteURLs.User == "" {
+		p = append(p, "cluster.routeURLs.user: the routes between the servers must authenticate")
+	}
+	if c.Cluster.RouteURLs.Password != nil {
+		p = append(p, "cluster.routeURLs.password: keep the route password out of this file (a values file of its own)")
+	}
 	js := c.JetStream
 	if !js.Enabled || !js.FileStore.Enabled || js.FileStore.Dir == "" {
 		p = append(p, fmt.Sprintf("jetstream: enabled=%v fileStore.enabled=%v dir=%q, want JetStream on file storage", js.Enabled, js.FileStore.Enabled, js.FileStore.Dir))
@@ -237,6 +247,8 @@ func TestNATSChecksCanFail(t *testing.T) {
 		want     string
 	}{
 		{"    replicas: 3\n", "    replicas: 1\n", checkNATSCluster, "want a 3-server cluster"},
+		{"      user: licenses-route\n", "", checkNATSCluster, "the routes between the servers must authenticate"},
+		{"      user: licenses-route\n", "      user: licenses-route\n      password: secret\n", checkNATSCluster, "keep the route password out of this file"},
 		{"      enabled: true\n      dir: /data", "      enabled: false\n      dir: /data", checkNATSCluster, "want JetStream on file storage"},
 		// The reader's list: drop an allowed subject, widen a deny.
 		{"                - \"$JS.API.CONSUMER.MSG.NEXT.LICENSES.*\"\n                - \"$JS.ACK.LICENSES.>\"\n                - \"$JS.ACK.*.*.LICENSES.>\"\n                - \"$JS.FC.LICENSES.>\"\n                - \"$JS.FC.*.*.LICENSES.>\"\n              deny:\n                - \"licenses.>\"",
