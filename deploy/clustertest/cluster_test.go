@@ -82,8 +82,7 @@ func TestScaledDeployment(t *testing.T) {
 		return map[string]string{
 			"NATS_URL": l.clientURLs(), "NATS_NKEY": ledgerSeed, "LICENSE_STREAM_REPLICAS": "3",
 			"DATABASE_URL": logins.svcDSN, "LICENSE_PUBLIC_KEYS": ring,
-			"LEDGER_LISTEN": fmt.Sprintf("127.0.0.1:%d", ports[i]), "DATA_DIR": dataDir,
-			"LEDGER_SCHEDULE_INTERVAL": "1s", "LOG_LEVEL": "info",
+			"LEDGER_LISTEN": fmt.Sprintf("127.0.0.1:%d", ports[i]), "DATA_DIR": dataDir, "LOG_LEVEL": "info",
 		}
 	}
 	// Ledger 1 creates the stream; ledger 2 finds it. Ledger 1 also takes
@@ -92,14 +91,15 @@ func TestScaledDeployment(t *testing.T) {
 	env1 := ledgerEnv(0, data1)
 	env1["LEDGER_ADMIN_TOKEN"], env1["LEDGER_TOKENS_FILE"] = adminToken, tokensFile
 	api1 := "http://" + env1["LEDGER_LISTEN"]
-	ledger1 := &service{name: "ledger-1", bin: bin.ledger, args: []string{"serve"}, env: env1, readyURL: api1 + "/readyz"}
+	diag := func() string { return consumerState(l) }
+	ledger1 := &service{name: "ledger-1", bin: bin.ledger, args: []string{"serve"}, env: env1, readyURL: api1 + "/readyz", diag: diag}
 	ledger1.start(t)
 	ledger1.waitReady(t, natsProcs)
 
 	env2 := ledgerEnv(1, data2)
 	env2["LEDGER_TOKENS_FILE"] = copyFile(t, tokensFile, filepath.Join(data2, "tokens"))
 	api2 := "http://" + env2["LEDGER_LISTEN"]
-	ledger2 := &service{name: "ledger-2", bin: bin.ledger, args: []string{"serve"}, env: env2, readyURL: api2 + "/readyz"}
+	ledger2 := &service{name: "ledger-2", bin: bin.ledger, args: []string{"serve"}, env: env2, readyURL: api2 + "/readyz", diag: diag}
 	ledger2.start(t)
 
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -122,8 +122,7 @@ func TestScaledDeployment(t *testing.T) {
 			env["DATABASE_URL"] = logins.complianceDSN
 		}
 		gks = append(gks, a)
-		gk := &service{name: a.name, bin: bin.gatekeeper, env: env, readyURL: "http://" + a.admin + "/readyz",
-			diag: func() string { return consumerState(l) }}
+		gk := &service{name: a.name, bin: bin.gatekeeper, env: env, readyURL: "http://" + a.admin + "/readyz", diag: diag}
 		gk.start(t)
 		gkServices = append(gkServices, gk)
 	}
