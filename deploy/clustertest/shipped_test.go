@@ -99,9 +99,8 @@ func activeText(text string) string {
 	return strings.Join(lines, "\n")
 }
 
-// uncommentBlock removes the leading "# " of every line strictly between
-// the begin and end marker lines, keeping lines that are prose ("# " then a
-// word that is not "{"): only configuration lines become active.
+// uncommentBlock activates the commented configuration lines ("# {…")
+// strictly between the begin and end marker lines; prose comments stay.
 func uncommentBlock(t testing.TB, name, text, begin, end string) string {
 	t.Helper()
 	lines := strings.Split(text, "\n")

@@ -16,8 +16,8 @@ import (
 // order, to fn until ctx ends or fn returns an error. It uses an ordered
 // consumer, which recreates itself after gaps and reconnects; fn never sees
 // a sequence twice or out of order. heartbeat (0: 1 s) is the pull
-// heartbeat; onIdle, if set, runs after each heartbeat period that brought
-// no message.
+// heartbeat; onIdle, if set, runs after each period of three heartbeats
+// that brought no message.
 func (b *Bus) Consume(ctx context.Context, start uint64, heartbeat time.Duration, fn func(*events.Message) error, onIdle func()) error {
 	if start == 0 {
 		start = 1
@@ -41,7 +41,10 @@ func (b *Bus) Consume(ctx context.Context, start uint64, heartbeat time.Duration
 	defer it.Stop()
 	next := start
 	for {
-		msg, err := it.Next(jetstream.NextMaxWait(heartbeat))
+		// Wait longer than two heartbeats: nats.go notices missing
+		// heartbeats (and resets the ordered consumer after a lost pull)
+		// only within one Next call.
+		msg, err := it.Next(jetstream.NextMaxWait(3 * heartbeat))
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
