@@ -26,6 +26,7 @@ import (
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/tick"
+	"github.com/licenseledger/ledger/internal/webui"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -194,7 +195,8 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 			rd.Ready = rd.NATS == "ok" // PostgreSQL never makes the ledger unready
 			return rd
 		}})
-	return c.listenAndServe(ctx, api.Handler(), log, started)
+	// The web UI under /ui/ (and / redirecting there) in front of the API.
+	return c.listenAndServe(ctx, webui.Wrap(api.Handler()), log, started)
 }
 
 // connect reaches NATS: NATS_URL, else an embedded server.

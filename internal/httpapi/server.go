@@ -91,6 +91,7 @@ func (s *Server) Handler() http.Handler {
 		{"/api/enforcement", map[string]http.HandlerFunc{http.MethodPut: s.authed(s.putEnforcement)}},
 		{"/api/orgs", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.listOrgs)}},
 		{"/api/install", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getInstall)}},
+		{"/api/whoami", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.whoami)}},
 		{"/api/audit", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.listAudit)}},
 		{"/api/audit/verify", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.verifyAudit)}},
 		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz}},

@@ -1,0 +1,177 @@
+// Settings → License: the status of an org, renewal by paste, and for
+// operators the install's enforcement mode.
+
+import {
+  $, BADGES, api, daysText, el, errorSentence, fillBadge, fillDatalist, fmtTime, orgNames, setMessage, show, tierName,
+} from './common.js';
+
+// ---- Settings → License ---------------------------------------------------
+
+const lic = { org: null, w: null, report: null };
+
+function renderReport(rep) {
+  lic.report = rep;
+  $('lic-org').textContent = rep.org === '_instance' ? 'Instance-wide license (_instance)' : rep.org;
+  fillBadge($('lic-badge'), rep.status, rep.reason);
+  const note = $('lic-note');
+  if (rep.resolved_from === 'instance') {
+    note.textContent = rep.org + ' has no license of its own: the instance-wide license applies.';
+    show(note, true);
+  } else if (rep.status === 'missing') {
+    note.textContent = 'No license has been uploaded for ' + rep.org + '. Paste one below.';
+    show(note, true);
+  } else {
+    show(note, false);
+  }
+  $('lic-customer').textContent = rep.customer || '—';
+  $('lic-tier').textContent = tierName(rep.tier);
+  $('lic-expires').textContent = rep.expires ? fmtTime(rep.expires) + ' — ' + daysText(rep.days_remaining) : '—';
+  $('lic-grace').textContent = fmtTime(rep.grace_ends);
+  $('lic-users').textContent = rep.users_limit === null ? '—' : rep.users_limit === 0 ? 'Unlimited' : String(rep.users_limit);
+  $('lic-products').textContent = rep.products && rep.products.length ? rep.products.join(', ') : (rep.license_id ? 'None' : '—');
+  $('lic-id').textContent = rep.license_id || '—';
+  $('lic-issued').textContent = fmtTime(rep.issued_at);
+  $('lic-enforcement').textContent = rep.enforcement || '—';
+  const ul = $('lic-features');
+  ul.replaceChildren(...(rep.features || []).map((f) => el('li', { text: f })));
+  show(ul, (rep.features || []).length > 0);
+  show($('lic-features-none'), !(rep.features || []).length);
+  if (rep.pending) {
+    $('lic-pending-text').textContent = 'License ' + rep.pending.license_id + ' is stored and takes over at ' +
+      fmtTime(rep.pending.not_before) + ' (up to 5 minutes earlier, for clock skew). Until then the license above stays in force.';
+    show($('lic-pending'), true);
+  } else {
+    show($('lic-pending'), false);
+  }
+  show($('license-view'), true);
+}
+
+async function loadLicense(org) {
+  lic.org = org;
+  const url = new URL(location.href);
+  url.searchParams.set('org', org);
+  history.replaceState(null, '', url);
+  $('org-input').value = org;
+  const errNode = $('license-load-error');
+  show(errNode, false);
+  setMessage($('upload-result'), '', '');
+  const r = await api('GET', '/api/license?org=' + encodeURIComponent(org));
+  if (!r.ok) {
+    errNode.textContent = errorSentence(r.code, { org, message: r.message, retryAfter: r.retryAfter });
+    show(errNode, true);
+    show($('license-view'), false);
+    return;
+  }
+  renderReport(r.data);
+}
+
+async function loadInstall() {
+  const [inst, ilic] = await Promise.all([api('GET', '/api/install'), api('GET', '/api/license?org=_instance')]);
+  if (!inst.ok) return;
+  $('inst-id').textContent = inst.data.install_id;
+  $('inst-enforcement').textContent = inst.data.enforcement;
+  $('enforcement-mode').value = inst.data.enforcement;
+  if (ilic.ok) fillBadge($('inst-badge'), ilic.data.status, ilic.data.reason);
+  show($('install-panel'), true);
+}
+
+function readFileInto(input, textarea) {
+  input.addEventListener('change', () => {
+    const f = input.files && input.files[0];
+    if (!f) return;
+    if (f.size > 65536) {
+      setMessage($('upload-result'), 'error', errorSentence('payload_too_large'), 'Not uploaded.');
+      return;
+    }
+    f.text().then((t) => { textarea.value = t; });
+  });
+}
+
+async function upload(ev) {
+  ev.preventDefault();
+  const out = $('upload-result');
+  const text = $('upload-text').value;
+  if (!lic.org) {
+    setMessage(out, 'error', errorSentence('org_required'), 'Not uploaded.');
+    return;
+  }
+  if (!text.trim()) {
+    setMessage(out, 'error', 'Paste a license key or license.json, or choose a file, first.', 'Not uploaded.');
+    $('upload-text').focus();
+    return;
+  }
+  const force = lic.w.role === 'operator' && $('upload-force').checked;
+  const btn = $('upload-submit');
+  btn.disabled = true;
+  setMessage(out, '', '');
+  const before = lic.report;
+  const r = await api('POST', '/api/license?org=' + encodeURIComponent(lic.org) + (force ? '&force=true' : ''), {
+    body: text, headers: { 'Content-Type': 'text/plain; charset=utf-8', 'X-Ledger-Client': 'ui' },
+  });
+  btn.disabled = false;
+  if (!r.ok) {
+    setMessage(out, 'error', errorSentence(r.code, {
+      org: lic.org, message: r.message, retryAfter: r.retryAfter, operator: lic.w.role === 'operator',
+    }), 'Not uploaded: nothing was changed.');
+    if (r.code === 'license_older_than_current' && lic.w.role === 'operator') show($('force-row'), true);
+    return;
+  }
+  const rep = r.data;
+  renderReport(rep);
+  $('upload-text').value = '';
+  $('upload-file').value = '';
+  $('upload-force').checked = false;
+  let text2;
+  if (before && before.seq === rep.seq) text2 = 'This license is already stored for ' + rep.org + '; nothing changed.';
+  else if (rep.pending) text2 = 'Stored as the pending renewal of ' + rep.org + '.';
+  else text2 = 'License uploaded for ' + rep.org + '. Status: ' + (BADGES[rep.status] || rep.status) + '.';
+  setMessage(out, 'ok', text2);
+  if (lic.w.role === 'operator') loadInstall();
+}
+
+async function setEnforcement(ev) {
+  ev.preventDefault();
+  const mode = $('enforcement-mode').value;
+  const r = await api('PUT', '/api/enforcement', {
+    body: JSON.stringify({ mode }), headers: { 'Content-Type': 'application/json', 'X-Ledger-Client': 'ui' },
+  });
+  if (!r.ok) {
+    setMessage($('enforcement-result'), 'error', errorSentence(r.code, { message: r.message, retryAfter: r.retryAfter }));
+    return;
+  }
+  setMessage($('enforcement-result'), 'ok', 'Enforcement is now ' + r.data.mode + '.');
+  loadInstall();
+  if (lic.org) loadLicense(lic.org);
+}
+
+
+
+export async function initLicense(w) {
+  lic.w = w;
+  readFileInto($('upload-file'), $('upload-text'));
+  $('upload-form').addEventListener('submit', upload);
+  $('org-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const org = $('org-input').value.trim();
+    if (org) loadLicense(org);
+  });
+  const want = new URLSearchParams(location.search).get('org');
+  if (w.role === 'operator') {
+    show($('org-form'), true);
+    $('enforcement-form').addEventListener('submit', setEnforcement);
+    loadInstall();
+    orgNames().then((r) => {
+      if (r.orgs) fillDatalist($('org-options'), r.orgs.map((o) => o.org).concat(['_instance']).filter((v, i, a) => a.indexOf(v) === i));
+    });
+    if (want) loadLicense(want);
+    else $('org-input').focus();
+    return;
+  }
+  const orgs = w.orgs.filter((o) => o !== '*');
+  if (orgs.length > 1) {
+    show($('org-form'), true);
+    fillDatalist($('org-options'), orgs);
+  }
+  const org = want && orgs.includes(want) ? want : orgs[0];
+  if (org) loadLicense(org);
+}
