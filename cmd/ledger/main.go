@@ -26,6 +26,9 @@ type grammar struct {
 	Token       tokenCmd         `cmd:"" help:"Create, list or revoke API tokens in the tokens file (LEDGER_TOKENS_FILE, default $DATA_DIR/tokens)."`
 	Audit       auditCmd         `cmd:"" help:"Verify, digest or export the hash-chained audit trail, from PostgreSQL (DATABASE_URL) or through the ledger API."`
 	Migrate     migrateCmd       `cmd:"" help:"Apply (up, default), roll back (down) or list (status) the PostgreSQL migrations as the schema owner (LEDGER_MIGRATE_DATABASE_URL); up also creates and grants the ledger's roles."`
+	Stream      streamCmd        `cmd:"" help:"Stream maintenance: reseed a lost stream from license_audit (stream reseed)."`
+	Backup      backupCmd        `cmd:"" help:"Write a consistent snapshot of the stream (embedded default: while ledger serve runs, or offline) into a new directory."`
+	Restore     restoreCmd       `cmd:"" help:"Recreate the stream from a ledger backup directory (ledger serve stopped); refuses a stream that holds messages."`
 }
 
 const description = `License ledger: event-sourced, multi-tenant license enforcement.`

@@ -76,6 +76,9 @@ func ledgerPermissions(stream string) *server.Permissions {
 		EventSubjects,
 		"$JS.API.STREAM.CREATE." + stream,
 		"$JS.API.STREAM.UPDATE." + stream,
+		// ledger backup: the snapshot API and its flow-control acks.
+		"$JS.API.STREAM.SNAPSHOT." + stream,
+		"$JS.SNAPSHOT.ACK." + stream + ".>",
 	}
 	allow = append(allow, readSubjects(stream)...)
 	return &server.Permissions{

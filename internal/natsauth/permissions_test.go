@@ -85,6 +85,8 @@ func TestLedgerPublish(t *testing.T) {
 		"licenses.audit.acme",
 		"$JS.API.STREAM.CREATE.LICENSES",
 		"$JS.API.STREAM.UPDATE.LICENSES",
+		"$JS.API.STREAM.SNAPSHOT.LICENSES",
+		"$JS.SNAPSHOT.ACK.LICENSES.x.1.1",
 	}, readerAllowed...)
 	for _, s := range ok {
 		if !allowed(p.Publish, s) {
@@ -95,6 +97,8 @@ func TestLedgerPublish(t *testing.T) {
 		"$JS.API.STREAM.DELETE.LICENSES",
 		"$JS.API.STREAM.PURGE.LICENSES",
 		"$JS.API.STREAM.MSG.DELETE.LICENSES",
+		"$JS.API.STREAM.RESTORE.LICENSES",
+		"$JS.API.STREAM.SNAPSHOT.OTHER",
 		"$JS.API.STREAM.CREATE.OTHER",
 		"$JS.API.STREAM.UPDATE.OTHER",
 		"$JS.API.CONSUMER.CREATE.OTHER.x",

@@ -41,6 +41,7 @@ type Embedded struct {
 	Ledger, Reader natsauth.Identity
 	// ClientURL is where external clients connect; "" when Listen is "off".
 	ClientURL string
+	unlock    func()
 }
 
 // StartEmbedded starts the server and waits until it accepts connections.
@@ -50,6 +51,16 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	unlock, err := lockStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			unlock()
+		}
+	}()
 	ledger, reader, err := natsauth.LoadOrCreateSeeds(dir)
 	if err != nil {
 		return nil, err
@@ -101,17 +112,19 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, errors.New("embedded NATS did not become ready within 30s")
 	}
 	e := &Embedded{Server: s, LedgerSeedFile: natsauth.SeedPath(dir, natsauth.RoleLedger),
-		ReaderSeedFile: natsauth.SeedPath(dir, natsauth.RoleReader), Ledger: ledger, Reader: reader}
+		ReaderSeedFile: natsauth.SeedPath(dir, natsauth.RoleReader), Ledger: ledger, Reader: reader, unlock: unlock}
 	if !opts.DontListen {
 		e.ClientURL = s.ClientURL()
 	}
+	ok = true
 	return e, nil
 }
 
-// Shutdown stops the server and waits for it.
+// Shutdown stops the server, waits for it and releases the store.
 func (e *Embedded) Shutdown() {
 	e.Server.Shutdown()
 	e.Server.WaitForShutdown()
+	e.unlock()
 }
 
 func splitListen(listen string) (string, int, error) {

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package natsbus
+
+// lockStore is a no-op where flock does not exist: keep one process per
+// data directory by other means there.
+func lockStore(string) (func(), error) { return func() {}, nil }
