@@ -120,7 +120,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	defer nc.Close()
 
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	bus, info, err := natsbus.Open(octx, nc, c.Stream, c.Replicas, true)
+	bus, info, err := natsbus.Open(octx, nc, c.Stream, c.Replicas, true, natsbus.WithLogger(log))
 	cancel()
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}

@@ -1,20 +1,12 @@
 package clustertest
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
-)
 
-// stopTimeout bounds a graceful stop (SIGTERM) before the process is killed.
-const stopTimeout = 10 * time.Second
+	"github.com/licenseledger/ledger/internal/testenv/proctest"
+)
 
 // binaries are the programs a deployment runs, built from this module.
 type binaries struct {
@@ -25,138 +17,23 @@ type binaries struct {
 // gatekeeper into a temporary directory, in one go build.
 func buildBinaries(t *testing.T) binaries {
 	t.Helper()
-	dir := t.TempDir()
-	// go test puts its own toolchain first on PATH.
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build the binaries: %v", err)
-	}
-	start := time.Now()
-	cmd := exec.Command(goTool, "build", "-o", dir+string(os.PathSeparator),
-		"github.com/nats-io/nats-server/v2", "./cmd/ledger", "./cmd/gatekeeper")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	t.Logf("built nats-server, ledger and gatekeeper in %s", time.Since(start).Round(time.Millisecond))
-	b := binaries{natsServer: filepath.Join(dir, "nats-server"), ledger: filepath.Join(dir, "ledger"),
-		gatekeeper: filepath.Join(dir, "gatekeeper")}
-	for _, p := range []string{b.natsServer, b.ledger, b.gatekeeper} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("go build did not produce %s: %v", p, err)
-		}
-	}
-	return b
+	b := proctest.Build(t, t.TempDir(), proctest.NATSServer, proctest.Ledger, proctest.Gatekeeper)
+	return binaries{natsServer: b["nats-server"], ledger: b["ledger"], gatekeeper: b["gatekeeper"]}
 }
 
-// process is a program started by a test, stopped when the test ends; its
-// output is shown when the test fails.
-type process struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
-	err    error // set before exited is closed
-}
-
-// inheritedEnvSkipped are variables of the test's environment that would
-// change what the processes do; each process gets only the ones it is given.
-var inheritedEnvSkipped = []string{"NATS_", "LEDGER_", "GATEKEEPER_", "LICENSE_", "DATABASE_URL=", "DATA_DIR=", "LOG_"}
+// process is a program started by a test (proctest.Process).
+type process = proctest.Process
 
 func startProcess(t *testing.T, name, bin string, args []string, env map[string]string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = childEnv(env)
-	p := &process{name: name, cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("--- output of %s (%v):\n%s", name, p.err, tail(p.out.String(), 12<<10))
-		}
-	})
-	return p
+	return proctest.Start(t, name, bin, args, env)
 }
 
-// alive returns an error, with the output, if the process has exited.
-func (p *process) alive() error {
-	select {
-	case <-p.exited:
-		return fmt.Errorf("%s exited (%v):\n%s", p.name, p.err, tail(p.out.String(), 8<<10))
-	default:
-		return nil
-	}
-}
+func childEnv(env map[string]string) []string { return proctest.ChildEnv(env) }
 
-// stop sends SIGTERM and waits, killing the process after stopTimeout.
-func (p *process) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(stopTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-// childEnv is the test's environment without inheritedEnvSkipped, plus env.
-func childEnv(env map[string]string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !hasAnyPrefix(kv, inheritedEnvSkipped) {
-			out = append(out, kv)
-		}
-	}
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
-
-func hasAnyPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+func waitFor(t *testing.T, what string, timeout time.Duration, procs []*process, check func() error) {
+	t.Helper()
+	proctest.WaitFor(t, what, timeout, procs, check)
 }
 
 // service is a ledger or gatekeeper run the way its shipped systemd unit
@@ -187,7 +64,7 @@ func (s *service) waitReady(t *testing.T, others []*process) {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		for _, p := range others {
-			if err := p.alive(); err != nil {
+			if err := p.Alive(); err != nil {
 				t.Fatalf("waiting for %s to be ready: %v", s.name, err)
 			}
 		}
@@ -195,8 +72,8 @@ func (s *service) waitReady(t *testing.T, others []*process) {
 		if err == nil {
 			return
 		}
-		if exitErr := s.p.alive(); exitErr != nil {
-			if s.p.cmd.ProcessState.ExitCode() != 4 || s.restarts == maxRestarts {
+		if exitErr := s.p.Alive(); exitErr != nil {
+			if s.p.ExitCode() != 4 || s.restarts == maxRestarts {
 				t.Fatalf("waiting for %s to be ready: %v", s.name, exitErr)
 			}
 			s.restarts++
@@ -210,28 +87,6 @@ func (s *service) waitReady(t *testing.T, others []*process) {
 				err = fmt.Errorf("%w; %s", err, s.diag())
 			}
 			t.Fatalf("timed out after %s waiting for %s to be ready: %v", startTimeout, s.name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// waitFor polls check every 50 ms until it returns nil, failing the test
-// after timeout or as soon as one of procs exits.
-func waitFor(t *testing.T, what string, timeout time.Duration, procs []*process, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, p := range procs {
-			if err := p.alive(); err != nil {
-				t.Fatalf("waiting for %s: %v", what, err)
-			}
-		}
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

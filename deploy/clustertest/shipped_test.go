@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
 
 // The words of the shipped files that a deployment (and these tests)
@@ -40,23 +40,7 @@ const (
 var nodeFiles = []string{"node1.conf", "node2.conf", "node3.conf"}
 
 // repoRoot is the directory holding go.mod, above the package directory.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot(t testing.TB) string { return proctest.RepoRoot(t) }
 
 // shipped returns the contents of a file of the repository, e.g.
 // "deploy/nats/auth.conf".
@@ -254,21 +238,8 @@ func randomHex(t testing.TB, n int) string {
 	return hex.EncodeToString(b)
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago:
-// all listeners are open at once, so no port is handed out twice.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports
-}
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(t testing.TB, n int) []int { return proctest.FreePorts(t, n) }
 
 // pgLogins are the login users of deploy/postgres/roles.sql in one database.
 type pgLogins struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -21,25 +22,41 @@ type Bus struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	name   string
+	log    *slog.Logger
 	// PublishTimeout bounds one publish attempt. Defaults to 2 s.
 	PublishTimeout time.Duration
 }
 
+// OpenOption configures Open.
+type OpenOption func(*Bus)
+
+// WithLogger logs what the bus waits for and retries. Defaults to no
+// logging.
+func WithLogger(log *slog.Logger) OpenOption { return func(b *Bus) { b.log = log } }
+
 // Open binds to stream name on nc. With create (the ledger) it provisions
 // the stream (EnsureStream); without (readers) the stream must exist and
-// pass CheckConfig.
-func Open(ctx context.Context, nc *nats.Conn, name string, replicas int, create bool) (*Bus, StreamInfo, error) {
+// pass CheckConfig. Either way it returns once the stream answers reads:
+// a stream that was just created, or whose leader just changed, may have
+// no direct-get responder for a moment.
+func Open(ctx context.Context, nc *nats.Conn, name string, replicas int, create bool, opts ...OpenOption) (*Bus, StreamInfo, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, StreamInfo{}, err
 	}
-	b := &Bus{nc: nc, js: js, name: name, PublishTimeout: 2 * time.Second}
+	b := &Bus{nc: nc, js: js, name: name, log: slog.New(slog.DiscardHandler), PublishTimeout: 2 * time.Second}
+	for _, o := range opts {
+		o(b)
+	}
 	if create {
-		s, info, err := EnsureStream(ctx, js, name, replicas)
+		s, info, err := b.ensure(ctx, replicas)
 		if err != nil {
 			return nil, StreamInfo{}, err
 		}
 		b.stream = s
+		if _, err := b.Head(ctx, readProbeSubject); err != nil {
+			return nil, StreamInfo{}, fmt.Errorf("stream %s: %w", name, err)
+		}
 		return b, info, nil
 	}
 	s, err := js.Stream(ctx, name)
@@ -55,7 +72,69 @@ func Open(ctx context.Context, nc *nats.Conn, name string, replicas int, create 
 	if err := CheckConfig(si.Config); err != nil {
 		return nil, StreamInfo{}, err
 	}
+	if _, err := b.Head(ctx, readProbeSubject); err != nil {
+		return nil, StreamInfo{}, fmt.Errorf("stream %s: %w", name, err)
+	}
 	return b, info, nil
+}
+
+// createAttempt bounds one attempt to create or find the stream: a
+// cluster busy with several ledgers creating the same stream at once may
+// leave a request unanswered, and the next attempt finds the stream.
+const createAttempt = 5 * time.Second
+
+// ensure runs EnsureStream until it succeeds, fails for good (a stream
+// that is not safe to use, a permission), or ctx ends. Ledgers starting
+// together on a new cluster race to create the stream: the losers may
+// find it not yet there ("already in use", then "not found") or get no
+// answer; each retry is logged.
+func (b *Bus) ensure(ctx context.Context, replicas int) (jetstream.Stream, StreamInfo, error) {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, createAttempt)
+		s, info, err := EnsureStream(actx, b.js, b.name, replicas)
+		cancel()
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, events.ErrUnavailable) || errors.Is(err, jetstream.ErrStreamNotFound)) {
+			return s, info, err
+		}
+		wait := min(50*time.Millisecond<<min(attempt, 5), time.Second) + rand.N(50*time.Millisecond)
+		b.log.Warn("stream not ready yet; retrying", "stream", b.name, "attempt", attempt+1, "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return s, info, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// readProbeSubject is read once by Open: the install's own audit subject,
+// which the ledger reads first anyway.
+var readProbeSubject = events.AuditSubject("_instance")
+
+// noResponderPatience bounds how long a read retries while the stream has
+// no responder for it. A new replicated stream's direct-get subscriptions
+// reach the other servers' routes shortly after the create is
+// acknowledged; a client on such a server sees "no responders" meanwhile.
+const noResponderPatience = 5 * time.Second
+
+// getMsg reads one message (get), retrying with backoff while nobody
+// answers the request, for at most noResponderPatience; each retry is
+// logged.
+func (b *Bus) getMsg(ctx context.Context, what string, get func(context.Context) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
+	deadline := time.Now().Add(noResponderPatience)
+	for attempt := 0; ; attempt++ {
+		m, err := get(ctx)
+		if !errors.Is(err, nats.ErrNoResponders) || !time.Now().Before(deadline) {
+			return m, err
+		}
+		wait := min(25*time.Millisecond<<min(attempt, 6), time.Second)
+		b.log.Warn("no responder for a stream read yet (a new stream or a leader change); retrying",
+			"stream", b.name, "read", what, "attempt", attempt+1, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return m, err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // Conn returns the underlying connection.
@@ -75,7 +154,9 @@ func (b *Bus) Info(ctx context.Context) (StreamInfo, error) {
 
 // Head returns the sequence of the last message on subject, 0 if none.
 func (b *Bus) Head(ctx context.Context, subject string) (uint64, error) {
-	m, err := b.stream.GetLastMsgForSubject(ctx, subject)
+	m, err := b.getMsg(ctx, "last of "+subject, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return b.stream.GetLastMsgForSubject(ctx, subject)
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
@@ -87,7 +168,9 @@ func (b *Bus) Head(ctx context.Context, subject string) (uint64, error) {
 
 // Next returns the first message on subject at or after seq, or nil.
 func (b *Bus) Next(ctx context.Context, subject string, seq uint64) (*events.Message, error) {
-	m, err := b.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+	m, err := b.getMsg(ctx, "next on "+subject, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return b.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
@@ -99,7 +182,9 @@ func (b *Bus) Next(ctx context.Context, subject string, seq uint64) (*events.Mes
 
 // Get returns the message at seq, or nil if there is none.
 func (b *Bus) Get(ctx context.Context, seq uint64) (*events.Message, error) {
-	m, err := b.stream.GetMsg(ctx, seq)
+	m, err := b.getMsg(ctx, "by sequence", func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return b.stream.GetMsg(ctx, seq)
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}

@@ -44,6 +44,20 @@ type cluster struct {
 // and deleted when the test ends.
 func StartThrowaway(t testing.TB) string {
 	t.Helper()
+	return StartThrowawayCluster(t).DSN()
+}
+
+// Throwaway is a PostgreSQL cluster of the calling test alone, which the
+// test may stop and start again (a database outage) on the same port with
+// the same data.
+type Throwaway struct {
+	c *cluster
+}
+
+// StartThrowawayCluster is StartThrowaway returning the cluster, so the
+// test can stop and restart the server.
+func StartThrowawayCluster(t testing.TB) *Throwaway {
+	t.Helper()
 	c, err := startCluster()
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
@@ -53,7 +67,36 @@ func StartThrowaway(t testing.TB) string {
 			t.Errorf("pgtest: %v", err)
 		}
 	})
-	return c.dsn()
+	return &Throwaway{c: c}
+}
+
+// DSN is the postgres database as user postgres (trust authentication).
+func (tw *Throwaway) DSN() string { return tw.c.dsn() }
+
+// BinDir is the directory of the server's programs (pg_dump, pg_restore
+// and psql of the same version live there).
+func (tw *Throwaway) BinDir() string { return tw.c.bin }
+
+// Stop shuts the server down ("fast" mode: every session is terminated at
+// once, clients see their connections drop) and keeps its data for Start.
+// Not "immediate": the cluster runs with synchronous_commit off, so a
+// crash could lose commits already acknowledged, which a production
+// server would not.
+func (tw *Throwaway) Stop(t testing.TB) {
+	t.Helper()
+	if err := tw.c.run("pg_ctl", "-D", tw.c.dataDir(), "-m", "fast", "-w", "stop"); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	tw.c.started = false
+}
+
+// Start starts a stopped server again on the same port with its data.
+func (tw *Throwaway) Start(t testing.TB) {
+	t.Helper()
+	if err := tw.c.pgCtlStart(); err != nil {
+		t.Fatalf("pgtest: restart: %v", err)
+	}
+	tw.c.started = true
 }
 
 func startCluster() (*cluster, error) {

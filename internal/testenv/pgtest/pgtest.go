@@ -112,7 +112,11 @@ func NewPool(t testing.TB, dsn string) *pgxpool.Pool {
 
 // Main runs the tests of a package, then drops the package database and
 // stops the throwaway cluster if one was started. Use it from TestMain.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit: it returns the exit code, for a TestMain
+// that has more to clean up.
+func Run(m *testing.M) int {
 	state.mu.Lock()
 	state.mainUsed = true
 	state.mu.Unlock()
@@ -120,7 +124,7 @@ func Main(m *testing.M) {
 	if err := shutdown(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: cleanup: %v\n", err)
 	}
-	os.Exit(code)
+	return code
 }
 
 func shutdown() error {

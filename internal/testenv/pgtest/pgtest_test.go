@@ -99,6 +99,45 @@ func TestStartThrowaway(t *testing.T) {
 	}
 }
 
+// A throwaway cluster stopped and started again keeps its port and data;
+// while stopped it refuses connections.
+func TestThrowawayStopStart(t *testing.T) {
+	requireServerBinaries(t)
+	tw := StartThrowawayCluster(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, tw.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (id int); INSERT INTO kept VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	tw.Stop(t)
+	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("a session survived the stop")
+	}
+	conn.Close(ctx)
+	pctx, cancel := context.WithTimeout(ctx, localPingTimeout)
+	if c, err := pgx.Connect(pctx, tw.DSN()); err == nil {
+		c.Close(pctx)
+		t.Fatal("a stopped cluster accepts connections")
+	}
+	cancel()
+	tw.Start(t)
+	conn, err = pgx.Connect(ctx, tw.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var id int
+	if err := conn.QueryRow(ctx, "SELECT id FROM kept").Scan(&id); err != nil || id != 7 {
+		t.Fatalf("after restart: %d %v", id, err)
+	}
+	if _, err := os.Stat(tw.BinDir() + "/pg_dump"); err != nil {
+		t.Fatalf("pg_dump beside the server: %v", err)
+	}
+}
+
 func requireServerBinaries(t *testing.T) {
 	t.Helper()
 	if _, err := ServerBinDir(); err != nil {

@@ -1,0 +1,118 @@
+package faulttest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/licenseledger/ledger/internal/testenv/licensetest"
+	"github.com/licenseledger/ledger/internal/testenv/proctest"
+)
+
+// ledgerProc is a `ledger serve` process.
+type ledgerProc struct {
+	p     *proctest.Process
+	api   string // http://host:port
+	token string // operator token
+	bin   string
+}
+
+// startLedger runs `ledger serve` against NATS_URL (and DATABASE_URL if
+// given in env) and waits until /readyz answers 200. A ledger that exits
+// before it is ready fails the test: no restart hides a start-up race.
+func startLedger(t *testing.T, name string, env map[string]string) *ledgerProc {
+	t.Helper()
+	bin := binaries(t)["ledger"]
+	l := &ledgerProc{token: randomHex(t, 20), bin: bin}
+	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePorts(t, 1)[0])
+	l.api = "http://" + addr
+	full := map[string]string{
+		"LEDGER_LISTEN": addr, "DATA_DIR": t.TempDir(), "LEDGER_ADMIN_TOKEN": l.token,
+		"LICENSE_PUBLIC_KEYS": licensetest.RingEntry("k1"), "LEDGER_RATE_LIMIT": "off",
+		"LEDGER_DIGEST_INTERVAL": "0", "LOG_LEVEL": "info",
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	l.p = proctest.Start(t, name, bin, []string{"serve"}, full)
+	proctest.WaitFor(t, name+" to be ready", readyTimeout, []*proctest.Process{l.p}, func() error {
+		return getOK(l.api + "/readyz")
+	})
+	return l
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+func getOK(url string) error {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, b)
+	}
+	return nil
+}
+
+// getJSON GETs url with the token and decodes the answer.
+func (l *ledgerProc) getJSON(path string) (int, map[string]any, error) {
+	req, err := http.NewRequest("GET", l.api+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+l.token)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m, err
+}
+
+func randomHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// seedFile writes an nkey seed as an operator hands it to a process.
+func seedFile(t testing.TB, seed []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "seed.nk")
+	if err := os.WriteFile(path, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// logLines counts the lines of out containing every one of words.
+func logLines(out string, words ...string) int {
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(line, w)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+func itoa(n int) string { return fmt.Sprint(n) }
