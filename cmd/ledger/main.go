@@ -26,6 +26,7 @@ type grammar struct {
 	Token       tokenCmd         `cmd:"" help:"Create, list or revoke API tokens in the tokens file (LEDGER_TOKENS_FILE, default $DATA_DIR/tokens)."`
 	Audit       auditCmd         `cmd:"" help:"Verify, digest or export the hash-chained audit trail, from PostgreSQL (DATABASE_URL) or through the ledger API."`
 	Migrate     migrateCmd       `cmd:"" help:"Apply (up, default), roll back (down) or list (status) the PostgreSQL migrations as the schema owner (LEDGER_MIGRATE_DATABASE_URL); up also creates and grants the ledger's roles."`
+	Bench       benchCmd         `cmd:"" help:"Measure the performance targets (design §9), each beside its reference, and print one table; exits 0 when targets are missed, 4 when a figure could not be measured."`
 }
 
 const description = `License ledger: event-sourced, multi-tenant license enforcement.`
