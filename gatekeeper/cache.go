@@ -44,6 +44,7 @@ const (
 type orgSlot struct{ cur atomic.Pointer[entry] }
 
 type entry struct {
+	gen       atomic.Uint64 // the source generation it was last found current at (byOrg)
 	org       string
 	own, inst *projection.OrgState // own nil: no events of its own
 	enforced  bool                 // install mode on (auto counts as off)
@@ -58,7 +59,7 @@ type view struct {
 	status      license.Status
 	reason      license.Reason
 	code        string // the enforced denial for the status ("" for valid, grace)
-	hdr         *headerSet
+	hdr         headerSet
 	ruleOK      []bool   // per feature rule: the license holds all its features
 	ruleMsg     []string // per feature rule: the denial message when not
 }
@@ -69,15 +70,31 @@ func hasNoEvents(s *projection.OrgState) bool {
 }
 
 type entryCache struct {
-	orgs sync.Map // org → *orgSlot
-	l1   []atomic.Pointer[entry]
-	anon []atomic.Pointer[entry]
-	seed maphash.Seed
+	orgs  sync.Map // org → *orgSlot
+	l1    []atomic.Pointer[entry]
+	byOrg []atomic.Pointer[entry] // by org name, checked against the source generation
+	anon  []atomic.Pointer[entry]
+	seed  maphash.Seed
 }
 
 func newEntryCache() *entryCache {
 	return &entryCache{l1: make([]atomic.Pointer[entry], l1Slots), anon: make([]atomic.Pointer[entry], anonSlots),
-		seed: maphash.MakeSeed()}
+		byOrg: make([]atomic.Pointer[entry], l1Slots), seed: maphash.MakeSeed()}
+}
+
+// current returns org's entry if it was found current at generation gen.
+func (c *entryCache) current(org string, gen uint64) (*entry, *atomic.Pointer[entry]) {
+	slot := &c.byOrg[maphash.String(c.seed, org)&(l1Slots-1)]
+	if e := slot.Load(); e != nil && e.gen.Load() == gen && e.org == org {
+		return e, slot
+	}
+	return nil, slot
+}
+
+// found records that e is org's entry at generation gen.
+func (c *entryCache) found(slot *atomic.Pointer[entry], e *entry, gen uint64) {
+	e.gen.Store(gen)
+	slot.Store(e)
 }
 
 // get returns org's entry for (own, inst), building it if needed. States
@@ -160,24 +177,24 @@ func (e *entry) build(now int64, rules []FeatureRule) *view {
 		v.until = min(v.until, unixNanos(until))
 	}
 
-	h := &headerSet{org: e.orgHdr, status: []string{string(rep.Status)}}
+	h := &v.hdr
+	h.org, h.status = e.orgHdr, intern(string(rep.Status))
 	switch rep.Status {
 	case license.StatusValid, license.StatusGrace, license.StatusExpired:
 		if rep.Tier != nil {
-			h.tier = []string{string(*rep.Tier)}
+			h.tier = intern(string(*rep.Tier))
 		}
-		h.features = []string{strings.Join(rep.Features, ",")}
+		h.features = intern(strings.Join(rep.Features, ","))
 		if rep.UsersLimit != nil {
-			h.usersLimit = []string{strconv.Itoa(*rep.UsersLimit)}
+			h.usersLimit = intern(strconv.Itoa(*rep.UsersLimit))
 		}
 		if rep.DaysRemaining != nil {
-			h.days = []string{strconv.Itoa(*rep.DaysRemaining)}
+			h.days = intern(strconv.Itoa(*rep.DaysRemaining))
 		}
 		if rep.Status == license.StatusGrace && rep.GraceEnds != nil {
 			h.warning = []string{"grace; ends=" + *rep.GraceEnds}
 		}
 	}
-	v.hdr = h
 
 	switch rep.Status {
 	case license.StatusMissing:
@@ -187,8 +204,10 @@ func (e *entry) build(now int64, rules []FeatureRule) *view {
 	case license.StatusInvalid:
 		v.code = CodeLicenseInvalid
 	case license.StatusValid, license.StatusGrace:
-		v.ruleOK = make([]bool, len(rules))
-		v.ruleMsg = make([]string, len(rules))
+		if len(rules) > 0 {
+			v.ruleOK = make([]bool, len(rules))
+			v.ruleMsg = make([]string, len(rules))
+		}
 		for i, r := range rules {
 			var lacking []string
 			for _, f := range r.Features {
@@ -203,6 +222,34 @@ func (e *entry) build(now int64, rules []FeatureRule) *view {
 		}
 	default:
 		v.code = CodeLicenseInvalid
+	}
+	return v
+}
+
+// Header values repeat across orgs (statuses, tiers, feature sets, users
+// limits, day counts): views share one pre-rendered slice per value, up to
+// internMax values, so that a replica holding every licensed org keeps
+// each value once.
+const internMax = 8192
+
+var interned struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+// intern returns the shared one-value slice for s (never modified).
+func intern(s string) []string {
+	interned.mu.Lock()
+	defer interned.mu.Unlock()
+	if v, ok := interned.m[s]; ok {
+		return v
+	}
+	v := []string{strings.Clone(s)}
+	if interned.m == nil {
+		interned.m = map[string][]string{}
+	}
+	if len(interned.m) < internMax {
+		interned.m[v[0]] = v
 	}
 	return v
 }

@@ -22,41 +22,63 @@ func unixNanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// wallRefresh is how often the default clock re-reads the wall clock.
-const wallRefresh = time.Second
+// coarseTick is the default clock's resolution: an instant is at most
+// about this old when a decision reads it (more only while the process
+// is starved of CPU).
+const coarseTick = time.Millisecond
 
-// fastClock is the default clock. time.Now reads two clocks (wall and
-// monotonic); a decision only needs the wall time, which between two
-// wall-clock steps advances with the monotonic clock. So fastClock keeps a
-// base reading of time.Now and answers base + time.Since(base), which
-// reads the monotonic clock alone, re-reading the wall clock every
-// wallRefresh: a step of the system clock (settimeofday, an NTP step) is
-// seen within that long; slewing is seen at once, as both clocks are
-// slewed alike.
-type fastClock struct{ base atomic.Pointer[clockBase] }
+// coarseIdle is how long the default clock keeps ticking without a reader.
+const coarseIdle = time.Second
 
-type clockBase struct {
-	mono time.Time // a time.Now reading, with its monotonic clock
-	wall int64     // its wall time in Unix nanoseconds
+// coarseClock is the default clock. Reading the system clock costs tens of
+// nanoseconds (a third of a cached decision), and a decision needs the
+// time only to compare it with the instants a view holds for (expiry,
+// grace end, a day boundary): being a millisecond late there is
+// invisible. So while decisions are being made, a goroutine stores the
+// wall time every coarseTick and readers load it; it stops after
+// coarseIdle without a reader, and the next reader reads the system clock
+// itself and starts it again. A step of the system clock is seen within a
+// tick.
+type coarseClock struct {
+	now     atomic.Int64 // Unix nanoseconds, refreshed every tick while running
+	running atomic.Bool
+	read    atomic.Bool // read since the last tick (set once per tick, not per read)
 }
 
-func newFastClock() *fastClock {
-	c := &fastClock{}
-	c.refresh()
-	return c
-}
-
-func (c *fastClock) refresh() int64 {
-	now := time.Now()
-	c.base.Store(&clockBase{mono: now, wall: now.UnixNano()})
-	return now.UnixNano()
-}
+// defaultClock is shared by every Gate with the default clock: one ticker
+// per process.
+var defaultClock coarseClock
 
 // nanos is the current wall time in Unix nanoseconds.
-func (c *fastClock) nanos() int64 {
-	b := c.base.Load()
-	if el := time.Since(b.mono); el >= 0 && el < wallRefresh {
-		return b.wall + int64(el)
+func (c *coarseClock) nanos() int64 {
+	if c.running.Load() {
+		if !c.read.Load() {
+			c.read.Store(true)
+		}
+		return c.now.Load()
 	}
-	return c.refresh()
+	now := time.Now().UnixNano()
+	c.now.Store(now) // before running: a reader that sees running sees a fresh value
+	c.read.Store(true)
+	if c.running.CompareAndSwap(false, true) {
+		go c.run()
+	}
+	return now
+}
+
+func (c *coarseClock) run() {
+	t := time.NewTicker(coarseTick)
+	defer t.Stop()
+	idle := 0
+	for range t.C {
+		c.now.Store(time.Now().UnixNano())
+		if c.read.Swap(false) {
+			idle = 0
+			continue
+		}
+		if idle++; idle >= int(coarseIdle/coarseTick) {
+			c.running.Store(false)
+			return
+		}
+	}
 }

@@ -18,7 +18,8 @@ import (
 // §6.3). It is safe for concurrent use.
 type Gate struct {
 	src        Source
-	fast       CachedSource // src, when it has the fast path
+	fast       CachedSource     // src, when it has the fast path
+	gens       GenerationSource // src, when it has generations
 	orgFrom    OrgSource
 	trust      trustList
 	peers      peerCache
@@ -42,6 +43,7 @@ func New(src Source, cfg Config) (*Gate, error) {
 	g := &Gate{src: src, orgFrom: cfg.OrgSource.orDefault(), allowNoOrg: cfg.AllowNoOrg,
 		timeout: cfg.DecisionTimeout, cache: newEntryCache()}
 	g.fast, _ = src.(CachedSource)
+	g.gens, _ = src.(GenerationSource)
 	if cfg.Enforce != nil {
 		v := *cfg.Enforce
 		g.enforce = &v
@@ -52,7 +54,7 @@ func New(src Source, cfg Config) (*Gate, error) {
 	if now := cfg.Now; now != nil {
 		g.now = func() int64 { return unixNanos(now()) }
 	} else {
-		g.now = newFastClock().nanos
+		g.now = defaultClock.nanos
 	}
 	proxies := cfg.TrustedProxies
 	if proxies == nil {
@@ -83,17 +85,65 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	if r.URL == nil {
 		return g.deny(CodePathInvalid)
 	}
-	raw := r.URL.RawPath
-	if raw == "" {
-		raw = r.URL.EscapedPath()
-	}
-	if !validPath(raw) {
-		return g.deny(CodePathInvalid)
+	raw, ok := plainPath(r.URL)
+	if !ok {
+		if raw = escapedPath(r.URL); !validPath(raw) {
+			return g.deny(CodePathInvalid)
+		}
 	}
 	var d Decision
 	g.decide(r.Context(), &d, r, r.Method, raw, r.URL.Path, r.Host, r.Header, r.RemoteAddr)
 	return d
 }
+
+// escapedPath is u.EscapedPath() without its cost in the common case: a
+// path with no RawPath whose bytes all stand for themselves in a path
+// (letters, digits, "-._~" and "$&+,/:;=@") is its own escaped form.
+func escapedPath(u *url.URL) string {
+	if u.RawPath == "" {
+		p := u.Path
+		i := 0
+		for i < len(p) && pathLiteral[p[i]] {
+			i++
+		}
+		if i == len(p) && p != "" {
+			return p
+		}
+	}
+	return u.EscapedPath()
+}
+
+// plainPath is the common case of escapedPath and validPath in one scan:
+// a path with no RawPath, made of bytes that stand for themselves, with no
+// '.' and no empty segment, is valid and its own escaped form. ok false
+// sends the caller to the full checks.
+func plainPath(u *url.URL) (string, bool) {
+	p := u.Path
+	if u.RawPath != "" || p == "" || p[0] != '/' {
+		return "", false
+	}
+	for i := 1; i < len(p); i++ {
+		c := p[i]
+		if !pathLiteral[c] || c == '.' || c == '/' && p[i-1] == '/' {
+			return "", false
+		}
+	}
+	return p, true
+}
+
+// pathLiteral marks the bytes net/url leaves unescaped in a path.
+var pathLiteral = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~$&+,/:;=@" {
+		t[c] = true
+	}
+	return t
+}()
 
 // DecideFor decides a request described rather than received: the /authz
 // front end passes the original method and request URI (path in its
@@ -153,7 +203,7 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 	allow, rule, h := g.routes.match(r, method, host, path, raw)
 	d.Org, d.Allowlisted, d.resultStripe = org, allow, uint8(h)
 
-	own, inst, err := g.state(ctx, org, minSeqOf(hdr))
+	e, err := g.entryFor(ctx, org, minSeqOf(hdr))
 	if err != nil {
 		switch {
 		case allow:
@@ -167,9 +217,8 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		g.stats.count(d)
 		return
 	}
-	e := g.cache.get(org, own, inst)
 	v := e.at(g.now(), g.routes.rules)
-	d.LicenseStatus, d.hdr = v.status, v.hdr
+	d.LicenseStatus, d.hdr = v.status, &v.hdr
 	enforced := e.enforced
 	if g.enforce != nil {
 		enforced = *g.enforce
@@ -191,6 +240,31 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		d.Allowed, d.Status = true, http.StatusOK
 	}
 	g.stats.count(d)
+}
+
+// entryFor returns org's decision entry. Without a consistency token, an
+// entry found current at the source's present generation is used as it is
+// (one lookup by org name); otherwise the source is asked (state).
+func (g *Gate) entryFor(ctx context.Context, org string, minSeq uint64) (*entry, error) {
+	if g.gens == nil || minSeq != 0 {
+		own, inst, err := g.state(ctx, org, minSeq)
+		if err != nil {
+			return nil, err
+		}
+		return g.cache.get(org, own, inst), nil
+	}
+	gen := g.gens.Generation()
+	e, slot := g.cache.current(org, gen)
+	if e != nil {
+		return e, nil
+	}
+	own, inst, err := g.state(ctx, org, 0)
+	if err != nil {
+		return nil, err
+	}
+	e = g.cache.get(org, own, inst)
+	g.cache.found(slot, e, gen)
+	return e, nil
 }
 
 // state asks the Source: the fast path first, then State under the

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -365,5 +366,34 @@ func TestStripClientHeaders(t *testing.T) {
 	StripClientHeaders(h)
 	if len(h) != 4 || h.Get("X-Licenses") != "keep" || h.Get("X-License") != "keep" {
 		t.Fatalf("after strip: %v", h)
+	}
+}
+
+// escapedPath is url.URL.EscapedPath, faster.
+func TestEscapedPathMatchesNetURL(t *testing.T) {
+	for _, p := range []string{"/", "/api/projects/42", "/a b", "/ü", "/a%2fb", "/a?b", "/a#b", "/x;y=1,2@h:p$&+", "/~user/._-",
+		"/a\\b", "/\"q\"", "/[x]", "/{x}", "/!*'()", "", "*"} {
+		u := &url.URL{Path: p}
+		if got, want := escapedPath(u), u.EscapedPath(); got != want {
+			t.Errorf("escapedPath(%q) = %q, want %q", p, got, want)
+		}
+	}
+	u, _ := url.Parse("/a%2Fb/c")
+	if got, want := escapedPath(u), u.EscapedPath(); got != want {
+		t.Errorf("with RawPath: %q, want %q", got, want)
+	}
+}
+
+// plainPath agrees with escapedPath and validPath whenever it answers.
+func TestPlainPathAgrees(t *testing.T) {
+	for _, p := range []string{"/", "/api/projects/42", "//x", "/a//b", "/a/", "/a/./b", "/a/../b", "/a.b", "/a%2fb", "/a b", "/ü",
+		"/x;y=1,2@h:p$&+", "/~user/_-", "/a\\b", "", "*", "x"} {
+		u := &url.URL{Path: p}
+		if raw, ok := plainPath(u); ok && (raw != escapedPath(u) || !validPath(raw)) {
+			t.Errorf("plainPath(%q) = %q, true; escaped %q, valid %v", p, raw, escapedPath(u), validPath(escapedPath(u)))
+		}
+	}
+	if _, ok := plainPath(&url.URL{Path: "/api/projects/42"}); !ok {
+		t.Error("the common case is not taken")
 	}
 }

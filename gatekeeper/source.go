@@ -40,3 +40,15 @@ type CachedSource interface {
 	Source
 	CachedState(org string, minSeq uint64) (own, instance *projection.OrgState, ok bool)
 }
+
+// GenerationSource is an optional addition to CachedSource. Generation
+// returns a number that changes after every change that may alter an
+// answer of CachedState (an org's state replaced, the cache loaded or
+// replaced, staleness flipping). A Gate keeps the entry it decided an org
+// on together with the generation read before asking CachedState, and
+// while the generation stays the same it decides that org again without
+// asking the source.
+type GenerationSource interface {
+	CachedSource
+	Generation() uint64
+}

@@ -39,19 +39,27 @@ type License struct {
 	// PayloadErr is why Payload is nil.
 	PayloadErr error
 
-	payloadJSON []byte
-	signature   []byte
-	signedLen   int // len("hfl1.<kid>.<payload>") within Key
+	// The payload bytes and the signature are decoded again from Key when
+	// asked for: a license is held in memory per org by every reader, and
+	// Key already holds them.
+	signedLen int // len("hfl1.<kid>.<payload>") within Key
 }
 
 // SignedBytes returns the bytes the signature covers: "hfl1.<kid>.<payload>".
 func (l *License) SignedBytes() []byte { return []byte(l.Key[:l.signedLen]) }
 
 // PayloadJSON returns the payload bytes exactly as signed.
-func (l *License) PayloadJSON() []byte { return l.payloadJSON }
+func (l *License) PayloadJSON() []byte {
+	payload := l.Key[len(Format)+1+len(l.Kid)+1 : l.signedLen]
+	pj, _ := b64.DecodeString(payload) // checked by Decode
+	return pj
+}
 
 // Signature returns the 64-byte signature.
-func (l *License) Signature() []byte { return l.signature }
+func (l *License) Signature() []byte {
+	sig, _ := b64.DecodeString(l.Key[l.signedLen+1:]) // checked by Decode
+	return sig
+}
 
 // jsonForm is the license.json encoding.
 type jsonForm struct {
@@ -110,7 +118,7 @@ func decodeJSONForm(data []byte) (*License, error) {
 	if f.Kid == "" || f.Payload == "" || f.Signature == "" {
 		return nil, malformed("license.json: kid, payload and signature are required")
 	}
-	return decodeParts(f.Kid, f.Payload, f.Signature)
+	return decodeParts("", f.Kid, f.Payload, f.Signature)
 }
 
 func decodeCompact(key string) (*License, error) {
@@ -124,10 +132,13 @@ func decodeCompact(key string) (*License, error) {
 	if parts[0] != Format {
 		return nil, malformed("a key starts with %q", Format+".")
 	}
-	return decodeParts(parts[1], parts[2], parts[3])
+	return decodeParts(key, parts[1], parts[2], parts[3])
 }
 
-func decodeParts(kid, payload, sig string) (*License, error) {
+// decodeParts builds a License from its parts; canonical is the compact
+// key they came from ("" for the JSON form), reused as Key so that a
+// decoded license holds one copy of the text.
+func decodeParts(canonical, kid, payload, sig string) (*License, error) {
 	if !ValidKid(kid) {
 		return nil, malformed("kid must match [A-Za-z0-9_-]{1,64}")
 	}
@@ -142,16 +153,17 @@ func decodeParts(kid, payload, sig string) (*License, error) {
 	if len(sb) != 64 {
 		return nil, malformed("signature is %d bytes, Ed25519 signatures are 64", len(sb))
 	}
-	signed := Format + "." + kid + "." + payload
-	key := signed + "." + sig
+	key := canonical
+	if key == "" {
+		key = Format + "." + kid + "." + payload + "." + sig
+	}
+	signedLen := len(Format) + 1 + len(kid) + 1 + len(payload)
 	sum := sha256.Sum256([]byte(key))
 	l := &License{
-		Kid:         kid,
+		Kid:         key[len(Format)+1 : len(Format)+1+len(kid)], // within Key, not the input
 		Key:         key,
 		Fingerprint: hex.EncodeToString(sum[:]),
-		payloadJSON: pj,
-		signature:   sb,
-		signedLen:   len(signed),
+		signedLen:   signedLen,
 	}
 	l.Payload, l.PayloadErr = ParsePayload(pj)
 	if l.PayloadErr != nil {

@@ -1,8 +1,10 @@
 package license_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -204,5 +206,31 @@ func TestOrgAndInstallChecks(t *testing.T) {
 	}
 	if _, err := ring.Verify([]byte(inst.Key), license.Expect{Org: "acme"}); license.ReasonOf(err) != license.ReasonOrgMismatch {
 		t.Fatalf("instance license for an org slot: %v", err)
+	}
+}
+
+// A decoded license gives back the signed payload bytes and the signature
+// from its key, in both input forms, and holds its kid within Key.
+func TestDecodedPartsFromKey(t *testing.T) {
+	payload := mustJSON(t, basePayload())
+	key := signRaw("k1", payload)
+	parts := strings.Split(key, ".")
+	sig, err := base64.RawURLEncoding.DecodeString(parts[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonForm := fmt.Sprintf(`{"format":"hfl1","kid":"k1","payload":%q,"signature":%q}`, parts[2], parts[3])
+	for name, input := range map[string]string{"compact": key, "wrapped": key[:40] + "\n  " + key[40:], "json": jsonForm} {
+		l, err := license.Decode([]byte(input))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if l.Key != key || l.Kid != "k1" || string(l.PayloadJSON()) != string(payload) || !bytes.Equal(l.Signature(), sig) ||
+			string(l.SignedBytes()) != strings.Join(parts[:3], ".") {
+			t.Errorf("%s: key %q kid %q payload %q", name, l.Key, l.Kid, l.PayloadJSON())
+		}
+		if _, err := testRing(t, "k1").Verify([]byte(input), license.Expect{Org: "acme"}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

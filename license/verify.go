@@ -36,7 +36,7 @@ func (r *Ring) Check(l *License, expect Expect) error {
 	if !ok {
 		return &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("no trusted key has kid %q", l.Kid)}
 	}
-	if !ed25519.Verify(pub, l.SignedBytes(), l.signature) {
+	if !ed25519.Verify(pub, l.SignedBytes(), l.Signature()) {
 		return &Error{Reason: ReasonSignatureInvalid, Detail: fmt.Sprintf("the signature does not match key %q", l.Kid)}
 	}
 	if l.Payload == nil {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/licenseledger/ledger/gatekeeper"
+	"github.com/licenseledger/ledger/gatekeeper/frontend"
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/gatestate"
 	"github.com/licenseledger/ledger/internal/natsbus"
@@ -144,23 +144,30 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	if pool != nil {
 		defer pool.Close()
 	}
-	conns := newConnTracker()
-	var gate *gatekeeper.Gate
+	var proxy *frontend.Proxy // set before the follower runs
 	fol, err := gatestate.New(gatestate.Config{Bus: bus, Pool: pool, Keys: keys, MinSeqWait: c.MinSeqWait,
 		MaxStaleness: c.MaxStaleness, Logger: log.With("component", "state"), Registry: reg,
-		OnChange: func(org string) { conns.recheck(org, func(r *http.Request) bool { return gate.Decide(r).Allowed }) }})
+		OnChange: func(org string) {
+			if proxy != nil {
+				proxy.Recheck(org)
+			}
+		}})
 	if err != nil {
 		return err
 	}
-	if gate, err = gatekeeper.New(fol, gcfg); err != nil {
+	gate, err := gatekeeper.New(fol, gcfg)
+	if err != nil {
 		return cli.Usage("%v", err)
 	}
 	reg.MustRegister(gate.Collector()) // decisions by result and code; the enforcement override
 	keys.ReloadOnSIGHUP(ctx, log, func(*license.Ring) { fol.Reverify() })
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
+	if upstream != nil {
+		proxy = frontend.NewProxy(gate, upstream, log)
+		go proxy.RecheckEvery(runCtx, time.Second)
+	}
 	go fol.Run(runCtx)
-	go conns.recheckAll(runCtx, time.Second, func(r *http.Request) bool { return gate.Decide(r).Allowed })
 
 	srvs := &servers{log: log, shutdown: c.ShutdownWait}
 	admin, err := srvs.listen(c.AdminListen, adminHandler(reg, fol))
@@ -173,12 +180,12 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	var a addrs
 	a.admin = admin
 	if c.AuthzListen != "off" {
-		if a.authz, err = srvs.listen(c.AuthzListen, authzHandler(gate, c.AuthzHeaders)); err != nil {
+		if a.authz, err = srvs.listen(c.AuthzListen, frontend.Authz(gate, c.AuthzHeaders)); err != nil {
 			return err
 		}
 	}
 	if upstream != nil {
-		if a.proxy, err = srvs.listen(c.Listen, newProxy(gate, upstream, conns, log)); err != nil {
+		if a.proxy, err = srvs.listen(c.Listen, proxy); err != nil {
 			return err
 		}
 	} else if c.Listen != "off" {
@@ -250,13 +257,4 @@ func (s *servers) wait(ctx context.Context) error {
 		srv.Shutdown(sctx)
 	}
 	return err
-}
-
-// trimAuthzPrefix returns the path after /authz (Envoy's path_prefix).
-func trimAuthzPrefix(p string) string {
-	rest := strings.TrimPrefix(p, "/authz")
-	if rest == "" {
-		return "/"
-	}
-	return rest
 }

@@ -29,6 +29,7 @@ type grammar struct {
 	Stream      streamCmd        `cmd:"" help:"Stream maintenance: reseed a lost stream from license_audit (stream reseed)."`
 	Backup      backupCmd        `cmd:"" help:"Write a consistent snapshot of the stream (embedded default: while ledger serve runs, or offline) into a new directory."`
 	Restore     restoreCmd       `cmd:"" help:"Recreate the stream from a ledger backup directory (ledger serve stopped); refuses a stream that holds messages."`
+	Bench       benchCmd         `cmd:"" help:"Measure the performance targets (design §9), each beside its reference, and print one table; exits 0 when targets are missed, 4 when a figure could not be measured."`
 }
 
 const description = `License ledger: event-sourced, multi-tenant license enforcement.`

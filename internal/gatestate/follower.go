@@ -119,6 +119,7 @@ type Follower struct {
 	m    *metrics
 
 	orgs      atomic.Pointer[orgMap]
+	gen       atomic.Uint64 // bumped after every change CachedState can see (Generation)
 	installID atomic.Pointer[string]
 	created   atomic.Pointer[time.Time] // stream created time of the installed state
 
@@ -199,7 +200,19 @@ func New(cfg Config) (*Follower, error) {
 	return f, nil
 }
 
-var _ gatekeeper.CachedSource = (*Follower)(nil)
+var _ gatekeeper.GenerationSource = (*Follower)(nil)
+
+// Generation changes after every change an answer of CachedState may
+// reflect: a state replaced, the cache loaded or replaced, staleness
+// flipping (gatekeeper.GenerationSource).
+func (f *Follower) Generation() uint64 { return f.gen.Load() }
+
+// setStale records staleness, bumping the generation when it flips.
+func (f *Follower) setStale(v bool) {
+	if f.stale.Swap(v) != v {
+		f.gen.Add(1)
+	}
+}
 
 // CachedState answers from memory only, with no I/O, blocking or
 // allocation (gatekeeper.CachedSource). ok is false before the initial
@@ -474,7 +487,8 @@ func (f *Follower) Reverify() {
 	f.orgs.Load().each(func(org string, e *entry) {
 		e.mu.Lock()
 		if st := e.st.Load(); st != nil {
-			e.st.Store(projection.Reverify(trust, st))
+			e.st.Store(compact(projection.Reverify(trust, st)))
+			f.gen.Add(1)
 		}
 		e.mu.Unlock()
 		f.changed(org)
@@ -483,6 +497,7 @@ func (f *Follower) Reverify() {
 
 // changed wakes min-seq waiters and queues org for OnChange.
 func (f *Follower) changed(org string) {
+	f.gen.Add(1)
 	f.notify.broadcast()
 	if h := f.hookChanged; h != nil {
 		h(org)

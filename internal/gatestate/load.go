@@ -266,6 +266,7 @@ func (f *Follower) offer(org string, st *projection.OrgState, trust projection.T
 		if now := f.trust(); now != trust {
 			st = projection.Reverify(now, st)
 		}
+		st = compact(st)
 		e.st.Store(st)
 		cur = st
 	}
@@ -286,9 +287,10 @@ func (f *Follower) install(states map[string]*projection.OrgState, trust project
 	if replace {
 		m := newOrgMap()
 		for org, st := range states {
-			m.getOrCreate(org).st.Store(st)
+			m.getOrCreate(org).st.Store(compact(st))
 		}
 		f.orgs.Store(m)
+		f.gen.Add(1)
 		if f.trust() != trust {
 			f.Reverify()
 		}
@@ -318,7 +320,7 @@ func (f *Follower) apply(m *events.Message, live bool) {
 		}
 		n, outcome, err := projection.Apply(f.trust(), cur, m)
 		if outcome != projection.Stale {
-			e.st.Store(n)
+			e.st.Store(compact(n))
 		}
 		e.mu.Unlock()
 		if outcome != projection.Stale {
@@ -352,6 +354,6 @@ func (f *Follower) confirm(at int64) {
 		}
 	}
 	if time.Since(time.Unix(0, f.lastCurrent.Load())) <= f.cfg.MaxStaleness {
-		f.stale.Store(false)
+		f.setStale(false)
 	}
 }

@@ -112,6 +112,7 @@ func (f *Follower) session(ctx context.Context) error {
 	buf.release(func(m *events.Message) { f.apply(m, true) })
 	f.confirm(began.UnixNano())
 	f.loaded.Store(true)
+	f.gen.Add(1)
 	f.loadedOnce.Do(func() { close(f.loadedCh) })
 	f.log.Info("license state loaded", "orgs", f.orgs.Load().len(), "from", source, "stream_head", h,
 		"applied", f.applied.Load(), "took", time.Since(began).Round(time.Millisecond))
@@ -228,7 +229,7 @@ func (f *Follower) createdTime() time.Time {
 func (f *Follower) tickStale(ctx context.Context) {
 	tick.Every(ctx, staleTick, func() {
 		if f.loaded.Load() {
-			f.stale.Store(f.Staleness() > f.cfg.MaxStaleness)
+			f.setStale(f.Staleness() > f.cfg.MaxStaleness)
 		}
 	})
 }

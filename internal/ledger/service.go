@@ -69,6 +69,16 @@ type orgEntry struct {
 	state *projection.OrgState
 	// seeded: state came from a read-model row (see Seed).
 	seeded bool
+	// synced: state was once read up to the subject's head by this
+	// process; the stream consumer keeps it current from there (see
+	// command).
+	synced bool
+}
+
+func (e *orgEntry) isSynced() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.synced && !e.seeded
 }
 
 // New returns a Service. Call Start before serving commands.
@@ -174,6 +184,9 @@ func (s *Service) current(ctx context.Context, org string) (*orgEntry, *projecti
 	}
 	st := s.State(org)
 	if st.Seq >= head {
+		e.mu.Lock()
+		e.synced = true
+		e.mu.Unlock()
 		return e, st, nil
 	}
 	s.cfg.Metrics.CatchUps.Inc()
@@ -186,6 +199,7 @@ func (s *Service) current(ctx context.Context, org string) (*orgEntry, *projecti
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.synced = true
 	return e, e.state, nil
 }
 

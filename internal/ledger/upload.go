@@ -123,17 +123,34 @@ type decider func(st *projection.OrgState, now time.Time) (*events.Envelope, err
 // command runs decide against org's latest state and appends its event,
 // retrying after conflicts with the reloaded state. onRuleErr (optional)
 // sees rule failures (*Error) before they are returned.
+//
+// When this process has already brought org's state up to its subject head
+// (the stream consumer keeps it there), the first attempt decides on that
+// cached state without asking the stream for the head: the append's
+// expected-sequence check proves it was current. A conflict there, a rule
+// failure or a no-op is decided again on the state read up to the head,
+// so nothing is refused or skipped on a stale cache.
 func (s *Service) command(ctx context.Context, org string, decide decider, onRuleErr func(error) error) (Result, error) {
 	e := s.entry(org)
 	e.cmd.Lock()
 	defer e.cmd.Unlock()
+	cached := e.isSynced()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		_, st, err := s.current(ctx, org)
-		if err != nil {
-			return Result{}, err
+		var st *projection.OrgState
+		if cached {
+			st = s.State(org)
+		} else {
+			var err error
+			if _, st, err = s.current(ctx, org); err != nil {
+				return Result{}, err
+			}
 		}
 		now := s.cfg.Now()
 		env, err := decide(st, now)
+		if cached && (err != nil || env == nil) {
+			cached, attempt = false, attempt-1
+			continue
+		}
 		if err != nil {
 			if onRuleErr != nil {
 				return Result{}, onRuleErr(err)
@@ -146,21 +163,49 @@ func (s *Service) command(ctx context.Context, org string, decide decider, onRul
 		}
 		seq, err := s.store.Append(ctx, events.OrgSubject(org), env, st.Seq)
 		if isConflict(err) {
+			// Another writer moved the subject on: retry on the state read
+			// up to the head, at once after a cached attempt.
 			s.cfg.Metrics.Conflicts.Inc()
-			jitter(attempt)
+			if cached {
+				cached, attempt = false, attempt-1
+			} else {
+				jitter(attempt)
+			}
 			continue
 		}
 		if err != nil {
 			return Result{}, err
 		}
 		s.cfg.Metrics.Appended.WithLabelValues(env.Type).Inc()
-		if raw, err := env.Encode(); err == nil {
-			s.apply(e, events.Decode(events.OrgSubject(org), seq, raw))
-		}
-		r, err := s.Status(ctx, org)
+		// The envelope was built here and just accepted by the store: fold
+		// it as it is rather than decoding its encoding again.
+		own := s.apply(e, &events.Message{Seq: seq, Subject: events.OrgSubject(org), Envelope: env})
+		r, err := s.reportAfter(ctx, org, own)
 		return Result{Report: r, Appended: true, Seq: seq}, err
 	}
 	return Result{}, events.ErrConflict
+}
+
+// reportAfter is org's status payload right after its own append: own is
+// the state with that event folded; the instance-wide state is the cached
+// one when this process has read it up to its head before (the stream
+// consumer keeps it current), else it is read up to its head now.
+func (s *Service) reportAfter(ctx context.Context, org string, own *projection.OrgState) (license.Report, error) {
+	if own.Seq == 0 {
+		return s.Status(ctx, org)
+	}
+	inst := own
+	if org != license.InstanceOrg {
+		if s.entry(license.InstanceOrg).isSynced() {
+			inst = s.State(license.InstanceOrg)
+		} else {
+			var err error
+			if _, inst, err = s.current(ctx, license.InstanceOrg); err != nil {
+				return license.Report{}, err
+			}
+		}
+	}
+	return projection.Report(org, own, inst, s.cfg.Now()), nil
 }
 
 func isConflict(err error) bool { return errors.Is(err, events.ErrConflict) }

@@ -1,19 +1,24 @@
-package main
+// Package frontend holds the gatekeeper's HTTP front ends around a
+// gatekeeper.Gate: the /authz endpoint for nginx, Caddy, Traefik and
+// Envoy, and the reverse proxy. cmd/gatekeeper serves them; ledger bench
+// measures them.
+package frontend
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/licenseledger/ledger/gatekeeper"
 )
 
-// authzHandler answers /authz and /authz/…, any method: 200 with the
+// Authz answers /authz and /authz/…, any method: 200 with the
 // X-License-* headers for the proxy to copy upstream, or 403 with the
 // denial body (license_state_unavailable included: nginx passes only 2xx,
 // 401 and 403). The original request comes from one header family, never
 // a fallback: original (X-Original-Method/-URI), forwarded
 // (X-Forwarded-Method/-Uri) or path (this request's method and the path
 // after /authz, Envoy's path_prefix).
-func authzHandler(gate *gatekeeper.Gate, family string) http.Handler {
+func Authz(gate *gatekeeper.Gate, family string) http.Handler {
 	mux := http.NewServeMux()
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		method, uri, host := originalRequest(r, family)
@@ -59,4 +64,13 @@ func originalRequest(r *http.Request, family string) (method, uri, host string) 
 		return r.Method, uri, r.Host
 	}
 	return r.Header.Get("X-Original-Method"), r.Header.Get("X-Original-URI"), r.Host
+}
+
+// trimAuthzPrefix returns the path after /authz (Envoy's path_prefix).
+func trimAuthzPrefix(p string) string {
+	rest := strings.TrimPrefix(p, "/authz")
+	if rest == "" {
+		return "/"
+	}
+	return rest
 }

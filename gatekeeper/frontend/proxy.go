@@ -1,4 +1,4 @@
-package main
+package frontend
 
 import (
 	"context"
@@ -27,12 +27,20 @@ func (b *bufferPool) Get() []byte {
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
-// newProxy is the reverse proxy front end: strip client X-License-*,
-// decide, deny with the JSON body (503 for license_state_unavailable), or
-// forward with the X-License-* headers set — streaming, keep-alive and
-// WebSocket upgrades included. Every forwarded request is tracked by org,
-// so a flip to deny ends the org's open requests and connections.
-func newProxy(gate *gatekeeper.Gate, upstream *url.URL, conns *connTracker, log *slog.Logger) http.Handler {
+// Proxy is the reverse proxy front end: strip client X-License-*, decide,
+// deny with the JSON body (503 for license_state_unavailable), or forward
+// with the X-License-* headers set — streaming, keep-alive and WebSocket
+// upgrades included. Every forwarded request is tracked by org, so a flip
+// to deny ends the org's open requests and connections (Recheck). It is
+// safe for concurrent use.
+type Proxy struct {
+	gate  *gatekeeper.Gate
+	rp    *httputil.ReverseProxy
+	conns *connTracker
+}
+
+// NewProxy returns a Proxy forwarding to upstream what gate allows.
+func NewProxy(gate *gatekeeper.Gate, upstream *url.URL, log *slog.Logger) *Proxy {
 	transport := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
@@ -59,22 +67,36 @@ func newProxy(gate *gatekeeper.Gate, upstream *url.URL, conns *connTracker, log 
 			w.Write([]byte(`{"error":"upstream_unavailable","message":"the application did not answer"}` + "\n"))
 		},
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := gate.Decide(r)
-		gate.PrepareRequest(r, d)
-		if !d.Allowed {
-			gatekeeper.WriteDenial(w, d)
-			return
-		}
-		gatekeeper.SetClientHeaders(w.Header(), d)
-		ctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		r = r.WithContext(ctx)
-		id := conns.add(d.Org, r, cancel)
-		defer conns.remove(d.Org, id)
-		rp.ServeHTTP(w, r)
-	})
+	return &Proxy{gate: gate, rp: rp, conns: newConnTracker()}
 }
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d := p.gate.Decide(r)
+	p.gate.PrepareRequest(r, d)
+	if !d.Allowed {
+		gatekeeper.WriteDenial(w, d)
+		return
+	}
+	gatekeeper.SetClientHeaders(w.Header(), d)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	r = r.WithContext(ctx)
+	id := p.conns.add(d.Org, r, cancel)
+	defer p.conns.remove(d.Org, id)
+	p.rp.ServeHTTP(w, r)
+}
+
+// Recheck decides org's open requests again and ends those now denied.
+// An _instance change rechecks every org (they may resolve through it).
+func (p *Proxy) Recheck(org string) { p.conns.recheck(org, p.allowed) }
+
+// RecheckEvery rechecks every org with open requests every interval until
+// ctx ends: time-based expiry flips decisions without any event.
+func (p *Proxy) RecheckEvery(ctx context.Context, interval time.Duration) {
+	tick.Every(ctx, interval, func() { p.conns.recheck("_instance", p.allowed) })
+}
+
+func (p *Proxy) allowed(r *http.Request) bool { return p.gate.Decide(r).Allowed }
 
 // connTracker keeps the in-flight requests of each org with a way to end
 // them.
@@ -114,7 +136,6 @@ func (c *connTracker) remove(org string, id uint64) {
 }
 
 // recheck decides org's open requests again and ends those now denied.
-// An _instance change rechecks every org (they may resolve through it).
 func (c *connTracker) recheck(org string, allowed func(*http.Request) bool) {
 	c.mu.Lock()
 	var open []tracked
@@ -132,10 +153,4 @@ func (c *connTracker) recheck(org string, allowed func(*http.Request) bool) {
 			t.cancel()
 		}
 	}
-}
-
-// recheckAll runs recheck for every org with open requests every interval:
-// time-based expiry flips decisions without any event.
-func (c *connTracker) recheckAll(ctx context.Context, interval time.Duration, allowed func(*http.Request) bool) {
-	tick.Every(ctx, interval, func() { c.recheck("_instance", allowed) })
 }

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/licenseledger/ledger/internal/bench"
+	"github.com/licenseledger/ledger/internal/cli"
+)
+
+// benchCmd measures the performance figures of design §9, each beside its
+// reference from the same run. Missing a target is reported, not an
+// error: it exits non-zero only when a figure could not be measured.
+type benchCmd struct {
+	Quick    bool     `help:"Shorter runs and smaller data sets (under a minute; what CI runs)."`
+	Full     bool     `help:"Replay 1,000,000 events instead of 100,000."`
+	JSON     bool     `name:"json" help:"Print the rows as JSON instead of a table."`
+	Markdown bool     `help:"Print the table as Markdown."`
+	Only     []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, memory."`
+}
+
+func (c *benchCmd) Run(env *cli.Env) error {
+	if c.JSON && c.Markdown {
+		return cli.Usage("--json and --markdown exclude each other")
+	}
+	for _, o := range c.Only {
+		known := false
+		for _, f := range bench.Figures {
+			known = known || f == o
+		}
+		if !known {
+			return cli.Usage("--only %q: want one of %v", o, bench.Figures)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	exe, _ := os.Executable()
+	rows, err := bench.Run(ctx, bench.Config{Quick: c.Quick, Full: c.Full, Only: c.Only, Progress: env.Stderr, Executable: exe})
+	var werr error
+	switch {
+	case c.JSON:
+		werr = bench.WriteJSON(env.Stdout, rows)
+	case c.Markdown:
+		werr = bench.WriteMarkdown(env.Stdout, rows)
+	default:
+		werr = bench.WriteTable(env.Stdout, rows)
+	}
+	if err != nil {
+		return &cli.Error{Code: cli.ExitUnavailable, Err: fmt.Errorf("bench: %w", err)}
+	}
+	return werr
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/licenseledger/ledger/internal/bench"
+)
+
+// ledger bench prints each figure beside its reference, and exits 0 even
+// when a target is missed.
+func TestBenchQuickJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures for a few seconds")
+	}
+	code, out, errOut := runCmd(t, nil, "bench", "--quick", "--json", "--only", "decision", "--only", "propagation")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rows []bench.Row
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("output is not JSON rows: %v\n%s", err, out)
+	}
+	find := func(prefix string) bench.Row {
+		for _, r := range rows {
+			if strings.HasPrefix(r.Figure, prefix) {
+				return r
+			}
+		}
+		t.Fatalf("no %q row in %+v", prefix, rows)
+		return bench.Row{}
+	}
+	for _, name := range []string{"decision, cached entry (ns/op)", "propagation p99", "propagation p50"} {
+		r := find(name)
+		if r.Value == "" || r.Reference == "" || r.Ratio == nil {
+			t.Errorf("%s: value %q beside reference %q, ratio %v", name, r.Value, r.Reference, r.Ratio)
+		}
+	}
+	for _, name := range []string{"decision, cached entry (ns/op)", "decision, cached entry (allocs/op)", "propagation p99"} {
+		if r := find(name); r.Result != "pass" && r.Result != "miss" || r.Target == "" {
+			t.Errorf("%s: target %q, result %q", name, r.Target, r.Result)
+		}
+	}
+	if !strings.Contains(errOut, "bench: decision: measuring") {
+		t.Errorf("no progress on stderr: %q", errOut)
+	}
+}
+
+func TestBenchUsageAndUnmeasurable(t *testing.T) {
+	if code, _, errOut := runCmd(t, nil, "bench", "--only", "everything"); code != 2 || !strings.Contains(errOut, "everything") {
+		t.Errorf("unknown figure: exit %d, %q", code, errOut)
+	}
+	// PostgreSQL pointed at nothing: the replay cannot be measured.
+	code, out, errOut := runCmd(t, map[string]string{"LEDGER_TEST_DATABASE_URL": "postgres://nobody@127.0.0.1:1/none?connect_timeout=1"},
+		"bench", "--quick", "--only", "replay")
+	if code != 4 || !strings.Contains(errOut, "replay") {
+		t.Errorf("unmeasurable replay: exit %d, stderr %q", code, errOut)
+	}
+	if !strings.HasPrefix(out, "figure") {
+		t.Errorf("the table is printed even so: %q", out)
+	}
+}

@@ -1,0 +1,237 @@
+// Package bench measures the performance figures of design §9, each
+// beside a reference measured in the same run on the same machine:
+// decision cost, /authz and reverse-proxy throughput under load,
+// propagation to gatekeeper replicas, append throughput, replay into
+// PostgreSQL and memory per cached org. ledger bench prints the table.
+//
+// Every figure runs against real components: an in-process nats-server
+// with a JetStream file store on loopback TCP, gatestate followers,
+// gatekeeper gates and front ends, the ledger's command layer, and
+// PostgreSQL found as the test suite finds it (pgtest).
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/licenseledger/ledger/internal/testenv/pgtest"
+)
+
+// Config says how much to measure.
+type Config struct {
+	// Quick shortens every figure (CI: under a minute in all).
+	Quick bool
+	// Full replays 1,000,000 events instead of 100,000.
+	Full bool
+	// Only restricts the run to figures whose name starts with one of
+	// these (decision, authz, proxy, propagation, append, replay,
+	// memory); empty runs all.
+	Only []string
+	// Progress receives one line per step (stderr).
+	Progress io.Writer
+	// Executable is the ledger binary, started as `serve` for the idle
+	// RSS figure ("" skips it).
+	Executable string
+}
+
+// Row is one line of the table.
+type Row struct {
+	Figure    string   `json:"figure"`
+	Value     string   `json:"value"`
+	Reference string   `json:"reference"`
+	Ratio     *float64 `json:"ratio"`
+	Target    string   `json:"target"`
+	// Result is pass, miss, or "" for a figure reported without a target.
+	Result string `json:"result"`
+}
+
+// Figures lists the figures in the order they run.
+var Figures = []string{"decision", "authz", "proxy", "propagation", "append", "replay", "memory"}
+
+// Run measures the selected figures. It returns the rows measured so far
+// and an error when a figure could not be measured at all.
+func Run(ctx context.Context, cfg Config) ([]Row, error) {
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	r := &runner{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	defer r.close()
+	if cfg.Quick {
+		// Go benchmarks (testing.Benchmark) run for 1 s by default.
+		testing.Init()
+		if err := flag.Set("test.benchtime", "300ms"); err != nil {
+			return nil, err
+		}
+	}
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"decision", r.decisionFigure},
+		{"authz", r.authzFigure},
+		{"proxy", r.proxyFigure},
+		{"propagation", r.propagationFigure},
+		{"append", r.appendFigure},
+		{"replay", r.replayFigure},
+		{"memory", r.memoryFigure},
+	}
+	for _, s := range steps {
+		if !cfg.selected(s.name) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return r.rows, err
+		}
+		start := time.Now()
+		r.progress("%s: measuring", s.name)
+		if err := s.fn(ctx); err != nil {
+			return r.rows, fmt.Errorf("%s: %w", s.name, err)
+		}
+		r.progress("%s: done in %s", s.name, time.Since(start).Round(time.Millisecond))
+	}
+	return r.rows, nil
+}
+
+func (c Config) selected(name string) bool {
+	if len(c.Only) == 0 {
+		return true
+	}
+	for _, o := range c.Only {
+		if o != "" && strings.HasPrefix(name, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// runner carries what figures share.
+type runner struct {
+	cfg     Config
+	pg      *pgtest.Server
+	log     *slog.Logger
+	rows    []Row
+	closers []func()
+}
+
+func (r *runner) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+func (r *runner) defer_(fn func()) { r.closers = append(r.closers, fn) }
+
+func (r *runner) progress(format string, args ...any) {
+	fmt.Fprintf(r.cfg.Progress, "bench: "+format+"\n", args...)
+}
+
+// add appends a row. ratio < 0 means none; pass says whether the target
+// is met (nil: no target).
+func (r *runner) add(figure, value, reference string, ratio float64, target string, pass *bool) {
+	row := Row{Figure: figure, Value: value, Reference: reference, Target: target}
+	if ratio >= 0 && !math.IsNaN(ratio) && !math.IsInf(ratio, 0) {
+		v := math.Round(ratio*1000) / 1000
+		row.Ratio = &v
+	}
+	if pass != nil {
+		row.Result = "miss"
+		if *pass {
+			row.Result = "pass"
+		}
+	}
+	r.rows = append(r.rows, row)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// WriteTable prints rows as an aligned table.
+func WriteTable(w io.Writer, rows []Row) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "figure\tvalue\treference\tratio\ttarget\tresult")
+	for _, r := range rows {
+		ratio := "-"
+		if r.Ratio != nil {
+			ratio = fmt.Sprintf("%.2f", *r.Ratio)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Figure, dash(r.Value), dash(r.Reference), ratio, dash(r.Target), dash(r.Result))
+	}
+	return tw.Flush()
+}
+
+// WriteMarkdown prints rows as a Markdown table (the README's).
+func WriteMarkdown(w io.Writer, rows []Row) error {
+	fmt.Fprintln(w, "| figure | value | reference | ratio | target | result |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, r := range rows {
+		ratio := "-"
+		if r.Ratio != nil {
+			ratio = fmt.Sprintf("%.2f", *r.Ratio)
+		}
+		_, err := fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.Figure, dash(r.Value), dash(r.Reference), ratio, dash(r.Target), dash(r.Result))
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteJSON prints rows as a JSON array.
+func WriteJSON(w io.Writer, rows []Row) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rows)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// Formatting helpers.
+func fmtRate(perSec float64, unit string) string {
+	switch {
+	case perSec >= 1e6:
+		return fmt.Sprintf("%.2fM %s/s", perSec/1e6, unit)
+	case perSec >= 1e3:
+		return fmt.Sprintf("%.1fk %s/s", perSec/1e3, unit)
+	}
+	return fmt.Sprintf("%.0f %s/s", perSec, unit)
+}
+
+func fmtDur(d time.Duration) string {
+	if d < 0 {
+		return "−" + fmtDur(-d)
+	}
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+	case d >= time.Microsecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
+	}
+	return fmt.Sprintf("%d ns", d.Nanoseconds())
+}
+
+func fmtBytes(b float64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", b/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.2f KiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", b)
+}

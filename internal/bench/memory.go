@@ -1,0 +1,185 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/licenseledger/ledger/gatekeeper"
+	"github.com/licenseledger/ledger/internal/gatestate"
+)
+
+// memoryOrgs is how many licensed orgs the gatekeeper holds.
+func (r *runner) memoryOrgs() int {
+	if r.cfg.Quick {
+		return 10_000
+	}
+	return 100_000
+}
+
+// memoryFigure: the gatekeeper's heap per cached licensed org (a replica
+// that loaded every org and decided one request for each, minus the same
+// process once that replica is gone), and the ledger's RSS idle on the
+// embedded default.
+func (r *runner) memoryFigure(ctx context.Context) error {
+	n := r.memoryOrgs()
+	v, err := newVendor()
+	if err != nil {
+		return err
+	}
+	ne, err := startNATS(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer ne.close()
+	r.progress("memory: appending %d licensed orgs", n)
+	if err := fillStream(ctx, ne, v, n, n); err != nil {
+		return err
+	}
+	held, err := r.heldHeap(ctx, ne, v, n)
+	if err != nil {
+		return err
+	}
+	perOrg := held / float64(n)
+	r.add(fmt.Sprintf("gatekeeper heap per cached org (%d orgs)", n), fmtBytes(perOrg), "total "+fmtBytes(held), -1,
+		"≤ 1 KiB", ptr(perOrg <= 1024))
+	if r.cfg.Executable == "" {
+		return nil
+	}
+	rss, err := r.ledgerIdleRSS(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger idle RSS: %w", err)
+	}
+	r.add("ledger RSS idle, embedded default", fmtBytes(float64(rss)), "", -1, "", nil)
+	return nil
+}
+
+// heldHeap loads a replica with n orgs, decides once per org, and returns
+// the live heap that goes away with the replica.
+func (r *runner) heldHeap(ctx context.Context, ne *natsEnv, v *vendor, n int) (float64, error) {
+	bus, closeBus, err := ne.readerBus(ctx, "gatekeeper")
+	if err != nil {
+		return 0, err
+	}
+	defer closeBus()
+	f, err := gatestate.New(gatestate.Config{Bus: bus, Keys: v.keys, Logger: r.log})
+	if err != nil {
+		return 0, err
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { f.Run(fctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	r.progress("memory: loading a replica")
+	if err := f.Wait(ctx); err != nil {
+		stop()
+		return 0, err
+	}
+	if h := f.Health(); h.OrgsCached < n {
+		stop()
+		return 0, fmt.Errorf("replica holds %d orgs, want %d", h.OrgsCached, n)
+	}
+	g, err := gatekeeper.New(f, gatekeeper.Config{})
+	if err != nil {
+		stop()
+		return 0, err
+	}
+	req := httptest.NewRequest(http.MethodGet, "/api/projects/42", nil)
+	req.RemoteAddr = "127.0.0.1:53412"
+	for i := range n {
+		req.Header.Set("X-Org-Slug", "org-"+strconv.Itoa(i))
+		if d := g.Decide(req); !d.Allowed {
+			stop()
+			return 0, fmt.Errorf("org-%d denied: %s", i, d.Code)
+		}
+	}
+	with := liveHeap()
+	runtime.KeepAlive(g)
+	stop()
+	f, g = nil, nil
+	without := liveHeap()
+	if with <= without {
+		return 0, errors.New("the replica's heap could not be told apart")
+	}
+	return float64(with - without), nil
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	var ms runtime.MemStats
+	for range 3 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// ledgerIdleRSS starts `ledger serve` on the embedded default (fresh data
+// directory, loopback ports chosen by the system), waits until the API
+// listens and a second more, and reads its resident set size.
+func (r *runner) ledgerIdleRSS(ctx context.Context) (int64, error) {
+	dir, err := os.MkdirTemp("", "ledger-bench-serve-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.CommandContext(ctx, r.cfg.Executable, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "LOG_FORMAT=text"}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	listening := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		signalled := false
+		for sc.Scan() {
+			if !signalled && strings.Contains(sc.Text(), "API listening") {
+				close(listening)
+				signalled = true
+			}
+		}
+	}()
+	select {
+	case <-listening:
+	case <-time.After(60 * time.Second):
+		return 0, errors.New("ledger serve did not start listening within 60 s")
+	}
+	time.Sleep(2 * time.Second)
+	return rss(cmd.Process.Pid)
+}
+
+// rss reads VmRSS from /proc (Linux).
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}

@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/licenseledger/ledger/internal/gatestate"
+)
+
+const replicas = 8
+
+// applied is a replica's report: org's state reached seq at.
+type applied struct {
+	seq uint64
+	at  time.Time
+}
+
+// propagationFigure: from the ledger's response to the apply at each of 8
+// replicas, beside JetStream's own publish ack → delivery at 8 ordered
+// consumers in the same run.
+func (r *runner) propagationFigure(ctx context.Context) error {
+	trials := 300
+	if r.cfg.Quick {
+		trials = 200
+	}
+	v, err := newVendor()
+	if err != nil {
+		return err
+	}
+	ne, err := startNATS(ctx, true)
+	if err != nil {
+		return err
+	}
+	r.defer_(ne.close)
+	svc, err := newService(ctx, ne, v)
+	if err != nil {
+		return err
+	}
+	const org = "propagation"
+	if _, err := upload(ctx, svc, v, org); err != nil {
+		return err
+	}
+	chans := make([]chan applied, replicas)
+	for i := range replicas {
+		bus, closeBus, err := ne.readerBus(ctx, "replica-"+strconv.Itoa(i))
+		if err != nil {
+			return err
+		}
+		r.defer_(closeBus)
+		ch := make(chan applied, 4*trials)
+		chans[i] = ch
+		var f *gatestate.Follower
+		var ready sync.WaitGroup
+		ready.Add(1)
+		// OnChange runs after the replica replaced the state, on the
+		// follower's notification goroutine: the time taken there is when
+		// a decision could first use the new state, or a little later.
+		f, err = r.follower(ctx, gatestate.Config{Bus: bus, Keys: v.keys, OnChange: func(o string) {
+			ready.Wait()
+			if o != org {
+				return
+			}
+			at := time.Now()
+			if own, _, ok := f.CachedState(org, 0); ok {
+				ch <- applied{own.Seq, at}
+			}
+		}})
+		ready.Done()
+		if err != nil {
+			return err
+		}
+	}
+	lags := make([]time.Duration, 0, trials*replicas)
+	negative := 0
+	for range trials {
+		res, err := svc.Invalidate(ctx, org, operator, uuid.NewString(), "")
+		if err != nil {
+			return err
+		}
+		responded := time.Now()
+		for _, ch := range chans {
+			if err := awaitApplied(ctx, ch, res.Seq, func(a applied) {
+				d := a.at.Sub(responded)
+				if d < 0 {
+					negative++
+					d = 0
+				}
+				lags = append(lags, d)
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	floor, floorNeg, err := r.floor(ctx, ne, trials)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	slices.Sort(lags)
+	slices.Sort(floor)
+	p50, p99 := quantile(lags, 0.5), quantile(lags, 0.99)
+	f50, f99 := quantile(floor, 0.5), quantile(floor, 0.99)
+	r.add(fmt.Sprintf("propagation p99, %d replicas × %d trials", replicas, trials), fmtDur(p99),
+		fmt.Sprintf("JetStream ack→delivery p99 %s", fmtDur(f99)), float64(p99)/float64(max(f99, 1)), "< 2 ms", ptr(p99 < 2*time.Millisecond))
+	r.add("propagation p50", fmtDur(p50), fmt.Sprintf("JetStream ack→delivery p50 %s", fmtDur(f50)), float64(p50)/float64(max(f50, 1)), "", nil)
+	r.add("propagation negatives counted as 0", fmt.Sprintf("%d of %d", negative, len(lags)), fmt.Sprintf("floor %d of %d", floorNeg, len(floor)), -1, "", nil)
+	return nil
+}
+
+func awaitApplied(ctx context.Context, ch <-chan applied, seq uint64, fn func(applied)) error {
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case a := <-ch:
+			if a.seq >= seq {
+				fn(a)
+				return nil
+			}
+		case <-timeout.C:
+			return fmt.Errorf("a replica never applied seq %d", seq)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// floor publishes on a stream of its own and times publish ack →
+// delivery at 8 ordered consumers, each on its own connection.
+func (r *runner) floor(ctx context.Context, ne *natsEnv, trials int) ([]time.Duration, int, error) {
+	js, err := jetstream.New(ne.nc)
+	if err != nil {
+		return nil, 0, err
+	}
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCHFLOOR", Subjects: []string{"benchfloor.>"}, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, 0, err
+	}
+	chans := make([]chan applied, replicas)
+	for i := range replicas {
+		nc, err := ne.connect("floor-" + strconv.Itoa(i))
+		if err != nil {
+			return nil, 0, err
+		}
+		r.defer_(nc.Close)
+		cjs, err := jetstream.New(nc)
+		if err != nil {
+			return nil, 0, err
+		}
+		cs, err := cjs.Stream(ctx, s.CachedInfo().Config.Name)
+		if err != nil {
+			return nil, 0, err
+		}
+		cons, err := cs.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+		if err != nil {
+			return nil, 0, err
+		}
+		ch := make(chan applied, 4*trials)
+		chans[i] = ch
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			at := time.Now()
+			if md, err := m.Metadata(); err == nil {
+				ch <- applied{md.Sequence.Stream, at}
+			}
+		}, jetstream.PullHeartbeat(time.Second))
+		if err != nil {
+			return nil, 0, err
+		}
+		r.defer_(cc.Stop)
+	}
+	time.Sleep(100 * time.Millisecond) // consumers' first pulls
+	payload := make([]byte, 400)
+	var lags []time.Duration
+	negative := 0
+	for range trials {
+		ack, err := js.Publish(ctx, "benchfloor.x", payload)
+		if err != nil {
+			return nil, 0, err
+		}
+		acked := time.Now()
+		for _, ch := range chans {
+			if err := awaitApplied(ctx, ch, ack.Sequence, func(a applied) {
+				d := a.at.Sub(acked)
+				if d < 0 {
+					negative++
+					d = 0
+				}
+				lags = append(lags, d)
+			}); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	if len(lags) == 0 {
+		return nil, 0, errors.New("nothing delivered")
+	}
+	return lags, negative, nil
+}

@@ -1,0 +1,262 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/postgres"
+	"github.com/licenseledger/ledger/internal/testenv/pgtest"
+	"github.com/licenseledger/ledger/license"
+)
+
+// pgServer finds PostgreSQL once per run, as the test suite does.
+func (r *runner) pgServer() (*pgtest.Server, error) {
+	if r.pg != nil {
+		return r.pg, nil
+	}
+	r.progress("finding PostgreSQL (LEDGER_TEST_DATABASE_URL, 127.0.0.1:5432, else a throwaway cluster)")
+	s, err := pgtest.Find()
+	if err != nil {
+		return nil, err
+	}
+	if s.Throwaway() {
+		r.progress("using a throwaway PostgreSQL cluster")
+	}
+	r.pg = s
+	r.defer_(func() { s.Close() })
+	return s, nil
+}
+
+// replayEvents is how many events the replay figure projects.
+func (r *runner) replayEvents() int {
+	switch {
+	case r.cfg.Full:
+		return 1_000_000
+	case r.cfg.Quick:
+		return 10_000
+	}
+	return 100_000
+}
+
+// replayFigure: events/s folded into PostgreSQL by postgres.Projector from
+// sequence 1 on a freshly migrated database until it has applied the
+// head, vs a raw COPY (pgx CopyFrom) of the same audit rows into an
+// identical table.
+func (r *runner) replayFigure(ctx context.Context) error {
+	n := r.replayEvents()
+	pg, err := r.pgServer()
+	if err != nil {
+		return err
+	}
+	v, err := newVendor()
+	if err != nil {
+		return err
+	}
+	ne, err := startNATS(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer ne.close()
+	r.progress("replay: appending %d events (10%% uploads, 90%% invalidations)", n)
+	if err := fillStream(ctx, ne, v, n, max(n/10, 1)); err != nil {
+		return err
+	}
+	dsn, drop, err := pg.CreateDatabase()
+	if err != nil {
+		return err
+	}
+	defer drop()
+	if err := postgres.Migrate(ctx, dsn, postgres.MigrateUp, postgres.Roles{}, io.Discard); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	bus, closeBus, err := ne.readerBus(ctx, "projector")
+	if err != nil {
+		return err
+	}
+	defer closeBus()
+	r.progress("replay: projecting")
+	elapsed, err := projectAll(ctx, postgres.ProjectorConfig{Pool: pool, Source: bus, Keys: v.keys, InstallID: func() string { return "" }, Logger: r.log}, uint64(n))
+	if err != nil {
+		return err
+	}
+	rate := float64(n) / elapsed.Seconds()
+	r.progress("replay: %d events in %s; copying the audit rows", n, elapsed.Round(time.Millisecond))
+	copyRate, err := copyAudit(ctx, pool)
+	if err != nil {
+		return fmt.Errorf("COPY reference: %w", err)
+	}
+	ratio := rate / copyRate
+	r.add(fmt.Sprintf("replay into PostgreSQL, %d events", n), fmtRate(rate, "ev"), "COPY of the audit rows "+fmtRate(copyRate, "row"),
+		ratio, "≥ 0.5", ptr(ratio >= 0.5))
+	return nil
+}
+
+// projectAll runs a projector until it has applied head and returns how
+// long that took.
+func projectAll(ctx context.Context, cfg postgres.ProjectorConfig, head uint64) (time.Duration, error) {
+	p := postgres.NewProjector(cfg)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- p.Run(pctx) }()
+	for p.Applied() < head {
+		select {
+		case err := <-done:
+			return 0, fmt.Errorf("projector stopped at %d of %d: %v", p.Applied(), head, err)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+	cancel()
+	<-done
+	return elapsed, nil
+}
+
+// fillStream appends n valid events in order: an upload for each of orgs
+// orgs, then rounds of invalidations over them.
+func fillStream(ctx context.Context, ne *natsEnv, v *vendor, n, orgs int) error {
+	names := make([]string, orgs)
+	for i := range names {
+		names[i] = "org-" + strconv.Itoa(i)
+	}
+	uploads, err := signAll(v, names)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(ne.nc)
+	if err != nil {
+		return err
+	}
+	last := make([]uint64, orgs)
+	var futures []jetstream.PubAckFuture
+	flush := func() error {
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			return errors.New("async publishes never completed")
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			}
+		}
+		futures = futures[:0]
+		return nil
+	}
+	for seq := uint64(1); seq <= uint64(n); seq++ {
+		i := int(seq-1) % orgs
+		var env *events.Envelope
+		if seq <= uint64(orgs) {
+			env, err = uploadedEnvelope(uploads[i], names[i], 0)
+		} else {
+			env, err = events.New(events.TypeInvalidated, names[i], time.Now(), operator, last[i], events.Invalidated{LicenseID: uuid.NewString()})
+		}
+		if err != nil {
+			return err
+		}
+		data, err := env.Encode()
+		if err != nil {
+			return err
+		}
+		f, err := js.PublishAsync(events.OrgSubject(names[i]), data, jetstream.WithExpectLastSequence(seq-1), jetstream.WithMsgID(env.ID))
+		if err != nil {
+			return err
+		}
+		futures = append(futures, f)
+		last[i] = seq
+		if len(futures) >= 2000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if seq%10000 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return flush()
+}
+
+// signAll signs a license per org on every core.
+func signAll(v *vendor, orgs []string) ([]*license.License, error) {
+	out := make([]*license.License, len(orgs))
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(orgs); i += workers {
+				lic, err := v.sign(orgs[i])
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				out[i] = lic
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+var auditCols = []string{"seq", "event_id", "subject", "org_slug", "type", "actor_kind", "actor_id",
+	"occurred_at", "recorded_at", "envelope", "envelope_raw", "prev_hash", "hash"}
+
+// copyAudit reads the projected audit rows into memory, then times a COPY
+// of them into an identical table (LIKE license_audit INCLUDING ALL: the
+// same columns, keys and indexes).
+func copyAudit(ctx context.Context, pool *pgxpool.Pool) (float64, error) {
+	if _, err := pool.Exec(ctx, `CREATE TABLE bench_audit_copy (LIKE license_audit INCLUDING ALL)`); err != nil {
+		return 0, err
+	}
+	rows, err := pool.Query(ctx, `SELECT seq, event_id, subject, org_slug, type, actor_kind, actor_id, occurred_at, recorded_at,
+		envelope::text, envelope_raw, prev_hash, hash FROM license_audit ORDER BY seq`)
+	if err != nil {
+		return 0, err
+	}
+	var all [][]any
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			rows.Close()
+			return 0, err
+		}
+		all = append(all, vals)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(all) == 0 {
+		return 0, errors.New("no audit rows")
+	}
+	start := time.Now()
+	n, err := pool.CopyFrom(ctx, pgx.Identifier{"bench_audit_copy"}, auditCols, pgx.CopyFromRows(all))
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
