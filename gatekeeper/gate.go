@@ -87,6 +87,12 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	}
 	raw, ok := plainPath(r.URL)
 	if !ok {
+		// The path as the client sent it is judged, not a re-encoding:
+		// url.URL drops RawPath (and with it an encoded slash) when the
+		// sent form holds a byte it would have escaped, such as '"'.
+		if rp := r.URL.RawPath; rp != "" && !validPath(rp) {
+			return g.deny(CodePathInvalid)
+		}
 		if raw = escapedPath(r.URL); !validPath(raw) {
 			return g.deny(CodePathInvalid)
 		}
