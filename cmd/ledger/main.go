@@ -25,6 +25,7 @@ type grammar struct {
 	Enforcement enforcementCmd   `cmd:"" help:"Set the install-wide enforcement mode through the ledger API (operators)."`
 	Token       tokenCmd         `cmd:"" help:"Create, list or revoke API tokens in the tokens file (LEDGER_TOKENS_FILE, default $DATA_DIR/tokens)."`
 	Audit       auditCmd         `cmd:"" help:"Verify, digest or export the hash-chained audit trail, from PostgreSQL (DATABASE_URL) or through the ledger API."`
+	Replay      replayCmd        `cmd:"" help:"Rebuild the read model and audit trail from the stream into the ledger_shadow schema: --verify prints the differences with the live tables (exit 1 if any), --swap replaces the live read model in one transaction."`
 	Migrate     migrateCmd       `cmd:"" help:"Apply (up, default), roll back (down) or list (status) the PostgreSQL migrations as the schema owner (LEDGER_MIGRATE_DATABASE_URL); up also creates and grants the ledger's roles."`
 	Stream      streamCmd        `cmd:"" help:"Stream maintenance: reseed a lost stream from license_audit (stream reseed)."`
 	Backup      backupCmd        `cmd:"" help:"Write a consistent snapshot of the stream (embedded default: while ledger serve runs, or offline) into a new directory."`

@@ -2,7 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,19 +16,47 @@ import (
 	"github.com/licenseledger/ledger/internal/projection"
 )
 
-// batcher commits batches for an active projector, keeping the committed
-// org states and chain head between batches.
+// batcher commits batches of stream messages on one connection, keeping
+// the committed org states and the chain head between batches. The live
+// projector and replay share it; replay's connection resolves the table
+// names to the shadow schema (search_path).
+//
+// A batch is one transaction: first the fenced checkpoint update, from
+// the sequence before the batch to its last one (0 rows updated:
+// ErrFenced, nothing committed); then the audit rows, copied (COPY)
+// straight into license_audit; then the org rows, reduced to each org's
+// last state in the batch, and the new revocations, copied into temporary
+// tables and merged with one set-based INSERT … ON CONFLICT each. The
+// next batch is folded while one is written.
 type batcher struct {
-	p       *Projector
 	conn    *pgx.Conn
-	seq     uint64
-	chain   audit.Hash
+	name    string // checkpoint row
+	trust   func() projection.Trust
+	log     *slog.Logger
 	created time.Time
-	states  map[string]*projection.OrgState
+
+	seq   uint64
+	chain audit.Hash
+	// states holds every org with a row (the snapshot at the checkpoint,
+	// then each batch's), so an org missing from it has no event yet.
+	states map[string]*projection.OrgState
+	// fence is the checkpoint's updated_at as last read or written: the
+	// fenced update also wants it unchanged, so a swap (ledger replay)
+	// that rewrites the checkpoint at the same sequence fences too.
+	fence     *time.Time
+	tempReady bool
 }
 
 var auditColumns = []string{"seq", "event_id", "subject", "org_slug", "type", "actor_kind", "actor_id",
 	"occurred_at", "recorded_at", "envelope", "envelope_raw", "prev_hash", "hash"}
+
+// AuditColumns are license_audit's columns in AuditRow order.
+func AuditColumns() []string { return append([]string(nil), auditColumns...) }
+
+// orgColumns are org_licenses' columns in rowArgs order.
+var orgColumns = []string{"org_slug", "license_id", "customer", "tier", "products", "features", "issued_at",
+	"not_before", "expires_at", "users_limit", "grace_days", "license_key", "fingerprint", "revoked", "revoked_note",
+	"pending_license_id", "pending_not_before", "pending_license_key", "updated_at", "last_seq"}
 
 // AuditRow is r as license_audit column values (the COPY order).
 func AuditRow(r audit.Record) []any {
@@ -48,17 +80,53 @@ func nullIfEmpty(s string) any {
 	return s
 }
 
-// commit projects msgs in one transaction with the fenced checkpoint.
-func (b *batcher) commit(ctx context.Context, msgs []*events.Message) error {
-	p := b.p
-	trust := projection.Trust{Ring: p.cfg.Keys.Ring(), InstallID: p.cfg.InstallID()}
-	tx, err := b.conn.Begin(ctx)
-	if err != nil {
-		return err
+// Temporary tables a batch merges from; emptied at every commit.
+const (
+	tempOrgRows = "ledger_batch_org_licenses"
+	tempRevoked = "ledger_batch_revoked_licenses"
+)
+
+// prepare creates the connection's temporary tables, once.
+func (b *batcher) prepare(ctx context.Context) error {
+	if b.tempReady {
+		return nil
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	next := map[string]*projection.OrgState{}
-	var records, revoked [][]any
+	for _, s := range []string{
+		`CREATE TEMP TABLE IF NOT EXISTS ` + tempOrgRows + ` (LIKE org_licenses INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`,
+		`CREATE TEMP TABLE IF NOT EXISTS ` + tempRevoked + ` (LIKE revoked_licenses) ON COMMIT DELETE ROWS`,
+	} {
+		if _, err := b.conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("batch tables: %w", err)
+		}
+	}
+	b.tempReady = true
+	return nil
+}
+
+// batchResult is what a committed batch did.
+type batchResult struct {
+	seq     uint64 // the new checkpoint
+	records int    // audit rows written
+}
+
+// prepared is a folded batch, ready to be written.
+type prepared struct {
+	from, seq uint64 // the checkpoint it moves from and to
+	records   [][]any
+	orgRows   [][]any
+	revoked   [][]any
+}
+
+// fold folds msgs (in stream order; those at or below the batcher's
+// sequence are skipped) into rows, and advances the batcher's sequence,
+// chain and states as if the batch were committed: batches are written
+// in order, and a failed write ends the batcher. It returns nil when no
+// message was new. Orgs are folded in parallel, each org's messages in
+// order (signature verification dominates).
+func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
+	p := &prepared{from: b.seq}
+	byOrg := map[string][]*events.Message{}
+	var orgs []string
 	chain, seq, now := b.chain, b.seq, time.Now().UTC()
 	for _, m := range msgs {
 		if m.Seq <= seq {
@@ -66,82 +134,224 @@ func (b *batcher) commit(ctx context.Context, msgs []*events.Message) error {
 		}
 		rec := audit.NewRecord(m, chain, now)
 		chain, seq = rec.Hash, m.Seq
-		records = append(records, AuditRow(rec))
+		p.records = append(p.records, AuditRow(rec))
 		if !m.IsOrgSubject() || !events.ValidOrg(m.Org()) {
 			continue
 		}
-		st, err := b.state(ctx, tx, next, m.Org(), trust)
-		if err != nil {
-			return err
+		if _, ok := byOrg[m.Org()]; !ok {
+			orgs = append(orgs, m.Org())
 		}
-		n, outcome, ferr := projection.Apply(trust, st, m)
+		byOrg[m.Org()] = append(byOrg[m.Org()], m)
+	}
+	if len(p.records) == 0 {
+		return nil, nil
+	}
+	folds := make([]orgFold, len(orgs))
+	trust := b.trust()
+	work := make(chan int, len(orgs))
+	for i := range orgs {
+		work <- i
+	}
+	close(work)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(orgs)) {
+		wg.Go(func() {
+			for i := range work {
+				st, ok := b.states[orgs[i]]
+				if !ok {
+					st = projection.NewOrgState(orgs[i])
+				}
+				folds[i] = foldOrg(trust, st, byOrg[orgs[i]])
+			}
+		})
+	}
+	wg.Wait()
+	p.seq = seq
+	p.orgRows = make([][]any, 0, len(orgs))
+	for i, f := range folds {
+		for _, w := range f.skipped {
+			b.log.Warn("event skipped for state", "seq", w.seq, "subject", w.subject, "err", w.err)
+		}
+		if f.tooNew != nil {
+			return nil, f.tooNew
+		}
+		p.orgRows = append(p.orgRows, rowArgs(projection.RowOf(f.state)))
+		p.revoked = append(p.revoked, f.revoked...)
+		b.states[orgs[i]] = f.state
+	}
+	b.seq, b.chain = seq, chain
+	return p, nil
+}
+
+// orgFold is one org's share of a batch.
+type orgFold struct {
+	state   *projection.OrgState
+	revoked [][]any // new revocations: org, license id, seq
+	skipped []skippedEvent
+	tooNew  error
+}
+
+type skippedEvent struct {
+	seq     uint64
+	subject string
+	err     error
+}
+
+// foldOrg folds one org's messages of a batch, in order, into st.
+func foldOrg(trust projection.Trust, st *projection.OrgState, msgs []*events.Message) orgFold {
+	f := orgFold{state: st}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		n, outcome, err := projection.Apply(trust, f.state, m)
 		switch outcome {
 		case projection.TooNew:
-			return fmt.Errorf("%w: seq %d: %v", ErrSchemaTooNew, m.Seq, ferr)
+			f.tooNew = fmt.Errorf("%w: seq %d: %v", ErrSchemaTooNew, m.Seq, err)
+			return f
 		case projection.Invalid:
-			p.cfg.Logger.Warn("event skipped for state", "seq", m.Seq, "subject", m.Subject, "err", ferr)
+			f.skipped = append(f.skipped, skippedEvent{m.Seq, m.Subject, err})
 		case projection.Applied:
 			if m.Type() == events.TypeInvalidated {
 				var d events.Invalidated
 				m.Envelope.DecodeData(&d)
-				revoked = append(revoked, []any{m.Org(), d.LicenseID, int64(m.Seq)})
+				// The first revocation of a license id is the one kept.
+				if !seen[d.LicenseID] {
+					seen[d.LicenseID] = true
+					f.revoked = append(f.revoked, []any{m.Org(), d.LicenseID, int64(m.Seq)})
+				}
 			}
 		}
-		next[m.Org()] = n
+		f.state = n
 	}
-	if len(records) == 0 {
-		return nil
+	return f
+}
+
+// write commits p in one transaction with the fenced checkpoint. It
+// returns ErrFenced when the checkpoint moved under the batcher.
+func (b *batcher) write(ctx context.Context, p *prepared) error {
+	if err := b.prepare(ctx); err != nil {
+		return err
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"license_audit"}, auditColumns, pgx.CopyFromRows(records)); err != nil {
-		return fmt.Errorf("audit rows: %w", err)
-	}
-	batch := &pgx.Batch{}
-	for _, r := range revoked {
-		batch.Queue(`INSERT INTO revoked_licenses (org_slug, license_id, seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, r...)
-	}
-	for _, st := range next {
-		batch.Queue(upsertRow, rowArgs(projection.RowOf(st))...)
-	}
-	batch.Queue(`UPDATE projection_checkpoints SET last_seq = $1, stream_created = $2, updated_at = now()
-		WHERE name = $3 AND last_seq = $4`, int64(seq), b.created, p.cfg.Name, int64(b.seq))
-	res := tx.SendBatch(ctx, batch)
-	for range batch.Len() - 1 {
-		if _, err := res.Exec(); err != nil {
-			res.Close()
-			return fmt.Errorf("read model rows: %w", err)
-		}
-	}
-	tag, err := res.Exec()
-	res.Close()
+	tx, err := b.conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	if tag.RowsAffected() != 1 {
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// The fence first: a writer that meets a swap (ledger replay) in
+	// progress waits for it here, then finds the checkpoint moved.
+	var fence *time.Time
+	err = tx.QueryRow(ctx, `UPDATE projection_checkpoints SET last_seq = $1, stream_created = $2, updated_at = now()
+		WHERE name = $3 AND last_seq = $4 AND updated_at IS NOT DISTINCT FROM $5 RETURNING updated_at`,
+		int64(p.seq), b.created, b.name, int64(p.from), b.fence).Scan(&fence)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrFenced
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"license_audit"}, auditColumns, pgx.CopyFromRows(p.records)); err != nil {
+		return fmt.Errorf("audit rows: %w", err)
+	}
+	batch := &pgx.Batch{}
+	if len(p.orgRows) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tempOrgRows}, orgColumns, pgx.CopyFromRows(p.orgRows)); err != nil {
+			return fmt.Errorf("read model rows: %w", err)
+		}
+		batch.Queue(mergeOrgRows)
+	}
+	if len(p.revoked) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tempRevoked}, []string{"org_slug", "license_id", "seq"},
+			pgx.CopyFromRows(p.revoked)); err != nil {
+			return fmt.Errorf("revocations: %w", err)
+		}
+		batch.Queue(`INSERT INTO revoked_licenses (org_slug, license_id, seq)
+			SELECT org_slug, license_id, seq FROM ` + tempRevoked + ` ON CONFLICT DO NOTHING`)
+	}
+	if batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("read model rows: %w", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
-	b.seq, b.chain = seq, chain
-	for org, st := range next {
-		b.states[org] = st
-	}
-	p.applied.Store(seq)
-	p.batches.Inc()
-	p.events.Add(float64(len(records)))
+	b.fence = fence
 	return nil
 }
 
-// state returns org's state: this batch's, the committed cache's, or the
-// row's (re-verified).
-func (b *batcher) state(ctx context.Context, tx pgx.Tx, next map[string]*projection.OrgState, org string, trust projection.Trust) (*projection.OrgState, error) {
-	if st, ok := next[org]; ok {
-		return st, nil
+// run folds the messages of in and writes them in batches until ctx ends
+// (its error), srcErr delivers the source's end, a write fails, or last(seq)
+// says the message at seq was the last one wanted (nil, once it is
+// committed). A batch is written when it holds maxBatch messages or wait
+// after its first one; the next batch is folded while the previous one
+// is written. committed is called after each commit, in order.
+func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-chan error, maxBatch int,
+	wait time.Duration, last func(uint64) bool, committed func(batchResult)) error {
+	var (
+		inflight chan error // the write in progress, nil when none
+		writing  batchResult
+		pending  []*events.Message
+		done     bool
+	)
+	collect := func(err error) error {
+		inflight = nil
+		if err == nil {
+			committed(writing)
+		}
+		return err
 	}
-	if st, ok := b.states[org]; ok {
-		return st, nil
+	drain := func() error {
+		if inflight == nil {
+			return nil
+		}
+		return collect(<-inflight)
 	}
-	return LoadState(ctx, tx, org, trust, PendingGraceFrom(b.p.cfg.Source))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case m := <-in:
+			if len(pending) == 0 {
+				timer.Reset(wait)
+			}
+			pending = append(pending, m)
+			done = last != nil && last(m.Seq)
+			if len(pending) < maxBatch && !done {
+				continue
+			}
+		case <-timer.C:
+		case err := <-inflight:
+			if err := collect(err); err != nil {
+				return err
+			}
+			continue
+		case err := <-srcErr:
+			if derr := drain(); derr != nil {
+				return derr
+			}
+			return err
+		case <-ctx.Done():
+			drain()
+			return ctx.Err()
+		}
+		if len(pending) > 0 {
+			p, err := b.fold(pending)
+			pending = pending[:0]
+			if err != nil {
+				drain()
+				return err
+			}
+			if err := drain(); err != nil {
+				return err
+			}
+			if p != nil {
+				inflight, writing = make(chan error, 1), batchResult{seq: p.seq, records: len(p.records)}
+				go func(ch chan error) { ch <- b.write(ctx, p) }(inflight)
+			}
+		}
+		if done {
+			return drain()
+		}
+	}
 }
 
 // PendingGraceFrom finds the effective grace of a pending upload by reading
@@ -163,10 +373,13 @@ func PendingGraceFrom(src Source) PendingGrace {
 	}
 }
 
-const upsertRow = `INSERT INTO org_licenses (org_slug, license_id, customer, tier, products, features, issued_at,
+// mergeOrgRows upserts the batch's org rows, never going back in sequence.
+const mergeOrgRows = `INSERT INTO org_licenses (org_slug, license_id, customer, tier, products, features, issued_at,
 	not_before, expires_at, users_limit, grace_days, license_key, fingerprint, revoked, revoked_note,
 	pending_license_id, pending_not_before, pending_license_key, updated_at, last_seq)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+SELECT org_slug, license_id, customer, tier, products, features, issued_at,
+	not_before, expires_at, users_limit, grace_days, license_key, fingerprint, revoked, revoked_note,
+	pending_license_id, pending_not_before, pending_license_key, updated_at, last_seq FROM ` + tempOrgRows + `
 ON CONFLICT (org_slug) DO UPDATE SET license_id = excluded.license_id, customer = excluded.customer,
 	tier = excluded.tier, products = excluded.products, features = excluded.features,
 	issued_at = excluded.issued_at, not_before = excluded.not_before, expires_at = excluded.expires_at,

@@ -2,7 +2,9 @@
 // migrations (embedded from migrations/, applied with goose), the NOLOGIN
 // roles and their grants, the privilege check a serving ledger runs on its
 // own connection, the projector that folds the stream into the read model
-// and the append-only, hash-chained audit trail, and reads of both.
+// and the append-only, hash-chained audit trail, reads of both, and the
+// Replayer (ledger replay) that rebuilds them into the ledger_shadow
+// schema, compares them with the live tables and swaps them in.
 //
 // Two kinds of connection are used:
 //

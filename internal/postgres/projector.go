@@ -48,7 +48,11 @@ type ProjectorConfig struct {
 	// LockKey is the advisory lock making one projector active. Defaults
 	// to a constant derived from the name.
 	LockKey int64
-	// BatchSize and BatchWait bound a transaction. Default 500 and 20 ms.
+	// BatchSize and BatchWait bound a transaction: a batch commits when
+	// it holds BatchSize events or BatchWait after its first one. Live, a
+	// batch holds what arrived within BatchWait; catching up, messages
+	// queue (up to BatchSize) while a batch commits, so batches grow to
+	// BatchSize. Default 5,000 and 20 ms.
 	BatchSize int
 	BatchWait time.Duration
 	Logger    *slog.Logger
@@ -84,7 +88,7 @@ func NewProjector(cfg ProjectorConfig) *Projector {
 		cfg.LockKey = 0x6c6564676572 // "ledger"
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 500
+		cfg.BatchSize = 5000
 	}
 	if cfg.BatchWait <= 0 {
 		cfg.BatchWait = 20 * time.Millisecond
@@ -113,6 +117,11 @@ func NewProjector(cfg ProjectorConfig) *Projector {
 		cfg.Registry.MustRegister(p.batches, p.events, p.lagGauge, p.stoppedGauge)
 	}
 	return p
+}
+
+// trust is the key ring and install id licenses are verified against now.
+func (p *Projector) trust() projection.Trust {
+	return projection.Trust{Ring: p.cfg.Keys.Ring(), InstallID: p.cfg.InstallID()}
 }
 
 // Lag is the stream head minus the committed checkpoint.
@@ -221,7 +230,8 @@ func (p *Projector) project(ctx context.Context, conn *pgx.Conn) error {
 	for _, st := range snap.States {
 		states[st.Org] = st
 	}
-	b := &batcher{p: p, conn: conn, seq: ck.seq, chain: ck.hash, created: created, states: states}
+	b := &batcher{conn: conn, name: p.cfg.Name, trust: p.trust, log: p.cfg.Logger, created: created,
+		seq: ck.seq, chain: ck.hash, states: states, fence: ck.updated}
 	p.cfg.Logger.Info("projector active", "checkpoint", ck.seq, "stream_head", head)
 
 	cctx, cancel := context.WithCancel(ctx)
@@ -239,33 +249,11 @@ func (p *Projector) project(ctx context.Context, conn *pgx.Conn) error {
 		}, nil)
 	}()
 	go p.watchHead(cctx)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	var pending []*events.Message
-	for {
-		select {
-		case m := <-msgs:
-			if len(pending) == 0 {
-				timer.Reset(p.cfg.BatchWait)
-			}
-			pending = append(pending, m)
-			if len(pending) < p.cfg.BatchSize {
-				continue
-			}
-		case <-timer.C:
-		case err := <-consumeErr:
-			return err
-		case <-ctx.Done():
-			return nil
-		}
-		if len(pending) == 0 {
-			continue
-		}
-		if err := b.commit(ctx, pending); err != nil {
-			return err
-		}
-		pending = pending[:0]
-	}
+	return b.run(ctx, msgs, consumeErr, p.cfg.BatchSize, p.cfg.BatchWait, nil, func(r batchResult) {
+		p.applied.Store(r.seq)
+		p.batches.Inc()
+		p.events.Add(float64(r.records))
+	})
 }
 
 // watchHead refreshes the stream head for the lag metric.
@@ -287,6 +275,7 @@ func (p *Projector) watchHead(ctx context.Context) {
 type checkpointRow struct {
 	seq     uint64
 	created *time.Time
+	updated *time.Time // the fence (see batcher.fence)
 	hash    audit.Hash
 }
 
@@ -299,7 +288,8 @@ func (p *Projector) checkpoint(ctx context.Context, conn *pgx.Conn) (checkpointR
 		return ck, err
 	}
 	var seq int64
-	if err := conn.QueryRow(ctx, `SELECT last_seq, stream_created FROM projection_checkpoints WHERE name = $1`, p.cfg.Name).Scan(&seq, &ck.created); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT last_seq, stream_created, updated_at FROM projection_checkpoints WHERE name = $1`,
+		p.cfg.Name).Scan(&seq, &ck.created, &ck.updated); err != nil {
 		return ck, err
 	}
 	ck.seq = uint64(seq)

@@ -42,7 +42,7 @@ func migrated(t *testing.T) (*pgxpool.Pool, string) {
 	return pool, dsn
 }
 
-func keys(t *testing.T) *license.Keys {
+func keys(t testing.TB) *license.Keys {
 	t.Helper()
 	k, err := license.NewKeys(license.RingConfig{Env: licensetest.RingEntry("k1"), NoBuiltin: true})
 	if err != nil {

@@ -1,0 +1,174 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ShadowSchema is where ledger replay rebuilds the read model and the
+// audit trail while the live tables serve.
+const ShadowSchema = "ledger_shadow"
+
+// shadowTables are the tables a shadow holds, like the live ones.
+var shadowTables = []string{tableOrgLicenses, tableRevoked, tableAudit, tableCheckpoints}
+
+// shadowMeta says what a shadow was built from: a shadow is resumed or
+// caught up only when all of it still holds.
+type shadowMeta struct {
+	KeyringFingerprint string
+	InstallID          string
+	StreamCreated      time.Time
+	FromSeq            uint64
+	StartedAt          time.Time
+	FinishedAt         *time.Time // the build reached the stream head once
+}
+
+// createShadow (re)creates the shadow schema empty: the live tables'
+// structure (columns, defaults, constraints, indexes), the live audit's
+// append-only triggers (calling the live trigger functions, with the same
+// enabled state), and the meta row. Nobody but the owner has rights on it.
+func createShadow(ctx context.Context, pool *pgxpool.Pool, live string, meta shadowMeta) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	shadow := quoteIdentifier(ShadowSchema)
+	stmts := []string{
+		`DROP SCHEMA IF EXISTS ` + shadow + ` CASCADE`,
+		`CREATE SCHEMA ` + shadow,
+	}
+	for _, t := range shadowTables {
+		stmts = append(stmts, fmt.Sprintf(`CREATE TABLE %s (LIKE %s INCLUDING ALL)`,
+			pgx.Identifier{ShadowSchema, t}.Sanitize(), pgx.Identifier{live, t}.Sanitize()))
+	}
+	stmts = append(stmts, `CREATE TABLE `+shadow+`.replay_meta (
+		id int PRIMARY KEY CHECK (id = 1), keyring_fingerprint text NOT NULL, install_id text NOT NULL,
+		stream_created timestamptz NOT NULL, from_seq bigint NOT NULL, started_at timestamptz NOT NULL,
+		finished_at timestamptz)`)
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return fmt.Errorf("shadow schema: %s: %w", s, err)
+		}
+	}
+	if err := copyTriggers(ctx, tx, pgx.Identifier{live, tableAudit}, pgx.Identifier{ShadowSchema, tableAudit}); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+shadow+`.replay_meta VALUES (1, $1, $2, $3, $4, $5, NULL)`,
+		meta.KeyringFingerprint, meta.InstallID, meta.StreamCreated, int64(meta.FromSeq), meta.StartedAt); err != nil {
+		return fmt.Errorf("shadow schema: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+// copyTriggers creates on to the user triggers of from, with the same
+// definitions and enabled state.
+func copyTriggers(ctx context.Context, tx pgx.Tx, from, to pgx.Identifier) error {
+	// Qualify every name in the definitions.
+	if _, err := tx.Exec(ctx, `SET LOCAL search_path = pg_catalog`); err != nil {
+		return err
+	}
+	rows, err := tx.Query(ctx, `SELECT t.tgname, pg_get_triggerdef(t.oid), t.tgenabled::text FROM pg_trigger t
+		WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal ORDER BY t.tgname`, from.Sanitize())
+	if err != nil {
+		return fmt.Errorf("triggers of %s: %w", from.Sanitize(), err)
+	}
+	type trigger struct{ name, def, enabled string }
+	var triggers []trigger
+	for rows.Next() {
+		var t trigger
+		if err := rows.Scan(&t.name, &t.def, &t.enabled); err != nil {
+			rows.Close()
+			return err
+		}
+		triggers = append(triggers, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// pg_get_triggerdef quotes names only where needed.
+	var fromName string
+	if err := tx.QueryRow(ctx, `SELECT format('%I.%I', $1::text, $2::text)`, from[0], from[1]).Scan(&fromName); err != nil {
+		return err
+	}
+	on := " ON " + fromName + " "
+	for _, t := range triggers {
+		if strings.Count(t.def, on) != 1 {
+			return fmt.Errorf("trigger %s: unexpected definition %q", t.name, t.def)
+		}
+		stmts := []string{strings.Replace(t.def, on, " ON "+to.Sanitize()+" ", 1)}
+		switch t.enabled {
+		case "A":
+			stmts = append(stmts, "ALTER TABLE "+to.Sanitize()+" ENABLE ALWAYS TRIGGER "+quoteIdentifier(t.name))
+		case "R":
+			stmts = append(stmts, "ALTER TABLE "+to.Sanitize()+" ENABLE REPLICA TRIGGER "+quoteIdentifier(t.name))
+		case "D":
+			stmts = append(stmts, "ALTER TABLE "+to.Sanitize()+" DISABLE TRIGGER "+quoteIdentifier(t.name))
+		}
+		for _, s := range stmts {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return fmt.Errorf("trigger %s: %w", t.name, err)
+			}
+		}
+	}
+	_, err = tx.Exec(ctx, `SET LOCAL search_path TO DEFAULT`)
+	return err
+}
+
+// readShadowMeta returns the shadow's meta row, or nil when there is no
+// (usable) shadow.
+func readShadowMeta(ctx context.Context, q querier) (*shadowMeta, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, ShadowSchema+".replay_meta").Scan(&exists); err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, nil
+	}
+	for _, t := range shadowTables {
+		if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{ShadowSchema, t}.Sanitize()).Scan(&exists); err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, nil
+		}
+	}
+	var m shadowMeta
+	var from int64
+	err := q.QueryRow(ctx, `SELECT keyring_fingerprint, install_id, stream_created, from_seq, started_at, finished_at
+		FROM `+quoteIdentifier(ShadowSchema)+`.replay_meta WHERE id = 1`).Scan(
+		&m.KeyringFingerprint, &m.InstallID, &m.StreamCreated, &from, &m.StartedAt, &m.FinishedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.FromSeq = uint64(from)
+	return &m, nil
+}
+
+// liveSchema returns the schema of the live tables (as the owner's search
+// path resolves license_audit).
+func liveSchema(ctx context.Context, q querier) (string, error) {
+	var schema *string
+	err := q.QueryRow(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = to_regclass($1)`, tableAudit).Scan(&schema)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && schema == nil) {
+		return "", fmt.Errorf("%w: table %s not found: run ledger migrate up", ErrNotMigrated, tableAudit)
+	}
+	if err != nil {
+		return "", err
+	}
+	if *schema == ShadowSchema {
+		return "", fmt.Errorf("the owner's search_path finds %s in %s: the live tables must be elsewhere", tableAudit, ShadowSchema)
+	}
+	return *schema, nil
+}
