@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -257,6 +258,10 @@ func (b *Bus) Append(ctx context.Context, subject string, env *events.Envelope, 
 			return 0, events.ErrConflict
 		case !isRetryable(err):
 			return 0, fmt.Errorf("append to %s: %w", subject, err)
+		case b.publishDenied(subject):
+			// The server refused the publish (the reply never comes): the
+			// credentials are a reader's. Retrying cannot help.
+			return 0, fmt.Errorf("append to %s: %w: these NATS credentials may not publish there (the ledger's are needed)", subject, nats.ErrPermissionViolation)
 		}
 		uncertain = true
 		backoff := time.Duration(50<<min(attempt, 5))*time.Millisecond + rand.N(50*time.Millisecond)
@@ -307,6 +312,14 @@ func isWrongSequence(err error) bool {
 
 // isRetryable reports errors whose publish may or may not have landed, or
 // that a moment's wait can cure (leader election, reconnect).
+// publishDenied reports whether the connection's last error is the
+// server refusing a publish to subject.
+func (b *Bus) publishDenied(subject string) bool {
+	le := b.nc.LastError()
+	return le != nil && errors.Is(le, nats.ErrPermissionViolation) &&
+		strings.Contains(le.Error(), `Publish to "`+subject+`"`)
+}
+
 func isRetryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {

@@ -182,3 +182,21 @@ func testUnknownOutcome(t *testing.T, target string, seed []byte, replicas int) 
 		t.Fatalf("the event was stored more than once: head %d, ours %d", h, seq)
 	}
 }
+
+// A reader's credentials may not publish: Append says so at once instead
+// of retrying an answer that never comes until the context ends.
+func TestAppendWithReaderCredentialsFails(t *testing.T) {
+	srv := natstest.Start(t)
+	openBus(t, srv.Connect(t, natsauth.RoleLedger), 1) // creates the stream
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, _, err := natsbus.Open(ctx, srv.Connect(t, natsauth.RoleReader), "LICENSES", 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.PublishTimeout = 200 * time.Millisecond
+	_, err = b.Append(ctx, events.OrgSubject("acme"), event(t, 0), 0)
+	if !errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, events.ErrUnavailable) || ctx.Err() != nil {
+		t.Fatalf("append with reader credentials: %v (context: %v)", err, ctx.Err())
+	}
+}
