@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
@@ -233,7 +234,9 @@ func (c *replayCmd) openStream(ctx context.Context) (*natsbus.Bus, func(), error
 // replayError maps replay errors to exit codes.
 func replayError(err error) error {
 	switch {
-	case errors.Is(err, postgres.ErrInvalidDSN):
+	case errors.Is(err, postgres.ErrInvalidDSN), errors.Is(err, nats.ErrPermissionViolation):
+		// Wrong settings: a DSN that does not parse, or NATS credentials
+		// without the rights the command needs.
 		return &cli.Error{Code: cli.ExitUsage, Err: err}
 	case errors.Is(err, postgres.ErrUnavailable), errors.Is(err, events.ErrUnavailable):
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
