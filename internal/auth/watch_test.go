@@ -1,38 +1,21 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/testenv"
 )
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
-func newTestWatcher(t *testing.T, path string, admin *Set) (*Watcher, *logBuffer) {
+func newTestWatcher(t *testing.T, path string, admin *Set) (*Watcher, *testenv.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	w, err := NewWatcher(path, admin, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +50,7 @@ func TestWatcherFollowsTheFile(t *testing.T) {
 		t.Fatalf("actor %+v", a)
 	}
 	w.Poll()
-	if n := logs.count("tokens file reloaded"); n != 1 {
+	if n := strings.Count(logs.String(), "tokens file reloaded"); n != 1 {
 		t.Fatalf("%d reload logs, want 1", n)
 	}
 
@@ -82,17 +65,17 @@ func TestWatcherFollowsTheFile(t *testing.T) {
 	if !works(w, tokA) || works(w, tokB) {
 		t.Fatal("an invalid file replaced the set")
 	}
-	if n := logs.count("tokens file is invalid"); n != 1 {
+	if n := strings.Count(logs.String(), "tokens file is invalid"); n != 1 {
 		t.Fatalf("%d error logs, want 1", n)
 	}
-	if n := logs.count(path + ":2:"); n != 1 {
-		t.Fatalf("the error does not name the line:\n%s", logs.b.String())
+	if n := strings.Count(logs.String(), path+":2:"); n != 1 {
+		t.Fatalf("the error does not name the line:\n%s", logs.String())
 	}
 	// Another invalid change is logged again.
 	WriteFileAtomic(path, []byte(eb.Line()+"\nstill not a token line\n"))
 	w.Poll()
 	w.Poll()
-	if n := logs.count("tokens file is invalid"); n != 2 {
+	if n := strings.Count(logs.String(), "tokens file is invalid"); n != 2 {
 		t.Fatalf("%d error logs, want 2", n)
 	}
 
@@ -107,13 +90,13 @@ func TestWatcherFollowsTheFile(t *testing.T) {
 		// A file readable by others is invalid too; fixing the mode reloads.
 		os.Chmod(path, 0o644)
 		w.Poll()
-		if !works(w, tokB) || logs.count("tokens file is invalid") != 3 {
+		if !works(w, tokB) || strings.Count(logs.String(), "tokens file is invalid") != 3 {
 			t.Fatal("insecure mode: want the previous set and one more error")
 		}
 		os.Chmod(path, 0o600)
-		reloads := logs.count("tokens file reloaded")
+		reloads := strings.Count(logs.String(), "tokens file reloaded")
 		w.Poll()
-		if !works(w, tokB) || logs.count("tokens file reloaded") != reloads+1 {
+		if !works(w, tokB) || strings.Count(logs.String(), "tokens file reloaded") != reloads+1 {
 			t.Fatal("mode fixed: want a reload")
 		}
 	}

@@ -1,7 +1,6 @@
 package faulttest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
+	"github.com/licenseledger/ledger/internal/testenv"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
@@ -85,7 +85,7 @@ func TestProjectorsRacing(t *testing.T) {
 	ld := startLoad(t, l, orgNames("race", 6), 3)
 
 	// 1. The lock bypassed: two active projectors, one checkpoint.
-	var logs logBuffer
+	var logs testenv.Buffer
 	a := startProjector(t, app, bus, 1, &logs)
 	b := startProjector(t, app, bus, 2, &logs)
 	ld.waitAcks(acksPerStep, stepTimeout, l.p)
@@ -186,7 +186,7 @@ type projectorRun struct {
 
 // startProjector runs a projector in this process; lockKey 0 is the
 // default lock, others bypass it.
-func startProjector(t *testing.T, dsn string, bus *natsbus.Bus, lockKey int64, logs *logBuffer) *projectorRun {
+func startProjector(t *testing.T, dsn string, bus *natsbus.Bus, lockKey int64, logs *testenv.Buffer) *projectorRun {
 	t.Helper()
 	pool := pgtest.NewPool(t, dsn)
 	p := postgres.NewProjector(postgres.ProjectorConfig{Pool: pool, Source: bus, Keys: keys(t), LockKey: lockKey,
@@ -316,28 +316,4 @@ func waitPublished(t *testing.T, js jetstream.JetStream) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("async publish did not complete")
 	}
-}
-
-// logBuffer collects log lines from several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) Reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Reset()
 }

@@ -1,7 +1,6 @@
 package natsbus_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/testenv"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
 )
 
@@ -82,29 +82,12 @@ func (f *fakeJetStream) serveDirectGets() {
 	}
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A ledger that has just created a replicated stream reads it at once; a
 // direct get that finds no responder yet is retried (and logged) instead
 // of failing the start.
 func TestOpenWaitsForDirectGetResponders(t *testing.T) {
 	fake, nc := startFakeJetStream(t)
-	var logs logBuffer
+	var logs testenv.Buffer
 	time.AfterFunc(300*time.Millisecond, fake.serveDirectGets)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
+	"github.com/licenseledger/ledger/internal/testenv"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
 	"github.com/licenseledger/ledger/license"
@@ -119,26 +119,8 @@ func TestReplayVerifyFindsDifferences(t *testing.T) {
 	}
 }
 
-// captured collects a logger's records.
-type captured struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (c *captured) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(b)
-}
-
-func (c *captured) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
-}
-
 // startProjector runs a live projector logging to log until the test ends.
-func startProjector(t *testing.T, e *env, pool *pgxpool.Pool, log *captured) *postgres.Projector {
+func startProjector(t *testing.T, e *env, pool *pgxpool.Pool, log *testenv.Buffer) *postgres.Projector {
 	t.Helper()
 	p := postgres.NewProjector(postgres.ProjectorConfig{Pool: pool, Source: e.readerSource(t), Keys: keys(t),
 		InstallID: e.svc.InstallID, BatchSize: 4, Logger: slog.New(slog.NewTextHandler(log, nil))})
@@ -220,7 +202,7 @@ func TestReplaySwapRepairs(t *testing.T) {
 	e := newEnv(t)
 	e.scenario(t)
 	pool, dsn := migrated(t)
-	var log captured
+	var log testenv.Buffer
 	p := startProjector(t, e, pool, &log)
 	r := openReplay(t, e, dsn)
 	mustExec(t, pool, `UPDATE org_licenses SET customer = 'Someone Else' WHERE org_slug = 'acme'`)
@@ -295,7 +277,7 @@ func TestReplaySwapDivergentAudit(t *testing.T) {
 	e := newEnv(t)
 	e.scenario(t)
 	pool, dsn := migrated(t)
-	var log captured
+	var log testenv.Buffer
 	p := startProjector(t, e, pool, &log)
 	r := openReplay(t, e, dsn)
 	rewriteAudit(t, pool, `UPDATE license_audit SET envelope_raw = convert_to('{"forged":true}', 'UTF8') WHERE seq = 4`)
@@ -421,7 +403,7 @@ func TestReplaySwapReadersSeeOldThenNew(t *testing.T) {
 	e := newEnv(t)
 	e.scenario(t)
 	pool, dsn := migrated(t)
-	var log captured
+	var log testenv.Buffer
 	startProjector(t, e, pool, &log)
 	r := openReplay(t, e, dsn)
 	reader, err := pgxpool.New(context.Background(), pgtest.LoginRole(t, dsn, "ledger_app"))

@@ -5,7 +5,6 @@
 package proctest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/testenv"
 )
 
 // StopTimeout bounds a graceful stop (SIGTERM) before the process is killed.
@@ -119,7 +120,7 @@ func RepoRoot(t testing.TB) string {
 type Process struct {
 	Name   string
 	Cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testenv.Buffer
 	exited chan struct{}
 	err    error // set before exited is closed
 }
@@ -134,7 +135,7 @@ func Start(t testing.TB, name, bin string, args []string, env map[string]string)
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = ChildEnv(env)
-	p := &Process{Name: name, Cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &Process{Name: name, Cmd: cmd, out: &testenv.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
@@ -236,23 +237,6 @@ func Tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // WaitFor polls check every 50 ms until it returns nil, failing the test
