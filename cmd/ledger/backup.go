@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,7 +78,7 @@ func (c *backupCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) err
 	}
 	defer sc.close()
 	started := time.Now().UTC()
-	prog := &lazyProgress{make: func(total int64) *progress { return newProgress(env, log, "snapshot", "bytes", total, true) }}
+	prog := newProgress(env.Stderr, "auto", log, "snapshot", "bytes", true)
 	st, err := natsbus.Snapshot(ctx, sc.nc, c.Stream, c.Dir, prog.update)
 	prog.finish()
 	if err != nil {
@@ -156,7 +155,7 @@ func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) er
 		}
 		fmt.Fprintf(env.Stdout, "stream %s: existed without a message; replaced\n", c.Stream)
 	}
-	prog := &lazyProgress{make: func(total int64) *progress { return newProgress(env, log, "restore", "bytes", total, true) }}
+	prog := newProgress(env.Stderr, "auto", log, "restore", "bytes", true)
 	got, err := natsbus.Restore(ctx, sc.nc, c.Dir, prog.update)
 	prog.finish()
 	if err != nil {
@@ -180,38 +179,6 @@ func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) er
 	}
 	fmt.Fprintf(env.Stdout, "manifest: ok, last seq %d digest %s (backup of %s)\n", m.LastSeq, orNone(digest), m.BackupTime.Format(time.RFC3339))
 	return nil
-}
-
-// lazyProgress is a progress made at the first report, when the total is
-// known. The snapshot library reports from several goroutines, also after
-// the operation returned: update and finish are safe for concurrent use,
-// and reports after finish are dropped.
-type lazyProgress struct {
-	make func(total int64) *progress
-	mu   sync.Mutex
-	p    *progress
-	done bool
-}
-
-func (l *lazyProgress) update(done, total uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.done {
-		return
-	}
-	if l.p == nil {
-		l.p = l.make(int64(total))
-	}
-	l.p.set(int64(done))
-}
-
-func (l *lazyProgress) finish() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.done = true
-	if l.p != nil {
-		l.p.finish()
-	}
 }
 
 // chainDigest computes the audit chain over the stream's messages

@@ -4,18 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
@@ -111,7 +107,7 @@ func (c *replayCmd) run(ctx context.Context, env *cli.Env) error {
 	if err != nil {
 		return unavailable("the stream: %v", err)
 	}
-	prog := newReplayProgress(env.Stderr, c.Progress, log)
+	prog := newProgress(env.Stderr, c.Progress, log, "replay", "events", false)
 	defer prog.finish()
 	r, err := postgres.OpenReplay(ctx, postgres.ReplayConfig{DSN: c.DatabaseURL, Source: bus, Keys: keys,
 		InstallID: installID, Progress: prog.update, Logger: log})
@@ -125,7 +121,7 @@ func (c *replayCmd) run(ctx context.Context, env *cli.Env) error {
 	return c.swap(ctx, env, r, bus, prog)
 }
 
-func (c *replayCmd) verify(ctx context.Context, env *cli.Env, r *postgres.Replayer, prog *replayProgress) error {
+func (c *replayCmd) verify(ctx context.Context, env *cli.Env, r *postgres.Replayer, prog *progress) error {
 	b, err := r.Build(ctx, postgres.Rebuild, c.FromSeq)
 	prog.finish()
 	if err != nil {
@@ -153,7 +149,7 @@ func (c *replayCmd) logBuild(log *slog.Logger, b postgres.BuildResult) {
 		"events_per_s", int(rate))
 }
 
-func (c *replayCmd) swap(ctx context.Context, env *cli.Env, r *postgres.Replayer, bus *natsbus.Bus, prog *replayProgress) error {
+func (c *replayCmd) swap(ctx context.Context, env *cli.Env, r *postgres.Replayer, bus *natsbus.Bus, prog *progress) error {
 	opts := postgres.SwapOptions{AcceptDivergence: c.AcceptDivergence, Now: env.Now,
 		Announce: func(ctx context.Context, rep postgres.Replacement) (uint64, error) {
 			// Credentials without publish rights get no answer at all.
@@ -244,74 +240,4 @@ func replayError(err error) error {
 		return fmt.Errorf("interrupted: the shadow keeps what was committed; run the command again to resume")
 	}
 	return err
-}
-
-// replayProgress shows the build's progress: a bar on a terminal, else a
-// log line at most every 5 s.
-type replayProgress struct {
-	mu      sync.Mutex
-	bar     *progressbar.ProgressBar
-	useBar  bool
-	w       io.Writer
-	log     *slog.Logger
-	start   time.Time
-	first   uint64
-	started bool
-	lastLog time.Time
-}
-
-func newReplayProgress(w io.Writer, mode string, log *slog.Logger) *replayProgress {
-	useBar := mode == "bar"
-	if mode == "auto" {
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			useBar = true
-		}
-	}
-	return &replayProgress{w: w, useBar: useBar, log: log}
-}
-
-// update reports the shadow at done of total.
-func (p *replayProgress) update(done, total uint64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if !p.started {
-		p.started, p.start, p.first, p.lastLog = true, now, done, now
-		if p.useBar && total > done {
-			p.bar = progressbar.NewOptions64(int64(total-done), progressbar.OptionSetWriter(p.w),
-				progressbar.OptionSetDescription("replay"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-				progressbar.OptionSetItsString("events"), progressbar.OptionSetPredictTime(true),
-				progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionFullWidth())
-		}
-	}
-	if p.bar != nil {
-		p.bar.ChangeMax64(int64(total - p.first))
-		p.bar.Set64(int64(done - p.first))
-		return
-	}
-	if p.useBar || (now.Sub(p.lastLog) < 5*time.Second && done < total) {
-		return
-	}
-	p.lastLog = now
-	elapsed := now.Sub(p.start).Seconds()
-	rate := 0.0
-	if elapsed > 0 {
-		rate = float64(done-p.first) / elapsed
-	}
-	eta := "-"
-	if rate > 0 && total > done {
-		eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
-	}
-	p.log.Info("replay progress", "seq", done, "of", total, "events_per_s", int(rate), "eta", eta)
-}
-
-// finish ends the bar (the next build starts a new one).
-func (p *replayProgress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.bar != nil {
-		p.bar.Finish()
-		fmt.Fprintln(p.w)
-	}
-	p.bar, p.started = nil, false
 }

@@ -15,8 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/cli"
@@ -117,58 +115,6 @@ func (f *maintFlags) connect(name string, log *slog.Logger, online bool) (*strea
 // signalContext ends on SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
-// progress shows how far a long operation is: a progress bar on a
-// terminal, else a log line every few seconds.
-type progress struct {
-	bar   *progressbar.ProgressBar
-	log   *slog.Logger
-	what  string
-	total int64
-	start time.Time
-	last  time.Time
-}
-
-func newProgress(env *cli.Env, log *slog.Logger, what, unit string, total int64, bytes bool) *progress {
-	p := &progress{log: log, what: what, total: total, start: time.Now(), last: time.Now()}
-	if f, ok := env.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		opts := []progressbar.Option{progressbar.OptionSetWriter(f), progressbar.OptionSetDescription(what),
-			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(100 * time.Millisecond), progressbar.OptionShowElapsedTimeOnFinish(),
-			progressbar.OptionFullWidth(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(f) })}
-		if bytes {
-			opts = append(opts, progressbar.OptionShowBytes(true))
-		} else {
-			opts = append(opts, progressbar.OptionSetItsString(unit), progressbar.OptionShowIts())
-		}
-		p.bar = progressbar.NewOptions64(total, opts...)
-	}
-	return p
-}
-
-// set records done units out of the total.
-func (p *progress) set(done int64) {
-	if p.bar != nil {
-		p.bar.Set64(done)
-		return
-	}
-	if time.Since(p.last) < 5*time.Second {
-		return
-	}
-	p.last = time.Now()
-	rate := float64(done) / time.Since(p.start).Seconds()
-	args := []any{"done", done, "total", p.total, "per_second", int64(rate)}
-	if rate > 0 && p.total > done {
-		args = append(args, "eta", time.Duration(float64(p.total-done)/rate*float64(time.Second)).Round(time.Second).String())
-	}
-	p.log.Info(p.what, args...)
-}
-
-func (p *progress) finish() {
-	if p.bar != nil {
-		p.bar.Finish()
-	}
 }
 
 type streamCmd struct {
@@ -369,7 +315,7 @@ func (c *streamReseedCmd) publish(ctx context.Context, env *cli.Env, log *slog.L
 	if err != nil {
 		return 0, err
 	}
-	prog := newProgress(env, log, "publishing", "messages", int64(to-from+1), false)
+	prog := newProgress(env.Stderr, "auto", log, "publishing", "messages", false)
 	var sent uint64
 	err = reader.Scan(ctx, audit.Query{After: from - 1}, func(r *audit.Record) error {
 		if r.Seq > to {
@@ -379,7 +325,7 @@ func (c *streamReseedCmd) publish(ctx context.Context, env *cli.Env, log *slog.L
 			return err
 		}
 		sent++
-		prog.set(int64(sent))
+		prog.update(sent, to-from+1)
 		return nil
 	})
 	if err == nil || errors.Is(err, errDone) {
