@@ -10,7 +10,12 @@
 //     database set up with `ledger migrate up` and roles.sql, two `ledger
 //     serve` and two `gatekeeper` processes, and exercise the whole path:
 //     upload, enforcement on both gatekeepers, projection into PostgreSQL,
-//     and the reader's inability to write or delete.
+//     and the reader's inability to write or delete;
+//   - run the cluster backup and restore of docs/operations.md with the real
+//     nats CLI (`nats stream backup --check`, `nats stream rm`, `nats stream
+//     restore`), then `ledger stream reseed`, and check that every message,
+//     the ledger's statuses and its projection come back.
 //
-// The binaries are built from this module (nats-server from go.mod).
+// The binaries are built from this module (nats-server and the nats CLI at
+// the versions go.mod pins).
 package clustertest

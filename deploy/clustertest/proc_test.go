@@ -8,17 +8,21 @@ import (
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
 
-// binaries are the programs a deployment runs, built from this module.
+// binaries are the programs a deployment runs, built from this module,
+// and the nats CLI an operator runs against it.
 type binaries struct {
-	natsServer, ledger, gatekeeper string
+	natsServer, ledger, gatekeeper, natsCLI string
 }
 
-// buildBinaries builds nats-server (the version go.mod pins), ledger and
-// gatekeeper into a temporary directory, in one go build.
+// bins holds the programs, built once for all tests of the package.
+var bins proctest.Cache
+
+// buildBinaries builds nats-server and the nats CLI (the versions go.mod
+// pins), ledger and gatekeeper, in one go build the first time.
 func buildBinaries(t *testing.T) binaries {
 	t.Helper()
-	b := proctest.Build(t, t.TempDir(), proctest.NATSServer, proctest.Ledger, proctest.Gatekeeper)
-	return binaries{natsServer: b["nats-server"], ledger: b["ledger"], gatekeeper: b["gatekeeper"]}
+	b := bins.Get(t, proctest.NATSServer, proctest.Ledger, proctest.Gatekeeper, proctest.NATSCLI)
+	return binaries{natsServer: b["nats-server"], ledger: b["ledger"], gatekeeper: b["gatekeeper"], natsCLI: b["nats"]}
 }
 
 // process is a program started by a test (proctest.Process).

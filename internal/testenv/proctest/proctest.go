@@ -1,7 +1,8 @@
-// Package proctest runs this module's programs, and nats-server at the
-// version go.mod pins, as real processes for tests: it builds them once per
-// test binary, starts them with a clean environment, shows their output
-// when a test fails, and stops (SIGTERM) or kills (SIGKILL) them.
+// Package proctest runs this module's programs, and nats-server and the
+// nats CLI at the versions go.mod pins, as real processes for tests: it
+// builds them once per test binary, starts them with a clean environment,
+// shows their output when a test fails, and stops (SIGTERM) or kills
+// (SIGKILL) them.
 package proctest
 
 import (
@@ -30,7 +31,7 @@ const (
 )
 
 // Binaries are built programs by the base name of their package path
-// ("nats-server", "ledger", "gatekeeper").
+// ("nats-server", "ledger", "gatekeeper", "nats").
 type Binaries map[string]string
 
 // Build builds pkgs (import paths, or paths relative to the module root)
