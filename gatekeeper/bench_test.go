@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,11 +14,15 @@ import (
 )
 
 // frozen is a lock-free Source over fixed states, like a follower's cache
-// between events.
+// between events, with a generation (GenerationSource) like a follower's:
+// whoever changes states bumps gen.
 type frozen struct {
 	states map[string]*projection.OrgState
 	inst   *projection.OrgState
+	gen    atomic.Uint64
 }
+
+func (f *frozen) Generation() uint64 { return f.gen.Load() }
 
 func (w *world) freeze() *frozen {
 	w.mu.RLock()
@@ -171,6 +176,7 @@ func BenchmarkDecideEntryRebuild(b *testing.B) {
 	for b.Loop() {
 		c := *own
 		src.states["acme"] = &c
+		src.gen.Add(1)
 		g.Decide(r)
 	}
 }

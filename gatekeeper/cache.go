@@ -26,16 +26,23 @@ import (
 // again at the new time. The status itself always comes from
 // projection.Report (license.Held.Status): nothing here re-derives it.
 //
-// Orgs with events live in a sync.Map (they are bounded by the orgs the
-// ledger knows). Orgs with no events of their own (Seq 0, which a Source
-// may allocate afresh for every call) are keyed by name and instance
-// state in a fixed-size direct-mapped table, so clients naming random
-// slugs cannot grow memory.
+// An org's entry is kept in the Memo its Source holds for the org
+// (MemoSource), so that it lives and dies with the source's own cache
+// entry; with a Source that has no memos, orgs with events live in a
+// sync.Map (they are bounded by the orgs the ledger knows). Orgs with no
+// events of their own (Seq 0, which a Source may allocate afresh for
+// every call) are keyed by name and instance state in a fixed-size
+// direct-mapped table, so clients naming random slugs cannot grow memory.
 //
-// In front of the map, a direct-mapped table indexed by the own state's
+// In front of those, a direct-mapped table indexed by the own state's
 // pointer finds the entry without hashing the org's name; a collision
-// there only sends the lookup to the map. It keeps at most l1Slots
+// there only sends the lookup further. It keeps at most l1Slots
 // superseded entries alive.
+//
+// A view's decision material (status, denial, header values, feature
+// rule results) is the same for every org whose license says the same
+// things on the same day: it is shared (interned per Gate, up to
+// internMax), and a view adds only its window.
 const (
 	anonSlots = 1024 // a power of two
 	l1Slots   = 4096 // a power of two
@@ -43,25 +50,58 @@ const (
 
 type orgSlot struct{ cur atomic.Pointer[entry] }
 
+// Memo is where a Source keeps a Gate's decision entry for an org it
+// caches (see MemoSource). The zero value is empty; a Gate fills it.
+type Memo struct{ e atomic.Pointer[entry] }
+
+// MemoSource is an optional addition to a Source that caches orgs: Memo
+// returns the memo it keeps with org's cached state, nil when it caches
+// none for org. A Gate keeps its decision entry there rather than in a map
+// of its own: a replica holding every licensed org keeps one map. A memo
+// serves one Gate at a time: Gates sharing a Source replace each other's
+// entries (correct, but slower).
+type MemoSource interface {
+	Memo(org string) *Memo
+}
+
 type entry struct {
-	gen       atomic.Uint64 // the source generation it was last found current at (byOrg)
-	org       string
+	gen       atomic.Uint64        // the source generation it was last found current at (byOrg)
 	own, inst *projection.OrgState // own nil: no events of its own
+	cache     *entryCache          // the Gate's cache it belongs to (memos)
+	orgHdr    [1]string            // the org; X-License-Org's value
 	enforced  bool                 // install mode on (auto counts as off)
-	orgHdr    []string
 	view      atomic.Pointer[view]
 }
+
+// org is the org e decides.
+func (e *entry) org() string { return e.orgHdr[0] }
 
 // view is an entry's decision material during [from, until) (Unix
 // nanoseconds, clamped: unixNanos).
 type view struct {
 	from, until int64
-	status      license.Status
-	reason      license.Reason
-	code        string // the enforced denial for the status ("" for valid, grace)
-	hdr         headerSet
-	ruleOK      []bool   // per feature rule: the license holds all its features
-	ruleMsg     []string // per feature rule: the denial message when not
+	*look
+}
+
+// look is what a view decides with, shared by the views that agree on it.
+type look struct {
+	status  license.Status
+	reason  license.Reason
+	code    string // the enforced denial for the status ("" for valid, grace)
+	hdr     headerSet
+	ruleOK  []bool   // per feature rule: the license holds all its features
+	ruleMsg []string // per feature rule: the denial message when not
+}
+
+// lookKey identifies a look: everything it is computed from.
+type lookKey struct {
+	status             license.Status
+	reason             license.Reason
+	tier, features     string
+	usersLimit, days   int
+	hasUsers, hasDays  bool
+	hasTier, graceEnds bool
+	graceEndsAt        string
 }
 
 // hasNoEvents reports whether s is the state of an org with no events.
@@ -70,22 +110,29 @@ func hasNoEvents(s *projection.OrgState) bool {
 }
 
 type entryCache struct {
-	orgs  sync.Map // org → *orgSlot
+	orgs  sync.Map // org → *orgSlot, without memos
+	memos MemoSource
 	l1    []atomic.Pointer[entry]
 	byOrg []atomic.Pointer[entry] // by org name, checked against the source generation
 	anon  []atomic.Pointer[entry]
 	seed  maphash.Seed
+	hseed uint64 // strHash seed
+	rules []FeatureRule
+
+	looksMu sync.Mutex
+	looks   map[lookKey]*look
 }
 
-func newEntryCache() *entryCache {
+func newEntryCache(memos MemoSource, rules []FeatureRule) *entryCache {
 	return &entryCache{l1: make([]atomic.Pointer[entry], l1Slots), anon: make([]atomic.Pointer[entry], anonSlots),
-		byOrg: make([]atomic.Pointer[entry], l1Slots), seed: maphash.MakeSeed()}
+		byOrg: make([]atomic.Pointer[entry], l1Slots), seed: maphash.MakeSeed(), hseed: newHashSeed(),
+		memos: memos, rules: rules}
 }
 
 // current returns org's entry if it was found current at generation gen.
 func (c *entryCache) current(org string, gen uint64) (*entry, *atomic.Pointer[entry]) {
-	slot := &c.byOrg[maphash.String(c.seed, org)&(l1Slots-1)]
-	if e := slot.Load(); e != nil && e.gen.Load() == gen && e.org == org {
+	slot := &c.byOrg[strHash(org, c.hseed)&(l1Slots-1)]
+	if e := slot.Load(); e != nil && e.gen.Load() == gen && e.orgHdr[0] == org {
 		return e, slot
 	}
 	return nil, slot
@@ -104,130 +151,187 @@ func (c *entryCache) get(org string, own, inst *projection.OrgState) *entry {
 		inst = nil
 	}
 	if hasNoEvents(own) {
-		slot := &c.anon[maphash.String(c.seed, org)&(anonSlots-1)]
-		if e := slot.Load(); e != nil && e.inst == inst && e.org == org {
+		slot := &c.anon[strHash(org, c.hseed)&(anonSlots-1)]
+		if e := slot.Load(); e != nil && e.inst == inst && e.org() == org {
 			return e
 		}
-		e := newEntry(org, nil, inst)
+		e := c.newEntry(org, nil, inst)
 		slot.Store(e)
 		return e
 	}
 	l1 := &c.l1[maphash.Comparable(c.seed, own)&(l1Slots-1)]
-	if e := l1.Load(); e != nil && e.own == own && e.inst == inst && e.org == org {
+	if e := l1.Load(); e != nil && e.own == own && e.inst == inst && e.org() == org {
 		return e
 	}
-	v, ok := c.orgs.Load(org)
-	if !ok {
-		v, _ = c.orgs.LoadOrStore(strings.Clone(org), &orgSlot{})
+	var cur *atomic.Pointer[entry]
+	if c.memos != nil {
+		if m := c.memos.Memo(org); m != nil {
+			cur = &m.e
+		}
 	}
-	s := v.(*orgSlot)
-	e := s.cur.Load()
-	if e == nil || e.own != own || e.inst != inst {
-		e = newEntry(org, own, inst)
-		s.cur.Store(e)
+	if cur == nil {
+		v, ok := c.orgs.Load(org)
+		if !ok {
+			v, _ = c.orgs.LoadOrStore(strings.Clone(org), &orgSlot{})
+		}
+		cur = &v.(*orgSlot).cur
+	}
+	e := cur.Load()
+	if e == nil || e.own != own || e.inst != inst || e.cache != c || e.org() != org {
+		e = c.newEntry(org, own, inst)
+		cur.Store(e)
 	}
 	l1.Store(e)
 	return e
 }
 
-func newEntry(org string, own, inst *projection.OrgState) *entry {
-	org = strings.Clone(org)
-	return &entry{org: org, own: own, inst: inst, enforced: inst.EnforcementMode() == events.EnforceOn, orgHdr: []string{org}}
+func (c *entryCache) newEntry(org string, own, inst *projection.OrgState) *entry {
+	if own != nil && own.Org == org {
+		org = own.Org // held by the state already
+	} else {
+		org = strings.Clone(org)
+	}
+	return &entry{orgHdr: [1]string{org}, own: own, inst: inst, cache: c, enforced: inst.EnforcementMode() == events.EnforceOn}
 }
 
 // at returns e's view at now (Unix nanoseconds).
-func (e *entry) at(now int64, rules []FeatureRule) *view {
+func (e *entry) at(now int64) *view {
 	if v := e.view.Load(); v != nil && v.from <= now && now < v.until {
 		return v
 	}
-	v := e.build(now, rules)
+	v := e.build(now)
 	e.view.Store(v)
 	return v
 }
 
 // build computes e's view at now.
-func (e *entry) build(now int64, rules []FeatureRule) *view {
+func (e *entry) build(now int64) *view {
 	t := time.Unix(0, now).UTC()
-	rep := projection.Report(e.org, e.own, e.inst, t)
-	v := &view{status: rep.Status, from: math.MinInt64, until: math.MaxInt64}
-	if rep.Reason != nil {
-		v.reason = *rep.Reason
-	}
+	rep := projection.Report(e.org(), e.own, e.inst, t)
+	v := &view{from: math.MinInt64, until: math.MaxInt64}
 	// The window: between the thresholds of every license of both states
 	// around t (a superset of those of the license in force), and within
 	// the day of each one's days_remaining.
-	var slots []*projection.Slot
-	for _, st := range []*projection.OrgState{e.own, e.inst} {
-		if st != nil {
-			slots = append(slots, st.Current, st.Pending)
-		}
-	}
-	for _, s := range slots {
-		if s == nil || s.License == nil || s.License.Payload == nil {
+	for _, st := range [2]*projection.OrgState{e.own, e.inst} {
+		if st == nil {
 			continue
 		}
-		p := s.License.Payload
-		if !p.NotBefore.IsZero() {
-			v.narrow(t, p.NotBefore.Add(-license.Skew))
-		}
-		v.narrow(t, p.Expires)
-		v.narrow(t, s.Held.GraceEnds())
-		from, until := dayWindow(p.Expires, t)
-		v.from = max(v.from, unixNanos(from))
-		v.until = min(v.until, unixNanos(until))
-	}
-
-	h := &v.hdr
-	h.org, h.status = e.orgHdr, intern(string(rep.Status))
-	switch rep.Status {
-	case license.StatusValid, license.StatusGrace, license.StatusExpired:
-		if rep.Tier != nil {
-			h.tier = intern(string(*rep.Tier))
-		}
-		h.features = intern(strings.Join(rep.Features, ","))
-		if rep.UsersLimit != nil {
-			h.usersLimit = intern(strconv.Itoa(*rep.UsersLimit))
-		}
-		if rep.DaysRemaining != nil {
-			h.days = intern(strconv.Itoa(*rep.DaysRemaining))
-		}
-		if rep.Status == license.StatusGrace && rep.GraceEnds != nil {
-			h.warning = []string{"grace; ends=" + *rep.GraceEnds}
-		}
-	}
-
-	switch rep.Status {
-	case license.StatusMissing:
-		v.code = CodeLicenseMissing
-	case license.StatusExpired:
-		v.code = CodeLicenseExpired
-	case license.StatusInvalid:
-		v.code = CodeLicenseInvalid
-	case license.StatusValid, license.StatusGrace:
-		if len(rules) > 0 {
-			v.ruleOK = make([]bool, len(rules))
-			v.ruleMsg = make([]string, len(rules))
-		}
-		for i, r := range rules {
-			var lacking []string
-			for _, f := range r.Features {
-				if !contains(rep.Features, f) {
-					lacking = append(lacking, f)
-				}
+		for _, s := range [2]*projection.Slot{st.Current, st.Pending} {
+			if s == nil || s.License == nil || s.License.Payload == nil {
+				continue
 			}
-			v.ruleOK[i] = len(lacking) == 0
-			if !v.ruleOK[i] {
-				v.ruleMsg[i] = "the org's license does not include " + strings.Join(lacking, ", ") + ", which this route needs"
+			p := s.License.Payload
+			if !p.NotBefore.IsZero() {
+				v.narrow(t, p.NotBefore.Add(-license.Skew))
 			}
+			v.narrow(t, p.Expires)
+			v.narrow(t, s.Held.GraceEnds())
+			from, until := dayWindow(p.Expires, t)
+			v.from = max(v.from, unixNanos(from))
+			v.until = min(v.until, unixNanos(until))
 		}
-	default:
-		v.code = CodeLicenseInvalid
 	}
+	v.look = e.cache.lookOf(&rep)
 	return v
 }
 
+// lookOf returns the look of a status report: the shared one when there
+// is one, else a new one (shared from then on, up to internMax).
+func (c *entryCache) lookOf(rep *license.Report) *look {
+	k := lookKey{status: rep.Status}
+	if rep.Reason != nil {
+		k.reason = *rep.Reason
+	}
+	switch rep.Status {
+	case license.StatusValid, license.StatusGrace, license.StatusExpired:
+		if rep.Tier != nil {
+			k.tier, k.hasTier = string(*rep.Tier), true
+		}
+		k.features = strings.Join(rep.Features, ",")
+		if rep.UsersLimit != nil {
+			k.usersLimit, k.hasUsers = *rep.UsersLimit, true
+		}
+		if rep.DaysRemaining != nil {
+			k.days, k.hasDays = *rep.DaysRemaining, true
+		}
+		if rep.Status == license.StatusGrace && rep.GraceEnds != nil {
+			k.graceEndsAt, k.graceEnds = *rep.GraceEnds, true
+		}
+	}
+	c.looksMu.Lock()
+	l, ok := c.looks[k]
+	c.looksMu.Unlock()
+	if ok {
+		return l
+	}
+	l = c.newLook(k, rep.Features)
+	c.looksMu.Lock()
+	defer c.looksMu.Unlock()
+	if prev, ok := c.looks[k]; ok {
+		return prev
+	}
+	if c.looks == nil {
+		c.looks = map[lookKey]*look{}
+	}
+	if len(c.looks) < internMax {
+		c.looks[k] = l
+	}
+	return l
+}
+
+func (c *entryCache) newLook(k lookKey, features []string) *look {
+	l := &look{status: k.status, reason: k.reason}
+	h := &l.hdr
+	h.status = intern(string(k.status))
+	switch k.status {
+	case license.StatusValid, license.StatusGrace, license.StatusExpired:
+		if k.hasTier {
+			h.tier = intern(k.tier)
+		}
+		h.features = intern(k.features)
+		if k.hasUsers {
+			h.usersLimit = intern(strconv.Itoa(k.usersLimit))
+		}
+		if k.hasDays {
+			h.days = intern(strconv.Itoa(k.days))
+		}
+		if k.graceEnds {
+			h.warning = []string{"grace; ends=" + k.graceEndsAt}
+		}
+	}
+
+	switch k.status {
+	case license.StatusMissing:
+		l.code = CodeLicenseMissing
+	case license.StatusExpired:
+		l.code = CodeLicenseExpired
+	case license.StatusInvalid:
+		l.code = CodeLicenseInvalid
+	case license.StatusValid, license.StatusGrace:
+		if len(c.rules) > 0 {
+			l.ruleOK = make([]bool, len(c.rules))
+			l.ruleMsg = make([]string, len(c.rules))
+		}
+		for i, r := range c.rules {
+			var lacking []string
+			for _, f := range r.Features {
+				if !contains(features, f) {
+					lacking = append(lacking, f)
+				}
+			}
+			l.ruleOK[i] = len(lacking) == 0
+			if !l.ruleOK[i] {
+				l.ruleMsg[i] = "the org's license does not include " + strings.Join(lacking, ", ") + ", which this route needs"
+			}
+		}
+	default:
+		l.code = CodeLicenseInvalid
+	}
+	return l
+}
+
 // Header values repeat across orgs (statuses, tiers, feature sets, users
-// limits, day counts): views share one pre-rendered slice per value, up to
+// limits, day counts): looks share one pre-rendered slice per value, up to
 // internMax values, so that a replica holding every licensed org keeps
 // each value once.
 const internMax = 8192

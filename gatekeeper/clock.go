@@ -40,10 +40,14 @@ const coarseIdle = time.Second
 // itself and starts it again. A step of the system clock is seen within a
 // tick.
 type coarseClock struct {
-	now     atomic.Int64 // Unix nanoseconds, refreshed every tick while running
-	running atomic.Bool
-	read    atomic.Bool // read since the last tick (set once per tick, not per read)
+	now   atomic.Int64  // Unix nanoseconds, refreshed every tick while running
+	state atomic.Uint32 // clockRunning | clockRead
 }
+
+const (
+	clockRunning = 1 << iota // the ticker runs
+	clockRead                // read since the last tick (set once per tick, not per read)
+)
 
 // defaultClock is shared by every Gate with the default clock: one ticker
 // per process.
@@ -51,20 +55,32 @@ var defaultClock coarseClock
 
 // nanos is the current wall time in Unix nanoseconds.
 func (c *coarseClock) nanos() int64 {
-	if c.running.Load() {
-		if !c.read.Load() {
-			c.read.Store(true)
-		}
+	if c.state.Load() == clockRunning|clockRead {
 		return c.now.Load()
 	}
-	now := time.Now().UnixNano()
-	c.now.Store(now) // before running: a reader that sees running sees a fresh value
-	c.read.Store(true)
-	if c.running.CompareAndSwap(false, true) {
-		go c.run()
-	}
-	return now
+	return c.slow()
 }
+
+// slow is nanos on the first read since the last tick, or when the clock
+// is not running (it reads the system clock and starts the ticker).
+func (c *coarseClock) slow() int64 {
+	for {
+		s := c.state.Load()
+		if s&clockRunning != 0 {
+			c.state.Or(clockRead)
+			return c.now.Load()
+		}
+		now := time.Now().UnixNano()
+		c.now.Store(now) // before running: a reader that sees running sees a fresh value
+		if c.state.CompareAndSwap(s, clockRunning|clockRead) {
+			go c.run()
+			return now
+		}
+	}
+}
+
+// running reports whether the ticker runs.
+func (c *coarseClock) running() bool { return c.state.Load()&clockRunning != 0 }
 
 func (c *coarseClock) run() {
 	t := time.NewTicker(coarseTick)
@@ -72,12 +88,12 @@ func (c *coarseClock) run() {
 	idle := 0
 	for range t.C {
 		c.now.Store(time.Now().UnixNano())
-		if c.read.Swap(false) {
+		if c.state.And(^uint32(clockRead))&clockRead != 0 {
 			idle = 0
 			continue
 		}
 		if idle++; idle >= int(coarseIdle/coarseTick) {
-			c.running.Store(false)
+			c.state.And(^uint32(clockRunning))
 			return
 		}
 	}

@@ -19,18 +19,18 @@ func TestCoarseClock(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if !c.running.Load() {
+	if !c.running() {
 		t.Fatal("not ticking while read")
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for c.running.Load() {
+	for c.running() {
 		if time.Now().After(deadline) {
 			t.Fatal("still ticking 10 s after the last read")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	before := time.Now().UnixNano()
-	if got := c.nanos(); got < before || !c.running.Load() {
-		t.Errorf("a read after idling: %d before %d, running %v", got, before, c.running.Load())
+	if got := c.nanos(); got < before || !c.running() {
+		t.Errorf("a read after idling: %d before %d, running %v", got, before, c.running())
 	}
 }

@@ -87,14 +87,16 @@ type Decision struct {
 	// LicenseStatus is the org's status when known ("" otherwise).
 	LicenseStatus license.Status
 
-	hdr *headerSet // pre-rendered, shared, never modified; nil when the state is unknown
+	hdr    *headerSet // pre-rendered, shared, never modified; nil when the state is unknown
+	orgHdr *[1]string // X-License-Org's value, with hdr
 }
 
-// headerSet holds the pre-rendered values of an entry's headers; nil
-// slices are not sent.
+// headerSet holds the pre-rendered values of a view's headers but the
+// org's (shared by every org with the same values); nil slices are not
+// sent.
 type headerSet struct {
-	org, status, tier, features, usersLimit, days []string
-	warning                                       []string // client response, in grace
+	status, tier, features, usersLimit, days []string
+	warning                                  []string // client response, in grace
 }
 
 // ForAuthz returns d as the /authz endpoint answers it: every denial is
@@ -125,11 +127,31 @@ func (d Decision) Upstream() http.Header {
 // The values are shared, pre-rendered slices: assigned, not copied, so a
 // caller must not modify them.
 func SetUpstreamHeaders(h http.Header, d Decision) {
-	s := d.hdr
+	setUpstream(h, d, len(h) == 0)
+}
+
+// setUpstream is SetUpstreamHeaders; absent says h holds no X-License-*
+// header (an empty map, or one just stripped): nothing to remove.
+func setUpstream(h http.Header, d Decision, absent bool) {
+	if absent {
+		if d.Allowed && d.hdr != nil {
+			s := d.hdr
+			h[HeaderOrg] = d.orgHdr[:]
+			add(h, HeaderStatus, s.status)
+			add(h, HeaderTier, s.tier)
+			add(h, HeaderFeatures, s.features)
+			add(h, HeaderUsersLimit, s.usersLimit)
+			add(h, HeaderDaysRemaining, s.days)
+		}
+		return
+	}
+	s, org := d.hdr, []string(nil)
 	if !d.Allowed || s == nil {
 		s = &noHeaders
+	} else {
+		org = d.orgHdr[:]
 	}
-	set(h, HeaderOrg, s.org)
+	set(h, HeaderOrg, org)
 	set(h, HeaderStatus, s.status)
 	set(h, HeaderTier, s.tier)
 	set(h, HeaderFeatures, s.features)
@@ -146,6 +168,12 @@ func SetClientHeaders(h http.Header, d Decision) {
 }
 
 var noHeaders headerSet
+
+func add(h http.Header, k string, v []string) {
+	if v != nil {
+		h[k] = v
+	}
+}
 
 func set(h http.Header, k string, v []string) {
 	if v == nil {

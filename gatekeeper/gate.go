@@ -26,7 +26,7 @@ type Gate struct {
 	allowNoOrg bool
 	enforce    *bool
 	timeout    time.Duration
-	now        func() int64 // Unix nanoseconds (unixNanos)
+	now        func() int64 // Unix nanoseconds (unixNanos); nil: the default clock
 	routes     *router
 	cache      *entryCache
 	stats      counters
@@ -41,7 +41,7 @@ func New(src Source, cfg Config) (*Gate, error) {
 		return nil, fmt.Errorf("gatekeeper: decision timeout %v", cfg.DecisionTimeout)
 	}
 	g := &Gate{src: src, orgFrom: cfg.OrgSource.orDefault(), allowNoOrg: cfg.AllowNoOrg,
-		timeout: cfg.DecisionTimeout, cache: newEntryCache()}
+		timeout: cfg.DecisionTimeout}
 	g.fast, _ = src.(CachedSource)
 	g.gens, _ = src.(GenerationSource)
 	if cfg.Enforce != nil {
@@ -53,8 +53,6 @@ func New(src Source, cfg Config) (*Gate, error) {
 	}
 	if now := cfg.Now; now != nil {
 		g.now = func() int64 { return unixNanos(now()) }
-	} else {
-		g.now = defaultClock.nanos
 	}
 	proxies := cfg.TrustedProxies
 	if proxies == nil {
@@ -73,7 +71,17 @@ func New(src Source, cfg Config) (*Gate, error) {
 		return nil, fmt.Errorf("gatekeeper: %w", err)
 	}
 	g.routes = rt
+	memos, _ := src.(MemoSource)
+	g.cache = newEntryCache(memos, rt.rules)
 	return g, nil
+}
+
+// nanos is the time decisions are made at.
+func (g *Gate) nanos() int64 {
+	if g.now == nil {
+		return defaultClock.nanos()
+	}
+	return g.now()
 }
 
 // OrgSource is the org source in use.
@@ -81,24 +89,35 @@ func (g *Gate) OrgSource() OrgSource { return g.orgFrom }
 
 // Decide decides r as the request it is (the proxy and the middleware).
 // It reads r and does not change it; PrepareRequest does.
-func (g *Gate) Decide(r *http.Request) Decision {
-	if r.URL == nil {
-		return g.deny(CodePathInvalid)
+func (g *Gate) Decide(r *http.Request) (d Decision) {
+	u := r.URL
+	if u == nil {
+		g.denyInto(&d, CodePathInvalid)
+		return d
 	}
-	raw, ok := plainPath(r.URL)
+	// The common case in one lookup: a path sent as it is, whose route is
+	// cached, was found valid before and is its own escaped form.
+	if u.RawPath == "" {
+		if c := g.routes.cached(r.Method, r.Host, u.Path); c != nil && c.plain {
+			g.decide(r.Context(), &d, r, r.Method, u.Path, u.Path, r.Host, r.Header, r.RemoteAddr, &c.routeMatch)
+			return d
+		}
+	}
+	raw, ok := plainPath(u)
 	if !ok {
 		// The path as the client sent it is judged, not a re-encoding:
 		// url.URL drops RawPath (and with it an encoded slash) when the
 		// sent form holds a byte it would have escaped, such as '"'.
-		if rp := r.URL.RawPath; rp != "" && !validPath(rp) {
-			return g.deny(CodePathInvalid)
+		if rp := u.RawPath; rp != "" && !validPath(rp) {
+			g.denyInto(&d, CodePathInvalid)
+			return d
 		}
-		if raw = escapedPath(r.URL); !validPath(raw) {
-			return g.deny(CodePathInvalid)
+		if raw = escapedPath(u); !validPath(raw) {
+			g.denyInto(&d, CodePathInvalid)
+			return d
 		}
 	}
-	var d Decision
-	g.decide(r.Context(), &d, r, r.Method, raw, r.URL.Path, r.Host, r.Header, r.RemoteAddr)
+	g.decide(r.Context(), &d, r, r.Method, raw, u.Path, r.Host, r.Header, r.RemoteAddr, nil)
 	return d
 }
 
@@ -157,26 +176,26 @@ var pathLiteral = func() (t [256]bool) {
 // $request_uri), the original host, the headers (the org header and
 // X-License-Min-Seq are read from hdr) and the auth request's peer. hdr is
 // not changed.
-func (g *Gate) DecideFor(ctx context.Context, method, uri, host string, hdr http.Header, remoteAddr string) Decision {
+func (g *Gate) DecideFor(ctx context.Context, method, uri, host string, hdr http.Header, remoteAddr string) (d Decision) {
 	raw := uri
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
 		raw = raw[:i]
 	}
+	// A cached plain path is valid, and decodes to itself.
+	if c := g.routes.cached(method, host, raw); c != nil && c.plain {
+		g.decide(ctx, &d, nil, method, raw, raw, host, hdr, remoteAddr, &c.routeMatch)
+		return d
+	}
 	if !validPath(raw) {
-		return g.deny(CodePathInvalid)
+		g.denyInto(&d, CodePathInvalid)
+		return d
 	}
 	path, err := url.PathUnescape(raw) // cannot fail on a valid path
 	if err != nil {
-		return g.deny(CodePathInvalid)
+		g.denyInto(&d, CodePathInvalid)
+		return d
 	}
-	var d Decision
-	g.decide(ctx, &d, nil, method, raw, path, host, hdr, remoteAddr)
-	return d
-}
-
-func (g *Gate) deny(code string) Decision {
-	var d Decision
-	g.denyInto(&d, code)
+	g.decide(ctx, &d, nil, method, raw, path, host, hdr, remoteAddr, nil)
 	return d
 }
 
@@ -191,8 +210,8 @@ func (g *Gate) denyInto(d *Decision, code string) {
 
 // decide runs the checks after the path's (raw is valid, path is raw
 // decoded once) in order — org, route, state, decision — into d, which
-// starts zero.
-func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method, raw, path, host string, hdr http.Header, remoteAddr string) {
+// starts zero. m is the route's match when already known (nil: match).
+func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method, raw, path, host string, hdr http.Header, remoteAddr string, m *routeMatch) {
 	org, res := g.orgOf(raw, host, hdr, remoteAddr)
 	d.dropOrgHdr = res == orgIgnored
 	switch res {
@@ -206,8 +225,12 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		}
 		org = license.InstanceOrg
 	}
-	allow, rule, h := g.routes.match(r, method, host, path, raw)
-	d.Org, d.Allowlisted, d.resultStripe = org, allow, uint8(h)
+	if m == nil {
+		rm := g.routes.match(r, method, host, path, raw)
+		m = &rm
+	}
+	allow, rule := m.allow, m.rule
+	d.Org, d.Allowlisted, d.resultStripe = org, allow, m.stripe
 
 	e, err := g.entryFor(ctx, org, minSeqOf(hdr))
 	if err != nil {
@@ -223,8 +246,8 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		g.stats.count(d)
 		return
 	}
-	v := e.at(g.now(), g.routes.rules)
-	d.LicenseStatus, d.hdr = v.status, &v.hdr
+	v := e.at(g.nanos())
+	d.LicenseStatus, d.hdr, d.orgHdr = v.status, &v.hdr, &e.orgHdr
 	enforced := e.enforced
 	if g.enforce != nil {
 		enforced = *g.enforce
@@ -315,7 +338,7 @@ func (g *Gate) PrepareRequest(r *http.Request, d Decision) {
 		}
 	}
 	if d.Allowed {
-		SetUpstreamHeaders(h, d)
+		setUpstream(h, d, true) // every X-License-* header was just removed
 	}
 }
 

@@ -1,6 +1,7 @@
 package gatekeeper
 
 import (
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -66,5 +67,46 @@ func TestGenerationSkipsSourceUntilItChanges(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { g.Decide(r) }); n != 0 {
 		t.Errorf("%v allocations per decision", n)
+	}
+}
+
+// memoSource keeps one memo per org, like a follower's cache entries.
+type memoSource struct {
+	*frozen
+	memos map[string]*Memo
+}
+
+func (s *memoSource) Memo(org string) *Memo { return s.memos[org] }
+
+// Gates sharing a Source's memos decide each by its own rules: an entry
+// another Gate left in the memo is not used.
+func TestGatesSharingMemos(t *testing.T) {
+	_, fz := benchGate(t)
+	src := &memoSource{frozen: fz, memos: map[string]*Memo{"acme": {}}}
+	g1, err := New(src, Config{Features: mustFeatures(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ParseFeatures(strings.NewReader("/api/chat/ nope\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := New(src, Config{Features: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := benchRequest(t, "GET", "/api/chat/general", "acme")
+	for i := range 3 {
+		fz.gen.Add(1) // each Gate looks its entry up again
+		if d := g1.Decide(r); !d.Allowed {
+			t.Fatalf("round %d, gate 1: %+v", i, d)
+		}
+		fz.gen.Add(1)
+		if d := g2.Decide(r); d.Allowed || d.Code != CodeFeatureNotLicensed {
+			t.Fatalf("round %d, gate 2: %+v, want feature_not_licensed", i, d)
+		}
+	}
+	if src.memos["acme"].e.Load() == nil {
+		t.Fatal("the memo holds no entry")
 	}
 }

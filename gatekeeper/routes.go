@@ -2,7 +2,6 @@ package gatekeeper
 
 import (
 	"fmt"
-	"hash/maphash"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,8 +22,15 @@ const (
 
 type route struct {
 	method, host, path string
-	allow              bool
-	rule               int // index in rules, or noRule
+	plain              bool // every byte of path is pathLiteral: path is its own escaped form
+	routeMatch
+}
+
+// routeMatch is what a request line matched.
+type routeMatch struct {
+	allow  bool
+	stripe uint8 // spreads the counters (from the request line's hash)
+	rule   int   // index in rules, or noRule
 }
 
 type router struct {
@@ -32,13 +38,13 @@ type router struct {
 	rules           []FeatureRule
 	byPattern       map[string]int
 	hostKey         bool // some pattern names a host: the host is part of the match
-	seed            maphash.Seed
+	seed            uint64
 	slots           []atomic.Pointer[route]
 }
 
 func newRouter(allow []string, rules []FeatureRule) (*router, error) {
 	rt := &router{allow: http.NewServeMux(), rules: normalizeRules(rules), byPattern: map[string]int{},
-		seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[route], routeSlots)}
+		seed: newHashSeed(), slots: make([]atomic.Pointer[route], routeSlots)}
 	seen := map[string]bool{}
 	for _, p := range append(DefaultAllow(), allow...) {
 		if seen[p] {
@@ -70,34 +76,75 @@ func hasHost(pattern string) bool {
 	return !strings.HasPrefix(pattern, "/")
 }
 
-// match returns whether the request is allowlisted and the index of the
-// feature rule it falls under (noRule: none), and a hash of the request
-// line for spreading counters. r is the request if there is one (nil:
-// one is built on a cache miss from method, host, path and raw).
-func (rt *router) match(r *http.Request, method, host, path, raw string) (allow bool, rule int, h uint64) {
+// cached returns the route cache's answer for (method, host, path), nil
+// when it holds none. Only requests whose path passed validPath are ever
+// cached, so a hit on a plain path (route.plain) also says that the same
+// path, sent unescaped, is valid.
+func (rt *router) cached(method, host, path string) *route {
+	if !rt.hostKey {
+		host = ""
+	}
+	if len(method)+len(host)+len(path) > maxCachedRoute {
+		return nil
+	}
+	c := rt.slots[rt.hash(method, host, path)&(routeSlots-1)].Load()
+	if c != nil && c.path == path && c.method == method && c.host == host {
+		return c
+	}
+	return nil
+}
+
+// hash is the route cache's hash of a request line.
+func (rt *router) hash(method, host, path string) uint64 {
+	m := uint64(len(method))
+	if len(method) > 0 {
+		m |= uint64(method[0])<<8 | uint64(method[len(method)-1])<<16
+	}
+	h := strHash(path, rt.seed^m*hashK2)
+	if host != "" {
+		h ^= strHash(host, rt.seed) * hashK1
+	}
+	return h
+}
+
+// match returns whether the request is allowlisted and the feature rule
+// it falls under (noRule: none), from the cache or, on a miss, from the
+// muxes (then cached). r is the request if there is one (nil: one is
+// built on a miss from method, host, path and raw). path must have passed
+// validPath (raw) and be raw decoded once.
+func (rt *router) match(r *http.Request, method, host, path, raw string) routeMatch {
 	if !rt.hostKey {
 		host = ""
 	}
 	cacheable := len(method)+len(host)+len(path) <= maxCachedRoute
 	var slot *atomic.Pointer[route]
+	h := rt.hash(method, host, path)
 	if cacheable {
-		h = maphash.String(rt.seed, path) ^ fnv(method)
-		if host != "" {
-			h ^= maphash.String(rt.seed, host) * 0x9e3779b97f4a7c15
-		}
 		slot = &rt.slots[h&(routeSlots-1)]
 		if c := slot.Load(); c != nil && c.path == path && c.method == method && c.host == host {
-			return c.allow, c.rule, h
+			return c.routeMatch
 		}
 	}
 	if r == nil {
 		r = &http.Request{Method: method, Host: host, URL: &url.URL{Path: path, RawPath: raw}}
 	}
-	allow, rule = rt.lookup(r)
+	m := routeMatch{stripe: uint8(h >> 32)}
+	m.allow, m.rule = rt.lookup(r)
 	if slot != nil {
-		slot.Store(&route{method: strings.Clone(method), host: strings.Clone(host), path: strings.Clone(path), allow: allow, rule: rule})
+		slot.Store(&route{method: strings.Clone(method), host: strings.Clone(host), path: strings.Clone(path),
+			plain: isPlain(path), routeMatch: m})
 	}
-	return allow, rule, h
+	return m
+}
+
+// isPlain reports whether every byte of p stands for itself in a path.
+func isPlain(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if !pathLiteral[p[i]] {
+			return false
+		}
+	}
+	return true
 }
 
 // lookup asks the muxes. A trailing-slash redirect (the rule "/a/" and the
@@ -123,15 +170,4 @@ func (rt *router) lookup(r *http.Request) (allow bool, rule int) {
 func isRule(h http.Handler) bool {
 	_, ok := h.(ruleHandler)
 	return ok
-}
-
-// fnv is FNV-1a of a short string (a method), mixed into the seeded hash of
-// the path.
-func fnv(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
 }

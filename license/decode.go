@@ -45,11 +45,32 @@ type License struct {
 	signedLen int // len("hfl1.<kid>.<payload>") within Key
 }
 
-// SignedBytes returns the bytes the signature covers: "hfl1.<kid>.<payload>".
-func (l *License) SignedBytes() []byte { return []byte(l.Key[:l.signedLen]) }
+// SignedBytes returns the bytes the signature covers: "hfl1.<kid>.<payload>"
+// (nil without the key text: WithoutKey).
+func (l *License) SignedBytes() []byte {
+	if l.Key == "" {
+		return nil
+	}
+	return []byte(l.Key[:l.signedLen])
+}
+
+// WithoutKey returns a copy of l without the key text: Key is empty, and
+// SignedBytes, PayloadJSON, Signature and EncodeJSON return nil. It keeps
+// what describes the license (Kid, Fingerprint, Payload, PayloadErr) for
+// a reader that verified it and holds many licenses in memory; it cannot
+// be verified again. Kid still refers to the key text's memory: a holder
+// that wants that released copies it.
+func (l *License) WithoutKey() *License {
+	c := *l
+	c.Key, c.signedLen = "", 0
+	return &c
+}
 
 // PayloadJSON returns the payload bytes exactly as signed.
 func (l *License) PayloadJSON() []byte {
+	if l.Key == "" {
+		return nil
+	}
 	payload := l.Key[len(Format)+1+len(l.Kid)+1 : l.signedLen]
 	pj, _ := b64.DecodeString(payload) // checked by Decode
 	return pj
@@ -57,6 +78,9 @@ func (l *License) PayloadJSON() []byte {
 
 // Signature returns the 64-byte signature.
 func (l *License) Signature() []byte {
+	if l.Key == "" {
+		return nil
+	}
 	sig, _ := b64.DecodeString(l.Key[l.signedLen+1:]) // checked by Decode
 	return sig
 }
@@ -180,6 +204,9 @@ func Fingerprint(key string) string {
 
 // EncodeJSON returns the license.json form of l.
 func (l *License) EncodeJSON() []byte {
+	if l.Key == "" {
+		return nil
+	}
 	parts := strings.Split(l.Key, ".")
 	out, _ := json.MarshalIndent(jsonForm{Format: Format, Kid: parts[1], Payload: parts[2], Signature: parts[3]}, "", "  ")
 	return append(out, '\n')

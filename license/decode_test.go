@@ -234,3 +234,22 @@ func TestDecodedPartsFromKey(t *testing.T) {
 		}
 	}
 }
+
+// A license without its key text still describes itself, and has no
+// signed bytes, payload JSON, signature or JSON form to offer.
+func TestWithoutKey(t *testing.T) {
+	l, err := testRing(t, "k1").Verify([]byte(sign(t, "k1", basePayload()).Key), license.Expect{Org: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := l.WithoutKey()
+	if c.Key != "" || c.Kid != l.Kid || c.Fingerprint != l.Fingerprint || c.Payload != l.Payload {
+		t.Fatalf("WithoutKey: %+v", c)
+	}
+	if c.SignedBytes() != nil || c.PayloadJSON() != nil || c.Signature() != nil || c.EncodeJSON() != nil {
+		t.Error("key material derived without the key")
+	}
+	if l.Key == "" || len(l.Signature()) != 64 {
+		t.Error("the original lost its key")
+	}
+}

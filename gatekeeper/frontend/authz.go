@@ -39,7 +39,22 @@ func Authz(gate *gatekeeper.Gate, family string) http.Handler {
 	})
 	mux.Handle("/authz", h)
 	mux.Handle("/authz/", h)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/authz" && r.URL.RawPath == "" && r.Method != http.MethodConnect {
+			h(w, r) // what the mux would do, without its lookup
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// first is the first value of h[key], key in canonical form (Header.Get
+// without canonicalizing the key on every request).
+func first(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // originalRequest reads the method, request URI and host of the request
@@ -47,11 +62,11 @@ func Authz(gate *gatekeeper.Gate, family string) http.Handler {
 func originalRequest(r *http.Request, family string) (method, uri, host string) {
 	switch family {
 	case "forwarded":
-		host = r.Header.Get("X-Forwarded-Host")
+		host = first(r.Header, "X-Forwarded-Host")
 		if host == "" {
 			host = r.Host
 		}
-		return r.Header.Get("X-Forwarded-Method"), r.Header.Get("X-Forwarded-Uri"), host
+		return first(r.Header, "X-Forwarded-Method"), first(r.Header, "X-Forwarded-Uri"), host
 	case "path":
 		raw := r.URL.RawPath
 		if raw == "" {
@@ -63,7 +78,7 @@ func originalRequest(r *http.Request, family string) (method, uri, host string) 
 		}
 		return r.Method, uri, r.Host
 	}
-	return r.Header.Get("X-Original-Method"), r.Header.Get("X-Original-URI"), r.Host
+	return first(r.Header, "X-Original-Method"), first(r.Header, "X-Original-Uri"), r.Host
 }
 
 // trimAuthzPrefix returns the path after /authz (Envoy's path_prefix).

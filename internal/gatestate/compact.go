@@ -1,58 +1,219 @@
 package gatestate
 
 import (
-	"unsafe"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
 
+	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
 )
 
-// compact returns st with the text its license slots hold twice — the
-// upload event's key, fingerprint and license id, and the same values
-// decoded from the verified license — sharing one copy. A replica holds
-// every licensed org, and the key text is most of an org's footprint.
-// States are immutable, so st itself is left alone: a slot that can share
-// is copied.
+// A replica holds every licensed org, so it keeps each org's state in a
+// compact form: what decisions and status reports need. The license key
+// text (most of an org's footprint) is dropped once the key is verified:
+// the decoded license keeps its kid, fingerprint and payload, with the
+// payload's repeated values (tier, products, features, install id)
+// shared between orgs and its org slug shared with the state. The key is
+// read back from the stream — the upload event at the slot's sequence, or
+// the org's subject for a slot loaded from PostgreSQL — when a license
+// must be verified again (a key ring reload, the install id adopted).
+
+// compact returns st in its compact form. States are immutable, so st
+// itself is left alone: slots that shrink are copied.
 func compact(st *projection.OrgState) *projection.OrgState {
-	if st == nil || !canShare(st.Current) && !canShare(st.Pending) {
+	if st == nil || !heavy(st.Current) && !heavy(st.Pending) {
 		return st
 	}
 	c := *st
-	c.Current, c.Pending = shared(st.Current), shared(st.Pending)
+	c.Current, c.Pending = slim(st.Org, st.Current), slim(st.Org, st.Pending)
 	return &c
 }
 
-func canShare(s *projection.Slot) bool {
-	if s == nil || s.License == nil {
-		return false
-	}
-	l, u := s.License, &s.Upload
-	return sameText(u.Key, l.Key) || sameText(u.Fingerprint, l.Fingerprint) ||
-		l.Payload != nil && sameText(u.LicenseID, l.Payload.LicenseID)
+// heavy reports whether s still holds its key text.
+func heavy(s *projection.Slot) bool {
+	return s != nil && (s.Upload.Key != "" || s.License != nil && s.License.Key != "")
 }
 
-// sameText reports whether a and b are equal strings held in two copies.
-func sameText(a, b string) bool {
-	return len(a) > 0 && a == b && unsafeData(a) != unsafeData(b)
-}
-
-func shared(s *projection.Slot) *projection.Slot {
-	if !canShare(s) {
+func slim(org string, s *projection.Slot) *projection.Slot {
+	if !heavy(s) {
 		return s
 	}
 	c := *s
-	l := c.License
-	if c.Upload.Key == l.Key {
-		c.Upload.Key = l.Key
-	}
-	if c.Upload.Fingerprint == l.Fingerprint {
-		c.Upload.Fingerprint = l.Fingerprint
-	}
-	if l.Payload != nil && c.Upload.LicenseID == l.Payload.LicenseID {
-		c.Upload.LicenseID = l.Payload.LicenseID
+	c.Upload.Key = ""
+	c.Upload.Slot = constant(c.Upload.Slot, events.SlotCurrent, events.SlotPending)
+	c.Upload.Source = constant(c.Upload.Source, events.SourceAPI, events.SourceUI, events.SourceCLI, events.SourceInstall)
+	c.Upload.Replaces = nil
+	if l := s.License; l != nil {
+		l = l.WithoutKey()
+		l.Kid = shared(l.Kid)
+		if l.Fingerprint == c.Upload.Fingerprint {
+			c.Upload.Fingerprint = l.Fingerprint
+		}
+		if p := l.Payload; p != nil {
+			q := *p
+			if q.OrgSlug == org {
+				q.OrgSlug = org
+			} else {
+				q.OrgSlug = shared(q.OrgSlug)
+			}
+			q.Tier = license.Tier(shared(string(q.Tier)))
+			q.InstallID = shared(q.InstallID)
+			q.Products, q.Features = sharedList(q.Products), sharedList(q.Features)
+			if c.Upload.LicenseID == q.LicenseID {
+				c.Upload.LicenseID = q.LicenseID
+			}
+			l.Payload = &q
+		}
+		c.License = l
 	}
 	return &c
 }
 
-// unsafeData is the address of s's bytes: two equal strings with the same
-// address are one copy.
-func unsafeData(s string) *byte { return unsafe.StringData(s) }
+// constant returns the constant among cs equal to s, else s.
+func constant(s string, cs ...string) string {
+	for _, c := range cs {
+		if s == c {
+			return c
+		}
+	}
+	return s
+}
+
+// Values repeated across orgs are kept once, up to sharedMax of them.
+const sharedMax = 8192
+
+var sharedVals struct {
+	mu    sync.Mutex
+	strs  map[string]string
+	lists map[string][]string
+}
+
+// shared returns the one kept copy of s.
+func shared(s string) string {
+	if s == "" {
+		return ""
+	}
+	sharedVals.mu.Lock()
+	defer sharedVals.mu.Unlock()
+	if v, ok := sharedVals.strs[s]; ok {
+		return v
+	}
+	v := strings.Clone(s)
+	if sharedVals.strs == nil {
+		sharedVals.strs = map[string]string{}
+	}
+	if len(sharedVals.strs) < sharedMax {
+		sharedVals.strs[v] = v
+	}
+	return v
+}
+
+// sharedList returns the one kept copy of list (never modified: payload
+// lists are read-only once decoded).
+func sharedList(list []string) []string {
+	if len(list) == 0 {
+		return list
+	}
+	k := strings.Join(list, "\x00")
+	sharedVals.mu.Lock()
+	defer sharedVals.mu.Unlock()
+	if v, ok := sharedVals.lists[k]; ok {
+		return v
+	}
+	v := make([]string, len(list))
+	for i, s := range list {
+		v[i] = strings.Clone(s)
+	}
+	if sharedVals.lists == nil {
+		sharedVals.lists = map[string][]string{}
+	}
+	if len(sharedVals.lists) < sharedMax {
+		sharedVals.lists[k] = v
+	}
+	return v
+}
+
+// keyless reports whether s's key text was dropped (compact) and must be
+// read back before s can be verified again.
+func keyless(s *projection.Slot) bool {
+	return s != nil && s.Upload.Key == "" && s.License != nil && s.License.Fingerprint != ""
+}
+
+// withKeys returns st with the key text of its compact slots read back
+// from the stream.
+func (f *Follower) withKeys(ctx context.Context, st *projection.OrgState) (*projection.OrgState, error) {
+	if !keyless(st.Current) && !keyless(st.Pending) {
+		return st, nil
+	}
+	c := *st
+	for _, p := range []**projection.Slot{&c.Current, &c.Pending} {
+		if !keyless(*p) {
+			continue
+		}
+		key, err := f.keyOf(ctx, st, *p)
+		if err != nil {
+			return nil, err
+		}
+		s := **p
+		s.Upload.Key = key
+		*p = &s
+	}
+	return &c, nil
+}
+
+// keyOf reads the key of slot s of st back from the stream: the upload
+// event at s.Seq, or, for a slot without one (loaded from PostgreSQL), the
+// last upload on the org's subject with the slot's fingerprint.
+func (f *Follower) keyOf(ctx context.Context, st *projection.OrgState, s *projection.Slot) (string, error) {
+	subject := events.OrgSubject(st.Org)
+	if s.Seq > 0 {
+		m, err := f.bus.Next(ctx, subject, s.Seq)
+		if err != nil {
+			return "", err
+		}
+		if m != nil && m.Seq == s.Seq {
+			if key, ok := uploadedKey(m, s); ok {
+				return key, nil
+			}
+		}
+	}
+	var key string
+	err := f.bus.ReadSubject(ctx, subject, 0, st.Seq, func(m *events.Message) error {
+		if k, ok := uploadedKey(m, s); ok {
+			key = k
+		}
+		return nil
+	})
+	if err == nil && key == "" {
+		err = errors.New("no upload event holds it")
+	}
+	if err != nil {
+		return "", fmt.Errorf("the key of %s's license %s: %w", st.Org, s.Upload.LicenseID, err)
+	}
+	return key, nil
+}
+
+// uploadedKey returns the key m uploads if m is the upload of slot s.
+func uploadedKey(m *events.Message, s *projection.Slot) (string, bool) {
+	if m.Envelope == nil || m.Type() != events.TypeUploaded {
+		return "", false
+	}
+	var d events.Uploaded
+	if m.Envelope.DecodeData(&d) != nil || d.Fingerprint != s.Upload.Fingerprint || d.Key == "" {
+		return "", false
+	}
+	return d.Key, true
+}
+
+// reverified returns st verified again under trust, in compact form.
+func (f *Follower) reverified(ctx context.Context, st *projection.OrgState, trust projection.Trust) (*projection.OrgState, error) {
+	full, err := f.withKeys(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	return compact(projection.Reverify(trust, full)), nil
+}

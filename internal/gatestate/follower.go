@@ -23,7 +23,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -481,19 +483,58 @@ func (f *Follower) Health() Health {
 
 // Reverify re-checks every cached license against the current key ring
 // (call it after the ring is reloaded: keys.ReloadOnSIGHUP's onChange).
-// Every changed org gets a new state pointer.
+// Every changed org gets a new state pointer. The key text, which the
+// cache does not keep, is read back from the stream; an org whose key
+// cannot be read keeps its previous verification (logged).
 func (f *Follower) Reverify() {
-	trust := f.trust()
 	f.orgs.Load().each(func(org string, e *entry) {
-		e.mu.Lock()
-		if st := e.st.Load(); st != nil {
-			e.st.Store(compact(projection.Reverify(trust, st)))
-			f.gen.Add(1)
+		if err := f.reverifyOrg(org, e); err != nil {
+			f.log.Warn("license not verified again: the previous verification stays in force", "org", org, "err", err)
 		}
-		e.mu.Unlock()
 		f.changed(org)
 	})
 }
+
+// reverifyOrg verifies e's state again. The stream is read without the
+// entry's lock (events keep being applied); the result is installed if the
+// state did not change meanwhile, else the work is done again, the last
+// time under the lock.
+func (f *Follower) reverifyOrg(org string, e *entry) error {
+	ctx, cancel := context.WithTimeout(context.Background(), reverifyTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		last := attempt == 2
+		if last {
+			e.mu.Lock()
+		}
+		st := e.st.Load()
+		if st == nil {
+			if last {
+				e.mu.Unlock()
+			}
+			return nil
+		}
+		n, err := f.reverified(ctx, st, f.trust())
+		if !last {
+			e.mu.Lock()
+		}
+		if err == nil && e.st.Load() == st {
+			e.st.Store(n)
+			f.gen.Add(1)
+		}
+		cur := e.st.Load()
+		e.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if cur == n {
+			return nil
+		}
+	}
+}
+
+// reverifyTimeout bounds reading one org's keys back from the stream.
+const reverifyTimeout = 5 * time.Second
 
 // changed wakes min-seq waiters and queues org for OnChange.
 func (f *Follower) changed(org string) {
@@ -585,28 +626,56 @@ func installIDOf(m *events.Message) string {
 // entry is one org's cached state. Readers load st without locking;
 // writers hold mu so that each replacement is computed from the latest.
 type entry struct {
-	mu sync.Mutex
-	st atomic.Pointer[projection.OrgState]
+	mu   sync.Mutex
+	st   atomic.Pointer[projection.OrgState]
+	memo gatekeeper.Memo // the Gate's decision entry for the org
+}
+
+var _ gatekeeper.MemoSource = (*Follower)(nil)
+
+// Memo returns the memo kept with org's cache entry, nil when org has none
+// (gatekeeper.MemoSource).
+func (f *Follower) Memo(org string) *gatekeeper.Memo {
+	if e := f.orgs.Load().get(org); e != nil {
+		return &e.memo
+	}
+	return nil
 }
 
 // orgMap is the cache: read-mostly, entries created only for orgs that
-// have events.
+// have events. Plain maps behind read-write locks, sharded so that readers
+// on different cores rarely share a lock: a replica holds every licensed
+// org, and a map entry costs a fraction of a sync.Map's.
 type orgMap struct {
-	inst *entry   // _instance, always present (every State reads it)
-	m    sync.Map // every other org: string → *entry
-	n    atomic.Int64
+	inst   *entry // _instance, always present (every State reads it)
+	seed   maphash.Seed
+	shards [orgShards]orgShard
+	n      atomic.Int64
 }
 
-func newOrgMap() *orgMap { return &orgMap{inst: &entry{}} }
+const orgShards = 16 // a power of two
+
+type orgShard struct {
+	mu sync.RWMutex
+	m  map[string]*entry
+	_  [40]byte // a cache line each
+}
+
+func newOrgMap() *orgMap { return &orgMap{inst: &entry{}, seed: maphash.MakeSeed()} }
+
+func (o *orgMap) shard(org string) *orgShard {
+	return &o.shards[maphash.String(o.seed, org)&(orgShards-1)]
+}
 
 func (o *orgMap) get(org string) *entry {
 	if org == license.InstanceOrg {
 		return o.inst
 	}
-	if v, ok := o.m.Load(org); ok {
-		return v.(*entry)
-	}
-	return nil
+	s := o.shard(org)
+	s.mu.RLock()
+	e := s.m[org]
+	s.mu.RUnlock()
+	return e
 }
 
 func (o *orgMap) getOrCreate(org string) *entry {
@@ -616,11 +685,19 @@ func (o *orgMap) getOrCreate(org string) *entry {
 	if e := o.get(org); e != nil {
 		return e
 	}
-	v, loaded := o.m.LoadOrStore(org, &entry{})
-	if !loaded {
-		o.n.Add(1)
+	s := o.shard(org)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[org]; e != nil {
+		return e
 	}
-	return v.(*entry)
+	if s.m == nil {
+		s.m = map[string]*entry{}
+	}
+	e := &entry{}
+	s.m[strings.Clone(org)] = e
+	o.n.Add(1)
+	return e
 }
 
 // len counts cached orgs, _instance included once it has a state.
@@ -632,12 +709,22 @@ func (o *orgMap) len() int {
 	return n
 }
 
+// each calls fn for every org (outside the map's locks).
 func (o *orgMap) each(fn func(string, *entry)) {
 	fn(license.InstanceOrg, o.inst)
-	o.m.Range(func(k, v any) bool {
-		fn(k.(string), v.(*entry))
-		return true
-	})
+	for i := range o.shards {
+		s := &o.shards[i]
+		s.mu.RLock()
+		orgs := make([]string, 0, len(s.m))
+		ents := make([]*entry, 0, len(s.m))
+		for org, e := range s.m {
+			orgs, ents = append(orgs, org), append(ents, e)
+		}
+		s.mu.RUnlock()
+		for j, org := range orgs {
+			fn(org, ents[j])
+		}
+	}
 }
 
 // notifier wakes every waiter on each change; it allocates only while

@@ -29,7 +29,7 @@ func sameAsLedger(t *testing.T, e *env, f *Follower) {
 	for _, org := range scenarioOrgs {
 		own, inst := mustState(t, f, org, 0)
 		want := e.svc.State(org)
-		if got, w := projection.RowOf(own), projection.RowOf(want); !reflect.DeepEqual(got, w) {
+		if got, w := keylessRow(own), keylessRow(want); !reflect.DeepEqual(got, w) {
 			t.Errorf("%s: row\n got %+v\nwant %+v", org, got, w)
 		}
 		if (own.Pending == nil) != (want.Pending == nil) ||

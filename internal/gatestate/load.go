@@ -264,9 +264,17 @@ func (f *Follower) offer(org string, st *projection.OrgState, trust projection.T
 	changed := cur == nil || st.Seq > cur.Seq
 	if changed {
 		if now := f.trust(); now != trust {
-			st = projection.Reverify(now, st)
+			ctx, cancel := context.WithTimeout(context.Background(), reverifyTimeout)
+			n, err := f.reverified(ctx, st, now)
+			cancel()
+			if err != nil {
+				f.log.Warn("license not verified under the reloaded key ring: the previous verification stays in force", "org", org, "err", err)
+				n = compact(st)
+			}
+			st = n
+		} else {
+			st = compact(st)
 		}
-		st = compact(st)
 		e.st.Store(st)
 		cur = st
 	}

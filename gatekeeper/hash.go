@@ -1,0 +1,59 @@
+package gatekeeper
+
+import (
+	"math/bits"
+	"math/rand/v2"
+)
+
+// strHash is a seeded, non-cryptographic hash of s for the direct-mapped
+// caches (routes, entries by org), in the manner of wyhash: a few word
+// loads folded by 64×64→128-bit multiplications. It costs a few
+// nanoseconds for the short strings decisions hash (org slugs, request
+// paths) where hash/maphash costs several calls. A collision only sends a
+// lookup to the slow path: the caches compare the full keys.
+func strHash(s string, seed uint64) uint64 {
+	n := len(s)
+	var a, b uint64
+	switch {
+	case n > 16:
+		i := 0
+		for ; i+16 < n; i += 16 {
+			seed = hashMix(le64(s, i)^hashK1, le64(s, i+8)^seed)
+		}
+		a, b = le64(s, n-16), le64(s, n-8)
+	case n >= 8:
+		a, b = le64(s, 0), le64(s, n-8)
+	case n >= 4:
+		a, b = uint64(le32(s, 0)), uint64(le32(s, n-4))
+	case n > 0:
+		a = uint64(s[0])<<16 | uint64(s[n>>1])<<8 | uint64(s[n-1])
+	}
+	return hashMix(hashK2^uint64(n), hashMix(a^hashK1, b^seed))
+}
+
+const (
+	hashK1 = 0xe7037ed1a0b428db
+	hashK2 = 0x8ebc6af09c88c6e3
+)
+
+// hashMix folds the 128-bit product of a and b.
+func hashMix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// le64 and le32 read s[i:] little-endian (the compiler makes them one
+// load each).
+func le64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func le32(s string, i int) uint32 {
+	s = s[i : i+4]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+}
+
+// newHashSeed is a random seed for strHash, one per cache.
+func newHashSeed() uint64 { return rand.Uint64() | 1 }
