@@ -219,7 +219,7 @@ func TestVerifyPostgresTampering(t *testing.T) {
 		seq       uint64
 		col       string
 	}{
-		{"envelope_raw", `UPDATE license_audit SET envelope_raw = overlay(envelope_raw placing '0' from 30 for 1) WHERE seq = 4`, 4, audit.ColEnvelopeRaw},
+		{"envelope_raw", `UPDATE license_audit SET envelope_raw = set_byte(envelope_raw, 29, CASE WHEN get_byte(envelope_raw, 29) = 48 THEN 49 ELSE 48 END) WHERE seq = 4`, 4, audit.ColEnvelopeRaw},
 		{"envelope_raw of an invalid message", `UPDATE license_audit SET envelope_raw = 'not JSON' WHERE seq = 5`, 5, audit.ColEnvelopeRaw},
 		{"org_slug", `UPDATE license_audit SET org_slug = 'globex' WHERE seq = 2`, 2, audit.ColOrg},
 		{"org_slug of an invalid message", `UPDATE license_audit SET org_slug = 'acme' WHERE seq = 6`, 6, audit.ColOrg},
