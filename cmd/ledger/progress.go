@@ -27,6 +27,7 @@ type progress struct {
 
 	bar     *progressbar.ProgressBar
 	started bool
+	closed  bool // finished: later updates (a library's straggling goroutine) are dropped
 	first   uint64
 	start   time.Time
 	lastLog time.Time
@@ -49,6 +50,9 @@ func newProgress(w io.Writer, mode string, log *slog.Logger, what, unit string, 
 func (p *progress) update(done, total uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
 	now := time.Now()
 	if !p.started {
 		p.started, p.start, p.first, p.lastLog = true, now, done, now
@@ -84,7 +88,8 @@ func (p *progress) update(done, total uint64) {
 	p.log.Info(p.what+" progress", "done", done, "total", total, "per_second", int64(rate), "eta", eta)
 }
 
-// finish ends the bar; a later update starts a new one.
+// finish ends the report for good: updates after it are dropped, so
+// nothing is written once the command has returned.
 func (p *progress) finish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -92,5 +97,5 @@ func (p *progress) finish() {
 		p.bar.Finish()
 		fmt.Fprintln(p.w)
 	}
-	p.bar, p.started = nil, false
+	p.bar, p.closed = nil, true
 }

@@ -19,6 +19,7 @@ func TestProgressLogLines(t *testing.T) {
 	}
 	p.update(1000, 1000)
 	p.finish()
+	p.update(1000, 1000) // after finish: dropped
 	line := logs.String()
 	if strings.Count(line, "\n") != 1 || !strings.Contains(line, `msg="replay progress" done=1000 total=1000`) ||
 		!strings.Contains(line, "per_second=") || out.Len() != 0 {
