@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,9 +96,17 @@ func (t Time) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads any RFC 3339 time (readers are liberal; writers are not).
 func (t *Time) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
+	if len(b) == len(TimeLayout)+2 && b[0] == '"' && b[len(b)-1] == '"' {
+		if v, ok := parseLayout(b[1 : len(b)-1]); ok {
+			t.Time = v
+			return nil
+		}
+	}
+	s, err := strictjson.Unquote(b)
+	if err != nil { // not a plain JSON string: as encoding/json reads it
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
 	}
 	v, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
@@ -105,6 +114,38 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	}
 	t.Time = v.UTC()
 	return nil
+}
+
+// parseLayout reads b when it is a valid time in TimeLayout, as
+// time.Parse(time.RFC3339Nano) would, without allocating: writers use this
+// form, so readers meet it on every event.
+func parseLayout(b []byte) (time.Time, bool) {
+	// 2006-01-02T15:04:05.000000Z
+	if len(b) != len(TimeLayout) || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' ||
+		b[16] != ':' || b[19] != '.' || b[26] != 'Z' {
+		return time.Time{}, false
+	}
+	ok := true
+	num := func(from, to int) int {
+		n := 0
+		for _, c := range b[from:to] {
+			if c < '0' || c > '9' {
+				ok = false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	year, month, day := num(0, 4), num(5, 7), num(8, 10)
+	hour, minute, sec, micro := num(11, 13), num(14, 16), num(17, 19), num(20, 26)
+	if !ok || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	v := time.Date(year, time.Month(month), day, hour, minute, sec, micro*1000, time.UTC)
+	if v.Day() != day { // past the month's end: time.Parse says why
+		return time.Time{}, false
+	}
+	return v, true
 }
 
 // Uploaded is the data of license.uploaded.
@@ -252,16 +293,21 @@ func (m *Message) IsOrgSubject() bool { return strings.HasPrefix(m.Subject, OrgP
 // subject, or carries an org type on an audit subject (or the reverse)
 // decodes with a nil Envelope and Err set.
 func Decode(subject string, seq uint64, raw []byte) *Message {
-	m := &Message{Seq: seq, Subject: subject, Raw: raw}
-	env, err := decodeEnvelope(raw)
+	// One allocation for both: readers decode every message.
+	d := &struct {
+		m   Message
+		env Envelope
+	}{m: Message{Seq: seq, Subject: subject, Raw: raw}}
+	m := &d.m
+	err := decodeEnvelopeInto(raw, &d.env)
 	if err == nil {
-		err = env.checkSubject(m)
+		err = d.env.checkSubject(m)
 	}
 	if err != nil {
 		m.Err = err
 		return m
 	}
-	m.Envelope = env
+	m.Envelope = &d.env
 	return m
 }
 
@@ -269,32 +315,180 @@ func Decode(subject string, seq uint64, raw []byte) *Message {
 // would accept "ORG" for "org", or a second "org" overriding the first).
 var envelopeKeys = []string{"id", "type", "schema", "org", "at", "actor", "prev_seq", "data"}
 
+// decodeEnvelope checks raw and reads the envelope in one pass
+// (strictjson.CheckMembers), then gives each member the meaning
+// encoding/json would give it when unmarshalling into an Envelope: null
+// leaves a field unset, a value of the wrong JSON type is an error, and
+// actor's keys match case-insensitively, the last one winning.
 func decodeEnvelope(raw []byte) (*Envelope, error) {
-	if err := strictjson.CheckObject(raw, envelopeKeys); err != nil {
-		return nil, fmt.Errorf("not an envelope: %v", err)
+	env := new(Envelope)
+	if err := decodeEnvelopeInto(raw, env); err != nil {
+		return nil, err
 	}
-	var env Envelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("not an envelope: %v", err)
+	return env, nil
+}
+
+// decodeEnvelopeInto is decodeEnvelope into an empty env.
+func decodeEnvelopeInto(raw []byte, env *Envelope) error {
+	var f envelopeFields
+	if err := strictjson.CheckMembers(raw, envelopeKeys, f.member); err != nil {
+		return fmt.Errorf("not an envelope: %v", err)
+	}
+	if err := f.fill(env); err != nil {
+		return fmt.Errorf("not an envelope: %v", err)
 	}
 	switch {
 	case env.ID == "":
-		return nil, fmt.Errorf("envelope without id")
+		return fmt.Errorf("envelope without id")
 	case env.Type == "" || env.Type == TypeInvalid:
-		return nil, fmt.Errorf("envelope without a type")
+		return fmt.Errorf("envelope without a type")
 	case env.Schema < 1:
-		return nil, fmt.Errorf("envelope without a schema")
+		return fmt.Errorf("envelope without a schema")
 	case env.At.IsZero():
-		return nil, fmt.Errorf("envelope without at")
+		return fmt.Errorf("envelope without at")
 	case env.Actor.Kind == "":
-		return nil, fmt.Errorf("envelope without actor")
+		return fmt.Errorf("envelope without actor")
 	case len(env.Data) == 0 || env.Data[0] != '{':
-		return nil, fmt.Errorf("envelope data is not an object")
+		return fmt.Errorf("envelope data is not an object")
 	}
 	if _, err := uuid.Parse(env.ID); err != nil {
-		return nil, fmt.Errorf("envelope id is not a UUID")
+		return fmt.Errorf("envelope id is not a UUID")
 	}
-	return &env, nil
+	return nil
+}
+
+// envelopeFields holds the raw value of each envelope key present.
+type envelopeFields struct {
+	id, typ, schema, org, at, actor, prevSeq, data []byte
+}
+
+func (f *envelopeFields) member(key, value []byte) {
+	switch string(key) {
+	case "id":
+		f.id = value
+	case "type":
+		f.typ = value
+	case "schema":
+		f.schema = value
+	case "org":
+		f.org = value
+	case "at":
+		f.at = value
+	case "actor":
+		f.actor = value
+	case "prev_seq":
+		f.prevSeq = value
+	case "data":
+		f.data = value
+	}
+}
+
+// fill sets env's fields from f, as json.Unmarshal would.
+func (f *envelopeFields) fill(env *Envelope) error {
+	env.Data = json.RawMessage(f.data)
+	for _, err := range [...]error{
+		jsonString("id", f.id, &env.ID),
+		jsonString("type", f.typ, &env.Type),
+		jsonString("org", f.org, &env.Org),
+		jsonInt("schema", f.schema, &env.Schema),
+		jsonUint("prev_seq", f.prevSeq, &env.PrevSeq),
+		jsonActor(f.actor, &env.Actor),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if f.at != nil {
+		if err := env.At.UnmarshalJSON(f.at); err != nil {
+			return fmt.Errorf("at: %v", err)
+		}
+	}
+	return nil
+}
+
+// isNull reports whether v, a checked JSON value, is absent or null.
+func isNull(v []byte) bool { return v == nil || v[0] == 'n' }
+
+func jsonString(name string, v []byte, dst *string) error {
+	if isNull(v) {
+		return nil
+	}
+	if v[0] != '"' {
+		return fmt.Errorf("%s is not a string", name)
+	}
+	if k, ok := common[string(v)]; ok { // no allocation for the usual words
+		*dst = k
+		return nil
+	}
+	s, err := strictjson.Unquote(v)
+	if err != nil {
+		return fmt.Errorf("%s: %v", name, err)
+	}
+	*dst = s
+	return nil
+}
+
+// common maps the JSON string literals of the event types, actor kinds,
+// slots, sources and modes to the strings they stand for.
+var common = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired,
+		TypeEnforcementChanged, TypeRejected, TypeRejectedSuppressed, TypeLedgerStarted,
+		ActorOrgAdmin, ActorOperator, ActorAuditor, ActorSystem, ActorInstall,
+		SlotCurrent, SlotPending, SourceAPI, SourceUI, SourceCLI, SourceInstall, EnforceOn, EnforceOff, EnforceAuto} {
+		m[`"`+s+`"`] = s
+	}
+	return m
+}()
+
+func jsonInt(name string, v []byte, dst *int) error {
+	if isNull(v) {
+		return nil
+	}
+	n, err := strconv.ParseInt(string(v), 10, strconv.IntSize)
+	if err != nil {
+		return fmt.Errorf("%s is not an integer", name)
+	}
+	*dst = int(n)
+	return nil
+}
+
+func jsonUint(name string, v []byte, dst *uint64) error {
+	if isNull(v) {
+		return nil
+	}
+	n, err := strconv.ParseUint(string(v), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s is not an unsigned integer", name)
+	}
+	*dst = n
+	return nil
+}
+
+func jsonActor(v []byte, dst *Actor) error {
+	if isNull(v) {
+		return nil
+	}
+	if v[0] != '{' {
+		return fmt.Errorf("actor is not an object")
+	}
+	var first error
+	err := strictjson.CheckMembers(v, nil, func(key, value []byte) {
+		var err error
+		switch {
+		case string(key) == "kind" || (string(key) != "id" && strings.EqualFold(string(key), "kind")):
+			err = jsonString("actor.kind", value, &dst.Kind)
+		case string(key) == "id" || strings.EqualFold(string(key), "id"):
+			err = jsonString("actor.id", value, &dst.ID)
+		}
+		if first == nil {
+			first = err
+		}
+	})
+	if first != nil {
+		return first
+	}
+	return err
 }
 
 func (e *Envelope) checkSubject(m *Message) error {
@@ -314,8 +508,14 @@ func isAuditType(typ string) bool {
 	return typ == TypeRejected || typ == TypeRejectedSuppressed || typ == TypeLedgerStarted
 }
 
-// DecodeData unmarshals the envelope's data into v.
-func (e *Envelope) DecodeData(v any) error { return json.Unmarshal(e.Data, v) }
+// DecodeData unmarshals the envelope's data into v, as json.Unmarshal
+// does.
+func (e *Envelope) DecodeData(v any) error {
+	if decodeDataFast(e.Data, v) {
+		return nil
+	}
+	return json.Unmarshal(e.Data, v)
+}
 
 // Errors of the event store, returned by adapters and mapped to HTTP by the
 // API: a conflict is retried after reloading the org, unavailability is 503.

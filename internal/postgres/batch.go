@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,8 +27,9 @@ import (
 // ErrFenced, nothing committed); then the audit rows, copied (COPY)
 // straight into license_audit; then the org rows, reduced to each org's
 // last state in the batch, and the new revocations, copied into temporary
-// tables and merged with one set-based INSERT … ON CONFLICT each. The
-// next batch is folded while one is written.
+// tables and merged with one set-based INSERT … ON CONFLICT each. Rows
+// are encoded in COPY's binary format as the batch is folded, so a write
+// only streams bytes; the next batch is folded while one is written.
 type batcher struct {
 	conn    *pgx.Conn
 	name    string // checkpoint row
@@ -73,6 +75,47 @@ func AuditRow(r audit.Record) []any {
 		occurred, r.RecordedAt, envelope, r.Raw, r.PrevHash[:], r.Hash[:]}
 }
 
+// appendAuditRow appends r as license_audit column values (auditColumns
+// order), as AuditRow gives them. valid says r's message decoded as an
+// envelope: its bytes are then known to be UTF-8 JSON.
+func appendAuditRow(c *copyBuf, r audit.Record, valid bool) {
+	c.row(len(auditColumns))
+	c.int8(int64(r.Seq))
+	if r.EventID != "" {
+		c.uuid(r.EventID)
+	} else {
+		c.null()
+	}
+	c.text(r.Subject)
+	if r.Org != "" {
+		c.text(r.Org)
+	} else {
+		c.null()
+	}
+	c.text(r.Type)
+	if r.EventID != "" {
+		c.text(r.ActorKind)
+		c.text(r.ActorID)
+		c.timestamptz(r.At)
+	} else {
+		c.null()
+		c.null()
+		c.null()
+	}
+	c.timestamptz(r.RecordedAt)
+	if valid && !bytes.Contains(r.Raw, jsonNUL) || !valid && audit.JSONBStorable(r.Raw) {
+		c.jsonb(r.Raw)
+	} else {
+		c.null()
+	}
+	c.bytes(r.Raw)
+	c.bytes(r.PrevHash[:])
+	c.bytes(r.Hash[:])
+}
+
+// jsonNUL is the escape jsonb refuses (see audit.JSONBStorable).
+var jsonNUL = []byte(`\u0000`)
+
 func nullIfEmpty(s string) any {
 	if s == "" {
 		return nil
@@ -109,12 +152,13 @@ type batchResult struct {
 	records int    // audit rows written
 }
 
-// prepared is a folded batch, ready to be written.
+// prepared is a folded batch, ready to be written: its rows already in
+// COPY's binary form.
 type prepared struct {
 	from, seq uint64 // the checkpoint it moves from and to
-	records   [][]any
-	orgRows   [][]any
-	revoked   [][]any
+	audit     copyBuf
+	orgRows   copyBuf
+	revoked   copyBuf
 }
 
 // fold folds msgs (in stream order; those at or below the batcher's
@@ -134,7 +178,7 @@ func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
 		}
 		rec := audit.NewRecord(m, chain, now)
 		chain, seq = rec.Hash, m.Seq
-		p.records = append(p.records, AuditRow(rec))
+		appendAuditRow(&p.audit, rec, m.Envelope != nil)
 		if !m.IsOrgSubject() || !events.ValidOrg(m.Org()) {
 			continue
 		}
@@ -143,7 +187,7 @@ func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
 		}
 		byOrg[m.Org()] = append(byOrg[m.Org()], m)
 	}
-	if len(p.records) == 0 {
+	if p.audit.rows == 0 {
 		return nil, nil
 	}
 	folds := make([]orgFold, len(orgs))
@@ -167,7 +211,6 @@ func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
 	}
 	wg.Wait()
 	p.seq = seq
-	p.orgRows = make([][]any, 0, len(orgs))
 	for i, f := range folds {
 		for _, w := range f.skipped {
 			b.log.Warn("event skipped for state", "seq", w.seq, "subject", w.subject, "err", w.err)
@@ -175,8 +218,13 @@ func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
 		if f.tooNew != nil {
 			return nil, f.tooNew
 		}
-		p.orgRows = append(p.orgRows, rowArgs(projection.RowOf(f.state)))
-		p.revoked = append(p.revoked, f.revoked...)
+		appendOrgRow(&p.orgRows, projection.RowOf(f.state))
+		for _, r := range f.revoked {
+			p.revoked.row(3)
+			p.revoked.text(orgs[i])
+			p.revoked.uuid(r.licenseID)
+			p.revoked.int8(int64(r.seq))
+		}
 		b.states[orgs[i]] = f.state
 	}
 	b.seq, b.chain = seq, chain
@@ -186,9 +234,14 @@ func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
 // orgFold is one org's share of a batch.
 type orgFold struct {
 	state   *projection.OrgState
-	revoked [][]any // new revocations: org, license id, seq
+	revoked []revocation // new revocations
 	skipped []skippedEvent
 	tooNew  error
+}
+
+type revocation struct {
+	licenseID string
+	seq       uint64
 }
 
 type skippedEvent struct {
@@ -216,7 +269,7 @@ func foldOrg(trust projection.Trust, st *projection.OrgState, msgs []*events.Mes
 				// The first revocation of a license id is the one kept.
 				if !seen[d.LicenseID] {
 					seen[d.LicenseID] = true
-					f.revoked = append(f.revoked, []any{m.Org(), d.LicenseID, int64(m.Seq)})
+					f.revoked = append(f.revoked, revocation{d.LicenseID, m.Seq})
 				}
 			}
 		}
@@ -248,19 +301,18 @@ func (b *batcher) write(ctx context.Context, p *prepared) error {
 	if err != nil {
 		return err
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"license_audit"}, auditColumns, pgx.CopyFromRows(p.records)); err != nil {
+	if _, err := p.audit.copyTo(ctx, tx, tableAudit, auditColumns); err != nil {
 		return fmt.Errorf("audit rows: %w", err)
 	}
 	batch := &pgx.Batch{}
-	if len(p.orgRows) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tempOrgRows}, orgColumns, pgx.CopyFromRows(p.orgRows)); err != nil {
+	if p.orgRows.rows > 0 {
+		if _, err := p.orgRows.copyTo(ctx, tx, tempOrgRows, orgColumns); err != nil {
 			return fmt.Errorf("read model rows: %w", err)
 		}
 		batch.Queue(mergeOrgRows)
 	}
-	if len(p.revoked) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tempRevoked}, []string{"org_slug", "license_id", "seq"},
-			pgx.CopyFromRows(p.revoked)); err != nil {
+	if p.revoked.rows > 0 {
+		if _, err := p.revoked.copyTo(ctx, tx, tempRevoked, []string{"org_slug", "license_id", "seq"}); err != nil {
 			return fmt.Errorf("revocations: %w", err)
 		}
 		batch.Queue(`INSERT INTO revoked_licenses (org_slug, license_id, seq)
@@ -344,7 +396,7 @@ func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-c
 				return err
 			}
 			if p != nil {
-				inflight, writing = make(chan error, 1), batchResult{seq: p.seq, records: len(p.records)}
+				inflight, writing = make(chan error, 1), batchResult{seq: p.seq, records: p.audit.rows}
 				go func(ch chan error) { ch <- b.write(ctx, p) }(inflight)
 			}
 		}
@@ -390,12 +442,31 @@ ON CONFLICT (org_slug) DO UPDATE SET license_id = excluded.license_id, customer 
 	last_seq = excluded.last_seq
 WHERE org_licenses.last_seq < excluded.last_seq`
 
-func rowArgs(r projection.Row) []any {
-	var updated any
-	if !r.UpdatedAt.IsZero() {
-		updated = r.UpdatedAt
+// appendOrgRow appends r as org_licenses column values (orgColumns order).
+func appendOrgRow(c *copyBuf, r projection.Row) {
+	c.row(len(orgColumns))
+	c.text(r.OrgSlug)
+	c.uuidOrNull(r.LicenseID)
+	c.textOrNull(r.Customer)
+	c.textOrNull(r.Tier)
+	c.textArray(r.Products)
+	c.textArray(r.Features)
+	c.timestamptzOrNull(r.IssuedAt)
+	c.timestamptzOrNull(r.NotBefore)
+	c.timestamptzOrNull(r.ExpiresAt)
+	c.int4OrNull(r.UsersLimit)
+	c.int4OrNull(r.GraceDays)
+	c.textOrNull(r.LicenseKey)
+	c.textOrNull(r.Fingerprint)
+	c.bool(r.Revoked)
+	c.textOrNull(r.RevokedNote)
+	c.uuidOrNull(r.PendingLicenseID)
+	c.timestamptzOrNull(r.PendingNotBefore)
+	c.textOrNull(r.PendingLicenseKey)
+	if r.UpdatedAt.IsZero() {
+		c.null()
+	} else {
+		c.timestamptz(r.UpdatedAt)
 	}
-	return []any{r.OrgSlug, r.LicenseID, r.Customer, r.Tier, r.Products, r.Features, r.IssuedAt, r.NotBefore,
-		r.ExpiresAt, r.UsersLimit, r.GraceDays, r.LicenseKey, r.Fingerprint, r.Revoked, r.RevokedNote,
-		r.PendingLicenseID, r.PendingNotBefore, r.PendingLicenseKey, updated, int64(r.LastSeq)}
+	c.int8(int64(r.LastSeq))
 }
