@@ -47,6 +47,7 @@ func TestPostgresRestoredFromOlderBackup(t *testing.T) {
 		waitProjected(t, pool, head, l.p)
 		before := count(t, pool, `SELECT last_seq FROM projection_checkpoints WHERE name = 'org_licenses'`)
 		restoreDatabase(t, bin, super, dump)
+		pool.Reset() // its sessions were closed with the dropped database
 		after := count(t, pool, `SELECT last_seq FROM projection_checkpoints WHERE name = 'org_licenses'`)
 		if after >= before {
 			// Not an older backup: the scenario would prove nothing.
