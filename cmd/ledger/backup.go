@@ -59,13 +59,7 @@ The snapshot holds the stream only: keep $DATA_DIR/nats/*.nk, admin.token and to
 }
 
 func (c *backupCmd) Run(env *cli.Env) error {
-	log, err := c.Logger(env.Stderr)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	return c.run(ctx, env, log)
+	return c.runMaint(env, c.run)
 }
 
 func (c *backupCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) error {
@@ -115,13 +109,7 @@ ledger serve must be stopped: the command starts the embedded server on $DATA_DI
 }
 
 func (c *restoreCmd) Run(env *cli.Env) error {
-	log, err := c.Logger(env.Stderr)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	return c.run(ctx, env, log)
+	return c.runMaint(env, c.run)
 }
 
 func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) error {

@@ -117,6 +117,18 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
+// runMaint runs a maintenance command's body with its logger and a
+// context that SIGINT and SIGTERM cancel.
+func (m *maintFlags) runMaint(env *cli.Env, run func(context.Context, *cli.Env, *slog.Logger) error) error {
+	log, err := m.Logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	return run(ctx, env, log)
+}
+
 type streamCmd struct {
 	Reseed streamReseedCmd `cmd:"" help:"Recreate a lost stream from license_audit in PostgreSQL, with the same sequence numbers and bytes."`
 }
@@ -157,13 +169,7 @@ func (c *streamReseedCmd) Run(env *cli.Env) error {
 	if c.Window < 1 || c.Window > 4000 {
 		return cli.Usage("--window must be 1..4000")
 	}
-	log, err := c.Logger(env.Stderr)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	return c.run(ctx, env, log)
+	return c.runMaint(env, c.run)
 }
 
 func (c *streamReseedCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) error {
