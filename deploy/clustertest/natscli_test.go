@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
@@ -287,7 +288,18 @@ func streamMessages(t *testing.T, ctx context.Context, js jetstream.JetStream) [
 	}
 	var out []*jetstream.RawStreamMsg
 	for seq := st.FirstSeq; st.Msgs > 0 && seq <= st.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
+		// A direct get can find no responder for a moment after the
+		// stream is created or restored, until every replica's direct-get
+		// subscription has reached this client's server.
+		var m *jetstream.RawStreamMsg
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			m, err = s.GetMsg(ctx, seq)
+			if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		if err != nil {
 			t.Fatalf("seq %d: %v", seq, err)
 		}
