@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/licenseledger/ledger/internal/bench"
@@ -15,11 +16,12 @@ import (
 // reference from the same run. Missing a target is reported, not an
 // error: it exits non-zero only when a figure could not be measured.
 type benchCmd struct {
-	Quick    bool     `help:"Shorter runs and smaller data sets (under a minute; what CI runs)."`
-	Full     bool     `help:"Replay 1,000,000 events instead of 100,000."`
-	JSON     bool     `name:"json" help:"Print the rows as JSON instead of a table."`
-	Markdown bool     `help:"Print the table as Markdown."`
-	Only     []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, memory."`
+	Quick      bool     `help:"Shorter runs and smaller data sets (under a minute; what CI runs)."`
+	Full       bool     `help:"Replay 1,000,000 events instead of 100,000."`
+	JSON       bool     `name:"json" help:"Print the rows as JSON instead of a table."`
+	Markdown   bool     `help:"Print the table as Markdown."`
+	Only       []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, memory."`
+	CPUProfile string   `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run to FILE (go tool pprof FILE)."`
 }
 
 func (c *benchCmd) Run(env *cli.Env) error {
@@ -38,6 +40,17 @@ func (c *benchCmd) Run(env *cli.Env) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	exe, _ := os.Executable()
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return cli.Usage("--cpuprofile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	rows, err := bench.Run(ctx, bench.Config{Quick: c.Quick, Full: c.Full, Only: c.Only, Progress: env.Stderr, Executable: exe})
 	var werr error
 	switch {

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -93,7 +94,11 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		}
 		start := time.Now()
 		r.progress("%s: measuring", s.name)
-		if err := s.fn(ctx); err != nil {
+		// Samples of a CPU profile (ledger bench --cpuprofile) carry the
+		// figure, and the step within it: go tool pprof -tagfocus.
+		var err error
+		pprof.Do(ctx, pprof.Labels("figure", s.name), func(ctx context.Context) { err = s.fn(ctx) })
+		if err != nil {
 			return r.rows, fmt.Errorf("%s: %w", s.name, err)
 		}
 		r.progress("%s: done in %s", s.name, time.Since(start).Round(time.Millisecond))

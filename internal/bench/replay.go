@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -101,7 +102,8 @@ func (r *runner) replayFigure(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	res, err := rp.Build(ctx, postgres.Rebuild, 0)
+	var res postgres.BuildResult
+	pprof.Do(ctx, pprof.Labels("step", "replay"), func(ctx context.Context) { res, err = rp.Build(ctx, postgres.Rebuild, 0) })
 	elapsed := time.Since(start)
 	rp.Close()
 	if err != nil {
@@ -121,7 +123,9 @@ func (r *runner) replayFigure(ctx context.Context) error {
 		ratio, "≥ 0.5", ptr(ratio >= 0.5))
 
 	r.progress("replay: live projector catching up from sequence 1")
-	elapsed, err = projectAll(ctx, postgres.ProjectorConfig{Pool: pool, Source: bus, Keys: v.keys, InstallID: func() string { return "" }, Logger: r.log}, uint64(n))
+	pprof.Do(ctx, pprof.Labels("step", "projector"), func(ctx context.Context) {
+		elapsed, err = projectAll(ctx, postgres.ProjectorConfig{Pool: pool, Source: bus, Keys: v.keys, InstallID: func() string { return "" }, Logger: r.log}, uint64(n))
+	})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/events"
@@ -47,7 +48,29 @@ type batcher struct {
 	// that rewrites the checkpoint at the same sequence fences too.
 	fence     *time.Time
 	tempReady bool
+
+	// deferRows (replay's shadow build) writes the audit rows batch by
+	// batch but the org rows and revocations only now and then (flush):
+	// an org's row is then written once for all its events since, not
+	// once per batch. The checkpoint moves with each flush only, so it
+	// always names a consistent read model; audit rows may run ahead of
+	// it, and a resumed build skips those (auditSeq).
+	deferRows  bool
+	checkpoint uint64              // the checkpoint the next flush moves from
+	dirty      map[string]struct{} // orgs folded since the last flush
+	deferred   copyBuf             // revocations folded since the last flush
+	lastFlush  time.Time
+	// auditSeq is the last audit row already in the table (a resumed
+	// shadow build); auditHash its stored hash, which the fold must meet.
+	auditSeq  uint64
+	auditHash audit.Hash
 }
+
+// Flush bounds of a deferred read model.
+const (
+	flushEvery        = time.Minute // at most this much work is folded again after a crash
+	maxDeferredRevoke = 32 << 20    // bytes of revocations held for the next flush
+)
 
 var auditColumns = []string{"seq", "event_id", "subject", "org_slug", "type", "actor_kind", "actor_id",
 	"occurred_at", "recorded_at", "envelope", "envelope_raw", "prev_hash", "hash"}
@@ -155,7 +178,10 @@ type batchResult struct {
 // prepared is a folded batch, ready to be written: its rows already in
 // COPY's binary form.
 type prepared struct {
-	from, seq uint64 // the checkpoint it moves from and to
+	from, seq uint64 // the checkpoint it moves from and to (with rows)
+	// rows: p carries the read model up to seq and moves the checkpoint;
+	// otherwise (deferred rows) it only appends audit rows.
+	rows bool
 	audit     copyBuf
 	orgRows   copyBuf
 	revoked   copyBuf
@@ -167,18 +193,37 @@ type prepared struct {
 // in order, and a failed write ends the batcher. It returns nil when no
 // message was new. Orgs are folded in parallel, each org's messages in
 // order (signature verification dominates).
-func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
-	p := &prepared{from: b.seq}
+//
+// With deferred rows, the batch carries the read model (flush) when final
+// is set or a flush bound is reached; final with no new message still
+// flushes what is deferred.
+func (b *batcher) fold(msgs []*events.Message, final bool) (*prepared, error) {
+	p := &prepared{from: b.seq, rows: true}
+	if b.deferRows {
+		p.from = b.checkpoint
+	}
 	byOrg := map[string][]*events.Message{}
 	var orgs []string
 	chain, seq, now := b.chain, b.seq, time.Now().UTC()
+	// Room for every row up front: the raw bytes twice (jsonb and bytea)
+	// and the other columns.
+	size := 0
+	for _, m := range msgs {
+		size += 2*len(m.Raw) + len(m.Subject) + auditRowOverhead
+	}
+	p.audit.grow(size)
 	for _, m := range msgs {
 		if m.Seq <= seq {
 			continue // redelivered: already in this batch or committed
 		}
 		rec := audit.NewRecord(m, chain, now)
 		chain, seq = rec.Hash, m.Seq
-		appendAuditRow(&p.audit, rec, m.Envelope != nil)
+		switch {
+		case seq > b.auditSeq:
+			appendAuditRow(&p.audit, rec, m.Envelope != nil)
+		case seq == b.auditSeq && chain != b.auditHash:
+			return nil, fmt.Errorf("the audit row at %d does not match the stream's message: start the rebuild over", seq)
+		}
 		if !m.IsOrgSubject() || !events.ValidOrg(m.Org()) {
 			continue
 		}
@@ -187,7 +232,8 @@ func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
 		}
 		byOrg[m.Org()] = append(byOrg[m.Org()], m)
 	}
-	if p.audit.rows == 0 {
+	if seq == b.seq && !(final && b.deferRows && len(b.dirty) > 0) {
+		p.release()
 		return nil, nil
 	}
 	folds := make([]orgFold, len(orgs))
@@ -216,19 +262,64 @@ func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
 			b.log.Warn("event skipped for state", "seq", w.seq, "subject", w.subject, "err", w.err)
 		}
 		if f.tooNew != nil {
+			p.release()
 			return nil, f.tooNew
 		}
-		appendOrgRow(&p.orgRows, projection.RowOf(f.state))
+		revoked := &p.revoked
+		if b.deferRows {
+			revoked = &b.deferred
+			if b.dirty == nil {
+				b.dirty = map[string]struct{}{}
+			}
+			b.dirty[orgs[i]] = struct{}{}
+		} else {
+			appendOrgRow(&p.orgRows, projection.RowOf(f.state))
+		}
+		if len(f.revoked) > 0 {
+			revoked.grow(len(f.revoked) * (len(orgs[i]) + 42))
+		}
 		for _, r := range f.revoked {
-			p.revoked.row(3)
-			p.revoked.text(orgs[i])
-			p.revoked.uuid(r.licenseID)
-			p.revoked.int8(int64(r.seq))
+			revoked.row(3)
+			revoked.text(orgs[i])
+			revoked.uuid(r.licenseID)
+			revoked.int8(int64(r.seq))
 		}
 		b.states[orgs[i]] = f.state
 	}
 	b.seq, b.chain = seq, chain
+	if b.deferRows {
+		if b.lastFlush.IsZero() {
+			b.lastFlush = time.Now()
+		}
+		if p.rows = final || len(b.deferred.buf) >= maxDeferredRevoke || time.Since(b.lastFlush) >= flushEvery; p.rows {
+			b.flushInto(p)
+		}
+	}
 	return p, nil
+}
+
+// flushInto moves the deferred read model into p: the rows of every org
+// folded since the last flush, and their revocations.
+func (b *batcher) flushInto(p *prepared) {
+	for org := range b.dirty {
+		appendOrgRow(&p.orgRows, projection.RowOf(b.states[org]))
+	}
+	p.revoked, b.deferred = b.deferred, copyBuf{}
+	b.dirty, b.checkpoint, b.lastFlush = nil, p.seq, time.Now()
+}
+
+// auditRowOverhead is an audit row's bytes in COPY form besides its raw
+// envelope (twice) and subject: counts, lengths, ids, times, hashes.
+const auditRowOverhead = 2 + 13*4 + 8 + 16 + 64 + 8 + 8 + 1 + 64 + 64
+
+// release hands p's buffers back once p is written (or given up).
+func (p *prepared) release() {
+	if p == nil {
+		return
+	}
+	p.audit.release()
+	p.orgRows.release()
+	p.revoked.release()
 }
 
 // orgFold is one org's share of a batch.
@@ -250,7 +341,10 @@ type skippedEvent struct {
 	err     error
 }
 
-// foldOrg folds one org's messages of a batch, in order, into st.
+// foldOrg folds one org's messages of a batch, in order, into st. The
+// revocations it returns are the license ids st (the committed state,
+// which holds every revocation revoked_licenses has for the org) does
+// not know yet, each with its first revoking sequence.
 func foldOrg(trust projection.Trust, st *projection.OrgState, msgs []*events.Message) orgFold {
 	f := orgFold{state: st}
 	seen := map[string]bool{}
@@ -267,7 +361,7 @@ func foldOrg(trust projection.Trust, st *projection.OrgState, msgs []*events.Mes
 				var d events.Invalidated
 				m.Envelope.DecodeData(&d)
 				// The first revocation of a license id is the one kept.
-				if !seen[d.LicenseID] {
+				if _, committed := st.Revoked[d.LicenseID]; !committed && !seen[d.LicenseID] {
 					seen[d.LicenseID] = true
 					f.revoked = append(f.revoked, revocation{d.LicenseID, m.Seq})
 				}
@@ -280,7 +374,35 @@ func foldOrg(trust projection.Trust, st *projection.OrgState, msgs []*events.Mes
 
 // write commits p in one transaction with the fenced checkpoint. It
 // returns ErrFenced when the checkpoint moved under the batcher.
+//
+// New revocations are copied straight into revoked_licenses: the
+// committed states know every revocation the table holds. Should the
+// table hold one anyway (a row written behind the projector's back), the
+// batch is written again merging them (INSERT … ON CONFLICT DO NOTHING),
+// so the first revocation stays.
 func (b *batcher) write(ctx context.Context, p *prepared) error {
+	err := b.writeTx(ctx, p, true)
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == uniqueViolation && pe.TableName == "revoked_licenses" {
+		b.log.Warn("revoked_licenses holds a revocation the projector did not fold; merging this batch's revocations instead",
+			"seq", p.seq, "constraint", pe.ConstraintName)
+		err = b.writeTx(ctx, p, false)
+	}
+	return err
+}
+
+// uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
+
+func (b *batcher) writeTx(ctx context.Context, p *prepared, directRevocations bool) error {
+	if !p.rows {
+		// Deferred rows: the audit rows only, which the next flush's
+		// checkpoint covers (a resumed build skips them).
+		_, err := p.audit.copyTo(ctx, b.conn.PgConn(), tableAudit, auditColumns)
+		if err != nil {
+			return fmt.Errorf("audit rows: %w", err)
+		}
+		return nil
+	}
 	if err := b.prepare(ctx); err != nil {
 		return err
 	}
@@ -301,22 +423,28 @@ func (b *batcher) write(ctx context.Context, p *prepared) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.audit.copyTo(ctx, tx, tableAudit, auditColumns); err != nil {
+	if _, err := p.audit.copyTo(ctx, tx.Conn().PgConn(), tableAudit, auditColumns); err != nil {
 		return fmt.Errorf("audit rows: %w", err)
 	}
 	batch := &pgx.Batch{}
 	if p.orgRows.rows > 0 {
-		if _, err := p.orgRows.copyTo(ctx, tx, tempOrgRows, orgColumns); err != nil {
+		if _, err := p.orgRows.copyTo(ctx, tx.Conn().PgConn(), tempOrgRows, orgColumns); err != nil {
 			return fmt.Errorf("read model rows: %w", err)
 		}
 		batch.Queue(mergeOrgRows)
 	}
 	if p.revoked.rows > 0 {
-		if _, err := p.revoked.copyTo(ctx, tx, tempRevoked, []string{"org_slug", "license_id", "seq"}); err != nil {
+		into := tempRevoked
+		if directRevocations {
+			into = tableRevoked
+		}
+		if _, err := p.revoked.copyTo(ctx, tx.Conn().PgConn(), into, []string{"org_slug", "license_id", "seq"}); err != nil {
 			return fmt.Errorf("revocations: %w", err)
 		}
-		batch.Queue(`INSERT INTO revoked_licenses (org_slug, license_id, seq)
+		if !directRevocations {
+			batch.Queue(`INSERT INTO revoked_licenses (org_slug, license_id, seq)
 			SELECT org_slug, license_id, seq FROM ` + tempRevoked + ` ON CONFLICT DO NOTHING`)
+		}
 	}
 	if batch.Len() > 0 {
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
@@ -359,6 +487,14 @@ func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-c
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	// A rebuild that is interrupted finishes the write in flight and
+	// flushes what it deferred, so the next one resumes from there.
+	wctx := ctx
+	if b.deferRows {
+		var cancel context.CancelFunc
+		wctx, cancel = withGrace(ctx, flushGrace)
+		defer cancel()
+	}
 	for {
 		select {
 		case m := <-in:
@@ -380,13 +516,16 @@ func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-c
 			if derr := drain(); derr != nil {
 				return derr
 			}
+			b.flushDeferred(ctx)
 			return err
 		case <-ctx.Done():
-			drain()
+			if drain() == nil {
+				b.flushDeferred(ctx)
+			}
 			return ctx.Err()
 		}
 		if len(pending) > 0 {
-			p, err := b.fold(pending)
+			p, err := b.fold(pending, done)
 			pending = pending[:0]
 			if err != nil {
 				drain()
@@ -397,12 +536,61 @@ func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-c
 			}
 			if p != nil {
 				inflight, writing = make(chan error, 1), batchResult{seq: p.seq, records: p.audit.rows}
-				go func(ch chan error) { ch <- b.write(ctx, p) }(inflight)
+				go func(ch chan error) {
+					err := b.write(wctx, p)
+					p.release()
+					ch <- err
+				}(inflight)
 			}
 		}
 		if done {
 			return drain()
 		}
+	}
+}
+
+// flushDeferred writes the deferred read model on the way out of run
+// (interrupted, or the source failed), so that a resumed build folds
+// little again; a failure only costs that refolding.
+func (b *batcher) flushDeferred(ctx context.Context) {
+	if !b.deferRows || len(b.dirty) == 0 {
+		return
+	}
+	p, err := b.fold(nil, true)
+	if err != nil || p == nil {
+		return
+	}
+	defer p.release()
+	from := p.from
+	ctx, cancel := withGrace(ctx, flushGrace)
+	defer cancel()
+	if err := b.write(ctx, p); err != nil {
+		b.log.Warn("the rebuilt read model since the last checkpoint was not written; a resumed build folds it again",
+			"checkpoint", from, "err", err)
+	}
+}
+
+// flushGrace is how long an interrupted rebuild may take to save its work.
+const flushGrace = 30 * time.Second
+
+// withGrace returns a context that ends grace after ctx does.
+func withGrace(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	g, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var timer *time.Timer
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(grace, cancel)
+		mu.Unlock()
+	})
+	return g, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
 	}
 }
 

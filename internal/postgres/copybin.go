@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // copyBuf is a COPY … FROM STDIN (FORMAT binary) stream, written value by
@@ -28,10 +29,42 @@ type copyBuf struct {
 // no header extension.
 const copySignature = "PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 
+// copyBufs keeps the buffers of written batches for the next ones: a
+// catch-up writes megabytes per batch, which would otherwise be allocated,
+// zeroed and grown by copying every time.
+var copyBufs sync.Pool // of *[]byte
+
+// maxKeptBuf bounds the buffers copyBufs keeps.
+const maxKeptBuf = 64 << 20
+
+// grow makes room for n more bytes, so that a batch whose size is
+// estimated up front is written without growing the buffer.
+func (c *copyBuf) grow(n int) {
+	if c.buf == nil {
+		if p, ok := copyBufs.Get().(*[]byte); ok {
+			c.buf = append((*p)[:0], copySignature...)
+		} else {
+			c.buf = append(make([]byte, 0, max(64<<10, n+len(copySignature)+2)), copySignature...)
+		}
+	}
+	if cap(c.buf)-len(c.buf) < n+2 { // +2: copyTo's trailer
+		c.buf = append(c.buf[:len(c.buf):len(c.buf)], make([]byte, n+2)...)[:len(c.buf)]
+	}
+}
+
+// release hands the buffer back for another batch; c is empty after it.
+func (c *copyBuf) release() {
+	if b := c.buf; b != nil && cap(b) <= maxKeptBuf {
+		b = b[:0]
+		copyBufs.Put(&b)
+	}
+	*c = copyBuf{}
+}
+
 // row starts a row of n fields.
 func (c *copyBuf) row(n int) {
 	if c.buf == nil {
-		c.buf = append(make([]byte, 0, 64<<10), copySignature...)
+		c.grow(0)
 	}
 	c.rows++
 	c.buf = binary.BigEndian.AppendUint16(c.buf, uint16(n))
@@ -166,9 +199,9 @@ func (c *copyBuf) fail(err error) {
 	}
 }
 
-// copyTo sends the rows to table's columns within tx, and returns how
+// copyTo sends the rows to table's columns on conn (within its transaction, if any), and returns how
 // many there were.
-func (c *copyBuf) copyTo(ctx context.Context, tx pgx.Tx, table string, columns []string) (int, error) {
+func (c *copyBuf) copyTo(ctx context.Context, conn *pgconn.PgConn, table string, columns []string) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
@@ -180,7 +213,7 @@ func (c *copyBuf) copyTo(ctx context.Context, tx pgx.Tx, table string, columns [
 		quoted[i] = quoteIdentifier(col)
 	}
 	stream := binary.BigEndian.AppendUint16(c.buf, math.MaxUint16) // the trailer: -1
-	_, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(stream), "COPY "+quoteIdentifier(table)+
+	_, err := conn.CopyFrom(ctx, bytes.NewReader(stream), "COPY "+quoteIdentifier(table)+
 		" ("+strings.Join(quoted, ", ")+") FROM STDIN (FORMAT binary)")
 	return c.rows, err
 }

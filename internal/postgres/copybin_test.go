@@ -35,7 +35,7 @@ func copyBinary(t *testing.T, pool *pgxpool.Pool, c *copyBuf, table string, cols
 		t.Fatal(err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := c.copyTo(ctx, tx, table, cols); err != nil {
+	if _, err := c.copyTo(ctx, tx.Conn().PgConn(), table, cols); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)

@@ -240,6 +240,19 @@ func (r *Replayer) loadBatcher(ctx context.Context, c *pgx.Conn, created time.Ti
 		return nil, err
 	}
 	b.seq = uint64(seq)
+	// Audit rows past the checkpoint: a build with deferred rows was
+	// interrupted between two flushes. They are skipped, not written again.
+	var top int64
+	var topHash []byte
+	err := c.QueryRow(ctx, `SELECT seq, hash FROM license_audit ORDER BY seq DESC LIMIT 1`).Scan(&top, &topHash)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return nil, err
+	case top > seq:
+		b.auditSeq = uint64(top)
+		copy(b.auditHash[:], topHash)
+	}
 	if b.seq == 0 {
 		return b, nil
 	}
@@ -302,11 +315,13 @@ func (r *Replayer) foldPrefix(ctx context.Context, b *batcher, fromSeq uint64) e
 		if len(msgs) == 0 {
 			return fmt.Errorf("%w: seq %d is missing", ErrPrefixInvalid, after+1)
 		}
-		p, err := b.fold(msgs)
+		p, err := b.fold(msgs, true)
 		if err != nil {
 			return err
 		}
-		if err := b.write(ctx, p); err != nil {
+		err = b.write(ctx, p)
+		p.release()
+		if err != nil {
 			return err
 		}
 		r.progress(b.seq, total)
@@ -360,6 +375,10 @@ func (r *Replayer) foldStream(ctx context.Context, b *batcher, head uint64) erro
 		}
 		srcErr <- err
 	}()
+	// The read model is written now and then, not with every batch: a
+	// rebuild writes each org's row once per flush instead of once per
+	// batch it has events in.
+	b.deferRows, b.checkpoint = true, b.seq
 	err := b.run(ctx, msgs, srcErr, r.cfg.BatchSize, 50*time.Millisecond, func(seq uint64) bool { return seq >= head },
 		func(res batchResult) { r.progress(res.seq, head) })
 	if err == nil && b.seq < head {

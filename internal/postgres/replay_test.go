@@ -371,6 +371,68 @@ func TestReplayInterruptedThenResumed(t *testing.T) {
 	}
 }
 
+// A build whose connection dies between two flushes of the read model
+// leaves audit rows past the shadow's checkpoint: the next build folds
+// from the checkpoint again, skips those rows (each is written once) and
+// checks that the last one matches the stream.
+func TestReplayResumesPastUnflushedAuditRows(t *testing.T) {
+	e := newEnv(t)
+	e.scenario(t)
+	pool, dsn := migrated(t)
+	runProjector(t, e, pool)
+	_, head, _ := e.bus.Stream(context.Background())
+	var batches atomic.Int32
+	r := openReplay(t, e, dsn, func(c *postgres.ReplayConfig) {
+		c.Progress = func(done, total uint64) {
+			if done > 0 && done < total && batches.Add(1) == 2 {
+				mustExec(t, pool, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+					WHERE application_name = 'ledger replay' AND datname = current_database()`)
+			}
+		}
+	})
+	if _, err := r.Build(context.Background(), postgres.Rebuild, 0); err == nil {
+		t.Fatal("a build whose connection was terminated succeeded")
+	}
+	r.Close()
+	var checkpoint, rows, top int64
+	if err := pool.QueryRow(context.Background(), `SELECT (SELECT last_seq FROM `+postgres.ShadowSchema+`.projection_checkpoints WHERE name = 'org_licenses'),
+		count(*), coalesce(max(seq), 0) FROM `+postgres.ShadowSchema+`.license_audit`).Scan(&checkpoint, &rows, &top); err != nil {
+		t.Fatal(err)
+	}
+	if checkpoint != 0 || top <= checkpoint || top >= int64(head) || rows != top {
+		t.Fatalf("after the terminated build: checkpoint %d, %d audit rows up to %d (head %d); want audit rows past the checkpoint", checkpoint, rows, top, head)
+	}
+
+	r = openReplay(t, e, dsn)
+	b, err := r.Build(context.Background(), postgres.Rebuild, 0)
+	if err != nil || !b.Resumed || b.From != 0 || b.Checkpoint != head {
+		t.Fatalf("resumed build: %+v %v", b, err)
+	}
+	d, err := r.Diff(context.Background(), 0)
+	if err != nil || d.Total != 0 {
+		t.Fatalf("after resuming past unflushed audit rows: %v\n%s", err, diffText(d))
+	}
+
+	// A last audit row past the checkpoint that is not the stream's
+	// message stops the build.
+	mustExec(t, pool, `UPDATE `+postgres.ShadowSchema+`.projection_checkpoints SET last_seq = 0 WHERE name = 'org_licenses'`)
+	mustExec(t, pool, `UPDATE `+postgres.ShadowSchema+`.replay_meta SET finished_at = NULL`)
+	rewriteShadowAudit(t, pool, `UPDATE `+postgres.ShadowSchema+`.license_audit SET hash = sha256(hash) WHERE seq = $1`, int64(head))
+	b, err = r.Build(context.Background(), postgres.Rebuild, 0)
+	if err == nil || !strings.Contains(err.Error(), "does not match the stream") {
+		t.Fatalf("a build over a forged audit row past the checkpoint: %+v %v", b, err)
+	}
+}
+
+// rewriteShadowAudit runs sql with the shadow audit's append-only triggers off.
+func rewriteShadowAudit(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	table := postgres.ShadowSchema + ".license_audit"
+	mustExec(t, pool, "ALTER TABLE "+table+" DISABLE TRIGGER USER")
+	mustExec(t, pool, sql, args...)
+	mustExec(t, pool, "ALTER TABLE "+table+" ENABLE TRIGGER USER")
+}
+
 // --from-seq takes the live audit rows before N (chain verified) for the
 // start of the stream.
 func TestReplayFromSeq(t *testing.T) {
