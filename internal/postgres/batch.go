@@ -181,10 +181,10 @@ type prepared struct {
 	from, seq uint64 // the checkpoint it moves from and to (with rows)
 	// rows: p carries the read model up to seq and moves the checkpoint;
 	// otherwise (deferred rows) it only appends audit rows.
-	rows bool
-	audit     copyBuf
-	orgRows   copyBuf
-	revoked   copyBuf
+	rows    bool
+	audit   copyBuf
+	orgRows copyBuf
+	revoked copyBuf
 }
 
 // fold folds msgs (in stream order; those at or below the batcher's
