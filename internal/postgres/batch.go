@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,7 +60,10 @@ type batcher struct {
 	checkpoint uint64              // the checkpoint the next flush moves from
 	dirty      map[string]struct{} // orgs folded since the last flush
 	deferred   copyBuf             // revocations folded since the last flush
-	lastFlush  time.Time
+	// deferredBytes is len(deferred.buf), for the loop that decides flushes
+	// while the state fold runs on.
+	deferredBytes atomic.Int64
+	lastFlush     time.Time
 	// auditSeq is the last audit row already in the table (a resumed
 	// shadow build); auditHash its stored hash, which the fold must meet.
 	auditSeq  uint64
@@ -198,12 +202,43 @@ type prepared struct {
 // is set or a flush bound is reached; final with no new message still
 // flushes what is deferred.
 func (b *batcher) fold(msgs []*events.Message, final bool) (*prepared, error) {
-	p := &prepared{from: b.seq, rows: true}
+	p, w, err := b.foldAudit(msgs)
+	if err != nil || p == nil && !(final && b.deferRows && len(b.dirty) > 0) {
+		return nil, err
+	}
+	if p == nil {
+		p = b.newPrepared()
+	}
+	if err := b.foldStates(p, w); err != nil {
+		p.release()
+		return nil, err
+	}
+	if b.deferRows && (final || b.flushDue()) {
+		b.flushInto(p)
+	}
+	return p, nil
+}
+
+func (b *batcher) newPrepared() *prepared {
+	p := &prepared{from: b.seq, seq: b.seq, rows: !b.deferRows}
 	if b.deferRows {
 		p.from = b.checkpoint
 	}
-	byOrg := map[string][]*events.Message{}
-	var orgs []string
+	return p
+}
+
+// stateWork is a batch's share of the state fold: its messages by org.
+type stateWork struct {
+	orgs  []string
+	byOrg map[string][]*events.Message
+}
+
+// foldAudit is fold's serial part: the chain and the audit rows of msgs,
+// and their messages grouped by org for foldStates. It advances the
+// batcher's sequence and chain; nil: no message was new.
+func (b *batcher) foldAudit(msgs []*events.Message) (*prepared, stateWork, error) {
+	p := b.newPrepared()
+	w := stateWork{byOrg: map[string][]*events.Message{}}
 	chain, seq, now := b.chain, b.seq, time.Now().UTC()
 	// Room for every row up front: the raw bytes twice (jsonb and bytea)
 	// and the other columns.
@@ -222,20 +257,31 @@ func (b *batcher) fold(msgs []*events.Message, final bool) (*prepared, error) {
 		case seq > b.auditSeq:
 			appendAuditRow(&p.audit, rec, m.Envelope != nil)
 		case seq == b.auditSeq && chain != b.auditHash:
-			return nil, fmt.Errorf("the audit row at %d does not match the stream's message: start the rebuild over", seq)
+			p.release()
+			return nil, w, fmt.Errorf("the audit row at %d does not match the stream's message: start the rebuild over", seq)
 		}
 		if !m.IsOrgSubject() || !events.ValidOrg(m.Org()) {
 			continue
 		}
-		if _, ok := byOrg[m.Org()]; !ok {
-			orgs = append(orgs, m.Org())
+		if _, ok := w.byOrg[m.Org()]; !ok {
+			w.orgs = append(w.orgs, m.Org())
 		}
-		byOrg[m.Org()] = append(byOrg[m.Org()], m)
+		w.byOrg[m.Org()] = append(w.byOrg[m.Org()], m)
 	}
-	if seq == b.seq && !(final && b.deferRows && len(b.dirty) > 0) {
+	if seq == b.seq {
 		p.release()
-		return nil, nil
+		return nil, w, nil
 	}
+	p.seq = seq
+	b.seq, b.chain = seq, chain
+	return p, w, nil
+}
+
+// foldStates is fold's parallel part: it folds w into the states, and
+// their rows and new revocations into p (or, with deferred rows, into the
+// deferred read model; p may then be nil).
+func (b *batcher) foldStates(p *prepared, w stateWork) error {
+	orgs := w.orgs
 	folds := make([]orgFold, len(orgs))
 	trust := b.trust()
 	work := make(chan int, len(orgs))
@@ -251,21 +297,21 @@ func (b *batcher) fold(msgs []*events.Message, final bool) (*prepared, error) {
 				if !ok {
 					st = projection.NewOrgState(orgs[i])
 				}
-				folds[i] = foldOrg(trust, st, byOrg[orgs[i]])
+				folds[i] = foldOrg(trust, st, w.byOrg[orgs[i]])
 			}
 		})
 	}
 	wg.Wait()
-	p.seq = seq
-	for i, f := range folds {
-		for _, w := range f.skipped {
-			b.log.Warn("event skipped for state", "seq", w.seq, "subject", w.subject, "err", w.err)
+	for _, f := range folds {
+		for _, s := range f.skipped {
+			b.log.Warn("event skipped for state", "seq", s.seq, "subject", s.subject, "err", s.err)
 		}
 		if f.tooNew != nil {
-			p.release()
-			return nil, f.tooNew
+			return f.tooNew
 		}
-		revoked := &p.revoked
+	}
+	for i, f := range folds {
+		var revoked *copyBuf
 		if b.deferRows {
 			revoked = &b.deferred
 			if b.dirty == nil {
@@ -273,6 +319,7 @@ func (b *batcher) fold(msgs []*events.Message, final bool) (*prepared, error) {
 			}
 			b.dirty[orgs[i]] = struct{}{}
 		} else {
+			revoked = &p.revoked
 			appendOrgRow(&p.orgRows, projection.RowOf(f.state))
 		}
 		if len(f.revoked) > 0 {
@@ -286,25 +333,29 @@ func (b *batcher) fold(msgs []*events.Message, final bool) (*prepared, error) {
 		}
 		b.states[orgs[i]] = f.state
 	}
-	b.seq, b.chain = seq, chain
-	if b.deferRows {
-		if b.lastFlush.IsZero() {
-			b.lastFlush = time.Now()
-		}
-		if p.rows = final || len(b.deferred.buf) >= maxDeferredRevoke || time.Since(b.lastFlush) >= flushEvery; p.rows {
-			b.flushInto(p)
-		}
-	}
-	return p, nil
+	b.deferredBytes.Store(int64(len(b.deferred.buf)))
+	return nil
 }
 
-// flushInto moves the deferred read model into p: the rows of every org
-// folded since the last flush, and their revocations.
+// flushDue says whether the deferred read model is due for a flush.
+func (b *batcher) flushDue() bool {
+	if b.lastFlush.IsZero() {
+		b.lastFlush = time.Now()
+	}
+	return b.deferredBytes.Load() >= maxDeferredRevoke || time.Since(b.lastFlush) >= flushEvery
+}
+
+// flushInto moves the deferred read model into p, which then moves the
+// checkpoint to its sequence: the rows of every org folded since the last
+// flush, and their revocations. The state fold must be caught up.
 func (b *batcher) flushInto(p *prepared) {
+	p.orgRows.grow(len(b.dirty) * 1024)
 	for org := range b.dirty {
 		appendOrgRow(&p.orgRows, projection.RowOf(b.states[org]))
 	}
 	p.revoked, b.deferred = b.deferred, copyBuf{}
+	b.deferredBytes.Store(0)
+	p.rows, p.from = true, b.checkpoint
 	b.dirty, b.checkpoint, b.lastFlush = nil, p.seq, time.Now()
 }
 
@@ -488,12 +539,17 @@ func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-c
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	// A rebuild that is interrupted finishes the write in flight and
-	// flushes what it deferred, so the next one resumes from there.
+	// flushes what it deferred, so the next one resumes from there. Its
+	// state fold (signature verification) runs beside the audit rows'
+	// writes, a few batches behind at most.
 	wctx := ctx
+	var sf *stateFolder
 	if b.deferRows {
 		var cancel context.CancelFunc
 		wctx, cancel = withGrace(ctx, flushGrace)
 		defer cancel()
+		sf = b.startStateFolder()
+		defer sf.stop()
 	}
 	for {
 		select {
@@ -512,20 +568,29 @@ func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-c
 				return err
 			}
 			continue
+		case err := <-sf.failed():
+			drain()
+			return err
 		case err := <-srcErr:
 			if derr := drain(); derr != nil {
 				return derr
 			}
-			b.flushDeferred(ctx)
+			b.flushDeferred(ctx, sf)
 			return err
 		case <-ctx.Done():
 			if drain() == nil {
-				b.flushDeferred(ctx)
+				b.flushDeferred(ctx, sf)
 			}
 			return ctx.Err()
 		}
 		if len(pending) > 0 {
-			p, err := b.fold(pending, done)
+			var p *prepared
+			var err error
+			if sf != nil {
+				p, err = b.foldDeferred(sf, pending, done)
+			} else {
+				p, err = b.fold(pending, done)
+			}
 			pending = pending[:0]
 			if err != nil {
 				drain()
@@ -549,24 +614,119 @@ func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-c
 	}
 }
 
+// foldDeferred is fold with deferred rows: the audit rows at once, the
+// states on sf; a flush (final, or due) waits for sf to catch up.
+func (b *batcher) foldDeferred(sf *stateFolder, msgs []*events.Message, final bool) (*prepared, error) {
+	p, w, err := b.foldAudit(msgs)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil {
+		if err := sf.fold(w); err != nil {
+			p.release()
+			return nil, err
+		}
+	}
+	if !final && (p == nil || !b.flushDue()) {
+		return p, nil
+	}
+	if err := sf.wait(); err != nil {
+		p.release()
+		return nil, err
+	}
+	if p == nil && len(b.dirty) > 0 {
+		p = b.newPrepared()
+	}
+	if p != nil {
+		b.flushInto(p)
+	}
+	return p, nil
+}
+
+// stateFolder runs foldStates for a batcher with deferred rows on its own
+// goroutine, in batch order. The batcher's states, dirty set and deferred
+// revocations are its own until wait returns.
+type stateFolder struct {
+	jobs   chan stateJob
+	err    chan error // the first failure, once
+	exited chan struct{}
+}
+
+type stateJob struct {
+	w    stateWork
+	done chan error // a wait: answered once every earlier job is folded
+}
+
+// stateFolderQueue bounds the batches folded into states behind the audit
+// rows (their messages stay in memory until then).
+const stateFolderQueue = 2
+
+func (b *batcher) startStateFolder() *stateFolder {
+	sf := &stateFolder{jobs: make(chan stateJob, stateFolderQueue), err: make(chan error, 1), exited: make(chan struct{})}
+	go func() {
+		defer close(sf.exited)
+		var failed error
+		for j := range sf.jobs {
+			switch {
+			case j.done != nil:
+				j.done <- failed
+			case failed == nil:
+				if failed = b.foldStates(nil, j.w); failed != nil {
+					sf.err <- failed
+				}
+			}
+		}
+	}()
+	return sf
+}
+
+// fold queues w, waiting while the folder is stateFolderQueue batches
+// behind; it returns an earlier failure instead.
+func (sf *stateFolder) fold(w stateWork) error {
+	select {
+	case sf.jobs <- stateJob{w: w}:
+		return nil
+	case err := <-sf.err:
+		sf.err <- err
+		return err
+	}
+}
+
+// wait returns once every queued batch is folded, with the first failure.
+func (sf *stateFolder) wait() error {
+	done := make(chan error, 1)
+	sf.jobs <- stateJob{done: done}
+	return <-done
+}
+
+// failed delivers the folder's failure (never, for a nil folder).
+func (sf *stateFolder) failed() <-chan error {
+	if sf == nil {
+		return nil
+	}
+	return sf.err
+}
+
+func (sf *stateFolder) stop() {
+	close(sf.jobs)
+	<-sf.exited
+}
+
 // flushDeferred writes the deferred read model on the way out of run
 // (interrupted, or the source failed), so that a resumed build folds
 // little again; a failure only costs that refolding.
-func (b *batcher) flushDeferred(ctx context.Context) {
-	if !b.deferRows || len(b.dirty) == 0 {
+func (b *batcher) flushDeferred(ctx context.Context, sf *stateFolder) {
+	if sf == nil || sf.wait() != nil || len(b.dirty) == 0 {
 		return
 	}
-	p, err := b.fold(nil, true)
-	if err != nil || p == nil {
-		return
-	}
+	p := b.newPrepared()
+	b.flushInto(p)
 	defer p.release()
-	from := p.from
 	ctx, cancel := withGrace(ctx, flushGrace)
 	defer cancel()
 	if err := b.write(ctx, p); err != nil {
 		b.log.Warn("the rebuilt read model since the last checkpoint was not written; a resumed build folds it again",
-			"checkpoint", from, "err", err)
+			"checkpoint", p.from, "err", err)
 	}
 }
 
