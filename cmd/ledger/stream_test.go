@@ -177,23 +177,11 @@ func fold(t *testing.T, msgs []storedMsg) map[string]projection.Row {
 		t.Fatal(err)
 	}
 	trust := projection.Trust{Ring: keys.Ring()}
-	states := map[string]*projection.OrgState{}
+	states := projection.States{}
 	for _, sm := range msgs {
-		m := events.Decode(sm.Subject, sm.Seq, sm.Data)
-		if !m.IsOrgSubject() {
-			continue
-		}
-		s := states[m.Org()]
-		if s == nil {
-			s = projection.NewOrgState(m.Org())
-		}
-		states[m.Org()], _, _ = projection.Apply(trust, s, m)
+		states.Apply(trust, events.Decode(sm.Subject, sm.Seq, sm.Data))
 	}
-	rows := map[string]projection.Row{}
-	for org, s := range states {
-		rows[org] = projection.RowOf(s)
-	}
-	return rows
+	return states.Rows()
 }
 
 // sameMessages compares two runs of messages seq by seq.

@@ -76,7 +76,7 @@ func readStream(t testing.TB, bus *natsbus.Bus) *streamState {
 		return st
 	}
 	trust := projection.Trust{Ring: ring(t)}
-	states := map[string]*projection.OrgState{}
+	states := projection.States{}
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var foldErr error
@@ -95,13 +95,7 @@ func readStream(t testing.TB, bus *natsbus.Bus) *streamState {
 			trust.InstallID = started.InstallID
 		}
 		st.msgs = append(st.msgs, sm)
-		if m.IsOrgSubject() && events.ValidOrg(m.Org()) {
-			cur := states[m.Org()]
-			if cur == nil {
-				cur = projection.NewOrgState(m.Org())
-			}
-			states[m.Org()], _, _ = projection.Apply(trust, cur, m)
-		}
+		states.Apply(trust, m)
 		if m.Seq >= head {
 			stop()
 		}
@@ -116,9 +110,7 @@ func readStream(t testing.TB, bus *natsbus.Bus) *streamState {
 	if err != nil && cctx.Err() == nil {
 		t.Fatal(err)
 	}
-	for org, cur := range states {
-		st.rows[org] = projection.RowOf(cur)
-	}
+	st.rows = states.Rows()
 	return st
 }
 

@@ -93,16 +93,8 @@ func (f *Follower) fold(ctx context.Context, states map[string]*projection.OrgSt
 		if m.Seq > to {
 			return errFolded
 		}
-		if m.IsOrgSubject() && events.ValidOrg(m.Org()) {
-			st := states[m.Org()]
-			if st == nil {
-				st = projection.NewOrgState(m.Org())
-			}
-			n, outcome, err := projection.Apply(trust, st, m)
-			if err != nil && outcome != projection.Stale {
-				f.log.Warn("event skipped for state", "seq", m.Seq, "subject", m.Subject, "outcome", outcome.String(), "err", err)
-			}
-			states[m.Org()] = n
+		if outcome, err := projection.States(states).Apply(trust, m); err != nil && outcome != projection.Stale {
+			f.log.Warn("event skipped for state", "seq", m.Seq, "subject", m.Subject, "outcome", outcome.String(), "err", err)
 		}
 		if m.Seq >= to {
 			return errFolded

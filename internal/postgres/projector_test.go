@@ -172,19 +172,13 @@ func memoryModel(t *testing.T, e *env) (map[string]projection.Row, []audit.Recor
 	ctx := context.Background()
 	_, head, _ := e.bus.Stream(ctx)
 	trust := projection.Trust{Ring: keys(t).Ring(), InstallID: e.svc.InstallID()}
-	states := map[string]*projection.OrgState{}
+	states := projection.States{}
 	trail := audit.NewMemory()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	err := e.bus.Consume(cctx, 1, time.Second, func(m *events.Message) error {
 		trail.Append(m, time.Now())
-		if m.IsOrgSubject() && events.ValidOrg(m.Org()) {
-			st := states[m.Org()]
-			if st == nil {
-				st = projection.NewOrgState(m.Org())
-			}
-			states[m.Org()], _, _ = projection.Apply(trust, st, m)
-		}
+		states.Apply(trust, m)
 		if m.Seq >= head {
 			cancel()
 		}
@@ -193,11 +187,7 @@ func memoryModel(t *testing.T, e *env) (map[string]projection.Row, []audit.Recor
 	if err != nil && cctx.Err() == nil {
 		t.Fatal(err)
 	}
-	rows := map[string]projection.Row{}
-	for org, st := range states {
-		rows[org] = projection.RowOf(st)
-	}
-	return rows, trail.Records(0, 0, nil)
+	return states.Rows(), trail.Records(0, 0, nil)
 }
 
 func pgAudit(t *testing.T, pool *pgxpool.Pool) []audit.Record {

@@ -69,10 +69,17 @@ func mustExec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 // owner could.
 func rewriteAudit(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 	t.Helper()
-	mustExec(t, pool, "ALTER TABLE license_audit DISABLE TRIGGER USER")
+	rewriteAuditIn(t, pool, "license_audit", sql, args...)
+}
+
+// rewriteAuditIn is rewriteAudit on table, a copy of license_audit with
+// its triggers (the shadow's).
+func rewriteAuditIn(t *testing.T, pool *pgxpool.Pool, table, sql string, args ...any) {
+	t.Helper()
+	mustExec(t, pool, "ALTER TABLE "+table+" DISABLE TRIGGER USER")
 	mustExec(t, pool, sql, args...)
-	mustExec(t, pool, "ALTER TABLE license_audit ENABLE ALWAYS TRIGGER license_audit_no_update_delete")
-	mustExec(t, pool, "ALTER TABLE license_audit ENABLE ALWAYS TRIGGER license_audit_no_truncate")
+	mustExec(t, pool, "ALTER TABLE "+table+" ENABLE ALWAYS TRIGGER license_audit_no_update_delete")
+	mustExec(t, pool, "ALTER TABLE "+table+" ENABLE ALWAYS TRIGGER license_audit_no_truncate")
 }
 
 func wantLines(t *testing.T, d postgres.DiffResult, lines ...string) {
@@ -417,20 +424,11 @@ func TestReplayResumesPastUnflushedAuditRows(t *testing.T) {
 	// message stops the build.
 	mustExec(t, pool, `UPDATE `+postgres.ShadowSchema+`.projection_checkpoints SET last_seq = 0 WHERE name = 'org_licenses'`)
 	mustExec(t, pool, `UPDATE `+postgres.ShadowSchema+`.replay_meta SET finished_at = NULL`)
-	rewriteShadowAudit(t, pool, `UPDATE `+postgres.ShadowSchema+`.license_audit SET hash = sha256(hash) WHERE seq = $1`, int64(head))
+	rewriteAuditIn(t, pool, postgres.ShadowSchema+".license_audit", `UPDATE `+postgres.ShadowSchema+`.license_audit SET hash = sha256(hash) WHERE seq = $1`, int64(head))
 	b, err = r.Build(context.Background(), postgres.Rebuild, 0)
 	if err == nil || !strings.Contains(err.Error(), "does not match the stream") {
 		t.Fatalf("a build over a forged audit row past the checkpoint: %+v %v", b, err)
 	}
-}
-
-// rewriteShadowAudit runs sql with the shadow audit's append-only triggers off.
-func rewriteShadowAudit(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
-	t.Helper()
-	table := postgres.ShadowSchema + ".license_audit"
-	mustExec(t, pool, "ALTER TABLE "+table+" DISABLE TRIGGER USER")
-	mustExec(t, pool, sql, args...)
-	mustExec(t, pool, "ALTER TABLE "+table+" ENABLE TRIGGER USER")
 }
 
 // --from-seq takes the live audit rows before N (chain verified) for the

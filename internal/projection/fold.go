@@ -236,3 +236,31 @@ func Reverify(trust Trust, s *OrgState) *OrgState {
 	}
 	return n
 }
+
+// States is a stream folded by org: what a reader that keeps every org in
+// memory holds. The zero value is not usable; make one with make.
+type States map[string]*OrgState
+
+// Apply folds m into the state of the org its subject names. A message on
+// any other subject, or naming an invalid org, changes nothing (Ignored).
+func (s States) Apply(trust Trust, m *events.Message) (Outcome, error) {
+	if !m.IsOrgSubject() || !events.ValidOrg(m.Org()) {
+		return Ignored, nil
+	}
+	st := s[m.Org()]
+	if st == nil {
+		st = NewOrgState(m.Org())
+	}
+	n, outcome, err := Apply(trust, st, m)
+	s[m.Org()] = n
+	return outcome, err
+}
+
+// Rows returns every org's read-model row.
+func (s States) Rows() map[string]Row {
+	rows := make(map[string]Row, len(s))
+	for org, st := range s {
+		rows[org] = RowOf(st)
+	}
+	return rows
+}

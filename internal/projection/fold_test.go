@@ -733,3 +733,33 @@ func instanceState(t testing.TB, tr projection.Trust) *projection.OrgState {
 	}
 	return n
 }
+
+// States folds each message into its own org; other subjects and invalid
+// org names change nothing, and Rows gives each org's row.
+func TestStatesFoldsByOrg(t *testing.T) {
+	tr := trustOf(t, "k1")
+	s := projection.States{}
+	up := message(t, "acme", 1, 0, events.TypeUploaded, t1, uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent))
+	if o, err := s.Apply(tr, up); o != projection.Applied || err != nil {
+		t.Fatalf("upload: %v %v", o, err)
+	}
+	inv := message(t, "globex", 2, 0, events.TypeInvalidated, t1, events.Invalidated{LicenseID: idC})
+	if o, err := s.Apply(tr, inv); o != projection.Applied || err != nil {
+		t.Fatalf("invalidation: %v %v", o, err)
+	}
+	instance := events.Decode(events.AuditSubject("_instance"), 3, up.Raw)
+	bad := events.Decode(events.OrgSubject("Not_A_Slug"), 4, up.Raw)
+	for _, m := range []*events.Message{instance, bad} {
+		if o, err := s.Apply(tr, m); o != projection.Ignored || err != nil {
+			t.Fatalf("%s: %v %v, want ignored", m.Subject, o, err)
+		}
+	}
+	if o, _ := s.Apply(tr, up); o != projection.Stale {
+		t.Fatalf("the upload again: %v, want stale", o)
+	}
+	rows := s.Rows()
+	if len(rows) != 2 || str(rows["acme"].LicenseID) != idA || rows["acme"].LastSeq != 1 ||
+		rows["globex"].LicenseID != nil || rows["globex"].LastSeq != 2 {
+		t.Fatalf("rows: %+v", rows)
+	}
+}
