@@ -44,7 +44,7 @@ func newWorld(t *testing.T, mod func(*gatekeeperCmd)) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, _ := license.NewKeys(license.RingConfig{Env: licensetest.RingEntry("k1"), NoBuiltin: true})
+	keys := licensetest.Keys(t, "k1")
 	svc := ledger.New(ledger.Config{Store: bus, Keys: keys, DefaultGraceDays: 7})
 	if err := svc.Start(context.Background(), events.LedgerStarted{}); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
+	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
 
 // Bounds of the waits. A new meta group usually elects a leader within a
@@ -481,20 +482,6 @@ func copyFile(t *testing.T, from, to string) string {
 	return to
 }
 
-// getOK returns nil when url answers 200.
-func getOK(url string) error {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, b)
-	}
-	return nil
-}
-
 func rowAt(ctx context.Context, pool *pgxpool.Pool, org string, seq int64) error {
 	var last int64
 	var licenseID *string
@@ -508,7 +495,7 @@ func rowAt(ctx context.Context, pool *pgxpool.Pool, org string, seq int64) error
 	return nil
 }
 
-var httpClient = &http.Client{Timeout: 5 * time.Second}
+var httpClient = proctest.HTTPClient
 
 // apiCall sends a ledger API request and decodes its JSON answer.
 func apiCall(t *testing.T, method, url, token, body string) (int, map[string]any) {

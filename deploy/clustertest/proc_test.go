@@ -72,7 +72,7 @@ func (s *service) waitReady(t *testing.T, others []*process) {
 				t.Fatalf("waiting for %s to be ready: %v", s.name, err)
 			}
 		}
-		err := getOK(s.readyURL)
+		err := proctest.GetOK(s.readyURL)
 		if err == nil {
 			return
 		}

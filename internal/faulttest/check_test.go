@@ -235,11 +235,7 @@ func checkRows(t testing.TB, pool *pgxpool.Pool, st *streamState) {
 
 func ring(t testing.TB) *license.Ring {
 	t.Helper()
-	k, err := license.NewKeys(license.RingConfig{Env: licensetest.RingEntry("k1"), NoBuiltin: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k.Ring()
+	return licensetest.Keys(t, "k1").Ring()
 }
 
 // normal makes times comparable (UTC, microseconds).

@@ -5,13 +5,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
@@ -44,25 +42,12 @@ func startLedger(t *testing.T, name string, env map[string]string) *ledgerProc {
 	}
 	l.p = proctest.Start(t, name, bin, []string{"serve"}, full)
 	proctest.WaitFor(t, name+" to be ready", readyTimeout, []*proctest.Process{l.p}, func() error {
-		return getOK(l.api + "/readyz")
+		return proctest.GetOK(l.api + "/readyz")
 	})
 	return l
 }
 
-var httpClient = &http.Client{Timeout: 5 * time.Second}
-
-func getOK(url string) error {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, b)
-	}
-	return nil
-}
+var httpClient = proctest.HTTPClient
 
 // getJSON GETs url with the token and decodes the answer.
 func (l *ledgerProc) getJSON(path string) (int, map[string]any, error) {

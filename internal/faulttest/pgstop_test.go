@@ -93,7 +93,7 @@ func startGatekeeper(t *testing.T, bin, natsURL, readerSeed, databaseURL string)
 		"GATEKEEPER_DECISION_TIMEOUT": "5s", "LOG_LEVEL": "info",
 	})
 	proctest.WaitFor(t, "gatekeeper to be ready", readyTimeout, []*proctest.Process{g.p}, func() error {
-		return getOK(admin + "/readyz")
+		return proctest.GetOK(admin + "/readyz")
 	})
 	return g
 }

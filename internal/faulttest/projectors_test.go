@@ -54,11 +54,7 @@ func TestProjectorProcess(t *testing.T) {
 
 func keys(t testing.TB) *license.Keys {
 	t.Helper()
-	k, err := license.NewKeys(license.RingConfig{Env: licensetest.RingEntry("k1"), NoBuiltin: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return licensetest.Keys(t, "k1")
 }
 
 // Projectors racing on one database while uploads go on:

@@ -39,11 +39,7 @@ var op = events.Actor{Kind: events.ActorOperator, ID: "op"}
 // testKeys trusts vendor key k1 only.
 func testKeys(t testing.TB) *license.Keys {
 	t.Helper()
-	k, err := license.NewKeys(license.RingConfig{Env: licensetest.RingEntry("k1"), NoBuiltin: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return licensetest.Keys(t, "k1")
 }
 
 // env is a NATS server with the stream and a ledger appending to it.

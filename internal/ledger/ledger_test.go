@@ -59,11 +59,7 @@ func newFixture(t *testing.T, connect func() *nats.Conn) *fixture {
 
 func keysFor(t *testing.T) *license.Keys {
 	t.Helper()
-	keys, err := license.NewKeys(license.RingConfig{Env: licensetest.RingEntry("k1"), NoBuiltin: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keys
+	return licensetest.Keys(t, "k1")
 }
 
 func (f *fixture) service(t *testing.T) *ledger.Service {

@@ -44,11 +44,7 @@ func migrated(t *testing.T) (*pgxpool.Pool, string) {
 
 func keys(t testing.TB) *license.Keys {
 	t.Helper()
-	k, err := license.NewKeys(license.RingConfig{Env: licensetest.RingEntry("k1"), NoBuiltin: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return licensetest.Keys(t, "k1")
 }
 
 type env struct {

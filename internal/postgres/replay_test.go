@@ -23,6 +23,17 @@ import (
 	"github.com/licenseledger/ledger/license"
 )
 
+// projected is the scenario on a stream, projected into a fresh database
+// by a running projector.
+func projected(t *testing.T) (*env, *pgxpool.Pool, string) {
+	t.Helper()
+	e := newEnv(t)
+	e.scenario(t)
+	pool, dsn := migrated(t)
+	runProjector(t, e, pool)
+	return e, pool, dsn
+}
+
 // openReplay opens a replayer on the owner's dsn over e's stream.
 func openReplay(t *testing.T, e *env, dsn string, mod ...func(*postgres.ReplayConfig)) *postgres.Replayer {
 	t.Helper()
@@ -95,10 +106,7 @@ func wantLines(t *testing.T, d postgres.DiffResult, lines ...string) {
 // A replay of an intact install finds nothing; a tampered row, a missing
 // revocation, a missing audit row and a forged one are each reported.
 func TestReplayVerifyFindsDifferences(t *testing.T) {
-	e := newEnv(t)
-	e.scenario(t)
-	pool, dsn := migrated(t)
-	runProjector(t, e, pool)
+	e, pool, dsn := projected(t)
 	r := openReplay(t, e, dsn)
 	if d := verify(t, r, 0); d.Total != 0 || d.OrgRows != 5 || d.AuditRows == 0 || !d.Chain.OK {
 		t.Fatalf("an intact install:\n%s", diffText(d))
@@ -346,10 +354,7 @@ func TestReplaySwapDivergentAudit(t *testing.T) {
 
 // An interrupted build leaves a shadow the next one resumes.
 func TestReplayInterruptedThenResumed(t *testing.T) {
-	e := newEnv(t)
-	e.scenario(t)
-	pool, dsn := migrated(t)
-	runProjector(t, e, pool)
+	e, _, dsn := projected(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := openReplay(t, e, dsn, func(c *postgres.ReplayConfig) {
 		c.Progress = func(done, total uint64) {
@@ -383,10 +388,7 @@ func TestReplayInterruptedThenResumed(t *testing.T) {
 // from the checkpoint again, skips those rows (each is written once) and
 // checks that the last one matches the stream.
 func TestReplayResumesPastUnflushedAuditRows(t *testing.T) {
-	e := newEnv(t)
-	e.scenario(t)
-	pool, dsn := migrated(t)
-	runProjector(t, e, pool)
+	e, pool, dsn := projected(t)
 	_, head, _ := e.bus.Stream(context.Background())
 	var batches atomic.Int32
 	r := openReplay(t, e, dsn, func(c *postgres.ReplayConfig) {
@@ -434,10 +436,7 @@ func TestReplayResumesPastUnflushedAuditRows(t *testing.T) {
 // --from-seq takes the live audit rows before N (chain verified) for the
 // start of the stream.
 func TestReplayFromSeq(t *testing.T) {
-	e := newEnv(t)
-	e.scenario(t)
-	pool, dsn := migrated(t)
-	runProjector(t, e, pool)
+	e, pool, dsn := projected(t)
 	r := openReplay(t, e, dsn)
 	if d := verify(t, r, 7); d.Total != 0 {
 		t.Fatalf("from seq 7:\n%s", diffText(d))

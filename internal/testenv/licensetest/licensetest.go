@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/licenseledger/ledger/license"
@@ -38,6 +39,21 @@ func Ring(t testing.TB, kids ...string) *license.Ring {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// Keys is a reloadable key set trusting the keys named kids (as
+// LICENSE_PUBLIC_KEYS would), without the built-in vendor key.
+func Keys(t testing.TB, kids ...string) *license.Keys {
+	t.Helper()
+	entries := make([]string, len(kids))
+	for i, k := range kids {
+		entries[i] = RingEntry(k)
+	}
+	keys, err := license.NewKeys(license.RingConfig{Env: strings.Join(entries, ","), NoBuiltin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }
 
 // JSON marshals v or fails the test.
