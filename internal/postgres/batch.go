@@ -258,7 +258,8 @@ func (b *batcher) foldAudit(msgs []*events.Message) (*prepared, stateWork, error
 			appendAuditRow(&p.audit, rec, m.Envelope != nil)
 		case seq == b.auditSeq && chain != b.auditHash:
 			p.release()
-			return nil, w, fmt.Errorf("the audit row at %d does not match the stream's message: start the rebuild over", seq)
+			return nil, w, fmt.Errorf("the shadow's audit row at %d does not match the stream's message: "+
+				"drop the shadow (DROP SCHEMA %s CASCADE) and run the replay again", seq, ShadowSchema)
 		}
 		if !m.IsOrgSubject() || !events.ValidOrg(m.Org()) {
 			continue
