@@ -3,6 +3,7 @@ package manifesttest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
 
 // natsNamespace is where `helm install nats nats/nats -n nats` puts the
@@ -496,6 +498,36 @@ func TestNATSUsersAgainstServer(t *testing.T) {
 	refused(backup, "backup", "licenses.org.acme")
 	refused(backup, "backup", "$JS.API.STREAM.DELETE.LICENSES")
 	refused(backup, "backup", "$JS.API.CONSUMER.CREATE.LICENSES")
+
+	// The runbook's command (docs/operations.md, Backup: Cluster) with the
+	// real nats CLI and the backup user's seed, as nk writes it; on a few
+	// MB, so that the snapshot needs the client's flow-control acks.
+	big := make([]byte, 32<<10)
+	for i := range 256 {
+		rand.Read(big) // incompressible: the snapshot is compressed
+		if _, err := ledger.nc.Request("licenses.audit.acme", big, 5*time.Second); err != nil {
+			t.Fatalf("ledger append %d: %v", i, err)
+		}
+	}
+	cli := proctest.Build(t, t.TempDir(), proctest.NATSCLI)["nats"]
+	seed := filepath.Join(t.TempDir(), "backup.nk")
+	if err := os.WriteFile(seed, append(ids["backup"].Seed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "licenses-backup")
+	out, err := proctest.RunNATSCLI(t, cli, "--server", s.ClientURL(), "--nkey", seed,
+		"stream", "backup", natsauth.DefaultStream, dir, "--check")
+	if err != nil {
+		t.Fatalf("nats stream backup with the backup user: %v\n%s", err, out)
+	}
+	for _, f := range []string{"backup.json", "stream.arc.s2"} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Size() == 0 {
+			entries, _ := os.ReadDir(dir)
+			t.Errorf("the backup lacks %s (%v); it holds %v\n%s", f, err, entries, out)
+		}
+	}
+	// The same user may not restore.
+	refused(backup, "backup", "$JS.API.STREAM.RESTORE.LICENSES")
 }
 
 // snapshot takes a snapshot of LICENSES over the JetStream API as the nats
