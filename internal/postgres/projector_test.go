@@ -141,26 +141,6 @@ func (e *env) readerSource(t *testing.T) *natsbus.Bus {
 	return b
 }
 
-// runProjector runs a projector until it has committed the stream head.
-func runProjector(t *testing.T, e *env, pool *pgxpool.Pool) *postgres.Projector {
-	t.Helper()
-	p := postgres.NewProjector(postgres.ProjectorConfig{Pool: pool, Source: e.readerSource(t), Keys: keys(t),
-		InstallID: e.svc.InstallID, BatchSize: 4})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	_, head, _ := e.bus.Stream(context.Background())
-	deadline := time.Now().Add(20 * time.Second)
-	for p.Applied() < head {
-		if time.Now().After(deadline) {
-			t.Fatalf("projector at %d of %d (stopped: %v)", p.Applied(), head, p.Stopped())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return p
-}
-
 // memoryModel folds the whole stream in memory: the embedded default's
 // read model and audit trail.
 func memoryModel(t *testing.T, e *env) (map[string]projection.Row, []audit.Record) {
@@ -278,7 +258,7 @@ func TestConformanceMemoryAndPostgres(t *testing.T) {
 	e := newEnv(t)
 	e.scenario(t)
 	pool, _ := migrated(t)
-	runProjector(t, e, pool)
+	startProjector(t, e, pool, nil)
 	memRows, memAudit := memoryModel(t, e)
 	sameRows(t, memRows, pgRows(t, pool))
 	sameRecords(t, memAudit, pgAudit(t, pool))

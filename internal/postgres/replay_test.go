@@ -30,7 +30,7 @@ func projected(t *testing.T) (*env, *pgxpool.Pool, string) {
 	e := newEnv(t)
 	e.scenario(t)
 	pool, dsn := migrated(t)
-	runProjector(t, e, pool)
+	startProjector(t, e, pool, nil)
 	return e, pool, dsn
 }
 
@@ -134,11 +134,15 @@ func TestReplayVerifyFindsDifferences(t *testing.T) {
 	}
 }
 
-// startProjector runs a live projector logging to log until the test ends.
+// startProjector runs a live projector until the test ends, logging to
+// log (nil: nowhere), and returns once it has committed the stream head.
 func startProjector(t *testing.T, e *env, pool *pgxpool.Pool, log *testenv.Buffer) *postgres.Projector {
 	t.Helper()
-	p := postgres.NewProjector(postgres.ProjectorConfig{Pool: pool, Source: e.readerSource(t), Keys: keys(t),
-		InstallID: e.svc.InstallID, BatchSize: 4, Logger: slog.New(slog.NewTextHandler(log, nil))})
+	cfg := postgres.ProjectorConfig{Pool: pool, Source: e.readerSource(t), Keys: keys(t), InstallID: e.svc.InstallID, BatchSize: 4}
+	if log != nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
+	}
+	p := postgres.NewProjector(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
