@@ -196,25 +196,16 @@ type prepared struct {
 // chain and states as if the batch were committed: batches are written
 // in order, and a failed write ends the batcher. It returns nil when no
 // message was new. Orgs are folded in parallel, each org's messages in
-// order (signature verification dominates).
-//
-// With deferred rows, the batch carries the read model (flush) when final
-// is set or a flush bound is reached; final with no new message still
-// flushes what is deferred.
-func (b *batcher) fold(msgs []*events.Message, final bool) (*prepared, error) {
+// order (signature verification dominates). With deferred rows, run uses
+// foldDeferred instead.
+func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
 	p, w, err := b.foldAudit(msgs)
-	if err != nil || p == nil && !(final && b.deferRows && len(b.dirty) > 0) {
+	if err != nil || p == nil {
 		return nil, err
-	}
-	if p == nil {
-		p = b.newPrepared()
 	}
 	if err := b.foldStates(p, w); err != nil {
 		p.release()
 		return nil, err
-	}
-	if b.deferRows && (final || b.flushDue()) {
-		b.flushInto(p)
 	}
 	return p, nil
 }
@@ -590,7 +581,7 @@ func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-c
 			if sf != nil {
 				p, err = b.foldDeferred(sf, pending, done)
 			} else {
-				p, err = b.fold(pending, done)
+				p, err = b.fold(pending)
 			}
 			pending = pending[:0]
 			if err != nil {

@@ -315,7 +315,7 @@ func (r *Replayer) foldPrefix(ctx context.Context, b *batcher, fromSeq uint64) e
 		if len(msgs) == 0 {
 			return fmt.Errorf("%w: seq %d is missing", ErrPrefixInvalid, after+1)
 		}
-		p, err := b.fold(msgs, true)
+		p, err := b.fold(msgs)
 		if err != nil {
 			return err
 		}
