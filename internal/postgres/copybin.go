@@ -215,5 +215,12 @@ func (c *copyBuf) copyTo(ctx context.Context, conn *pgconn.PgConn, table string,
 	stream := binary.BigEndian.AppendUint16(c.buf, math.MaxUint16) // the trailer: -1
 	_, err := conn.CopyFrom(ctx, bytes.NewReader(stream), "COPY "+quoteIdentifier(table)+
 		" ("+strings.Join(quoted, ", ")+") FROM STDIN (FORMAT binary)")
+	if err != nil && conn.IsClosed() {
+		// A copy that fails on a broken connection may return while pgconn's
+		// sender goroutine still reads the buffer: it must not go back to
+		// copyBufs for another batch to overwrite, nor be sent again.
+		c.buf = nil
+		c.fail(err)
+	}
 	return c.rows, err
 }
