@@ -172,7 +172,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		keyringInfo.WithLabelValues(r.Fingerprint()).Set(1)
 		svc.Reverify()
 	})
-	go tick.Every(runCtx, time.Minute, func() { svc.FlushSuppressed(runCtx) })
+	go tick.Every(runCtx, time.Minute, func() { svc.FlushSuppressed(runCtx, false) })
 	go svc.RunScheduler(runCtx, c.ScheduleInterval)
 	go audit.LogDigests(runCtx, rm.reader, c.DigestInterval, log)
 	if rm.projector != nil {
@@ -196,7 +196,13 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 			return rd
 		}})
 	// The web UI under /ui/ (and / redirecting there) in front of the API.
-	return c.listenAndServe(ctx, webui.Wrap(api.Handler()), log, started)
+	err = c.listenAndServe(ctx, webui.Wrap(api.Handler()), log, started)
+	// Rejections the rate limit dropped since the last tick are counted on
+	// the stream before NATS goes: a shutdown loses no audit count.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	svc.FlushSuppressed(fctx, true)
+	return err
 }
 
 // connect reaches NATS: NATS_URL, else an embedded server.

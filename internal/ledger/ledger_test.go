@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,5 +238,57 @@ func TestRejectionAuditRateLimit(t *testing.T) {
 	// Nothing reached the org subject.
 	if h, _ := f.bus.Head(ctx, events.OrgSubject("acme")); h != 0 {
 		t.Fatalf("org subject head %d after rejections", h)
+	}
+}
+
+// Dropped rejections are reported by the periodic flush once the org's
+// bucket has room, and by the shutdown flush (all) at once; each count is
+// appended exactly once.
+func TestRejectionSuppressedFlush(t *testing.T) {
+	srv := natstest.Start(t)
+	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	start := time.Now()
+	f.clock.Store(&start)
+	svc := f.service(t)
+	ctx := context.Background()
+	bad := sign(t, "k2", nil) // untrusted kid
+	reject := func(org string, n int) {
+		for range n {
+			svc.Upload(ctx, ledger.Upload{Org: org, Body: []byte(bad), Actor: operator, Source: events.SourceAPI})
+		}
+	}
+	suppressedOf := func(org string) []int {
+		head, err := f.bus.Head(ctx, events.AuditSubject(org))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var counts []int
+		f.bus.ReadSubject(ctx, events.AuditSubject(org), 0, head, func(m *events.Message) error {
+			if m.Type() == events.TypeRejectedSuppressed {
+				var d events.RejectedSuppressed
+				m.Envelope.DecodeData(&d)
+				counts = append(counts, d.Count)
+			}
+			return nil
+		})
+		return counts
+	}
+	reject("acme", 13)
+	reject("globex", 11)
+	svc.FlushSuppressed(ctx, false) // no bucket has room yet
+	if c := suppressedOf("acme"); len(c) != 0 {
+		t.Fatalf("periodic flush with empty buckets appended %v", c)
+	}
+	later := start.Add(time.Minute)
+	f.clock.Store(&later)
+	svc.FlushSuppressed(ctx, false)
+	if a, g := suppressedOf("acme"), suppressedOf("globex"); !slices.Equal(a, []int{3}) || !slices.Equal(g, []int{1}) {
+		t.Fatalf("periodic flush: acme %v, globex %v; want [3] and [1]", a, g)
+	}
+	reject("acme", 20) // the refilled bucket takes 10, 10 are dropped
+	svc.FlushSuppressed(ctx, true)
+	svc.FlushSuppressed(ctx, true)
+	if a, g := suppressedOf("acme"), suppressedOf("globex"); !slices.Equal(a, []int{3, 10}) || !slices.Equal(g, []int{1}) {
+		t.Fatalf("shutdown flush: acme %v, globex %v; want [3 10] and [1]", a, g)
 	}
 }

@@ -54,13 +54,14 @@ func (l *rejectLimiter) allow(org string, now time.Time) (ok bool, suppressed in
 }
 
 // pending returns and clears suppressed counts of orgs whose bucket has
-// room again (flushed by a ticker so counts never stay unreported).
-func (l *rejectLimiter) pending(now time.Time) map[string]rejectState {
+// room again (flushed by a ticker so counts never stay unreported), or of
+// every org when all is set (at shutdown).
+func (l *rejectLimiter) pending(now time.Time, all bool) map[string]rejectState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[string]rejectState{}
 	for org, st := range l.orgs {
-		if st.suppressed > 0 && st.lim.TokensAt(now) >= 1 {
+		if st.suppressed > 0 && (all || st.lim.TokensAt(now) >= 1) {
 			out[org] = rejectState{suppressed: st.suppressed, since: st.since}
 			st.suppressed = 0
 		}
@@ -96,9 +97,10 @@ func (s *Service) audit(ctx context.Context, org string, actor events.Actor, rej
 
 // FlushSuppressed appends license.rejected_suppressed for orgs whose
 // dropped rejections were not reported by a later rejection. Run it
-// periodically.
-func (s *Service) FlushSuppressed(ctx context.Context) {
-	for org, st := range s.rejects.pending(s.cfg.Now()) {
+// periodically, and with all set at shutdown, so that no count is lost:
+// then every org's count is appended, whether its bucket has room or not.
+func (s *Service) FlushSuppressed(ctx context.Context, all bool) {
+	for org, st := range s.rejects.pending(s.cfg.Now(), all) {
 		s.appendAudit(ctx, org, events.TypeRejectedSuppressed, events.Actor{Kind: events.ActorSystem, ID: "ledger"},
 			events.RejectedSuppressed{Count: st.suppressed, Since: events.Time{Time: st.since}})
 	}
