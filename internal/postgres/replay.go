@@ -205,7 +205,7 @@ func (r *Replayer) Build(ctx context.Context, mode BuildMode, fromSeq uint64) (B
 	if err := r.foldStream(ctx, b, head); err != nil {
 		return res, err
 	}
-	if _, err := r.shadow.Exec(ctx, `UPDATE replay_meta SET finished_at = now() WHERE id = 1`); err != nil {
+	if err := finishShadow(ctx, r.shadow, r.cfg.Logger); err != nil {
 		return res, err
 	}
 	res.Checkpoint, res.Events, res.Elapsed = b.seq, b.seq-res.From, time.Since(start)

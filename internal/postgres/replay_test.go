@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/licenseledger/ledger/internal/events"
@@ -356,9 +358,26 @@ func TestReplaySwapDivergentAudit(t *testing.T) {
 	}
 }
 
+// auditIndexes describes the indexes of schema's license_audit, without
+// their names or schema, sorted: the primary key first.
+func auditIndexes(t *testing.T, pool *pgxpool.Pool, schema string) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT CASE WHEN i.indisprimary THEN 'primary' WHEN i.indisunique THEN 'unique' ELSE 'index' END
+		|| ' ' || split_part(pg_get_indexdef(i.indexrelid), ' USING ', 2)
+		FROM pg_index i WHERE i.indrelid = $1::regclass ORDER BY NOT i.indisprimary, 1`, schema+".license_audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(out) == 0 {
+		t.Fatalf("indexes of %s.license_audit: %q %v", schema, out, err)
+	}
+	return out
+}
+
 // An interrupted build leaves a shadow the next one resumes.
 func TestReplayInterruptedThenResumed(t *testing.T) {
-	e, _, dsn := projected(t)
+	e, pool, dsn := projected(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := openReplay(t, e, dsn, func(c *postgres.ReplayConfig) {
 		c.Progress = func(done, total uint64) {
@@ -371,11 +390,30 @@ func TestReplayInterruptedThenResumed(t *testing.T) {
 		t.Fatalf("interrupted build: %v", err)
 	}
 	r.Close()
+	// The shadow audit's secondary indexes are built once, at the end.
+	live := auditIndexes(t, pool, "public")
+	if got := auditIndexes(t, pool, postgres.ShadowSchema); len(got) != 1 || got[0] != live[0] {
+		t.Fatalf("indexes of an unfinished shadow audit: %q; want only the primary key %q", got, live[0])
+	}
+	// Two events with one event_id stop the build when the unique index is
+	// built, naming the key; the shadow is not finished.
+	shadowAudit := postgres.ShadowSchema + ".license_audit"
+	var id1 string
+	pool.QueryRow(context.Background(), `SELECT event_id::text FROM `+shadowAudit+` WHERE seq = 1`).Scan(&id1)
+	rewriteAuditIn(t, pool, shadowAudit, `UPDATE `+shadowAudit+` SET event_id = (SELECT event_id FROM `+shadowAudit+` WHERE seq = 2) WHERE seq = 1`)
 	r = openReplay(t, e, dsn)
-	b, err := r.Build(context.Background(), postgres.Rebuild, 0)
 	_, head, _ := e.bus.Stream(context.Background())
-	if err != nil || !b.Resumed || b.From == 0 || b.From >= head || b.Checkpoint != head {
+	b, err := r.Build(context.Background(), postgres.Rebuild, 0)
+	if err == nil || !strings.Contains(err.Error(), "(event_id)=") || !b.Resumed || b.From == 0 || b.From >= head {
+		t.Fatalf("a resumed build whose audit holds an event_id twice: %+v %v", b, err)
+	}
+	rewriteAuditIn(t, pool, shadowAudit, `UPDATE `+shadowAudit+` SET event_id = $1 WHERE seq = 1`, id1)
+	b, err = r.Build(context.Background(), postgres.Rebuild, 0)
+	if err != nil || !b.Resumed || b.Checkpoint != head {
 		t.Fatalf("rerun: %+v %v", b, err)
+	}
+	if got := auditIndexes(t, pool, postgres.ShadowSchema); !slices.Equal(got, live) {
+		t.Fatalf("indexes of the finished shadow audit:\n%s\nwant those of the live one:\n%s", strings.Join(got, "\n"), strings.Join(live, "\n"))
 	}
 	d, err := r.Diff(context.Background(), 0)
 	if err != nil || d.Total != 0 {

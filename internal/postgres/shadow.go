@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -60,9 +62,121 @@ func createShadow(ctx context.Context, pool *pgxpool.Pool, live string, meta sha
 	if err := copyTriggers(ctx, tx, pgx.Identifier{live, tableAudit}, pgx.Identifier{ShadowSchema, tableAudit}); err != nil {
 		return err
 	}
+	if err := deferAuditIndexes(ctx, tx); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO `+shadow+`.replay_meta VALUES (1, $1, $2, $3, $4, $5, NULL)`,
 		meta.KeyringFingerprint, meta.InstallID, meta.StreamCreated, int64(meta.FromSeq), meta.StartedAt); err != nil {
 		return fmt.Errorf("shadow schema: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+// replayDeferred holds the statements that create the shadow audit's
+// secondary indexes once the build reaches the head.
+const replayDeferred = "replay_deferred"
+
+// deferAuditIndexes drops the shadow audit's secondary indexes and unique
+// constraints (all but the primary key on seq, which resuming and the
+// chain check read), keeping the statements that create them again in
+// replay_deferred. A rebuild loads the rows first and builds each index
+// once at the end, sorted, as pg_restore does, instead of maintaining five
+// indexes row by row. A unique violation (two events with one event_id)
+// is then reported when the index is built, before the build counts as
+// finished.
+func deferAuditIndexes(ctx context.Context, tx pgx.Tx) error {
+	// Qualify every name in the definitions.
+	if _, err := tx.Exec(ctx, `SET LOCAL search_path = pg_catalog`); err != nil {
+		return err
+	}
+	table := pgx.Identifier{ShadowSchema, tableAudit}.Sanitize()
+	rows, err := tx.Query(ctx, `SELECT c.relname, con.conname, pg_get_indexdef(i.indexrelid), pg_get_constraintdef(con.oid)
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+		WHERE i.indrelid = $1::regclass AND NOT i.indisprimary ORDER BY c.relname`, table)
+	if err != nil {
+		return fmt.Errorf("indexes of %s: %w", table, err)
+	}
+	var drops, creates []string
+	for rows.Next() {
+		var name, indexDef string
+		var constraint, constraintDef *string
+		if err := rows.Scan(&name, &constraint, &indexDef, &constraintDef); err != nil {
+			rows.Close()
+			return err
+		}
+		if constraint != nil && constraintDef != nil {
+			drops = append(drops, `ALTER TABLE `+table+` DROP CONSTRAINT `+quoteIdentifier(*constraint))
+			creates = append(creates, `ALTER TABLE `+table+` ADD CONSTRAINT `+quoteIdentifier(*constraint)+` `+*constraintDef)
+		} else {
+			drops = append(drops, `DROP INDEX `+pgx.Identifier{ShadowSchema, name}.Sanitize())
+			creates = append(creates, indexDef)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	stmts := append([]string{`CREATE TABLE ` + pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize() +
+		` (ord int PRIMARY KEY, stmt text NOT NULL)`}, drops...)
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return fmt.Errorf("shadow schema: %s: %w", s, err)
+		}
+	}
+	for i, c := range creates {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize()+` VALUES ($1, $2)`, i, c); err != nil {
+			return fmt.Errorf("shadow schema: %w", err)
+		}
+	}
+	_, err = tx.Exec(ctx, `SET LOCAL search_path TO DEFAULT`)
+	return err
+}
+
+// finishShadow builds the indexes deferAuditIndexes left out and marks the
+// build finished, in one transaction: a shadow is never finished without
+// its indexes.
+func finishShadow(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	deferred := pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize()
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, deferred).Scan(&exists); err != nil {
+		return err
+	}
+	var stmts []string
+	if exists {
+		rows, err := tx.Query(ctx, `SELECT stmt FROM `+deferred+` ORDER BY ord`)
+		if err != nil {
+			return err
+		}
+		if stmts, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+	}
+	if len(stmts) > 0 {
+		start := time.Now()
+		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '256MB'`); err != nil {
+			return err
+		}
+		for _, s := range stmts {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Detail != "" {
+					err = fmt.Errorf("%w (%s)", err, pe.Detail)
+				}
+				return fmt.Errorf("the shadow audit's index: %s: %w", s, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM `+deferred); err != nil {
+			return err
+		}
+		log.Info("built the shadow audit's indexes", "indexes", len(stmts), "elapsed", time.Since(start).Round(time.Millisecond))
+	}
+	if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{ShadowSchema, "replay_meta"}.Sanitize()+` SET finished_at = now() WHERE id = 1`); err != nil {
+		return err
 	}
 	return tx.Commit(ctx)
 }
