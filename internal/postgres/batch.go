@@ -68,6 +68,11 @@ type batcher struct {
 	// shadow build); auditHash its stored hash, which the fold must meet.
 	auditSeq  uint64
 	auditHash audit.Hash
+	// auditWritten, if set (a build with deferred rows), is called once the
+	// audit rows up to the last message wanted are committed: the final
+	// batch writes them before its read model, and the shadow's deferred
+	// indexes are built beside that write.
+	auditWritten func()
 }
 
 // Flush bounds of a deferred read model.
@@ -433,6 +438,19 @@ func (b *batcher) write(ctx context.Context, p *prepared) error {
 	return err
 }
 
+// writeAuditFirst commits p's audit rows on their own (as a deferred
+// batch does: the checkpoint does not move, a resumed build skips them),
+// takes them off p and calls auditWritten.
+func (b *batcher) writeAuditFirst(ctx context.Context, p *prepared) error {
+	if _, err := p.audit.copyTo(ctx, b.conn.PgConn(), tableAudit, auditColumns); err != nil {
+		return fmt.Errorf("audit rows: %w", err)
+	}
+	p.audit.release()
+	p.audit = copyBuf{}
+	b.auditWritten()
+	return nil
+}
+
 // uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
 const uniqueViolation = "23505"
 
@@ -593,8 +611,15 @@ func (b *batcher) run(ctx context.Context, in <-chan *events.Message, srcErr <-c
 			}
 			if p != nil {
 				inflight, writing = make(chan error, 1), batchResult{seq: p.seq, records: p.audit.rows}
+				final := done && b.deferRows && b.auditWritten != nil
 				go func(ch chan error) {
-					err := b.write(wctx, p)
+					var err error
+					if final {
+						err = b.writeAuditFirst(wctx, p)
+					}
+					if err == nil {
+						err = b.write(wctx, p)
+					}
 					p.release()
 					ch <- err
 				}(inflight)

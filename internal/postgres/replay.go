@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -202,7 +203,21 @@ func (r *Replayer) Build(ctx context.Context, mode BuildMode, fromSeq uint64) (B
 			return res, err
 		}
 	}
-	if err := r.foldStream(ctx, b, head); err != nil {
+	// The deferred indexes are built once every audit row is written,
+	// beside the final write of the read model.
+	indexes := make(chan error, 1)
+	var building atomic.Bool
+	b.auditWritten = func() {
+		building.Store(true)
+		go func() { indexes <- buildDeferredIndexes(ctx, r.shadow) }()
+	}
+	err = r.foldStream(ctx, b, head)
+	if building.Load() {
+		if ierr := <-indexes; err == nil {
+			err = ierr
+		}
+	}
+	if err != nil {
 		return res, err
 	}
 	if err := finishShadow(ctx, r.shadow, r.cfg.Logger); err != nil {

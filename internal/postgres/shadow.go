@@ -73,7 +73,9 @@ func createShadow(ctx context.Context, pool *pgxpool.Pool, live string, meta sha
 }
 
 // replayDeferred holds the statements that create the shadow audit's
-// secondary indexes once the build reaches the head.
+// secondary indexes once the build has written every audit row: index
+// builds (any order, in parallel) and then the statements that attach
+// unique constraints to their indexes.
 const replayDeferred = "replay_deferred"
 
 // deferAuditIndexes drops the shadow audit's secondary indexes and unique
@@ -97,7 +99,12 @@ func deferAuditIndexes(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return fmt.Errorf("indexes of %s: %w", table, err)
 	}
-	var drops, creates []string
+	type deferred struct {
+		stmt   string
+		attach bool
+	}
+	var drops []string
+	var later []deferred
 	for rows.Next() {
 		var name, indexDef string
 		var constraint, constraintDef *string
@@ -105,12 +112,18 @@ func deferAuditIndexes(ctx context.Context, tx pgx.Tx) error {
 			rows.Close()
 			return err
 		}
-		if constraint != nil && constraintDef != nil {
-			drops = append(drops, `ALTER TABLE `+table+` DROP CONSTRAINT `+quoteIdentifier(*constraint))
-			creates = append(creates, `ALTER TABLE `+table+` ADD CONSTRAINT `+quoteIdentifier(*constraint)+` `+*constraintDef)
-		} else {
+		switch {
+		case constraint == nil || constraintDef == nil:
 			drops = append(drops, `DROP INDEX `+pgx.Identifier{ShadowSchema, name}.Sanitize())
-			creates = append(creates, indexDef)
+			later = append(later, deferred{indexDef, false})
+		case strings.HasPrefix(*constraintDef, "UNIQUE ") && *constraint == name:
+			// Built like any index, then attached as the constraint.
+			drops = append(drops, `ALTER TABLE `+table+` DROP CONSTRAINT `+quoteIdentifier(*constraint))
+			later = append(later, deferred{indexDef, false},
+				deferred{`ALTER TABLE ` + table + ` ADD CONSTRAINT ` + quoteIdentifier(*constraint) + ` UNIQUE USING INDEX ` + quoteIdentifier(name), true})
+		default:
+			drops = append(drops, `ALTER TABLE `+table+` DROP CONSTRAINT `+quoteIdentifier(*constraint))
+			later = append(later, deferred{`ALTER TABLE ` + table + ` ADD CONSTRAINT ` + quoteIdentifier(*constraint) + ` ` + *constraintDef, true})
 		}
 	}
 	rows.Close()
@@ -118,14 +131,14 @@ func deferAuditIndexes(ctx context.Context, tx pgx.Tx) error {
 		return err
 	}
 	stmts := append([]string{`CREATE TABLE ` + pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize() +
-		` (ord int PRIMARY KEY, stmt text NOT NULL)`}, drops...)
+		` (ord int PRIMARY KEY, stmt text NOT NULL, attach bool NOT NULL)`}, drops...)
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
 			return fmt.Errorf("shadow schema: %s: %w", s, err)
 		}
 	}
-	for i, c := range creates {
-		if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize()+` VALUES ($1, $2)`, i, c); err != nil {
+	for i, d := range later {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize()+` VALUES ($1, $2, $3)`, i, d.stmt, d.attach); err != nil {
 			return fmt.Errorf("shadow schema: %w", err)
 		}
 	}
@@ -133,9 +146,86 @@ func deferAuditIndexes(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-// finishShadow builds the indexes deferAuditIndexes left out and marks the
-// build finished, in one transaction: a shadow is never finished without
-// its indexes.
+// indexWorkers is how many deferred indexes are built at once.
+const indexWorkers = 2
+
+// buildDeferredIndexes builds the shadow audit's deferred indexes, each in
+// its own transaction that also takes it off replay_deferred, on
+// indexWorkers connections at once. It runs once every audit row is
+// written, beside the build's final write of the read model (another
+// table); what it leaves, finishShadow builds.
+func buildDeferredIndexes(ctx context.Context, pool *pgxpool.Pool) error {
+	deferred := pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize()
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, deferred).Scan(&exists); err != nil || !exists {
+		return err
+	}
+	errs := make(chan error, indexWorkers)
+	for range indexWorkers {
+		go func() {
+			errs <- func() error {
+				for {
+					built, err := buildOneIndex(ctx, pool, deferred)
+					if err != nil || !built {
+						return err
+					}
+				}
+			}()
+		}()
+	}
+	var first error
+	for range indexWorkers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// buildOneIndex builds one deferred index no other worker is building;
+// false: none was left.
+func buildOneIndex(ctx context.Context, pool *pgxpool.Pool, deferred string) (bool, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var ord int
+	var stmt string
+	err = tx.QueryRow(ctx, `SELECT ord, stmt FROM `+deferred+` WHERE NOT attach ORDER BY ord LIMIT 1 FOR UPDATE SKIP LOCKED`).Scan(&ord, &stmt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := execDeferred(ctx, tx, stmt); err != nil {
+		return false, err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM `+deferred+` WHERE ord = $1`, ord); err != nil {
+		return false, err
+	}
+	return true, tx.Commit(ctx)
+}
+
+// execDeferred runs a deferred index statement with room to sort in
+// memory; a failure names the statement and, for a duplicate key, the key.
+func execDeferred(ctx context.Context, tx pgx.Tx, stmt string) error {
+	if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '256MB'`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, stmt); err != nil {
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Detail != "" {
+			err = fmt.Errorf("%w (%s)", err, pe.Detail)
+		}
+		return fmt.Errorf("the shadow audit's index: %s: %w", stmt, err)
+	}
+	return nil
+}
+
+// finishShadow builds what remains of the deferred indexes, attaches the
+// unique constraints and marks the build finished, in one transaction: a
+// shadow is never finished without its indexes.
 func finishShadow(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
@@ -149,7 +239,8 @@ func finishShadow(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) err
 	}
 	var stmts []string
 	if exists {
-		rows, err := tx.Query(ctx, `SELECT stmt FROM `+deferred+` ORDER BY ord`)
+		// The index builds first, then the attachments.
+		rows, err := tx.Query(ctx, `SELECT stmt FROM `+deferred+` ORDER BY attach, ord`)
 		if err != nil {
 			return err
 		}
@@ -159,21 +250,15 @@ func finishShadow(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) err
 	}
 	if len(stmts) > 0 {
 		start := time.Now()
-		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '256MB'`); err != nil {
-			return err
-		}
 		for _, s := range stmts {
-			if _, err := tx.Exec(ctx, s); err != nil {
-				if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Detail != "" {
-					err = fmt.Errorf("%w (%s)", err, pe.Detail)
-				}
-				return fmt.Errorf("the shadow audit's index: %s: %w", s, err)
+			if err := execDeferred(ctx, tx, s); err != nil {
+				return err
 			}
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM `+deferred); err != nil {
 			return err
 		}
-		log.Info("built the shadow audit's indexes", "indexes", len(stmts), "elapsed", time.Since(start).Round(time.Millisecond))
+		log.Info("finished the shadow audit's indexes", "statements", len(stmts), "elapsed", time.Since(start).Round(time.Millisecond))
 	}
 	if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{ShadowSchema, "replay_meta"}.Sanitize()+` SET finished_at = now() WHERE id = 1`); err != nil {
 		return err
