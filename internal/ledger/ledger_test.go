@@ -188,16 +188,22 @@ func TestForgedEventIsInvalid(t *testing.T) {
 	}
 }
 
+// rejecting is a service on a fresh stream with its clock stopped at start,
+// and a license key signed by a kid it does not trust.
+func rejecting(t *testing.T) (f *fixture, svc *ledger.Service, start time.Time, bad string) {
+	t.Helper()
+	srv := natstest.Start(t)
+	f = newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	start = time.Now()
+	f.clock.Store(&start)
+	return f, f.service(t), start, sign(t, "k2", nil)
+}
+
 // Rejections are audited on the audit subject without the key, capped per
 // org, and what the cap dropped is summarised once the bucket refills.
 func TestRejectionAuditRateLimit(t *testing.T) {
-	srv := natstest.Start(t)
-	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
-	start := time.Now()
-	f.clock.Store(&start)
-	svc := f.service(t)
+	f, svc, start, bad := rejecting(t)
 	ctx := context.Background()
-	bad := sign(t, "k2", nil) // untrusted kid
 	for range 15 {
 		_, err := svc.Upload(ctx, ledger.Upload{Org: "acme", Body: []byte(bad), Actor: operator, Source: events.SourceCLI})
 		var e *ledger.Error
@@ -245,13 +251,8 @@ func TestRejectionAuditRateLimit(t *testing.T) {
 // bucket has room, and by the shutdown flush (all) at once; each count is
 // appended exactly once.
 func TestRejectionSuppressedFlush(t *testing.T) {
-	srv := natstest.Start(t)
-	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
-	start := time.Now()
-	f.clock.Store(&start)
-	svc := f.service(t)
+	f, svc, start, bad := rejecting(t)
 	ctx := context.Background()
-	bad := sign(t, "k2", nil) // untrusted kid
 	reject := func(org string, n int) {
 		for range n {
 			svc.Upload(ctx, ledger.Upload{Org: org, Body: []byte(bad), Actor: operator, Source: events.SourceAPI})
