@@ -196,3 +196,36 @@ func TestServeExternalNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Rejections the rate limit dropped are counted on the stream when the
+// ledger shuts down, not lost with the process.
+func TestServeFlushesSuppressedRejectionsAtShutdown(t *testing.T) {
+	dir := t.TempDir()
+	l := startLedger(t, dir, nil)
+	for range 13 {
+		if code, m := l.call("POST", "/api/license?org=acme", "garbage"); code != 400 {
+			t.Fatalf("garbage upload: %d %v", code, m)
+		}
+	}
+	l.stop()
+	l = startLedger(t, dir, nil)
+	var rejected int
+	var suppressed []int
+	for _, r := range auditRecords(t, l, "org=acme") {
+		switch r["type"] {
+		case "license.rejected":
+			rejected++
+		case "license.rejected_suppressed":
+			var env struct {
+				Data struct{ Count int } `json:"data"`
+			}
+			if err := json.Unmarshal([]byte(r["envelope"].(string)), &env); err != nil {
+				t.Fatal(err)
+			}
+			suppressed = append(suppressed, env.Data.Count)
+		}
+	}
+	if rejected != 10 || len(suppressed) != 1 || suppressed[0] != 3 {
+		t.Fatalf("after a restart: %d license.rejected, suppressed counts %v; want 10 and [3]", rejected, suppressed)
+	}
+}
