@@ -488,7 +488,15 @@ func (b *batcher) writeTx(ctx context.Context, p *prepared, directRevocations bo
 		return fmt.Errorf("audit rows: %w", err)
 	}
 	batch := &pgx.Batch{}
-	if p.orgRows.rows > 0 {
+	switch {
+	case p.orgRows.rows == 0:
+	case b.deferRows && p.from == 0:
+		// A build's first flush: org_licenses is empty, as rows are only
+		// ever written with the checkpoint that covers them.
+		if _, err := p.orgRows.copyTo(ctx, tx.Conn().PgConn(), tableOrgLicenses, orgColumns); err != nil {
+			return fmt.Errorf("read model rows: %w", err)
+		}
+	default:
 		if _, err := p.orgRows.copyTo(ctx, tx.Conn().PgConn(), tempOrgRows, orgColumns); err != nil {
 			return fmt.Errorf("read model rows: %w", err)
 		}

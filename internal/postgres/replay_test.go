@@ -362,15 +362,21 @@ func TestReplaySwapDivergentAudit(t *testing.T) {
 // their names or schema, sorted: the primary key first.
 func auditIndexes(t *testing.T, pool *pgxpool.Pool, schema string) []string {
 	t.Helper()
+	return tableIndexes(t, pool, schema+".license_audit")
+}
+
+// tableIndexes describes table's indexes as auditIndexes does.
+func tableIndexes(t *testing.T, pool *pgxpool.Pool, table string) []string {
+	t.Helper()
 	rows, err := pool.Query(context.Background(), `SELECT CASE WHEN i.indisprimary THEN 'primary' WHEN i.indisunique THEN 'unique' ELSE 'index' END
 		|| ' ' || split_part(pg_get_indexdef(i.indexrelid), ' USING ', 2)
-		FROM pg_index i WHERE i.indrelid = $1::regclass ORDER BY NOT i.indisprimary, 1`, schema+".license_audit")
+		FROM pg_index i WHERE i.indrelid = $1::regclass ORDER BY NOT i.indisprimary, 1`, table)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil || len(out) == 0 {
-		t.Fatalf("indexes of %s.license_audit: %q %v", schema, out, err)
+	if err != nil {
+		t.Fatalf("indexes of %s: %v", table, err)
 	}
 	return out
 }
@@ -390,10 +396,15 @@ func TestReplayInterruptedThenResumed(t *testing.T) {
 		t.Fatalf("interrupted build: %v", err)
 	}
 	r.Close()
-	// The shadow audit's secondary indexes are built once, at the end.
+	// The shadow audit's secondary indexes and the revocations' key are
+	// built once, at the end.
 	live := auditIndexes(t, pool, "public")
 	if got := auditIndexes(t, pool, postgres.ShadowSchema); len(got) != 1 || got[0] != live[0] {
 		t.Fatalf("indexes of an unfinished shadow audit: %q; want only the primary key %q", got, live[0])
+	}
+	liveRevoked := tableIndexes(t, pool, "public.revoked_licenses")
+	if got := tableIndexes(t, pool, postgres.ShadowSchema+".revoked_licenses"); len(got) != 0 || len(liveRevoked) != 1 {
+		t.Fatalf("indexes of an unfinished shadow's revocations: %q (live: %q)", got, liveRevoked)
 	}
 	// Two events with one event_id stop the build when the unique index is
 	// built, naming the key; the shadow is not finished.
@@ -414,6 +425,9 @@ func TestReplayInterruptedThenResumed(t *testing.T) {
 	}
 	if got := auditIndexes(t, pool, postgres.ShadowSchema); !slices.Equal(got, live) {
 		t.Fatalf("indexes of the finished shadow audit:\n%s\nwant those of the live one:\n%s", strings.Join(got, "\n"), strings.Join(live, "\n"))
+	}
+	if got := tableIndexes(t, pool, postgres.ShadowSchema+".revoked_licenses"); !slices.Equal(got, liveRevoked) {
+		t.Fatalf("indexes of the finished shadow's revocations: %q; want %q", got, liveRevoked)
 	}
 	d, err := r.Diff(context.Background(), 0)
 	if err != nil || d.Total != 0 {

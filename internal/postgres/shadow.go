@@ -62,7 +62,7 @@ func createShadow(ctx context.Context, pool *pgxpool.Pool, live string, meta sha
 	if err := copyTriggers(ctx, tx, pgx.Identifier{live, tableAudit}, pgx.Identifier{ShadowSchema, tableAudit}); err != nil {
 		return err
 	}
-	if err := deferAuditIndexes(ctx, tx); err != nil {
+	if err := deferIndexes(ctx, tx); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO `+shadow+`.replay_meta VALUES (1, $1, $2, $3, $4, $5, NULL)`,
@@ -72,63 +72,38 @@ func createShadow(ctx context.Context, pool *pgxpool.Pool, live string, meta sha
 	return tx.Commit(ctx)
 }
 
-// replayDeferred holds the statements that create the shadow audit's
-// secondary indexes once the build has written every audit row: index
-// builds (any order, in parallel) and then the statements that attach
-// unique constraints to their indexes.
+// replayDeferred holds the statements that create the shadow's deferred
+// indexes once the build has written every audit row: index builds (any
+// order, in parallel) and then the statements that attach unique and
+// primary key constraints to their indexes.
 const replayDeferred = "replay_deferred"
 
-// deferAuditIndexes drops the shadow audit's secondary indexes and unique
-// constraints (all but the primary key on seq, which resuming and the
-// chain check read), keeping the statements that create them again in
-// replay_deferred. A rebuild loads the rows first and builds each index
-// once at the end, sorted, as pg_restore does, instead of maintaining five
-// indexes row by row. A unique violation (two events with one event_id)
-// is then reported when the index is built, before the build counts as
-// finished.
-func deferAuditIndexes(ctx context.Context, tx pgx.Tx) error {
+// deferIndexes drops the shadow's secondary indexes and unique
+// constraints of license_audit (all but the primary key on seq, which
+// resuming and the chain check read) and revoked_licenses' primary key,
+// keeping the statements that create them again in replay_deferred. A
+// rebuild loads the rows first and builds each index once at the end,
+// sorted, as pg_restore does, instead of maintaining them row by row. A
+// unique violation (two events with one event_id) is then reported when
+// the index is built, before the build counts as finished. Nothing else
+// writes the shadow, and revocations are written only with the checkpoint
+// that covers them, so no duplicate key can enter meanwhile.
+func deferIndexes(ctx context.Context, tx pgx.Tx) error {
 	// Qualify every name in the definitions.
 	if _, err := tx.Exec(ctx, `SET LOCAL search_path = pg_catalog`); err != nil {
 		return err
 	}
-	table := pgx.Identifier{ShadowSchema, tableAudit}.Sanitize()
-	rows, err := tx.Query(ctx, `SELECT c.relname, con.conname, pg_get_indexdef(i.indexrelid), pg_get_constraintdef(con.oid)
-		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
-		WHERE i.indrelid = $1::regclass AND NOT i.indisprimary ORDER BY c.relname`, table)
-	if err != nil {
-		return fmt.Errorf("indexes of %s: %w", table, err)
-	}
-	type deferred struct {
-		stmt   string
-		attach bool
-	}
 	var drops []string
-	var later []deferred
-	for rows.Next() {
-		var name, indexDef string
-		var constraint, constraintDef *string
-		if err := rows.Scan(&name, &constraint, &indexDef, &constraintDef); err != nil {
-			rows.Close()
+	var later []deferredStmt
+	for _, t := range []struct {
+		table       string
+		keepPrimary bool
+	}{{tableAudit, true}, {tableRevoked, false}} {
+		d, l, err := indexesToDefer(ctx, tx, pgx.Identifier{ShadowSchema, t.table}.Sanitize(), t.keepPrimary)
+		if err != nil {
 			return err
 		}
-		switch {
-		case constraint == nil || constraintDef == nil:
-			drops = append(drops, `DROP INDEX `+pgx.Identifier{ShadowSchema, name}.Sanitize())
-			later = append(later, deferred{indexDef, false})
-		case strings.HasPrefix(*constraintDef, "UNIQUE ") && *constraint == name:
-			// Built like any index, then attached as the constraint.
-			drops = append(drops, `ALTER TABLE `+table+` DROP CONSTRAINT `+quoteIdentifier(*constraint))
-			later = append(later, deferred{indexDef, false},
-				deferred{`ALTER TABLE ` + table + ` ADD CONSTRAINT ` + quoteIdentifier(*constraint) + ` UNIQUE USING INDEX ` + quoteIdentifier(name), true})
-		default:
-			drops = append(drops, `ALTER TABLE `+table+` DROP CONSTRAINT `+quoteIdentifier(*constraint))
-			later = append(later, deferred{`ALTER TABLE ` + table + ` ADD CONSTRAINT ` + quoteIdentifier(*constraint) + ` ` + *constraintDef, true})
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
+		drops, later = append(drops, d...), append(later, l...)
 	}
 	stmts := append([]string{`CREATE TABLE ` + pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize() +
 		` (ord int PRIMARY KEY, stmt text NOT NULL, attach bool NOT NULL)`}, drops...)
@@ -142,18 +117,62 @@ func deferAuditIndexes(ctx context.Context, tx pgx.Tx) error {
 			return fmt.Errorf("shadow schema: %w", err)
 		}
 	}
-	_, err = tx.Exec(ctx, `SET LOCAL search_path TO DEFAULT`)
+	_, err := tx.Exec(ctx, `SET LOCAL search_path TO DEFAULT`)
 	return err
+}
+
+// deferredStmt is a statement of replay_deferred: an index build, or the
+// attachment of a constraint to its built index.
+type deferredStmt struct {
+	stmt   string
+	attach bool
+}
+
+// indexesToDefer returns the statements that drop table's indexes (but
+// its primary key, with keepPrimary) and those that create them again.
+func indexesToDefer(ctx context.Context, tx pgx.Tx, table string, keepPrimary bool) (drops []string, later []deferredStmt, err error) {
+	rows, err := tx.Query(ctx, `SELECT c.relname, con.conname, pg_get_indexdef(i.indexrelid), pg_get_constraintdef(con.oid)
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+		WHERE i.indrelid = $1::regclass AND NOT (i.indisprimary AND $2) ORDER BY c.relname`, table, keepPrimary)
+	if err != nil {
+		return nil, nil, fmt.Errorf("indexes of %s: %w", table, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, indexDef string
+		var constraint, constraintDef *string
+		if err := rows.Scan(&name, &constraint, &indexDef, &constraintDef); err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case constraint == nil || constraintDef == nil:
+			drops = append(drops, `DROP INDEX `+pgx.Identifier{ShadowSchema, name}.Sanitize())
+			later = append(later, deferredStmt{indexDef, false})
+		case *constraint == name && (strings.HasPrefix(*constraintDef, "UNIQUE ") || strings.HasPrefix(*constraintDef, "PRIMARY KEY ")):
+			// Built like any index, then attached as the constraint.
+			kind, _, _ := strings.Cut(*constraintDef, " (")
+			drops = append(drops, `ALTER TABLE `+table+` DROP CONSTRAINT `+quoteIdentifier(*constraint))
+			later = append(later, deferredStmt{indexDef, false},
+				deferredStmt{`ALTER TABLE ` + table + ` ADD CONSTRAINT ` + quoteIdentifier(*constraint) + ` ` + kind + ` USING INDEX ` + quoteIdentifier(name), true})
+		default:
+			drops = append(drops, `ALTER TABLE `+table+` DROP CONSTRAINT `+quoteIdentifier(*constraint))
+			later = append(later, deferredStmt{`ALTER TABLE ` + table + ` ADD CONSTRAINT ` + quoteIdentifier(*constraint) + ` ` + *constraintDef, true})
+		}
+	}
+	return drops, later, rows.Err()
 }
 
 // indexWorkers is how many deferred indexes are built at once.
 const indexWorkers = 2
 
-// buildDeferredIndexes builds the shadow audit's deferred indexes, each in
+// buildDeferredIndexes builds the shadow's deferred indexes, each in
 // its own transaction that also takes it off replay_deferred, on
 // indexWorkers connections at once. It runs once every audit row is
-// written, beside the build's final write of the read model (another
-// table); what it leaves, finishShadow builds.
+// written, beside the build's final write of the read model: the audit's
+// indexes come first; revoked_licenses' key, listed last, waits for that
+// write's commit (or the write for it). What it leaves, finishShadow
+// builds.
 func buildDeferredIndexes(ctx context.Context, pool *pgxpool.Pool) error {
 	deferred := pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize()
 	var exists bool
@@ -218,7 +237,7 @@ func execDeferred(ctx context.Context, tx pgx.Tx, stmt string) error {
 		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Detail != "" {
 			err = fmt.Errorf("%w (%s)", err, pe.Detail)
 		}
-		return fmt.Errorf("the shadow audit's index: %s: %w", stmt, err)
+		return fmt.Errorf("the shadow's index: %s: %w", stmt, err)
 	}
 	return nil
 }
@@ -258,7 +277,7 @@ func finishShadow(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) err
 		if _, err := tx.Exec(ctx, `DELETE FROM `+deferred); err != nil {
 			return err
 		}
-		log.Info("finished the shadow audit's indexes", "statements", len(stmts), "elapsed", time.Since(start).Round(time.Millisecond))
+		log.Info("finished the shadow's deferred indexes", "statements", len(stmts), "elapsed", time.Since(start).Round(time.Millisecond))
 	}
 	if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{ShadowSchema, "replay_meta"}.Sanitize()+` SET finished_at = now() WHERE id = 1`); err != nil {
 		return err
