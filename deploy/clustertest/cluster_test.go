@@ -55,19 +55,7 @@ func TestScaledDeployment(t *testing.T) {
 		return
 	}
 
-	// The cluster forms while PostgreSQL is prepared.
-	var natsProcs []*process
-	for _, n := range l.nodes {
-		natsProcs = append(natsProcs, startProcess(t, n.name, bin.natsServer, []string{"-c", n.conf()}, nil))
-	}
-	super := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, super, postgres.MigrateUp, postgres.Roles{}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	logins := applyRolesSQL(t, super, 1)
-	formed := time.Now()
-	waitForCluster(t, l, natsProcs)
-	t.Logf("cluster formed (%s after PostgreSQL was ready)", time.Since(formed).Round(time.Millisecond))
+	natsProcs, _, logins := startClusterAndDatabase(ctx, t, bin, l)
 
 	// Credentials, as an operator distributes them.
 	keys := t.TempDir()
@@ -287,6 +275,27 @@ func checkConfigsWithServer(t *testing.T, bin binaries, l *layout) {
 // waitForCluster waits until every node agrees on a JetStream meta leader
 // of a three-node group whose followers are current, answers /healthz, and
 // the ledger user gets account information.
+// startClusterAndDatabase starts l's NATS nodes and, while the cluster
+// forms, a fresh database migrated and set up with roles.sql; it returns
+// once the cluster has formed, with the nodes' processes, the database's
+// superuser DSN and its logins.
+func startClusterAndDatabase(ctx context.Context, t *testing.T, bin binaries, l *layout) ([]*process, string, pgLogins) {
+	t.Helper()
+	var procs []*process
+	for _, n := range l.nodes {
+		procs = append(procs, startProcess(t, n.name, bin.natsServer, []string{"-c", n.conf()}, nil))
+	}
+	super := pgtest.NewDatabase(t)
+	if err := postgres.Migrate(ctx, super, postgres.MigrateUp, postgres.Roles{}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	logins := applyRolesSQL(t, super, 1)
+	formed := time.Now()
+	waitForCluster(t, l, procs)
+	t.Logf("cluster formed (%s after PostgreSQL was ready)", time.Since(formed).Round(time.Millisecond))
+	return procs, super, logins
+}
+
 func waitForCluster(t *testing.T, l *layout, procs []*process) {
 	t.Helper()
 	waitFor(t, "a JetStream meta leader with 3 peers", clusterTimeout, procs, func() error {

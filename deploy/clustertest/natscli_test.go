@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"path/filepath"
 	"reflect"
@@ -20,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
-	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
@@ -46,16 +44,7 @@ func TestRunbookNATSCLIBackupRestore(t *testing.T) {
 	bin := buildBinaries(t)
 	l := newLayout(t, withAdmin)
 
-	var natsProcs []*process
-	for _, n := range l.nodes {
-		natsProcs = append(natsProcs, startProcess(t, n.name, bin.natsServer, []string{"-c", n.conf()}, nil))
-	}
-	super := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, super, postgres.MigrateUp, postgres.Roles{}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	logins := applyRolesSQL(t, super, 1)
-	waitForCluster(t, l, natsProcs)
+	natsProcs, super, logins := startClusterAndDatabase(ctx, t, bin, l)
 
 	keys := t.TempDir()
 	ledgerSeed := seedFile(t, keys, l.ledger, "ledger.nk")
