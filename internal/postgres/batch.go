@@ -442,12 +442,20 @@ func (b *batcher) write(ctx context.Context, p *prepared) error {
 // batch does: the checkpoint does not move, a resumed build skips them),
 // takes them off p and calls auditWritten.
 func (b *batcher) writeAuditFirst(ctx context.Context, p *prepared) error {
-	if _, err := p.audit.copyTo(ctx, b.conn.PgConn(), tableAudit, auditColumns); err != nil {
-		return fmt.Errorf("audit rows: %w", err)
+	if err := writeAudit(ctx, b.conn.PgConn(), p); err != nil {
+		return err
 	}
 	p.audit.release()
 	p.audit = copyBuf{}
 	b.auditWritten()
+	return nil
+}
+
+// writeAudit copies p's audit rows on conn.
+func writeAudit(ctx context.Context, conn *pgconn.PgConn, p *prepared) error {
+	if _, err := p.audit.copyTo(ctx, conn, tableAudit, auditColumns); err != nil {
+		return fmt.Errorf("audit rows: %w", err)
+	}
 	return nil
 }
 
@@ -458,11 +466,7 @@ func (b *batcher) writeTx(ctx context.Context, p *prepared, directRevocations bo
 	if !p.rows {
 		// Deferred rows: the audit rows only, which the next flush's
 		// checkpoint covers (a resumed build skips them).
-		_, err := p.audit.copyTo(ctx, b.conn.PgConn(), tableAudit, auditColumns)
-		if err != nil {
-			return fmt.Errorf("audit rows: %w", err)
-		}
-		return nil
+		return writeAudit(ctx, b.conn.PgConn(), p)
 	}
 	if err := b.prepare(ctx); err != nil {
 		return err
@@ -484,8 +488,8 @@ func (b *batcher) writeTx(ctx context.Context, p *prepared, directRevocations bo
 	if err != nil {
 		return err
 	}
-	if _, err := p.audit.copyTo(ctx, tx.Conn().PgConn(), tableAudit, auditColumns); err != nil {
-		return fmt.Errorf("audit rows: %w", err)
+	if err := writeAudit(ctx, tx.Conn().PgConn(), p); err != nil {
+		return err
 	}
 	batch := &pgx.Batch{}
 	switch {

@@ -171,12 +171,11 @@ const indexWorkers = 2
 // indexWorkers connections at once. It runs once every audit row is
 // written, beside the build's final write of the read model: the audit's
 // indexes come first; revoked_licenses' key, listed last, waits for that
-// write's commit (or the write for it). What it leaves, finishShadow
-// builds.
+// write's commit (or the write for it). finishShadow runs it again for
+// what is left.
 func buildDeferredIndexes(ctx context.Context, pool *pgxpool.Pool) error {
 	deferred := pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize()
-	var exists bool
-	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, deferred).Scan(&exists); err != nil || !exists {
+	if exists, err := tableExists(ctx, pool, deferred); err != nil || !exists {
 		return err
 	}
 	errs := make(chan error, indexWorkers)
@@ -242,33 +241,34 @@ func execDeferred(ctx context.Context, tx pgx.Tx, stmt string) error {
 	return nil
 }
 
-// finishShadow builds what remains of the deferred indexes, attaches the
-// unique constraints and marks the build finished, in one transaction: a
-// shadow is never finished without its indexes.
+// finishShadow builds what remains of the deferred indexes (all of them
+// when the build wrote no audit row), then attaches the constraints to
+// their indexes and marks the build finished in one transaction: a shadow
+// is never finished without its indexes.
 func finishShadow(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	start := time.Now()
+	if err := buildDeferredIndexes(ctx, pool); err != nil {
+		return err
+	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	deferred := pgx.Identifier{ShadowSchema, replayDeferred}.Sanitize()
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, deferred).Scan(&exists); err != nil {
+	exists, err := tableExists(ctx, tx, deferred)
+	if err != nil {
 		return err
 	}
-	var stmts []string
 	if exists {
-		// The index builds first, then the attachments.
-		rows, err := tx.Query(ctx, `SELECT stmt FROM `+deferred+` ORDER BY attach, ord`)
+		rows, err := tx.Query(ctx, `SELECT stmt FROM `+deferred+` ORDER BY ord`)
 		if err != nil {
 			return err
 		}
-		if stmts, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		stmts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
 			return err
 		}
-	}
-	if len(stmts) > 0 {
-		start := time.Now()
 		for _, s := range stmts {
 			if err := execDeferred(ctx, tx, s); err != nil {
 				return err
@@ -277,12 +277,21 @@ func finishShadow(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) err
 		if _, err := tx.Exec(ctx, `DELETE FROM `+deferred); err != nil {
 			return err
 		}
-		log.Info("finished the shadow's deferred indexes", "statements", len(stmts), "elapsed", time.Since(start).Round(time.Millisecond))
+		if len(stmts) > 0 {
+			log.Info("finished the shadow's deferred indexes", "elapsed", time.Since(start).Round(time.Millisecond))
+		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{ShadowSchema, "replay_meta"}.Sanitize()+` SET finished_at = now() WHERE id = 1`); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// tableExists says whether the (qualified) table exists.
+func tableExists(ctx context.Context, q querier, table string) (bool, error) {
+	var exists bool
+	err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists)
+	return exists, err
 }
 
 // copyTriggers creates on to the user triggers of from, with the same
@@ -343,19 +352,10 @@ func copyTriggers(ctx context.Context, tx pgx.Tx, from, to pgx.Identifier) error
 // readShadowMeta returns the shadow's meta row, or nil when there is no
 // (usable) shadow.
 func readShadowMeta(ctx context.Context, q querier) (*shadowMeta, error) {
-	var exists bool
-	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, ShadowSchema+".replay_meta").Scan(&exists); err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, nil
-	}
-	for _, t := range shadowTables {
-		if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{ShadowSchema, t}.Sanitize()).Scan(&exists); err != nil {
+	for _, t := range append([]string{"replay_meta"}, shadowTables...) {
+		exists, err := tableExists(ctx, q, pgx.Identifier{ShadowSchema, t}.Sanitize())
+		if err != nil || !exists {
 			return nil, err
-		}
-		if !exists {
-			return nil, nil
 		}
 	}
 	var m shadowMeta
