@@ -249,7 +249,7 @@ func TestRejectionAuditRateLimit(t *testing.T) {
 
 // Dropped rejections are reported by the periodic flush once the org's
 // bucket has room, and by the shutdown flush (all) at once; each count is
-// appended exactly once.
+// appended exactly once, and one that could not be appended is kept.
 func TestRejectionSuppressedFlush(t *testing.T) {
 	f, svc, start, bad := rejecting(t)
 	ctx := context.Background()
@@ -287,6 +287,13 @@ func TestRejectionSuppressedFlush(t *testing.T) {
 		t.Fatalf("periodic flush: acme %v, globex %v; want [3] and [1]", a, g)
 	}
 	reject("acme", 20) // the refilled bucket takes 10, 10 are dropped
+	// A flush that cannot append keeps the count for the next one.
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	svc.FlushSuppressed(dead, true)
+	if a := suppressedOf("acme"); !slices.Equal(a, []int{3}) {
+		t.Fatalf("a flush that could not append: acme %v; want [3]", a)
+	}
 	svc.FlushSuppressed(ctx, true)
 	svc.FlushSuppressed(ctx, true)
 	if a, g := suppressedOf("acme"), suppressedOf("globex"); !slices.Equal(a, []int{3, 10}) || !slices.Equal(g, []int{1}) {

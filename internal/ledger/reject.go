@@ -33,14 +33,7 @@ func newRejectLimiter(perMinute int) *rejectLimiter {
 func (l *rejectLimiter) allow(org string, now time.Time) (ok bool, suppressed int, since time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := l.orgs[org]
-	if st == nil {
-		if len(l.orgs) > 10000 {
-			l.sweep(now)
-		}
-		st = &rejectState{lim: rate.NewLimiter(rate.Limit(float64(l.perMinute)/60), l.perMinute)}
-		l.orgs[org] = st
-	}
+	st := l.stateOf(org, now)
 	if !st.lim.AllowN(now, 1) {
 		if st.suppressed == 0 {
 			st.since = now
@@ -69,6 +62,31 @@ func (l *rejectLimiter) pending(now time.Time, all bool) map[string]rejectState 
 	return out
 }
 
+// stateOf returns org's state, created with a full bucket if new (then
+// forgetting idle orgs once there are many). l.mu must be held.
+func (l *rejectLimiter) stateOf(org string, now time.Time) *rejectState {
+	st := l.orgs[org]
+	if st == nil {
+		if len(l.orgs) > 10000 {
+			l.sweep(now)
+		}
+		st = &rejectState{lim: rate.NewLimiter(rate.Limit(float64(l.perMinute)/60), l.perMinute)}
+		l.orgs[org] = st
+	}
+	return st
+}
+
+// restore adds back a count taken for an event that was not appended.
+func (l *rejectLimiter) restore(org string, count int, since, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.stateOf(org, now)
+	if st.suppressed == 0 || since.Before(st.since) {
+		st.since = since
+	}
+	st.suppressed += count
+}
+
 // sweep forgets orgs with nothing pending and a full bucket.
 func (l *rejectLimiter) sweep(now time.Time) {
 	for org, st := range l.orgs {
@@ -89,10 +107,19 @@ func (s *Service) audit(ctx context.Context, org string, actor events.Actor, rej
 		return
 	}
 	if suppressed > 0 {
-		s.appendAudit(ctx, org, events.TypeRejectedSuppressed, events.Actor{Kind: events.ActorSystem, ID: "ledger"},
-			events.RejectedSuppressed{Count: suppressed, Since: events.Time{Time: since}})
+		s.appendSuppressed(ctx, org, suppressed, since)
 	}
 	s.appendAudit(ctx, org, events.TypeRejected, actor, rej)
+}
+
+// appendSuppressed appends a license.rejected_suppressed for org; a count
+// that could not be appended goes back to the limiter for the next flush.
+func (s *Service) appendSuppressed(ctx context.Context, org string, count int, since time.Time) {
+	_, err := s.appendAudit(ctx, org, events.TypeRejectedSuppressed, events.Actor{Kind: events.ActorSystem, ID: "ledger"},
+		events.RejectedSuppressed{Count: count, Since: events.Time{Time: since}})
+	if err != nil {
+		s.rejects.restore(org, count, since, s.cfg.Now())
+	}
 }
 
 // FlushSuppressed appends license.rejected_suppressed for orgs whose
@@ -101,8 +128,7 @@ func (s *Service) audit(ctx context.Context, org string, actor events.Actor, rej
 // then every org's count is appended, whether its bucket has room or not.
 func (s *Service) FlushSuppressed(ctx context.Context, all bool) {
 	for org, st := range s.rejects.pending(s.cfg.Now(), all) {
-		s.appendAudit(ctx, org, events.TypeRejectedSuppressed, events.Actor{Kind: events.ActorSystem, ID: "ledger"},
-			events.RejectedSuppressed{Count: st.suppressed, Since: events.Time{Time: st.since}})
+		s.appendSuppressed(ctx, org, st.suppressed, st.since)
 	}
 }
 
