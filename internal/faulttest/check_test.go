@@ -22,7 +22,6 @@ import (
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/projection"
-	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
 	"github.com/licenseledger/ledger/license"
@@ -237,7 +236,7 @@ func checkRows(t testing.TB, pool *pgxpool.Pool, st *streamState) {
 
 func ring(t testing.TB) *license.Ring {
 	t.Helper()
-	return licensetest.Keys(t, "k1").Ring()
+	return keys(t).Ring()
 }
 
 // normal makes times comparable (UTC, microseconds).
