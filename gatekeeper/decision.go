@@ -17,12 +17,22 @@ const (
 	CodeLicenseExpired     = "license_expired"
 	CodeLicenseInvalid     = "license_invalid"
 	CodeStateUnavailable   = "license_state_unavailable"
-	codeCount              = 8
+	// CodeOrgUnauthenticated: jwt mode, the request carries no token, or
+	// one that does not verify (401 with WWW-Authenticate: Bearer).
+	CodeOrgUnauthenticated = "org_unauthenticated"
+	// CodeAuthzHeadersMismatch: /authz got the other header family than
+	// --authz-headers names (400).
+	CodeAuthzHeadersMismatch = "authz_headers_mismatch"
+	// CodeAuthzForbidden: /authz asked by a peer outside --authz-trusted or
+	// without the shared secret (403; nothing about any org is told).
+	CodeAuthzForbidden = "authz_forbidden"
+	codeCount          = 11
 )
 
 // codes lists every denial code.
 var codes = [codeCount]string{CodePathInvalid, CodeOrgInvalid, CodeOrgRequired, CodeLicenseMissing,
-	CodeFeatureNotLicensed, CodeLicenseExpired, CodeLicenseInvalid, CodeStateUnavailable}
+	CodeFeatureNotLicensed, CodeLicenseExpired, CodeLicenseInvalid, CodeStateUnavailable,
+	CodeOrgUnauthenticated, CodeAuthzHeadersMismatch, CodeAuthzForbidden}
 
 // messageOf is the default message of a denial code.
 func messageOf(code string) string {
@@ -43,6 +53,12 @@ func messageOf(code string) string {
 		return "the org's license is invalid"
 	case CodeStateUnavailable:
 		return "the org's license state cannot be determined right now; retry shortly"
+	case CodeOrgUnauthenticated:
+		return "a valid bearer token naming the org is required"
+	case CodeAuthzHeadersMismatch:
+		return "the proxy sent another header family than the gatekeeper's --authz-headers names"
+	case CodeAuthzForbidden:
+		return "this peer may not ask the gatekeeper for decisions"
 	}
 	return code
 }

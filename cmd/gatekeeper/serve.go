@@ -52,6 +52,29 @@ type gatekeeperCmd struct {
 	DatabaseURL     string        `name:"database-url" env:"DATABASE_URL" placeholder:"URL" help:"PostgreSQL read model (optional): faster start, reloads when stale."`
 	Enforce         string        `name:"enforce" env:"LICENSE_ENFORCE" placeholder:"0|1" help:"Override the install's enforcement mode (logged and exported as a metric)."`
 	ShutdownWait    time.Duration `name:"shutdown-timeout" env:"GATEKEEPER_SHUTDOWN_TIMEOUT" default:"10s" help:"How long to drain requests on SIGTERM."`
+
+	// The allowlist.
+	NoDefaultAllow bool   `name:"no-default-allow" env:"GATEKEEPER_NO_DEFAULT_ALLOW" help:"Drop the built-in allowlist (health probes and GET/POST /api/license); only --allow and --allow-ui entries pass."`
+	AllowUI        string `name:"allow-ui" env:"GATEKEEPER_ALLOW_UI" placeholder:"PREFIX" help:"Allowlist the ledger's own UI under PREFIX (e.g. /ui/), GET and HEAD only."`
+
+	// The org from a verified JWT (--org-from jwt:CLAIM).
+	JWTKeys     string `name:"jwt-keys" env:"GATEKEEPER_JWT_KEYS" placeholder:"FILE_OR_URL" help:"JWKS of the platform's token issuer: a file (re-read on SIGHUP) or an http(s) URL (refreshed by its cache headers, and on an unknown kid)."`
+	JWTIssuer   string `name:"jwt-issuer" env:"GATEKEEPER_JWT_ISSUER" help:"The iss every token must carry (jwt mode)."`
+	JWTAudience string `name:"jwt-audience" env:"GATEKEEPER_JWT_AUDIENCE" help:"The aud every token must carry (jwt mode)."`
+	JWTCookie   string `name:"jwt-cookie" env:"GATEKEEPER_JWT_COOKIE" placeholder:"NAME" help:"Also take the token from this cookie when there is no Authorization header (jwt mode)."`
+
+	// /authz's callers.
+	AuthzTrusted    []string `name:"authz-trusted" env:"GATEKEEPER_AUTHZ_TRUSTED" default:"127.0.0.0/8,::1/128" help:"Peers (CIDRs) that may ask /authz; others get 403 authz_forbidden."`
+	AuthzSecretFile string   `name:"authz-secret-file" env:"GATEKEEPER_AUTHZ_SECRET_FILE" placeholder:"FILE" help:"Also require this shared secret in X-Gatekeeper-Secret on every /authz request."`
+
+	// Listener limits (proxy, /authz and admin listeners).
+	ReadTimeout    time.Duration `name:"read-timeout" env:"GATEKEEPER_READ_TIMEOUT" default:"30s" help:"A request's headers and body must arrive within this (a slow body is cut)."`
+	MaxHeaderBytes int           `name:"max-header-bytes" env:"GATEKEEPER_MAX_HEADER_BYTES" default:"65536" help:"Largest request header block."`
+	MaxConns       int           `name:"max-conns" env:"GATEKEEPER_MAX_CONNS" default:"10000" help:"Open connections per listener; more wait to be accepted."`
+
+	// Failure modes and denials.
+	AllowNoKeys bool   `name:"allow-no-keys" env:"GATEKEEPER_ALLOW_NO_KEYS" help:"Start with no trusted vendor key (every licensed org is then denied license_invalid)."`
+	RenewalURL  string `name:"renewal-url" env:"GATEKEEPER_RENEWAL_URL" default:"/ui/license/?org={org}" help:"The renewal link of the HTML denial page; {org} is replaced by the org."`
 }
 
 // defaults fills in what depends on other settings.
