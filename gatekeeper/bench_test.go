@@ -192,8 +192,12 @@ func BenchmarkReferenceTimeNow(b *testing.B) {
 
 func BenchmarkReferenceServeMuxHandler(b *testing.B) {
 	mux := http.NewServeMux()
-	for _, p := range DefaultAllow() {
-		mux.Handle(p, http.NotFoundHandler())
+	for _, e := range DefaultAllow() {
+		methods, pattern, err := parseAllow(e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mux.Handle(methods[0]+" "+pattern, http.NotFoundHandler())
 	}
 	r := benchRequest(b, "GET", "/api/license", "acme")
 	b.ReportAllocs()

@@ -26,20 +26,28 @@ func DefaultTrustedProxies() []netip.Prefix {
 }
 
 // DefaultAllow returns the built-in allowlist: routes that pass whatever
-// the license state (the license endpoints and the ledger UI stay
-// reachable so an org can renew; health checks and login keep working).
-// Config.Allow adds to it.
+// the license state, each with its methods — the health and readiness
+// probes of the application, and the license endpoints, so that an org can
+// see and renew its license. Config.Allow adds to it;
+// Config.NoDefaultAllow drops it.
 func DefaultAllow() []string { return slices.Clone(defaultAllow) }
 
 var defaultAllow = []string{
+	"GET,HEAD /health",
+	"GET,HEAD /healthz",
+	"GET,HEAD /readyz",
 	"GET /api/license",
 	"POST /api/license",
-	"/health",
-	"/healthz",
-	"/readyz",
-	"/login",
-	"/api/login",
-	"/ui/{rest...}",
+}
+
+// AllowUI returns the allowlist entry of the ledger's own web UI under
+// prefix (e.g. "/ui/"): GET and HEAD of prefix and everything below it.
+func AllowUI(prefix string) (string, error) {
+	if !strings.HasPrefix(prefix, "/") || !strings.HasSuffix(prefix, "/") || !canonicalPath(prefix) ||
+		strings.ContainsAny(prefix, "%{}?# \t") {
+		return "", fmt.Errorf("UI prefix %q: want a plain path ending in '/', e.g. /ui/", prefix)
+	}
+	return "GET,HEAD " + prefix + "{rest...}", nil
 }
 
 // Config configures a Gate. The zero value is the documented default
@@ -57,8 +65,14 @@ type Config struct {
 	// made on the instance-wide state (org "_instance"), instead of
 	// denying them with org_required.
 	AllowNoOrg bool
-	// Allow adds net/http.ServeMux patterns to DefaultAllow().
+	// Allow adds entries to DefaultAllow(): "METHOD[,METHOD…] PATTERN",
+	// PATTERN a net/http.ServeMux pattern without a method
+	// ("[HOST]/PATH"). An entry matches exactly: only the methods it
+	// names (GET does not imply HEAD), and the path as written, case
+	// included, so that no spelling of another route gains an exemption.
 	Allow []string
+	// NoDefaultAllow drops DefaultAllow(): only Allow's entries pass.
+	NoDefaultAllow bool
 	// Features are the routes that need licensed features (ParseFeatures).
 	Features []FeatureRule
 	// Enforce overrides the install's enforcement mode when non-nil
@@ -135,7 +149,7 @@ func ParseOrgSource(s string) (OrgSource, error) {
 		if !strings.HasPrefix(pre, "/") || !strings.HasSuffix(pre, "/") || (suf != "" && suf != "/") {
 			return OrgSource{}, fmt.Errorf("org source %q: a path template is /PREFIX/{org}/ ({org} a whole segment, nothing after it)", s)
 		}
-		if !validPath(pre) || strings.ContainsAny(pre, "%?#") {
+		if !canonicalPath(pre) || strings.ContainsAny(pre, "%?#") {
 			return OrgSource{}, fmt.Errorf("org source %q: the prefix %q is not a plain path", s, pre)
 		}
 		return OrgSource{kind: OrgFromPath, prefix: pre, spec: "path:" + pre + "{org}/"}, nil

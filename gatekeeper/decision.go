@@ -38,7 +38,7 @@ var codes = [codeCount]string{CodePathInvalid, CodeOrgInvalid, CodeOrgRequired, 
 func messageOf(code string) string {
 	switch code {
 	case CodePathInvalid:
-		return "the request path has an empty, '.' or '..' segment or an encoded slash or backslash"
+		return "the request path has no single meaning: an empty, '.' or '..' segment, a ';' parameter, a double or malformed escape, an encoded slash, a control character or ambiguous Unicode"
 	case CodeOrgInvalid:
 		return "the org is not a valid slug"
 	case CodeOrgRequired:
@@ -115,10 +115,26 @@ type headerSet struct {
 	warning                                  []string // client response, in grace
 }
 
-// ForAuthz returns d as the /authz endpoint answers it: every denial is
-// 403, license_state_unavailable included.
+// statusOf is the HTTP status of a denial code on the proxy and the
+// middleware.
+func statusOf(code string) int {
+	switch code {
+	case CodePathInvalid, CodeAuthzHeadersMismatch:
+		return http.StatusBadRequest
+	case CodeOrgUnauthenticated:
+		return http.StatusUnauthorized
+	case CodeStateUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusForbidden
+}
+
+// ForAuthz returns d as the /authz endpoint answers it: 401 for
+// org_unauthenticated, 403 for every other denial (path_invalid and
+// license_state_unavailable included): nginx's auth_request passes only
+// 2xx, 401 and 403 on, and takes anything else for a failed subrequest.
 func (d Decision) ForAuthz() Decision {
-	if !d.Allowed {
+	if !d.Allowed && d.Status != http.StatusUnauthorized {
 		d.Status = http.StatusForbidden
 	}
 	return d

@@ -151,12 +151,12 @@ func buildFeatureMux(rules []FeatureRule) (*http.ServeMux, error) {
 		if err := register(http.NewServeMux(), r.Pattern, ruleHandler{}); err != nil {
 			return nil, fmt.Errorf("features %s: pattern %q: %s", r.where(), r.Pattern, patternError(err))
 		}
-		if err := register(mux, r.Pattern, ruleHandler{idx: i}); err != nil {
+		if err := register(mux, foldPattern(r.Pattern), ruleHandler{idx: i}); err != nil {
 			for j := range i {
 				pair := http.NewServeMux()
-				_ = register(pair, rules[j].Pattern, ruleHandler{})
-				if register(pair, r.Pattern, ruleHandler{}) != nil {
-					return nil, fmt.Errorf("features %s: pattern %q conflicts with %s (%q): neither is more specific, or they are the same",
+				_ = register(pair, foldPattern(rules[j].Pattern), ruleHandler{})
+				if register(pair, foldPattern(r.Pattern), ruleHandler{}) != nil {
+					return nil, fmt.Errorf("features %s: pattern %q conflicts with %s (%q): neither is more specific, or they are the same (rules match without regard to case)",
 						r.where(), r.Pattern, rules[j].where(), rules[j].Pattern)
 				}
 			}

@@ -51,12 +51,22 @@ func TestParseFeaturesErrors(t *testing.T) {
 	if _, err := New(newWorld(t), Config{Features: []FeatureRule{{Pattern: "/a"}}}); err == nil {
 		t.Error("a rule without features accepted")
 	}
-	if _, err := New(newWorld(t), Config{Allow: []string{"/login"}}); err != nil {
-		t.Errorf("a repeated default allow pattern: %v", err)
+	if _, err := New(newWorld(t), Config{Allow: []string{"GET /api/license"}}); err != nil {
+		t.Errorf("a repeated default allow entry: %v", err)
 	}
-	if _, err := New(newWorld(t), Config{Allow: []string{"GET /{x}/license"}}); err == nil ||
-		!strings.Contains(err.Error(), `"GET /{x}/license" conflicts with pattern "/ui/{rest...}"`) || strings.Contains(err.Error(), "registered at") {
-		t.Errorf("an allow pattern conflicting with the defaults: %v", err)
+	if _, err := New(newWorld(t), Config{Allow: []string{"GET,HEAD /api/{y}", "GET /{x}/license"}}); err == nil ||
+		!strings.Contains(err.Error(), `"GET /{x}/license"`) || !strings.Contains(err.Error(), "conflicts with") || strings.Contains(err.Error(), "registered at") {
+		t.Errorf("conflicting allow entries: %v", err)
+	}
+	if _, err := New(newWorld(t), Config{Allow: []string{"/status"}}); err == nil || !strings.Contains(err.Error(), "every entry names its methods") {
+		t.Errorf("an allow entry without methods: %v", err)
+	}
+	if _, err := New(newWorld(t), Config{Allow: []string{"GET,post /x"}}); err == nil {
+		t.Error("a lower-case method in a list accepted")
+	}
+	if _, err := New(newWorld(t), Config{Features: []FeatureRule{{Pattern: "/Premium/{x}", Features: []string{"a"}}, {Pattern: "/premium/{y}", Features: []string{"b"}}}}); err == nil ||
+		!strings.Contains(err.Error(), "without regard to case") {
+		t.Errorf("rules equal but for case: %v", err)
 	}
 	if _, err := New(newWorld(t), Config{Allow: []string{"post /x"}}); err == nil {
 		t.Error("a lower-case method accepted")

@@ -104,7 +104,8 @@ func checkAllowed(t *testing.T, g *Gate, uri, org, host, peer string, d Decision
 			t.Fatalf("host %q decided as %q", host, d.Org)
 		}
 	case OrgFromPath:
-		if !strings.HasPrefix(raw, "/orgs/"+d.Org) {
+		dec, _ := url.PathUnescape(raw)
+		if !strings.HasPrefix(strings.ToLower(dec), "/orgs/"+d.Org) {
 			t.Fatalf("path %q decided as %q", raw, d.Org)
 		}
 	}

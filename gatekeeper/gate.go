@@ -66,7 +66,7 @@ func New(src Source, cfg Config) (*Gate, error) {
 		ps = append(ps, normalizePrefix(p))
 	}
 	g.trust = newTrustList(ps)
-	rt, err := newRouter(cfg.Allow, cfg.Features)
+	rt, err := newRouter(cfg.Allow, cfg.NoDefaultAllow, cfg.Features)
 	if err != nil {
 		return nil, fmt.Errorf("gatekeeper: %w", err)
 	}
@@ -105,14 +105,14 @@ func (g *Gate) Decide(r *http.Request) (d Decision) {
 	}
 	raw, ok := plainPath(u)
 	if !ok {
-		// The path as the client sent it is judged, not a re-encoding:
-		// url.URL drops RawPath (and with it an encoded slash) when the
-		// sent form holds a byte it would have escaped, such as '"'.
-		if rp := u.RawPath; rp != "" && !validPath(rp) {
+		// The path as the client sent it is judged (RawPath), and so is
+		// the form it goes upstream in (Path escaped again): url.URL keeps
+		// a RawPath that does not decode to Path out of EscapedPath.
+		if rp := u.RawPath; rp != "" && !canonicalPath(rp) {
 			g.denyInto(&d, CodePathInvalid)
 			return d
 		}
-		if raw = escapedPath(u); !validPath(raw) {
+		if raw = escapedPath(u); !canonicalPath(raw) {
 			g.denyInto(&d, CodePathInvalid)
 			return d
 		}
@@ -138,10 +138,10 @@ func escapedPath(u *url.URL) string {
 	return u.EscapedPath()
 }
 
-// plainPath is the common case of escapedPath and validPath in one scan:
-// a path with no RawPath, made of bytes that stand for themselves, with no
-// '.' and no empty segment, is valid and its own escaped form. ok false
-// sends the caller to the full checks.
+// plainPath is the common case of escapedPath and canonicalPath in one
+// scan: a path with no RawPath, made of bytes that stand for themselves,
+// with no '.', no ';' and no empty segment, is canonical and its own
+// escaped form. ok false sends the caller to the full checks.
 func plainPath(u *url.URL) (string, bool) {
 	p := u.Path
 	if u.RawPath != "" || p == "" || p[0] != '/' {
@@ -149,7 +149,7 @@ func plainPath(u *url.URL) (string, bool) {
 	}
 	for i := 1; i < len(p); i++ {
 		c := p[i]
-		if !pathLiteral[c] || c == '.' || c == '/' && p[i-1] == '/' {
+		if !pathLiteral[c] || c == '.' || c == ';' || c == '/' && p[i-1] == '/' {
 			return "", false
 		}
 	}
@@ -186,11 +186,11 @@ func (g *Gate) DecideFor(ctx context.Context, method, uri, host string, hdr http
 		g.decide(ctx, &d, nil, method, raw, raw, host, hdr, remoteAddr, &c.routeMatch)
 		return d
 	}
-	if !validPath(raw) {
+	if !canonicalPath(raw) {
 		g.denyInto(&d, CodePathInvalid)
 		return d
 	}
-	path, err := url.PathUnescape(raw) // cannot fail on a valid path
+	path, err := url.PathUnescape(raw) // cannot fail on a canonical path
 	if err != nil {
 		g.denyInto(&d, CodePathInvalid)
 		return d
@@ -201,10 +201,7 @@ func (g *Gate) DecideFor(ctx context.Context, method, uri, host string, hdr http
 
 // denyInto makes d a denial with code.
 func (g *Gate) denyInto(d *Decision, code string) {
-	d.Allowed, d.Status, d.Code, d.Message = false, http.StatusForbidden, code, messageOf(code)
-	if code == CodeStateUnavailable {
-		d.Status = http.StatusServiceUnavailable
-	}
+	d.Allowed, d.Status, d.Code, d.Message = false, statusOf(code), code, messageOf(code)
 	g.stats.count(d)
 }
 
@@ -212,11 +209,14 @@ func (g *Gate) denyInto(d *Decision, code string) {
 // decoded once) in order — org, route, state, decision — into d, which
 // starts zero. m is the route's match when already known (nil: match).
 func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method, raw, path, host string, hdr http.Header, remoteAddr string, m *routeMatch) {
-	org, res := g.orgOf(raw, host, hdr, remoteAddr)
+	org, res := g.orgOf(path, host, hdr, remoteAddr)
 	d.dropOrgHdr = res == orgIgnored
 	switch res {
 	case orgBad:
 		g.denyInto(d, CodeOrgInvalid)
+		return
+	case orgPrefixOnly:
+		g.denyInto(d, CodeOrgRequired)
 		return
 	case orgNone, orgIgnored:
 		if !g.allowNoOrg {
@@ -226,7 +226,7 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		org = license.InstanceOrg
 	}
 	if m == nil {
-		rm := g.routes.match(r, method, host, path, raw)
+		rm := g.routes.match(method, host, path)
 		m = &rm
 	}
 	allow, rule := m.allow, m.rule
@@ -317,12 +317,18 @@ func (g *Gate) state(ctx context.Context, org string, minSeq uint64) (own, inst 
 	return own, inst, err
 }
 
-// PrepareRequest readies r for the upstream after d: it strips every
+// PrepareRequest readies r for the upstream after d: on an allowed
+// request it puts the path in its canonical escaping (the path decoded
+// once, escaped as Go does: the upstream routes exactly what the gate
+// matched, whatever spelling the client chose); it strips every
 // client-sent X-License-* header, removes the org header when it came
 // from an untrusted peer (with its '_' and case variants, always), and on
 // an allowed request sets the X-License-* headers (SetUpstreamHeaders).
 // It changes r.Header in place.
 func (g *Gate) PrepareRequest(r *http.Request, d Decision) {
+	if d.Allowed && r.URL != nil && r.URL.RawPath != "" {
+		canonicalURL(r.URL) // the upstream gets the path the gate decided on
+	}
 	h := r.Header
 	if h == nil {
 		h = http.Header{}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -204,24 +205,39 @@ func TestAllowlist(t *testing.T) {
 	w := decisionWorld(t)
 	w.upload("old", "k1", basePayload("old"), events.SlotCurrent)
 	c := newClock(tExpired)
-	g := newGate(t, w, c, Config{Allow: []string{"GET /billing/{rest...}", "/healthz"}, Features: mustFeatures(t)})
+	ui, err := AllowUI("/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGate(t, w, c, Config{Allow: []string{"GET /billing/{rest...}", "GET,HEAD /status", ui}, Features: mustFeatures(t)})
 	for _, tc := range []struct {
 		method, path, org string
 		allowlisted       bool
 		status            license.Status
 	}{
 		{"GET", "/api/license", "old", true, license.StatusExpired},
-		{"HEAD", "/api/license", "old", true, license.StatusExpired},
+		{"HEAD", "/api/license", "old", false, ""}, // GET does not imply HEAD
 		{"POST", "/api/license", "old", true, license.StatusExpired},
 		{"DELETE", "/api/license", "old", false, ""},
+		{"GET", "/API/license", "old", false, ""}, // exact: no spelling gains an exemption
+		{"GET", "/api/License", "old", false, ""},
+		{"get", "/api/license", "old", false, ""},
+		{"GET", "/api/license/", "old", false, ""},
 		{"GET", "/ui/renew", "revoked", true, license.StatusInvalid},
+		{"HEAD", "/ui/renew", "revoked", true, license.StatusInvalid},
 		{"GET", "/ui/", "nobody", true, license.StatusMissing},
+		{"POST", "/ui/admin/delete-all", "nobody", false, ""}, // the UI entry is GET and HEAD only
+		{"GET", "/UI/x", "nobody", false, ""},
 		{"GET", "/ui", "nobody", false, ""}, // /ui/{rest...} does not match /ui
-		{"GET", "/login", "old", true, license.StatusExpired},
-		{"POST", "/api/login", "old", true, license.StatusExpired},
+		{"GET", "/login", "old", false, ""}, // no longer a default
+		{"POST", "/api/login", "old", false, ""},
 		{"GET", "/health", "old", true, license.StatusExpired},
 		{"GET", "/healthz", "old", true, license.StatusExpired},
+		{"HEAD", "/healthz", "old", true, license.StatusExpired},
+		{"POST", "/healthz", "old", false, ""},
 		{"GET", "/readyz", "old", true, license.StatusExpired},
+		{"GET", "/Readyz", "old", false, ""},
+		{"GET", "/status", "old", true, license.StatusExpired},
 		{"GET", "/billing/invoices/3", "old", true, license.StatusExpired},
 		{"POST", "/billing/invoices/3", "old", false, ""},
 		{"GET", "/api/licenses", "old", false, ""},
@@ -245,6 +261,63 @@ func TestAllowlist(t *testing.T) {
 	}
 	if g.Stats().Allowlisted != 11 {
 		t.Errorf("stats %+v", g.Stats())
+	}
+	want := []string{"GET,HEAD /health", "GET,HEAD /healthz", "GET,HEAD /readyz", "GET /api/license", "POST /api/license",
+		"GET /billing/{rest...}", "GET,HEAD /status", "GET,HEAD /ui/{rest...}"}
+	if got := g.Allowlist(); !slices.Equal(got, want) {
+		t.Errorf("Allowlist() = %q, want %q", got, want)
+	}
+
+	// Without the defaults only the configured entries pass.
+	g = newGate(t, w, c, Config{NoDefaultAllow: true, Allow: []string{"GET /status"}})
+	if d := g.Decide(req(t, "GET", "/healthz", "old", local)); d.Allowed {
+		t.Errorf("default entry passes with NoDefaultAllow: %+v", d)
+	}
+	if d := g.Decide(req(t, "GET", "/status", "old", local)); !d.Allowlisted {
+		t.Errorf("configured entry: %+v", d)
+	}
+	if got := g.Allowlist(); !slices.Equal(got, []string{"GET /status"}) {
+		t.Errorf("Allowlist() = %q", got)
+	}
+	for _, bad := range []string{"ui", "/ui", "/u i/", "/ui/../", "/ui;/", "/{x}/"} {
+		if _, err := AllowUI(bad); err == nil {
+			t.Errorf("AllowUI(%q) accepted", bad)
+		}
+	}
+}
+
+// Feature rules hold whatever the case of the path or method: a
+// case-insensitive upstream serves /Premium/x as /premium/x.
+func TestFeatureRulesIgnoreCase(t *testing.T) {
+	w := decisionWorld(t)
+	rules, err := ParseFeatures(strings.NewReader("/premium/{rest...} sso\nGET /Reports/{id} reports\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGate(t, w, newClock(t1), Config{Features: rules})
+	for _, tc := range []struct{ method, path, code string }{
+		{"GET", "/premium/x", CodeFeatureNotLicensed},
+		{"GET", "/Premium/x", CodeFeatureNotLicensed},
+		{"GET", "/PREMIUM/X", CodeFeatureNotLicensed},
+		{"GET", "/%50remium/x", CodeFeatureNotLicensed},
+		{"GET", "/%70remium/x", CodeFeatureNotLicensed},
+		{"GET", "/premium", CodeFeatureNotLicensed}, // served as /premium/ by a redirecting upstream
+		{"GET", "/reports/1", CodeFeatureNotLicensed},
+		{"GET", "/REPORTS/1", CodeFeatureNotLicensed},
+		{"get", "/reports/1", CodeFeatureNotLicensed}, // methods fold too
+		{"HEAD", "/Reports/1", CodeFeatureNotLicensed},
+		{"POST", "/reports/1", ""},
+		{"GET", "/premiumx", ""},
+		{"GET", "/other", ""},
+	} {
+		d := g.Decide(wire(t, tc.method, tc.path, map[string]string{"X-Org-Slug": "nofeat"}, local))
+		if d.Code != tc.code || d.Allowed != (tc.code == "") {
+			t.Errorf("%s %s: %+v, want %q", tc.method, tc.path, d, tc.code)
+		}
+		d2 := g.DecideFor(t.Context(), tc.method, tc.path, "", http.Header{"X-Org-Slug": {"nofeat"}}, local)
+		if d2.Code != d.Code {
+			t.Errorf("%s %s: DecideFor %q, Decide %q", tc.method, tc.path, d2.Code, d.Code)
+		}
 	}
 }
 

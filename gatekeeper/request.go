@@ -7,81 +7,6 @@ import (
 	"sync/atomic"
 )
 
-// validPath reports whether raw, a request path in its escaped form, is
-// acceptable: it starts with '/', and has no empty segment (a trailing
-// slash is fine), no '.' or '..' segment (also when percent-encoded, as
-// %2e), no encoded '/' or '\' (%2f, %5c, any case), no literal '\' and no
-// malformed escape. Anything else is path_invalid.
-func validPath(raw string) bool {
-	if raw == "" || raw[0] != '/' {
-		return false
-	}
-	for i := 1; i < len(raw); i++ {
-		c := raw[i]
-		if !pathSpecial[c] {
-			continue
-		}
-		switch c {
-		case '/':
-			if raw[i-1] == '/' {
-				return false // an empty segment
-			}
-		case '\\':
-			return false
-		case '.':
-			if raw[i-1] == '/' && isDotSegment(segmentAt(raw, i)) {
-				return false
-			}
-		case '%':
-			if i+2 >= len(raw) {
-				return false
-			}
-			hi, lo := unhex(raw[i+1]), unhex(raw[i+2])
-			if hi < 0 || lo < 0 {
-				return false
-			}
-			if d := hi<<4 | lo; d == '/' || d == '\\' || d == '.' && raw[i-1] == '/' && isDotSegment(segmentAt(raw, i)) {
-				return false
-			}
-			i += 2
-		}
-	}
-	return true
-}
-
-// pathSpecial marks the bytes validPath looks at.
-var pathSpecial = [256]bool{'/': true, '\\': true, '.': true, '%': true}
-
-// segmentAt is the path segment of raw starting at i.
-func segmentAt(raw string, i int) string {
-	seg := raw[i:]
-	if j := strings.IndexByte(seg, '/'); j >= 0 {
-		seg = seg[:j]
-	}
-	return seg
-}
-
-// isDotSegment reports whether seg is "." or "..", literally or with any
-// dot written as %2e or %2E.
-func isDotSegment(seg string) bool {
-	if len(seg) == 0 || len(seg) > 6 {
-		return false
-	}
-	dots := 0
-	for i := 0; i < len(seg); {
-		switch {
-		case seg[i] == '.':
-			i++
-		case seg[i] == '%' && i+2 < len(seg) && seg[i+1] == '2' && (seg[i+2] == 'e' || seg[i+2] == 'E'):
-			i += 3
-		default:
-			return false
-		}
-		dots++
-	}
-	return dots <= 2
-}
-
 func unhex(c byte) int {
 	switch {
 	case c >= '0' && c <= '9':
@@ -113,15 +38,17 @@ func validSlug(s string) bool {
 type orgResult uint8
 
 const (
-	orgNone    orgResult = iota // no org in the request
-	orgOK                       // a valid slug
-	orgBad                      // present but not a slug
-	orgIgnored                  // header mode: a header from an untrusted peer (ignored: no org)
+	orgNone       orgResult = iota // no org in the request
+	orgOK                          // a valid slug
+	orgBad                         // present but not a slug
+	orgIgnored                     // header mode: a header from an untrusted peer (ignored: no org)
+	orgPrefixOnly                  // path mode: the org prefix with no org after it (org_required, always)
 )
 
-// orgOf extracts the org of a request from the configured source. raw is
-// the escaped path (already validated), host the Host header.
-func (g *Gate) orgOf(raw, host string, hdr http.Header, remoteAddr string) (string, orgResult) {
+// orgOf extracts the org of a request from the configured source. path is
+// the request path decoded once (already found canonical), host the Host
+// header.
+func (g *Gate) orgOf(path, host string, hdr http.Header, remoteAddr string) (string, orgResult) {
 	var v string
 	switch g.orgFrom.kind {
 	case OrgFromHeader:
@@ -156,16 +83,24 @@ func (g *Gate) orgOf(raw, host string, hdr http.Header, remoteAddr string) (stri
 			return "", orgNone
 		}
 	case OrgFromPath:
+		// The prefix matches in any ASCII case (a case-insensitive
+		// upstream serves /ORGS/gamma/ as /orgs/gamma/); the org segment
+		// must still be a slug byte for byte. A path that is the prefix
+		// without an org ("/orgs", "/orgs/") names no org but is not
+		// outside the prefix either: it is never decided on _instance.
 		pre := g.orgFrom.prefix
-		if !strings.HasPrefix(raw, pre) {
+		if len(path) < len(pre)-1 || !strings.EqualFold(path[:len(pre)-1], pre[:len(pre)-1]) ||
+			len(path) > len(pre)-1 && path[len(pre)-1] != '/' {
 			return "", orgNone
 		}
-		v = raw[len(pre):]
-		if i := strings.IndexByte(v, '/'); i >= 0 {
-			v = v[:i]
+		if len(path) > len(pre) {
+			v = path[len(pre):]
+			if i := strings.IndexByte(v, '/'); i >= 0 {
+				v = v[:i]
+			}
 		}
 		if v == "" {
-			return "", orgNone
+			return "", orgPrefixOnly
 		}
 	}
 	if !validSlug(v) {

@@ -35,13 +35,26 @@ func TestPathInvalid(t *testing.T) {
 	w := decisionWorld(t)
 	g := newGate(t, w, newClock(t1), Config{Enforce: boolp(false)})
 	bad := []string{
-		"/a/../b", "/a/./b", "//a", "/a//b", "/a/b//", "/a%2fb", "/a%2Fb", "/a%5cb", "/a%5Cb",
-		"/a/..", "/a/.", "/..", "/.", "/a/%2e%2e/b", "/a/%2E./b", "/a/.%2e", "/a/%2e/b", "/ui/../api/x",
-		"/api/license/../../admin", "/a\\b", "/a%", "/a%2", "/a%zz",
+		// Dot segments and empty segments, in any spelling.
+		"/a/../b", "/a/./b", "//a", "/a//b", "/a/b//", "/a/..", "/a/.", "/..", "/.", "/a/%2e%2e/b", "/a/%2E./b",
+		"/a/.%2e", "/a/%2e/b", "/ui/../api/x", "/api/license/../../admin", "/...", "/%2e%2e%2e", "/ui/..;/premium/x",
+		// Encoded separators, double encoding, malformed escapes.
+		"/a%2fb", "/a%2Fb", "/a%5cb", "/a%5Cb", "/a\\b", "/a%", "/a%2", "/a%zz", "/%2570remium/x",
+		"/ui/%252e%252e/app/data", "/a%25", "/a%3fb", "/a%3Fb", "/a%23b",
+		// Path parameters.
+		"/premium;/x", "/;/premium/x", "/premium;jsessionid=1/x", "/a%3bb", "/a%3B",
+		// Control characters and NUL.
+		"/a%00b", "/a%0a", "/a%0D", "/a%09b", "/a%7f", "/a%c2%85",
+		// Invalid, overlong and ambiguous UTF-8.
+		"/ui/%c0%ae%c0%ae/app/data", "/a%c0%afb", "/a%ff", "/a%e0%80%ae", "/a%c3",
+		"/ui/%ef%bc%8e%ef%bc%8e/app/data", "/a%ef%bc%8fb", "/premi%c4%b1um", "/%c5%bfso", "/%e2%84%aaey",
+		"/a%e2%80%8bb", "/a%ef%bb%bfb", "/%ef%ac%81le",
+		// Trailing dots and spaces (dropped by Windows stacks).
+		"/premium./x", "/premium%20/x", "/premium.%20/x", "/a/b.",
 	}
 	for _, uri := range bad {
 		d := g.DecideFor(t.Context(), "GET", uri+"?q=1", "", http.Header{"X-Org-Slug": {"acme"}}, local)
-		expect(t, "DecideFor "+uri, d, false, 403, CodePathInvalid)
+		expect(t, "DecideFor "+uri, d, false, 400, CodePathInvalid)
 		if d.Org != "" {
 			t.Errorf("%s: org %q on a path denial", uri, d.Org)
 		}
@@ -49,14 +62,18 @@ func TestPathInvalid(t *testing.T) {
 			continue // not a request line Go's server accepts
 		}
 		d = g.Decide(wire(t, "GET", uri, map[string]string{"X-Org-Slug": "acme"}, local))
-		expect(t, "Decide "+uri, d, false, 403, CodePathInvalid)
+		expect(t, "Decide "+uri, d, false, 400, CodePathInvalid)
+		if got := g.DecideFor(t.Context(), "GET", uri, "", http.Header{"X-Org-Slug": {"acme"}}, local).ForAuthz(); got.Status != 403 {
+			t.Errorf("%s: /authz status %d, want 403 (nginx passes only 2xx, 401, 403)", uri, got.Status)
+		}
 	}
 	// Before anything else: a bad org, no org, an allowlisted route.
-	expect(t, "path before org", g.DecideFor(t.Context(), "GET", "/a/../b", "", http.Header{"X-Org-Slug": {"Acme"}}, local), false, 403, CodePathInvalid)
-	expect(t, "path before no org", g.DecideFor(t.Context(), "GET", "//healthz", "", nil, local), false, 403, CodePathInvalid)
-	expect(t, "path before allowlist", g.DecideFor(t.Context(), "GET", "/ui/../x", "", http.Header{"X-Org-Slug": {"acme"}}, local), false, 403, CodePathInvalid)
+	expect(t, "path before org", g.DecideFor(t.Context(), "GET", "/a/../b", "", http.Header{"X-Org-Slug": {"Acme"}}, local), false, 400, CodePathInvalid)
+	expect(t, "path before no org", g.DecideFor(t.Context(), "GET", "//healthz", "", nil, local), false, 400, CodePathInvalid)
+	expect(t, "path before allowlist", g.DecideFor(t.Context(), "GET", "/api/license;x", "", http.Header{"X-Org-Slug": {"acme"}}, local), false, 400, CodePathInvalid)
 
-	good := []string{"/", "/a", "/a/", "/a/b/", "/a.b", "/...", "/a/..b", "/.well-known/x", "/a%20b", "/a%2eb", "/%2e%2e%2e", "/a%41"}
+	good := []string{"/", "/a", "/a/", "/a/b/", "/a.b", "/a/..b", "/.well-known/x", "/a%20b", "/a%2eb", "/a%41",
+		"/caf%C3%A9", "/caf%c3%a9/x", "/%E6%97%A5%E6%9C%AC", "/a:b@c$d&e+f,g=h~i", "/a-b_c"}
 	for _, uri := range good {
 		d := g.DecideFor(t.Context(), "GET", uri, "", http.Header{"X-Org-Slug": {"acme"}}, local)
 		expect(t, "DecideFor "+uri, d, true, 200, "")
@@ -64,8 +81,32 @@ func TestPathInvalid(t *testing.T) {
 		expect(t, "Decide "+uri, d, true, 200, "")
 	}
 	// Not a path at all.
-	expect(t, "OPTIONS *", g.Decide(wire(t, "OPTIONS", "*", map[string]string{"X-Org-Slug": "acme"}, local)), false, 403, CodePathInvalid)
-	expect(t, "relative", g.DecideFor(t.Context(), "GET", "a/b", "", http.Header{"X-Org-Slug": {"acme"}}, local), false, 403, CodePathInvalid)
+	expect(t, "OPTIONS *", g.Decide(wire(t, "OPTIONS", "*", map[string]string{"X-Org-Slug": "acme"}, local)), false, 400, CodePathInvalid)
+	expect(t, "relative", g.DecideFor(t.Context(), "GET", "a/b", "", http.Header{"X-Org-Slug": {"acme"}}, local), false, 400, CodePathInvalid)
+}
+
+// The request that goes upstream carries the path the gate matched, in
+// one escaping, whatever spelling the client chose.
+func TestPrepareRequestCanonicalPath(t *testing.T) {
+	w := decisionWorld(t)
+	g := newGate(t, w, newClock(t1), Config{Enforce: boolp(false)})
+	for _, c := range []struct{ sent, want string }{
+		{"/%70remium/x", "/premium/x"},
+		{"/caf%c3%a9", "/caf%C3%A9"},
+		{"/a%2eb/%7e", "/a.b/~"},
+		{"/plain/path", "/plain/path"},
+		{"/sp%20ace", "/sp%20ace"},
+	} {
+		r := wire(t, "GET", c.sent+"?q=%2F", map[string]string{"X-Org-Slug": "acme"}, local)
+		d := g.Decide(r)
+		if !d.Allowed {
+			t.Fatalf("%s: %+v", c.sent, d)
+		}
+		g.PrepareRequest(r, d)
+		if got := r.URL.EscapedPath(); got != c.want || r.URL.RawQuery != "q=%2F" {
+			t.Errorf("%s: upstream gets %q ?%s, want %q ?q=%%2F", c.sent, got, r.URL.RawQuery, c.want)
+		}
+	}
 }
 
 func TestRoutesMatchTheDecodedPath(t *testing.T) {
@@ -272,34 +313,50 @@ func TestOrgFromPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGate(t, w, newClock(t1), Config{OrgSource: src, Allow: []string{"/orgs/{org}/renew"}})
-	for uri, want := range map[string]string{
-		"/orgs/acme/projects":      "",
-		"/orgs/acme":               "",
-		"/orgs/acme/":              "",
-		"/orgs/Acme/projects":      CodeOrgInvalid,
-		"/orgs/%61cme/projects":    CodeOrgInvalid, // byte for byte: no decoding
-		"/orgs/*/x":                CodeOrgInvalid,
-		"/orgs/_instance/x":        CodeOrgInvalid,
-		"/orgs/":                   CodeOrgRequired,
-		"/orgs":                    CodeOrgRequired,
-		"/ORGS/acme/x":             CodeOrgRequired,
-		"/app":                     CodeOrgRequired,
-		"/orgs//acme":              CodePathInvalid,
-		"/orgs/acme/../revoked/x":  CodePathInvalid,
-		"/orgs/nobody/x":           CodeLicenseMissing,
-		"/orgs/revoked/x":          CodeLicenseInvalid,
-		"/orgs/revoked/renew":      "", // allowlisted, the route is the full path
-		"/orgs/acme/x?org=revoked": "",
-	} {
-		d := g.Decide(wire(t, "GET", uri, map[string]string{"X-Org-Slug": "revoked"}, local))
-		if d.Code != want || d.Allowed != (want == "") {
-			t.Errorf("%s: %+v, want code %q", uri, d, want)
+	for _, noOrg := range []bool{false, true} {
+		g := newGate(t, w, newClock(t1), Config{OrgSource: src, AllowNoOrg: noOrg, Allow: []string{"GET /orgs/{org}/renew"}})
+		outside := CodeOrgRequired // a path outside the prefix
+		if noOrg {
+			outside = CodeLicenseMissing // decided on _instance, which holds no license here
 		}
-		d2 := g.DecideFor(t.Context(), "GET", uri, "", nil, "")
-		if d2.Code != d.Code || d2.Org != d.Org {
-			t.Errorf("%s: DecideFor %+v, Decide %+v", uri, d2, d)
+		for uri, want := range map[string]string{
+			"/orgs/acme/projects":      "",
+			"/orgs/acme":               "",
+			"/orgs/acme/":              "",
+			"/orgs/Acme/projects":      CodeOrgInvalid,
+			"/orgs/%61cme/projects":    "", // decoded once; the upstream gets /orgs/acme/projects
+			"/orgs/*/x":                CodeOrgInvalid,
+			"/orgs/_instance/x":        CodeOrgInvalid,
+			"/orgs/":                   CodeOrgRequired, // the prefix without an org: never _instance
+			"/orgs":                    CodeOrgRequired,
+			"/ORGS/":                   CodeOrgRequired,
+			"/ORGS/acme/x":             "",
+			"/ORGS/revoked/x":          CodeLicenseInvalid, // the upstream serves revoked here
+			"/Orgs/revoked/data":       CodeLicenseInvalid,
+			"/ORGS/Revoked/x":          CodeOrgInvalid,
+			"/orgs;/revoked/data":      CodePathInvalid,
+			"/orgs%3b/revoked/data":    CodePathInvalid,
+			"/orgsx/revoked":           outside,
+			"/app":                     outside,
+			"/orgs//acme":              CodePathInvalid,
+			"/orgs/acme/../revoked/x":  CodePathInvalid,
+			"/orgs/nobody/x":           CodeLicenseMissing,
+			"/orgs/revoked/x":          CodeLicenseInvalid,
+			"/orgs/revoked/renew":      "",                 // allowlisted, the route is the full path
+			"/orgs/revoked/Renew":      CodeLicenseInvalid, // the allowlist matches exactly
+			"/orgs/acme/x?org=revoked": "",
+		} {
+			d := g.Decide(wire(t, "GET", uri, map[string]string{"X-Org-Slug": "revoked"}, local))
+			if d.Code != want || d.Allowed != (want == "") {
+				t.Errorf("allow-no-org %v: %s: %+v, want code %q", noOrg, uri, d, want)
+			}
+			d2 := g.DecideFor(t.Context(), "GET", uri, "", nil, "")
+			if d2.Code != d.Code || d2.Org != d.Org {
+				t.Errorf("%s: DecideFor %+v, Decide %+v", uri, d2, d)
+			}
 		}
+		d := g.Decide(wire(t, "POST", "/orgs/revoked/renew", nil, local))
+		expect(t, "POST on a GET entry", d, false, 403, CodeLicenseInvalid)
 	}
 }
 
@@ -384,13 +441,13 @@ func TestEscapedPathMatchesNetURL(t *testing.T) {
 	}
 }
 
-// plainPath agrees with escapedPath and validPath whenever it answers.
+// plainPath agrees with escapedPath and canonicalPath whenever it answers.
 func TestPlainPathAgrees(t *testing.T) {
 	for _, p := range []string{"/", "/api/projects/42", "//x", "/a//b", "/a/", "/a/./b", "/a/../b", "/a.b", "/a%2fb", "/a b", "/ü",
 		"/x;y=1,2@h:p$&+", "/~user/_-", "/a\\b", "", "*", "x"} {
 		u := &url.URL{Path: p}
-		if raw, ok := plainPath(u); ok && (raw != escapedPath(u) || !validPath(raw)) {
-			t.Errorf("plainPath(%q) = %q, true; escaped %q, valid %v", p, raw, escapedPath(u), validPath(escapedPath(u)))
+		if raw, ok := plainPath(u); ok && (raw != escapedPath(u) || !canonicalPath(raw)) {
+			t.Errorf("plainPath(%q) = %q, true; escaped %q, valid %v", p, raw, escapedPath(u), canonicalPath(escapedPath(u)))
 		}
 	}
 	if _, ok := plainPath(&url.URL{Path: "/api/projects/42"}); !ok {

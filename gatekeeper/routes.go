@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -34,27 +35,45 @@ type routeMatch struct {
 }
 
 type router struct {
-	allow, features *http.ServeMux
-	rules           []FeatureRule
-	byPattern       map[string]int
-	hostKey         bool // some pattern names a host: the host is part of the match
-	seed            uint64
-	slots           []atomic.Pointer[route]
+	allow     map[string]*http.ServeMux // by method, exactly as sent
+	allowList []string                  // the effective allowlist, one entry per method set
+	features  *http.ServeMux            // patterns with their path and host in lower case
+	rules     []FeatureRule
+	byPattern map[string]int // folded pattern → rule
+	hostKey   bool           // some pattern names a host: the host is part of the match
+	seed      uint64
+	slots     []atomic.Pointer[route]
 }
 
-func newRouter(allow []string, rules []FeatureRule) (*router, error) {
-	rt := &router{allow: http.NewServeMux(), rules: normalizeRules(rules), byPattern: map[string]int{},
+func newRouter(allow []string, noDefaults bool, rules []FeatureRule) (*router, error) {
+	rt := &router{allow: map[string]*http.ServeMux{}, rules: normalizeRules(rules), byPattern: map[string]int{},
 		seed: newHashSeed(), slots: make([]atomic.Pointer[route], routeSlots)}
+	entries := allow
+	if !noDefaults {
+		entries = append(DefaultAllow(), allow...)
+	}
 	seen := map[string]bool{}
-	for _, p := range append(DefaultAllow(), allow...) {
-		if seen[p] {
-			continue
+	for _, e := range entries {
+		methods, pattern, err := parseAllow(e)
+		if err != nil {
+			return nil, err
 		}
-		seen[p] = true
-		if err := register(rt.allow, p, ruleHandler{idx: -1}); err != nil {
-			return nil, fmt.Errorf("allow pattern %q: %v", p, err)
+		for _, m := range methods {
+			if seen[m+" "+pattern] {
+				continue
+			}
+			seen[m+" "+pattern] = true
+			mux := rt.allow[m]
+			if mux == nil {
+				mux = http.NewServeMux()
+				rt.allow[m] = mux
+			}
+			if err := register(mux, pattern, ruleHandler{idx: -1}); err != nil {
+				return nil, fmt.Errorf("allow %q: %v", e, err)
+			}
 		}
-		rt.hostKey = rt.hostKey || hasHost(p)
+		rt.allowList = append(rt.allowList, strings.Join(methods, ",")+" "+pattern)
+		rt.hostKey = rt.hostKey || hasHost(pattern)
 	}
 	mux, err := buildFeatureMux(rt.rules)
 	if err != nil {
@@ -62,10 +81,47 @@ func newRouter(allow []string, rules []FeatureRule) (*router, error) {
 	}
 	rt.features = mux
 	for i, r := range rt.rules {
-		rt.byPattern[r.Pattern] = i
+		rt.byPattern[foldPattern(r.Pattern)] = i
 		rt.hostKey = rt.hostKey || hasHost(r.Pattern)
 	}
 	return rt, nil
+}
+
+// parseAllow parses an allowlist entry "METHOD[,METHOD…] PATTERN".
+func parseAllow(e string) (methods []string, pattern string, err error) {
+	f := strings.Fields(e)
+	if len(f) != 2 || strings.HasPrefix(f[0], "/") {
+		return nil, "", fmt.Errorf("allow %q: want \"METHOD[,METHOD...] PATTERN\", e.g. \"GET,HEAD /status\": every entry names its methods", e)
+	}
+	for _, m := range strings.Split(f[0], ",") {
+		if !validToken(m) || strings.ToUpper(m) != m {
+			return nil, "", fmt.Errorf("allow %q: method %q: want an upper-case method such as GET", e, m)
+		}
+		if !slices.Contains(methods, m) {
+			methods = append(methods, m)
+		}
+	}
+	pattern = f[1]
+	if i := strings.IndexByte(pattern, '/'); i < 0 {
+		return nil, "", fmt.Errorf("allow %q: the pattern needs a path starting with '/'", e)
+	}
+	return methods, pattern, nil
+}
+
+// Allowlist returns the effective allowlist, one "METHODS PATTERN" entry
+// each, defaults first (for the start log).
+func (g *Gate) Allowlist() []string { return slices.Clone(g.routes.allowList) }
+
+// foldPattern is a feature rule's pattern as it is matched: the method in
+// upper case, the host and path in lower case (paths are matched in lower
+// case too), so that no case variant of a restricted route escapes it on
+// a case-insensitive upstream.
+func foldPattern(p string) string {
+	p = strings.TrimSpace(p)
+	if m, rest, ok := strings.Cut(p, " "); ok && !strings.HasPrefix(m, "/") {
+		return upperASCII(m) + " " + lowerASCII(strings.TrimLeft(rest, " \t"))
+	}
+	return lowerASCII(p)
 }
 
 // hasHost reports whether a ServeMux pattern names a host.
@@ -77,7 +133,7 @@ func hasHost(pattern string) bool {
 }
 
 // cached returns the route cache's answer for (method, host, path), nil
-// when it holds none. Only requests whose path passed validPath are ever
+// when it holds none. Only requests whose path passed canonicalPath are ever
 // cached, so a hit on a plain path (route.plain) also says that the same
 // path, sent unescaped, is valid.
 func (rt *router) cached(method, host, path string) *route {
@@ -109,10 +165,9 @@ func (rt *router) hash(method, host, path string) uint64 {
 
 // match returns whether the request is allowlisted and the feature rule
 // it falls under (noRule: none), from the cache or, on a miss, from the
-// muxes (then cached). r is the request if there is one (nil: one is
-// built on a miss from method, host, path and raw). path must have passed
-// validPath (raw) and be raw decoded once.
-func (rt *router) match(r *http.Request, method, host, path, raw string) routeMatch {
+// muxes (then cached). path must be a canonical path (canonicalPath)
+// decoded once.
+func (rt *router) match(method, host, path string) routeMatch {
 	if !rt.hostKey {
 		host = ""
 	}
@@ -125,11 +180,8 @@ func (rt *router) match(r *http.Request, method, host, path, raw string) routeMa
 			return c.routeMatch
 		}
 	}
-	if r == nil {
-		r = &http.Request{Method: method, Host: host, URL: &url.URL{Path: path, RawPath: raw}}
-	}
 	m := routeMatch{stripe: uint8(h >> 32)}
-	m.allow, m.rule = rt.lookup(r)
+	m.allow, m.rule = rt.lookup(method, host, path)
 	if slot != nil {
 		slot.Store(&route{method: strings.Clone(method), host: strings.Clone(host), path: strings.Clone(path),
 			plain: isPlain(path), routeMatch: m})
@@ -147,16 +199,22 @@ func isPlain(p string) bool {
 	return true
 }
 
-// lookup asks the muxes. A trailing-slash redirect (the rule "/a/" and the
-// path "/a") does not allowlist, but does put the request under the
+// lookup asks the muxes: the allowlist with the method and path exactly
+// as sent, the feature rules with the method in upper case and the host
+// and path in lower case. A trailing-slash redirect (the rule "/a/" and
+// the path "/a") does not allowlist, but does put the request under the
 // redirect target's feature rule: what an upstream serves at "/a" is
 // treated like what it serves under "/a/".
-func (rt *router) lookup(r *http.Request) (allow bool, rule int) {
-	if h, _ := rt.allow.Handler(r); isRule(h) {
-		allow = true
+func (rt *router) lookup(method, host, path string) (allow bool, rule int) {
+	if mux := rt.allow[method]; mux != nil {
+		r := &http.Request{Method: method, Host: host, URL: &url.URL{Path: path}}
+		if h, _ := mux.Handler(r); isRule(h) {
+			allow = true
+		}
 	}
 	rule = noRule
 	if len(rt.rules) > 0 {
+		r := &http.Request{Method: upperASCII(method), Host: lowerASCII(host), URL: &url.URL{Path: lowerASCII(path)}}
 		h, pattern := rt.features.Handler(r)
 		if rh, ok := h.(ruleHandler); ok {
 			rule = rh.idx

@@ -75,7 +75,7 @@ func (w *world) start(mod func(*gatekeeperCmd)) addrs {
 	cmd := &gatekeeperCmd{Listen: "127.0.0.1:0", Upstream: w.upstream.URL, AuthzListen: "127.0.0.1:0", AuthzHeaders: "original",
 		AdminListen: "127.0.0.1:0", OrgFrom: "header:X-Org-Slug", TrustedProxies: []string{"127.0.0.0/8", "::1/128"},
 		DecisionTimeout: 100 * time.Millisecond, MinSeqWait: 50 * time.Millisecond, MaxStaleness: 30 * time.Second,
-		ShutdownWait: time.Second, Features: features}
+		ShutdownWait: time.Second, Features: features, AllowUI: "/ui/"}
 	cmd.NATSURL, cmd.NATSNKey, cmd.Stream, cmd.PublicKeys = w.srv.URL(), seed, "LICENSES", licensetest.RingEntry("k1")
 	if mod != nil {
 		mod(cmd)

@@ -43,7 +43,7 @@ type gatekeeperCmd struct {
 	OrgFrom         string        `name:"org-from" env:"GATEKEEPER_ORG_FROM" default:"header:X-Org-Slug" help:"Where the org comes from: header:NAME, host:{org}.example.com or path:/orgs/{org}/."`
 	TrustedProxies  []string      `name:"trusted-proxies" env:"GATEKEEPER_TRUSTED_PROXIES" default:"127.0.0.0/8,::1/128" help:"Peers (CIDRs) whose org header is honoured in header mode."`
 	AllowNoOrg      bool          `name:"allow-no-org" env:"GATEKEEPER_ALLOW_NO_ORG" help:"Decide requests without an org on the instance-wide license instead of denying them."`
-	Allow           []string      `env:"GATEKEEPER_ALLOW" placeholder:"PATTERN" help:"More always-allowed routes (net/http ServeMux patterns)."`
+	Allow           []string      `env:"GATEKEEPER_ALLOW" sep:";" placeholder:"METHODS PATTERN" help:"More always-allowed routes, each with its methods: 'GET,HEAD /status' (a ServeMux pattern, matched exactly; the variable separates entries with ';')."`
 	Features        string        `env:"GATEKEEPER_FEATURES" placeholder:"FILE" help:"Feature rules: '[METHOD ]PATTERN FEATURE[,FEATURE…]' per line."`
 	DecisionTimeout time.Duration `name:"decision-timeout" env:"GATEKEEPER_DECISION_TIMEOUT" default:"100ms" help:"After this the state counts as unavailable."`
 	MinSeqWait      time.Duration `name:"min-seq-wait" env:"GATEKEEPER_MIN_SEQ_WAIT" default:"50ms" help:"How long a request with X-License-Min-Seq waits for the event before folding the org's subject."`
@@ -110,7 +110,14 @@ func (c *gatekeeperCmd) gateConfig() (gatekeeper.Config, error) {
 			return cfg, cli.Usage("--features %s: %v", c.Features, err)
 		}
 	}
-	cfg.AllowNoOrg, cfg.Allow, cfg.DecisionTimeout = c.AllowNoOrg, c.Allow, c.DecisionTimeout
+	cfg.AllowNoOrg, cfg.Allow, cfg.NoDefaultAllow, cfg.DecisionTimeout = c.AllowNoOrg, c.Allow, c.NoDefaultAllow, c.DecisionTimeout
+	if c.AllowUI != "" {
+		ui, err := gatekeeper.AllowUI(c.AllowUI)
+		if err != nil {
+			return cfg, cli.Usage("--allow-ui: %v", err)
+		}
+		cfg.Allow = append(cfg.Allow, ui)
+	}
 	return cfg, nil
 }
 
@@ -182,6 +189,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	if err != nil {
 		return cli.Usage("%v", err)
 	}
+	log.Info("allowlist: these routes pass whatever the license state", "entries", gate.Allowlist())
 	reg.MustRegister(gate.Collector()) // decisions by result and code; the enforcement override
 	keys.ReloadOnSIGHUP(ctx, log, func(*license.Ring) { fol.Reverify() })
 	runCtx, cancelRun := context.WithCancel(ctx)
