@@ -24,9 +24,9 @@ import (
 //
 //   - anything not starting with '/';
 //   - a malformed escape, an encoded '%' (double encoding), an encoded
-//     '/', '\', '?' or '#';
-//   - ';' (path parameters), '\', control characters and NUL, literal or
-//     encoded;
+//     '/';
+//   - ';' (path parameters), '\', '?', '#', control characters and NUL,
+//     literal or encoded;
 //   - an empty segment ("//"; a trailing slash is fine), a "." or ".."
 //     segment in any spelling, a segment ending in '.' or ' ';
 //   - bytes that are not valid UTF-8 once decoded (overlong forms
@@ -55,7 +55,7 @@ func canonicalPath(raw string) bool {
 				return false
 			}
 			c = byte(hi<<4 | lo)
-			if c == '%' || c == '/' || c == '?' || c == '#' || pathRefused[c] {
+			if c == '%' || c == '/' || pathRefused[c] {
 				return false
 			}
 			if dec == nil {
@@ -90,7 +90,7 @@ var pathRefused = func() (t [256]bool) {
 	for c := 0; c < 0x20; c++ {
 		t[c] = true
 	}
-	t[0x7f], t[';'], t['\\'] = true, true, true
+	t[0x7f], t[';'], t['\\'], t['?'], t['#'] = true, true, true, true, true
 	return t
 }()
 
@@ -149,9 +149,20 @@ func foldsToASCII(r rune) bool {
 	return false
 }
 
+// foldCase is s as rules that restrict match it: case folded (upper case,
+// then lower, so that ı, I and i are one letter, as case-insensitive
+// upstream stacks compare), so that no case variant escapes a rule.
+func foldCase(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return strings.ToLower(strings.ToUpper(s))
+		}
+	}
+	return lowerASCII(s)
+}
+
 // lowerASCII is s with ASCII letters in lower case (s itself when it has
-// none in upper case). Rules that restrict match without regard to case,
-// so that no case variant escapes them on a case-insensitive upstream.
+// none in upper case).
 func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c >= 'A' && c <= 'Z' {

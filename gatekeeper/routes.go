@@ -114,14 +114,14 @@ func (g *Gate) Allowlist() []string { return slices.Clone(g.routes.allowList) }
 
 // foldPattern is a feature rule's pattern as it is matched: the method in
 // upper case, the host and path in lower case (paths are matched in lower
-// case too), so that no case variant of a restricted route escapes it on
+// case too, foldCase), so that no case variant of a restricted route escapes it on
 // a case-insensitive upstream.
 func foldPattern(p string) string {
 	p = strings.TrimSpace(p)
 	if m, rest, ok := strings.Cut(p, " "); ok && !strings.HasPrefix(m, "/") {
-		return upperASCII(m) + " " + lowerASCII(strings.TrimLeft(rest, " \t"))
+		return upperASCII(m) + " " + foldCase(strings.TrimLeft(rest, " \t"))
 	}
-	return lowerASCII(p)
+	return foldCase(p)
 }
 
 // hasHost reports whether a ServeMux pattern names a host.
@@ -214,7 +214,7 @@ func (rt *router) lookup(method, host, path string) (allow bool, rule int) {
 	}
 	rule = noRule
 	if len(rt.rules) > 0 {
-		r := &http.Request{Method: upperASCII(method), Host: lowerASCII(host), URL: &url.URL{Path: lowerASCII(path)}}
+		r := &http.Request{Method: upperASCII(method), Host: lowerASCII(host), URL: &url.URL{Path: foldCase(path)}}
 		h, pattern := rt.features.Handler(r)
 		if rh, ok := h.(ruleHandler); ok {
 			rule = rh.idx
