@@ -81,6 +81,13 @@ type Config struct {
 	// DecisionTimeout bounds each Source.State call (0: the default,
 	// DefaultDecisionTimeout).
 	DecisionTimeout time.Duration
+	// Tokens verifies bearer tokens in jwt mode (OrgSource jwt:CLAIM):
+	// required there, unused otherwise. The package gatekeeper/jwtorg
+	// provides one over a JWKS.
+	Tokens TokenVerifier
+	// TokenCookie also takes the token from this cookie when a request
+	// has no Authorization header (jwt mode; "" for none).
+	TokenCookie string
 	// Now is the clock. nil is the wall clock, read cheaply: the
 	// monotonic clock per decision and the wall clock once a second, so a
 	// step of the system clock is seen within a second.
@@ -95,20 +102,28 @@ const (
 	OrgFromHeader OrgSourceKind = iota // a request header, from trusted peers only
 	OrgFromHost                        // a part of the Host
 	OrgFromPath                        // a segment of the path
+	OrgFromJWT                         // a claim of a verified bearer token
 )
 
 // OrgSource is a parsed --org-from value: header:NAME, host:TEMPLATE with
-// one {org} (e.g. {org}.example.com) or path:TEMPLATE with one {org}
-// segment (e.g. /orgs/{org}/). The zero value is DefaultOrgSource.
+// one {org} (e.g. {org}.example.com), path:TEMPLATE with one {org}
+// segment (e.g. /orgs/{org}/) or jwt:CLAIM (the org is the claim CLAIM of
+// a verified bearer token: Config.Tokens). The zero value is
+// DefaultOrgSource.
 type OrgSource struct {
 	kind   OrgSourceKind
 	header string // canonical header name (header mode)
 	prefix string // before {org} (host, path)
 	suffix string // after {org} (host)
+	claim  string // jwt mode
 	spec   string
 }
 
-// ParseOrgSource parses header:NAME, host:TEMPLATE or path:TEMPLATE.
+// Claim is the token claim holding the org (jwt mode; "" otherwise).
+func (o OrgSource) Claim() string { return o.claim }
+
+// ParseOrgSource parses header:NAME, host:TEMPLATE, path:TEMPLATE or
+// jwt:CLAIM.
 //
 // In host mode the template's fixed parts match the request's Host (port
 // and one trailing dot removed) case-insensitively, as host names do; the
@@ -118,7 +133,7 @@ type OrgSource struct {
 func ParseOrgSource(s string) (OrgSource, error) {
 	kind, arg, ok := strings.Cut(s, ":")
 	if !ok || arg == "" {
-		return OrgSource{}, fmt.Errorf("org source %q: want header:NAME, host:TEMPLATE or path:TEMPLATE", s)
+		return OrgSource{}, fmt.Errorf("org source %q: want header:NAME, host:TEMPLATE, path:TEMPLATE or jwt:CLAIM", s)
 	}
 	switch kind {
 	case "header":
@@ -153,8 +168,13 @@ func ParseOrgSource(s string) (OrgSource, error) {
 			return OrgSource{}, fmt.Errorf("org source %q: the prefix %q is not a plain path", s, pre)
 		}
 		return OrgSource{kind: OrgFromPath, prefix: pre, spec: "path:" + pre + "{org}/"}, nil
+	case "jwt":
+		if !validClaim(arg) {
+			return OrgSource{}, fmt.Errorf("org source %q: %q is not a claim name (letters, digits, '_', '-', '.', ':', '/')", s, arg)
+		}
+		return OrgSource{kind: OrgFromJWT, claim: arg, spec: "jwt:" + arg}, nil
 	}
-	return OrgSource{}, fmt.Errorf("org source %q: unknown kind %q (header, host or path)", s, kind)
+	return OrgSource{}, fmt.Errorf("org source %q: unknown kind %q (header, host, path or jwt)", s, kind)
 }
 
 // splitTemplate splits t around its one {org}.
@@ -239,6 +259,21 @@ func validToken(s string) bool {
 			continue
 		}
 		return false
+	}
+	return true
+}
+
+// validClaim reports whether s is a plausible claim name: 1 to 128 of
+// letters, digits and "_-.:/" (URI-named claims included).
+func validClaim(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_-.:/", c) >= 0) {
+			return false
+		}
 	}
 	return true
 }

@@ -85,6 +85,7 @@ type Decision struct {
 	Allowlisted, Unenforced bool
 
 	dropOrgHdr   bool  // header mode: the org header came from an untrusted peer
+	badToken     bool  // jwt mode: a token was sent and did not verify
 	resultStripe uint8 // spreads the counters
 
 	// Status is the HTTP status to answer with: 200 when allowed; 403 for
@@ -245,6 +246,14 @@ func WriteDenial(w http.ResponseWriter, d Decision) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set(HeaderError, d.Code)
+	if d.Code == CodeOrgUnauthenticated {
+		// RFC 6750 §3: no token, or one that does not verify.
+		if d.badToken {
+			h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		} else {
+			h.Set("WWW-Authenticate", "Bearer")
+		}
+	}
 	if d.Reason != "" {
 		// For proxies that cannot read an auth answer's body (nginx).
 		h.Set(HeaderReason, string(d.Reason))

@@ -17,19 +17,21 @@ import (
 // Gate decides per request whether an org may be served (design §6.2,
 // §6.3). It is safe for concurrent use.
 type Gate struct {
-	src        Source
-	fast       CachedSource     // src, when it has the fast path
-	gens       GenerationSource // src, when it has generations
-	orgFrom    OrgSource
-	trust      trustList
-	peers      peerCache
-	allowNoOrg bool
-	enforce    *bool
-	timeout    time.Duration
-	now        func() int64 // Unix nanoseconds (unixNanos); nil: the default clock
-	routes     *router
-	cache      *entryCache
-	stats      counters
+	src         Source
+	fast        CachedSource     // src, when it has the fast path
+	gens        GenerationSource // src, when it has generations
+	orgFrom     OrgSource
+	trust       trustList
+	peers       peerCache
+	allowNoOrg  bool
+	enforce     *bool
+	timeout     time.Duration
+	now         func() int64 // Unix nanoseconds (unixNanos); nil: the default clock
+	routes      *router
+	cache       *entryCache
+	stats       counters
+	tokens      TokenVerifier // jwt mode
+	tokenCookie string        // jwt mode
 }
 
 // New returns a Gate deciding from src with cfg.
@@ -42,6 +44,12 @@ func New(src Source, cfg Config) (*Gate, error) {
 	}
 	g := &Gate{src: src, orgFrom: cfg.OrgSource.orDefault(), allowNoOrg: cfg.AllowNoOrg,
 		timeout: cfg.DecisionTimeout}
+	if g.orgFrom.kind == OrgFromJWT {
+		if cfg.Tokens == nil {
+			return nil, fmt.Errorf("gatekeeper: org source %s needs a token verifier (Config.Tokens)", g.orgFrom)
+		}
+		g.tokens, g.tokenCookie = cfg.Tokens, cfg.TokenCookie
+	}
 	g.fast, _ = src.(CachedSource)
 	g.gens, _ = src.(GenerationSource)
 	if cfg.Enforce != nil {
@@ -217,6 +225,10 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		return
 	case orgPrefixOnly:
 		g.denyInto(d, CodeOrgRequired)
+		return
+	case orgNoToken, orgBadToken:
+		g.denyInto(d, CodeOrgUnauthenticated)
+		d.badToken = res == orgBadToken
 		return
 	case orgNone, orgIgnored:
 		if !g.allowNoOrg {

@@ -1,6 +1,7 @@
 package gatekeeper
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -43,6 +44,8 @@ const (
 	orgBad                         // present but not a slug
 	orgIgnored                     // header mode: a header from an untrusted peer (ignored: no org)
 	orgPrefixOnly                  // path mode: the org prefix with no org after it (org_required, always)
+	orgNoToken                     // jwt mode: no bearer token (org_unauthenticated)
+	orgBadToken                    // jwt mode: a token that does not verify (org_unauthenticated)
 )
 
 // orgOf extracts the org of a request from the configured source. path is
@@ -102,11 +105,68 @@ func (g *Gate) orgOf(path, host string, hdr http.Header, remoteAddr string) (str
 		if v == "" {
 			return "", orgPrefixOnly
 		}
+	case OrgFromJWT:
+		tok, ok := bearerToken(hdr, g.tokenCookie)
+		if !ok {
+			return "", orgNoToken
+		}
+		org, err := g.tokens.Org(tok)
+		switch {
+		case errors.Is(err, ErrNoOrgClaim):
+			return "", orgNone
+		case err != nil:
+			return "", orgBadToken
+		}
+		v = org
 	}
 	if !validSlug(v) {
 		return "", orgBad
 	}
 	return v, orgOK
+}
+
+// maxToken bounds a bearer token: larger ones are refused unread.
+const maxToken = 16 << 10
+
+// bearerToken returns the token of "Authorization: Bearer <token>" (the
+// scheme in any case, RFC 9110 §11.1), else the value of the cookie named
+// cookie when it is not "". Two Authorization headers, or two cookies of
+// that name, are no token: which one counts would be a guess.
+func bearerToken(hdr http.Header, cookie string) (string, bool) {
+	if vals := hdr["Authorization"]; len(vals) > 0 {
+		if len(vals) > 1 {
+			return "", false
+		}
+		v := vals[0]
+		const scheme = "bearer "
+		if len(v) > len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) {
+			tok := strings.TrimSpace(v[len(scheme):])
+			if tok == "" || len(tok) > maxToken {
+				return "", false
+			}
+			return tok, true
+		}
+	}
+	if cookie == "" {
+		return "", false
+	}
+	var tok string
+	found := 0
+	for _, line := range hdr["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && name == cookie {
+				tok = strings.Trim(val, "\"")
+				found++
+			}
+		}
+	}
+	if found != 1 || tok == "" || len(tok) > maxToken {
+		return "", false
+	}
+	return tok, true
 }
 
 // stripPort removes a port from a Host value; an IPv6 literal keeps its
