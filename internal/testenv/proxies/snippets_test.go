@@ -179,24 +179,63 @@ func TestEnvoySnippet(t *testing.T) {
 // The helpers render exactly the shipped files: the defaults must be there,
 // and a replacement is never replaced again.
 func TestRender(t *testing.T) {
-	for _, name := range []string{"nginx.conf", "Caddyfile"} {
+	defaults := []string{proxies.DefaultListen, proxies.DefaultAuthz, proxies.DefaultUpstream, proxies.DefaultSession}
+	count := func(s string) (n int) {
+		for _, d := range defaults {
+			n += strings.Count(s, d)
+		}
+		return n
+	}
+	for _, name := range []string{proxies.NginxJWT, proxies.NginxAuthLayer, proxies.CaddyJWT, proxies.CaddyAuthLayer} {
 		s := proxies.Snippet(t, name)
 		// Ports chosen to collide with the other defaults.
-		out, err := proxies.Render(s, proxies.DefaultAuthz, proxies.DefaultUpstream, proxies.DefaultListen)
+		addrs := map[string]string{
+			proxies.DefaultListen:   proxies.DefaultAuthz,
+			proxies.DefaultAuthz:    proxies.DefaultUpstream,
+			proxies.DefaultUpstream: proxies.DefaultListen,
+		}
+		layer := strings.Contains(name, "auth-layer")
+		if layer {
+			addrs[proxies.DefaultSession] = proxies.DefaultListen
+		}
+		out, err := proxies.Render(s, addrs)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		want := strings.Count(s, proxies.DefaultListen) + strings.Count(s, proxies.DefaultAuthz) + strings.Count(s, proxies.DefaultUpstream)
-		got := strings.Count(out, proxies.DefaultListen) + strings.Count(out, proxies.DefaultAuthz) + strings.Count(out, proxies.DefaultUpstream)
-		if got != want {
+		if got, want := count(out), count(s); got != want {
 			t.Errorf("%s: %d default addresses after rendering, want %d", name, got, want)
 		}
 		if strings.Count(out, proxies.DefaultAuthz) != strings.Count(s, proxies.DefaultListen) {
 			t.Errorf("%s: the listen address was not replaced everywhere", name)
 		}
+		// The session endpoint is in the auth-layer variants only, and a
+		// setup must say where it is.
+		delete(addrs, proxies.DefaultSession)
+		_, err = proxies.Render(s, addrs)
+		if layer != (err != nil) {
+			t.Errorf("%s rendered without the session address: %v", name, err)
+		}
+		if !layer {
+			addrs[proxies.DefaultSession] = "127.0.0.1:1"
+			if _, err := proxies.Render(s, addrs); err == nil {
+				t.Errorf("%s rendered a session address it does not mention", name)
+			}
+		}
+
+		// The commented secret line can be turned on, and sends the secret.
+		on, err := proxies.EnableSecret(s, "the-secret")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if strings.Contains(on, proxies.SecretPlaceholder) || !strings.Contains(on, "X-Gatekeeper-Secret \"the-secret\"") {
+			t.Errorf("%s: the secret line was not turned on:\n%s", name, on)
+		}
 	}
-	if _, err := proxies.Render("listen 127.0.0.1:9999;", "a", "b", "c"); err == nil {
+	if _, err := proxies.Render("listen 127.0.0.1:9999;", map[string]string{proxies.DefaultListen: "a"}); err == nil {
 		t.Error("a snippet without the default addresses rendered without error")
+	}
+	if _, err := proxies.EnableSecret("# proxy_set_header X-Gatekeeper-Secret \"x\";", "s"); err == nil {
+		t.Error("a secret line without the placeholder was turned on")
 	}
 	if _, err := os.Stat(filepath.Join(proxies.RepoRoot(t), "go.mod")); err != nil {
 		t.Error(err)
