@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -46,8 +47,36 @@ func urlFront(base string) frontEnd {
 	}
 }
 
+// platformSession stands in for the platform's session endpoint of the
+// auth-layer proxy snippets: the session cookie's value is the session's
+// org (none: a session without an org).
+func platformSession(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, err := r.Cookie("session"); err == nil {
+			w.Header().Set("X-Org-Slug", c.Value)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// sessionFront signs in to an auth-layer proxy as a member of org, and
+// also claims acme's org in X-Org-Slug: the claim must never count.
+func sessionFront(base string) frontEnd {
+	return func(t *testing.T, org, path string, hdr ...string) answer {
+		hdr = append(hdr, "X-Org-Slug", "acme")
+		if org != "" {
+			hdr = append(hdr, "Cookie", "session="+org)
+		}
+		return get(t, base+path, hdr...)
+	}
+}
+
 // Every row of the decision table and every code, through the reverse
-// proxy, through /authz, through real nginx and through real Caddy.
+// proxy, through /authz, and through real nginx and real Caddy running the
+// shipped auth-layer snippets (the org from the platform's session, never
+// from the client's header).
 func TestDecisionTableThroughEveryFrontEnd(t *testing.T) {
 	w := newWorld(t, nil)
 	ctx := context.Background()
@@ -61,11 +90,14 @@ func TestDecisionTableThroughEveryFrontEnd(t *testing.T) {
 	w.syncHead()
 	time.Sleep(1100 * time.Millisecond) // "soon" expires by time alone
 	forwarded := w.start(func(c *gatekeeperCmd) { c.AuthzHeaders = "forwarded" })
+	session := platformSession(t)
 	fronts := map[string]frontEnd{
 		"proxy": urlFront("http://" + w.gk.proxy),
 		"authz": authzFront(w),
-		"nginx": urlFront(proxies.StartNginx(t, w.gk.authz, w.upstream.Listener.Addr().String())),
-		"caddy": urlFront(proxies.StartCaddy(t, forwarded.authz, w.upstream.Listener.Addr().String())),
+		"nginx": sessionFront(proxies.Nginx(t, proxies.Setup{File: proxies.NginxAuthLayer,
+			Authz: w.gk.authz, Upstream: w.upstream.Listener.Addr().String(), Session: session})),
+		"caddy": sessionFront(proxies.Caddy(t, proxies.Setup{File: proxies.CaddyAuthLayer,
+			Authz: forwarded.authz, Upstream: w.upstream.Listener.Addr().String(), Session: session})),
 	}
 	cases := []struct {
 		name, org, path string
@@ -103,8 +135,8 @@ func TestDecisionTableThroughEveryFrontEnd(t *testing.T) {
 				if name == "proxy" && c.err == "license_state_unavailable" {
 					want = 503 // the proxy answers unavailability itself
 				}
-				if name == "proxy" && c.err == "path_invalid" {
-					want = 400 // /authz answers 403: nginx passes only 2xx, 401 and 403
+				if name != "authz" && c.err == "path_invalid" {
+					want = 400 // /authz answers 403 (nginx passes only 2xx, 401 and 403); the proxy and the snippets answer 400
 				}
 				if a.code != want {
 					t.Fatalf("status %d, want %d (%v)", a.code, want, a.body)

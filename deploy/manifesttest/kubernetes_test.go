@@ -38,6 +38,8 @@ var kubeChecks = map[string]check{
 	"migrate-job":    checkMigrateJob,
 	"images":         checkImages,
 	"nats-reference": checkNATSReference,
+	"network-policy": checkNetworkPolicy,
+	"trust":          checkTrust,
 }
 
 func TestKubernetes(t *testing.T) {
@@ -61,7 +63,7 @@ func TestKubernetes(t *testing.T) {
 func checkKinds(t testing.TB, m *manifests) []string {
 	var p []string
 	want := map[string]int{"Namespace": 1, "Deployment": 2, "HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1,
-		"Job": 1, "Service": 2, "Secret": 1, "ConfigMap": 1, "Kustomization": 1}
+		"Job": 1, "Service": 2, "Secret": 1, "ConfigMap": 1, "Kustomization": 1, "NetworkPolicy": 1}
 	for kind, n := range want {
 		if got := len(m.byKind(kind)); got < n {
 			p = append(p, fmt.Sprintf("want at least %d %s, found %d", n, kind, got))
@@ -77,7 +79,7 @@ func checkKinds(t testing.TB, m *manifests) []string {
 	}
 	apiVersions := map[string]string{"Deployment": "apps/v1", "Job": "batch/v1", "HorizontalPodAutoscaler": "autoscaling/v2",
 		"PodDisruptionBudget": "policy/v1", "Service": "v1", "Secret": "v1", "ConfigMap": "v1", "Namespace": "v1",
-		"Kustomization": "kustomize.config.k8s.io/v1beta1"}
+		"Kustomization": "kustomize.config.k8s.io/v1beta1", "NetworkPolicy": "networking.k8s.io/v1"}
 	for _, o := range m.objects {
 		want, ok := apiVersions[o.Kind]
 		if !ok {
@@ -952,6 +954,7 @@ func TestKubernetesChecksCanFail(t *testing.T) {
 		gkDep     = "gatekeeper-deployment.yaml"
 		ledgerCM  = "configmap-ledger.yaml"
 		gkCM      = "configmap-gatekeeper.yaml"
+		gkNP      = "networkpolicy-gatekeeper.yaml"
 	)
 	cases := []struct {
 		name   string
@@ -1009,6 +1012,17 @@ func TestKubernetesChecksCanFail(t *testing.T) {
 		{"latest image", checkImages, []edit{{file: "job-migrate.yaml", old: "ledger:0.1.0", new: "ledger:latest"}}, nil, "needs a version tag"},
 		{"unknown binary", checkImages, []edit{{file: gkDep, old: `command: ["/gatekeeper"]`, new: `command: ["/gate"]`}}, nil, "runs /gate, which the Dockerfile's final stage does not hold"},
 		{"another NATS", checkNATSReference, []edit{{file: gkCM, old: "NATS_URL: nats://nats.nats.svc:4222", new: "NATS_URL: nats://nats:4222"}}, nil, "want nats://nats.nats.svc:4222"},
+		{"network policy gone", checkKinds, nil, []string{gkNP}, "want at least 1 NetworkPolicy"},
+		{"network policy gone (isolation)", checkNetworkPolicy, nil, []string{gkNP}, "every pod can reach /authz"},
+		{"authz from anywhere", checkNetworkPolicy, []edit{{file: gkNP, old: "    - from:\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: ingress-nginx\n          podSelector:\n            matchLabels:\n              app.kubernetes.io/name: ingress-nginx\n      ports:", new: "    - ports:"}}, nil, "no from: lets in every source"},
+		{"authz from an address block", checkNetworkPolicy, []edit{{file: gkNP, old: "        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: ingress-nginx\n", new: "        - ipBlock:\n            cidr: 10.0.0.0/8\n"}}, nil, "ipBlock"},
+		{"authz from monitoring", checkNetworkPolicy, []edit{{file: gkNP, old: "        - port: admin\n", new: "        - port: admin\n        - port: 8082\n"}}, nil, "port authz lets in namespace monitoring"},
+		{"every port", checkNetworkPolicy, []edit{{file: gkNP, old: "      ports:\n        - port: admin\n          protocol: TCP\n"}}, nil, "no ports: opens every port"},
+		{"policy selects nothing", checkNetworkPolicy, []edit{{file: gkNP, old: "      app.kubernetes.io/name: gatekeeper\n      app.kubernetes.io/part-of", new: "      app.kubernetes.io/name: gate\n      app.kubernetes.io/part-of"}}, nil, "every pod can reach /authz"},
+		{"whole pod network trusted", checkTrust, []edit{{file: gkCM, old: "GATEKEEPER_TRUSTED_PROXIES: 192.0.2.0/24", new: "GATEKEEPER_TRUSTED_PROXIES: 10.0.0.0/8"}}, nil, "GATEKEEPER_TRUSTED_PROXIES trusts 10.0.0.0/8"},
+		{"authz asked by anyone", checkTrust, []edit{{file: gkCM, old: "GATEKEEPER_AUTHZ_TRUSTED: 192.0.2.0/24", new: "GATEKEEPER_AUTHZ_TRUSTED: 0.0.0.0/0"}}, nil, "GATEKEEPER_AUTHZ_TRUSTED trusts 0.0.0.0/0"},
+		{"authz peers unset", checkTrust, []edit{{file: gkCM, old: "  GATEKEEPER_AUTHZ_TRUSTED: 192.0.2.0/24\n"}}, nil, "set GATEKEEPER_AUTHZ_TRUSTED"},
+		{"org header peers unset", checkTrust, []edit{{file: gkCM, old: "  GATEKEEPER_TRUSTED_PROXIES: 192.0.2.0/24\n"}}, nil, "set GATEKEEPER_TRUSTED_PROXIES"},
 		{"unknown variable", checkEnvNames, []edit{{file: ledgerCM, old: "LEDGER_INSECURE_HTTP:", new: "LEDGER_INSECURE_HTTPS:"}}, nil, "LEDGER_INSECURE_HTTPS is not read by /ledger serve"},
 		{"variable of the other binary", checkEnvNames, []edit{{file: gkCM, old: "  LOG_LEVEL: info\n", new: "  LOG_LEVEL: info\n  LEDGER_LISTEN: 0.0.0.0:8080\n"}}, nil, "LEDGER_LISTEN is not read by /gatekeeper"},
 		{"migrate reads no log settings", checkEnvNames, []edit{{file: "job-migrate.yaml", old: "                  key: url\n", new: "                  key: url\n            - name: LOG_FORMAT\n              value: json\n"}}, nil, "LOG_FORMAT is not read by /ledger migrate up"},

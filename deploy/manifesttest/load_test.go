@@ -305,6 +305,24 @@ type pdbSpec struct {
 	Selector       labelSelector `yaml:"selector"`
 }
 
+type networkPolicyPeer struct {
+	NamespaceSelector *labelSelector `yaml:"namespaceSelector"`
+	PodSelector       *labelSelector `yaml:"podSelector"`
+	IPBlock           any            `yaml:"ipBlock"`
+}
+
+type networkPolicySpec struct {
+	PodSelector labelSelector `yaml:"podSelector"`
+	PolicyTypes []string      `yaml:"policyTypes"`
+	Ingress     []struct {
+		From  []networkPolicyPeer `yaml:"from"`
+		Ports []struct {
+			Port     *intOrString `yaml:"port"`
+			Protocol string       `yaml:"protocol"`
+		} `yaml:"ports"`
+	} `yaml:"ingress"`
+}
+
 // object is one YAML document of deploy/kubernetes.
 type object struct {
 	File       string // base name

@@ -1,21 +1,24 @@
 // Package proxies runs the reverse-proxy configurations shipped in
 // deploy/proxies (nginx, Caddy) for tests, in front of a gatekeeper's /authz
-// endpoint and an upstream app.
+// endpoint, an upstream app and, for the auth-layer variants, the platform's
+// session endpoint.
 //
 // The shipped files are the source of truth: they are read at test time and
 // only their default addresses are replaced (DefaultListen, DefaultAuthz,
-// DefaultUpstream), so a test exercises exactly what an operator installs. A
-// shipped file that no longer mentions one of the defaults fails the test
-// rather than silently testing something else.
+// DefaultUpstream, DefaultSession), so a test exercises exactly what an
+// operator installs. A shipped file that no longer mentions one of the
+// defaults fails the test rather than silently testing something else.
 package proxies
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,10 +29,25 @@ import (
 
 // The addresses written in the shipped snippets.
 const (
-	DefaultListen   = "127.0.0.1:8080" // where the proxy listens
+	DefaultListen   = "127.0.0.1:8090" // where the proxy listens
 	DefaultAuthz    = "127.0.0.1:8082" // the gatekeeper's --authz-listen
 	DefaultUpstream = "127.0.0.1:3000" // the app
+	DefaultSession  = "127.0.0.1:4180" // the platform's session endpoint (auth-layer variants)
 )
+
+// The snippets this package runs. In the jwt variants the gatekeeper takes
+// the org from a verified token; in the auth-layer variants the platform's
+// session endpoint names it first.
+const (
+	NginxJWT       = "nginx.conf"
+	NginxAuthLayer = "nginx-auth-layer.conf"
+	CaddyJWT       = "Caddyfile"
+	CaddyAuthLayer = "Caddyfile.auth-layer"
+)
+
+// SecretPlaceholder stands for the gatekeeper's shared secret in the
+// snippets' commented X-Gatekeeper-Secret line.
+const SecretPlaceholder = "REPLACE-WITH-THE-SHARED-SECRET"
 
 // SnippetDir is the directory of the shipped snippets, relative to the
 // repository root.
@@ -44,6 +62,22 @@ const (
 	// before the proxy binds it; then the start is retried on another port.
 	portAttempts = 3
 )
+
+// Setup says which shipped snippet to run and where its default addresses
+// point (host:port each).
+type Setup struct {
+	// File is the snippet's name in deploy/proxies. Defaults to the jwt
+	// variant of the proxy (NginxJWT, CaddyJWT).
+	File string
+	// Authz is the gatekeeper's /authz listener; Upstream the app.
+	Authz, Upstream string
+	// Session is the platform's session endpoint, for the auth-layer
+	// variants (required by them, refused by the others).
+	Session string
+	// Secret, when set, turns on the snippet's commented
+	// X-Gatekeeper-Secret line with this value.
+	Secret string
+}
 
 // RepoRoot returns the directory holding the module's go.mod, found by
 // walking up from the working directory (a package's directory under go test).
@@ -81,33 +115,83 @@ func Snippet(t testing.TB, name string) string {
 	return string(b)
 }
 
-// Render returns the snippet with its default addresses replaced by listen,
-// authz and upstream (host:port each). Every default must occur in the
-// snippet.
-func Render(snippet, listen, authz, upstream string) (string, error) {
-	for _, def := range []string{DefaultListen, DefaultAuthz, DefaultUpstream} {
-		if !strings.Contains(snippet, def) {
+// Render returns the snippet with its default addresses replaced: addrs maps
+// a default (DefaultListen, DefaultAuthz, DefaultUpstream, DefaultSession) to
+// its replacement. Every default given must occur in the snippet, and every
+// default the snippet mentions must be given: a left-over default would
+// point the proxy at whatever listens there.
+func Render(snippet string, addrs map[string]string) (string, error) {
+	var pairs []string
+	for _, def := range []string{DefaultListen, DefaultAuthz, DefaultUpstream, DefaultSession} {
+		to, given := addrs[def]
+		switch in := strings.Contains(snippet, def); {
+		case given && !in:
 			return "", fmt.Errorf("the snippet no longer mentions the default address %s", def)
+		case in && !given:
+			return "", fmt.Errorf("the snippet mentions %s, which the setup gives no address for", def)
+		case given:
+			pairs = append(pairs, def, to)
 		}
+	}
+	if len(pairs) != 2*len(addrs) {
+		return "", fmt.Errorf("addresses %v: only the four defaults can be replaced", addrs)
 	}
 	// One pass: a replacement is never itself replaced, whatever port the
 	// test got.
-	r := strings.NewReplacer(DefaultListen, listen, DefaultAuthz, authz, DefaultUpstream, upstream)
-	return r.Replace(snippet), nil
+	return strings.NewReplacer(pairs...).Replace(snippet), nil
 }
 
-// StartNginx runs nginx with the shipped nginx.conf in front of the
-// gatekeeper's /authz at authzAddr and the app at upstreamAddr (host:port
-// each), on a free loopback port. It returns the proxy's base URL
-// ("http://127.0.0.1:port"); nginx is stopped when the test ends. Without
-// nginx the test is skipped, or fails when CI is set.
+// secretLine is a commented directive sending X-Gatekeeper-Secret.
+var secretLine = regexp.MustCompile(`(?m)^([ \t]*)#[ \t]*((?:proxy_set_header|header_up)[ \t]+X-Gatekeeper-Secret[ \t].*)$`)
+
+// EnableSecret returns the snippet with its one commented
+// X-Gatekeeper-Secret directive turned on, sending secret.
+func EnableSecret(snippet, secret string) (string, error) {
+	lines := secretLine.FindAllStringSubmatchIndex(snippet, -1)
+	if len(lines) != 1 {
+		return "", fmt.Errorf("want one commented X-Gatekeeper-Secret directive, found %d", len(lines))
+	}
+	m := lines[0]
+	directive := snippet[m[4]:m[5]]
+	if !strings.Contains(directive, SecretPlaceholder) {
+		return "", fmt.Errorf("the X-Gatekeeper-Secret directive %q lacks the placeholder %s", directive, SecretPlaceholder)
+	}
+	directive = strings.Replace(directive, SecretPlaceholder, secret, 1)
+	return snippet[:m[0]] + snippet[m[2]:m[3]] + directive + snippet[m[1]:], nil
+}
+
+// render is the snippet of s, ready for a proxy listening on listen.
+func (s Setup) render(snippet, listen string) (string, error) {
+	addrs := map[string]string{DefaultListen: listen, DefaultAuthz: s.Authz, DefaultUpstream: s.Upstream}
+	if s.Session != "" {
+		addrs[DefaultSession] = s.Session
+	}
+	out, err := Render(snippet, addrs)
+	if err != nil || s.Secret == "" {
+		return out, err
+	}
+	return EnableSecret(out, s.Secret)
+}
+
+// StartNginx runs nginx with the shipped nginx.conf (the jwt variant) in
+// front of the gatekeeper's /authz at authzAddr and the app at upstreamAddr
+// (host:port each); see Nginx.
 func StartNginx(t testing.TB, authzAddr, upstreamAddr string) string {
 	t.Helper()
+	return Nginx(t, Setup{Authz: authzAddr, Upstream: upstreamAddr})
+}
+
+// Nginx runs nginx with a shipped snippet on a free loopback port. It
+// returns the proxy's base URL ("http://127.0.0.1:port"); nginx is stopped
+// when the test ends. Without nginx the test is skipped, or fails when CI
+// is set.
+func Nginx(t testing.TB, s Setup) string {
+	t.Helper()
 	bin := testenv.RequireTool(t, "nginx")
-	snippet := Snippet(t, "nginx.conf")
+	snippet := Snippet(t, cmp.Or(s.File, NginxJWT))
 	tempPaths := nginxTempPaths(t, bin)
 	return start(t, "nginx", func(dir, listen string) (*exec.Cmd, error) {
-		site, err := Render(snippet, listen, authzAddr, upstreamAddr)
+		site, err := s.render(snippet, listen)
 		if err != nil {
 			return nil, err
 		}
@@ -157,17 +241,24 @@ func nginxTempPaths(t testing.TB, bin string) []string {
 	return paths
 }
 
-// StartCaddy runs Caddy with the shipped Caddyfile in front of the
-// gatekeeper's /authz at authzAddr and the app at upstreamAddr (host:port
-// each), on a free loopback port. It returns the proxy's base URL
-// ("http://127.0.0.1:port"); Caddy is stopped when the test ends. Without
-// caddy the test is skipped, or fails when CI is set.
+// StartCaddy runs Caddy with the shipped Caddyfile (the jwt variant) in
+// front of the gatekeeper's /authz at authzAddr and the app at upstreamAddr
+// (host:port each); see Caddy.
 func StartCaddy(t testing.TB, authzAddr, upstreamAddr string) string {
 	t.Helper()
+	return Caddy(t, Setup{Authz: authzAddr, Upstream: upstreamAddr})
+}
+
+// Caddy runs Caddy with a shipped snippet on a free loopback port. It
+// returns the proxy's base URL ("http://127.0.0.1:port"); Caddy is stopped
+// when the test ends. Without caddy the test is skipped, or fails when CI
+// is set.
+func Caddy(t testing.TB, s Setup) string {
+	t.Helper()
 	bin := testenv.RequireTool(t, "caddy")
-	snippet := Snippet(t, "Caddyfile")
+	snippet := Snippet(t, cmp.Or(s.File, CaddyJWT))
 	return start(t, "caddy", func(dir, listen string) (*exec.Cmd, error) {
-		site, err := Render(snippet, listen, authzAddr, upstreamAddr)
+		site, err := s.render(snippet, listen)
 		if err != nil {
 			return nil, err
 		}

@@ -1,18 +1,19 @@
 package proxies_test
 
 import (
-	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/licenseledger/ledger/internal/testenv/proxies"
-	"go.yaml.in/yaml/v3"
 )
+
+// These tests read the shipped snippets without running them: what the
+// end-to-end tests cannot see (which headers a file names, in which order),
+// and the Traefik and Envoy files, which are not run here.
 
 // sixHeaders are the headers an allowed /authz answer carries upstream.
 var sixHeaders = []string{
@@ -20,237 +21,306 @@ var sixHeaders = []string{
 	"X-License-Features", "X-License-Users-Limit", "X-License-Days-Remaining",
 }
 
-// Traefik and Envoy are not run here: their snippets are checked by parsing.
+// uncommentCode turns on the commented configuration of a snippet. Commented
+// code has its hash where the code would start ("#key: value", no space
+// after the hash; prose is "# text"), and a block of it goes on while the
+// following lines have their hash in the same column.
+func uncommentCode(s string) string {
+	lines := strings.Split(s, "\n")
+	block := "" // the indentation of the commented block being read
+	inBlock := false
+	for i, l := range lines {
+		indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
+		rest := l[len(indent):]
+		switch {
+		case inBlock && indent == block && strings.HasPrefix(rest, "#"):
+		case strings.HasPrefix(rest, "#") && len(rest) > 1 && !strings.ContainsRune(" \t#", rune(rest[1])):
+			block, inBlock = indent, true
+		default:
+			inBlock = false
+			continue
+		}
+		lines[i] = indent + rest[1:]
+	}
+	return strings.Join(lines, "\n")
+}
 
-func TestTraefikSnippet(t *testing.T) {
-	doc := parseYAML(t, "traefik.yml")
-	http := field(t, doc, "http")
-	middlewares := field(t, http, "middlewares").(map[string]any)
-
-	// Exactly one ForwardAuth middleware, used by the router.
-	var gate string
-	var fa map[string]any
-	for name, m := range middlewares {
-		if f, ok := m.(map[string]any)["forwardAuth"]; ok {
-			if gate != "" {
-				t.Fatalf("two forwardAuth middlewares: %s and %s", gate, name)
+func TestNginxSnippets(t *testing.T) {
+	for _, name := range []string{proxies.NginxJWT, proxies.NginxAuthLayer} {
+		t.Run(name, func(t *testing.T) {
+			src := proxies.Snippet(t, name)
+			conf, err := parseNginx(src)
+			if err != nil {
+				t.Fatal(err)
 			}
-			gate, fa = name, f.(map[string]any)
-		}
-	}
-	if fa == nil {
-		t.Fatal("no forwardAuth middleware")
-	}
-	if got := field(t, fa, "address"); got != "http://"+proxies.DefaultAuthz+"/authz" {
-		t.Errorf("forwardAuth.address = %v, want http://%s/authz", got, proxies.DefaultAuthz)
-	}
-	if trust, ok := field(t, fa, "trustForwardHeader").(bool); !ok || trust {
-		t.Errorf("forwardAuth.trustForwardHeader = %v, want false (clients must not choose the URI decided on)", fa["trustForwardHeader"])
-	}
-	copied := stringList(t, field(t, fa, "authResponseHeaders"))
-	for _, h := range append(slices.Clone(sixHeaders), "X-License-Warning") {
-		if !slices.Contains(copied, h) {
-			t.Errorf("authResponseHeaders lacks %s", h)
-		}
-	}
-	if sent := stringList(t, field(t, fa, "authRequestHeaders")); !slices.Contains(sent, "X-Org-Slug") {
-		t.Errorf("authRequestHeaders %v lacks X-Org-Slug", sent)
-	}
+			layer := name == proxies.NginxAuthLayer
+			servers := all(conf, "server")
+			if len(servers) != 1 {
+				t.Fatalf("%d server blocks, want 1", len(servers))
+			}
+			srv := servers[0].block
+			if got := args1(srv, "listen"); got != proxies.DefaultListen {
+				t.Errorf("listen %q, want %s", got, proxies.DefaultListen)
+			}
 
-	routers := field(t, http, "routers").(map[string]any)
-	if len(routers) == 0 {
-		t.Fatal("no router")
-	}
-	for name, r := range routers {
-		used := stringList(t, field(t, r.(map[string]any), "middlewares"))
-		if len(used) == 0 || used[0] != gate {
-			t.Errorf("router %s middlewares %v: %s must come first", name, used, gate)
-		}
-	}
-	var urls []string
-	for _, s := range field(t, http, "services").(map[string]any) {
-		lb := field(t, s.(map[string]any), "loadBalancer").(map[string]any)
-		for _, srv := range field(t, lb, "servers").([]any) {
-			urls = append(urls, srv.(map[string]any)["url"].(string))
-		}
-	}
-	if !slices.Contains(urls, "http://"+proxies.DefaultUpstream) {
-		t.Errorf("service URLs %v lack http://%s", urls, proxies.DefaultUpstream)
+			// No client org header is read anywhere: $http_x_org_slug is
+			// the client's X-Org-Slug.
+			walk(conf, func(d *directive) {
+				for _, a := range d.args {
+					if strings.Contains(strings.ToLower(a), "$http_x_org_slug") {
+						t.Errorf("%s %v reads the client's X-Org-Slug", d.name, d.args)
+					}
+				}
+			})
+
+			// The subrequest to the gatekeeper passes no client header but
+			// the ones it names.
+			authz := location(srv, "=", "/_license_authz")
+			if authz == nil {
+				t.Fatal("no location = /_license_authz")
+			}
+			if got := args1(authz, "proxy_pass"); got != "http://"+proxies.DefaultAuthz+"/authz" {
+				t.Errorf("/_license_authz proxy_pass %q", got)
+			}
+			if args1(authz, "proxy_pass_request_headers") != "off" || len(all(authz, "internal")) != 1 {
+				t.Error("/_license_authz: want internal and proxy_pass_request_headers off (only the headers set there reach the gatekeeper)")
+			}
+			sent := headersSet(authz)
+			wantOrg := ""
+			if layer {
+				wantOrg = "$platform_org"
+			} else if sent["authorization"] != "$http_authorization" || sent["cookie"] != "$http_cookie" {
+				t.Errorf("jwt mode: the token must reach the gatekeeper: Authorization %q, Cookie %q", sent["authorization"], sent["cookie"])
+			}
+			if org, ok := sent["x-org-slug"]; !ok || org != wantOrg {
+				t.Errorf("/_license_authz sends X-Org-Slug %q (set: %v), want %q", org, ok, wantOrg)
+			}
+			for h, v := range map[string]string{"x-original-method": "$request_method", "x-original-uri": "$request_uri", "x-license-min-seq": "$http_x_license_min_seq"} {
+				if sent[h] != v {
+					t.Errorf("/_license_authz sends %s %q, want %s", h, sent[h], v)
+				}
+			}
+
+			// The location that gates and proxies to the app.
+			gated := location(srv, "/")
+			if layer {
+				step1 := gated
+				gated = location(srv, "@licensed")
+				if args1(step1, "auth_request") != "/_platform_session" {
+					t.Errorf("location / auth_request %q, want /_platform_session", args1(step1, "auth_request"))
+				}
+				captured := false
+				for _, d := range all(step1, "auth_request_set") {
+					captured = captured || strings.Join(d.args, " ") == "$platform_org $upstream_http_x_org_slug"
+				}
+				if !captured {
+					t.Error("location / does not capture the session endpoint's X-Org-Slug as $platform_org")
+				}
+				if tf := all(step1, "try_files"); len(tf) != 1 || tf[0].args[len(tf[0].args)-1] != "@licensed" || len(all(step1, "proxy_pass")) != 0 {
+					t.Error("location / must continue in @licensed (try_files … @licensed) and proxy nowhere itself")
+				}
+				session := location(srv, "=", "/_platform_session")
+				if got := args1(session, "proxy_pass"); got != "http://"+proxies.DefaultSession+"/session" {
+					t.Errorf("/_platform_session proxy_pass %q", got)
+				}
+				if org, ok := headersSet(session)["x-org-slug"]; !ok || org != "" {
+					t.Errorf("/_platform_session sends the client's X-Org-Slug (%q, set: %v)", org, ok)
+				}
+			}
+			if gated == nil {
+				t.Fatal("no location proxying to the app")
+			}
+			if args1(gated, "auth_request") != "/_license_authz" {
+				t.Errorf("the app's location asks %q, want /_license_authz", args1(gated, "auth_request"))
+			}
+			if got := args1(gated, "proxy_pass"); got != "http://"+proxies.DefaultUpstream {
+				t.Errorf("the app's location proxy_pass %q", got)
+			}
+			toApp := headersSet(gated)
+			if org, ok := toApp["x-org-slug"]; !ok || org != wantOrg {
+				t.Errorf("the app gets X-Org-Slug %q (set: %v), want %q", org, ok, wantOrg)
+			}
+			for _, h := range sixHeaders {
+				if toApp[strings.ToLower(h)] == "" {
+					t.Errorf("the app's location does not set %s", h)
+				}
+			}
+			pages := map[string]string{}
+			for _, d := range all(gated, "error_page") {
+				pages[d.args[0]] = strings.Join(d.args[1:], " ")
+			}
+			wantPages := map[string]string{"403": "= @license_denied", "500": "= @license_unavailable"}
+			if !layer {
+				wantPages["401"] = "= @license_unauthenticated"
+			}
+			for code, to := range wantPages {
+				if pages[code] != to {
+					t.Errorf("error_page %s %q, want %q", code, pages[code], to)
+				}
+			}
+
+			// A 401 keeps a challenge; path_invalid is a 400.
+			if !layer {
+				unauth := location(srv, "@license_unauthenticated")
+				challenge := false
+				for _, d := range all(unauth, "add_header") {
+					challenge = challenge || d.args[0] == "WWW-Authenticate"
+				}
+				if !challenge || !strings.HasPrefix(args1(unauth, "return"), "401 ") || !strings.Contains(args1(unauth, "return"), `"org_unauthenticated"`) {
+					t.Error("@license_unauthenticated must answer 401 org_unauthenticated with WWW-Authenticate")
+				}
+				if m := regexp.MustCompile(`(?s)map \$license_challenge \S+ \{\s*""\s+"Bearer";`).FindString(src); m == "" {
+					t.Error("without the gatekeeper's challenge, WWW-Authenticate must default to Bearer")
+				}
+			}
+			pathInvalid := false
+			for _, d := range all(location(srv, "@license_denied"), "if") {
+				pathInvalid = pathInvalid || strings.Join(d.args, " ") == "($license_error = path_invalid)" && strings.HasPrefix(args1(d.block, "return"), "400 ")
+			}
+			if !pathInvalid {
+				t.Error("@license_denied does not answer path_invalid with 400")
+			}
+		})
 	}
 }
 
-func TestEnvoySnippet(t *testing.T) {
-	doc := parseYAML(t, "envoy.yaml")
-	static := field(t, doc, "static_resources")
+// caddyLines returns the directive lines of a Caddyfile: trimmed, without
+// comments and blank lines.
+func caddyLines(src string) []string {
+	var out []string
+	for _, l := range strings.Split(src, "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
 
-	// The HTTP filters of the (single) connection manager.
-	var filters []any
-	for _, l := range field(t, static, "listeners").([]any) {
-		for _, fc := range field(t, l.(map[string]any), "filter_chains").([]any) {
-			for _, f := range field(t, fc.(map[string]any), "filters").([]any) {
-				f := f.(map[string]any)
-				if f["name"] == "envoy.filters.network.http_connection_manager" {
-					filters = field(t, f, "typed_config").(map[string]any)["http_filters"].([]any)
+func TestCaddySnippets(t *testing.T) {
+	for _, name := range []string{proxies.CaddyJWT, proxies.CaddyAuthLayer} {
+		t.Run(name, func(t *testing.T) {
+			lines := caddyLines(proxies.Snippet(t, name))
+			layer := name == proxies.CaddyAuthLayer
+			if !slices.Contains(lines, "http://"+proxies.DefaultListen+" {") {
+				t.Errorf("no site block http://%s", proxies.DefaultListen)
+			}
+			var auths []string // forward_auth upstreams, in order
+			firstAuth := -1
+			for i, l := range lines {
+				if up, ok := strings.CutPrefix(l, "forward_auth "); ok {
+					auths = append(auths, strings.TrimSuffix(up, " {"))
+					if firstAuth < 0 {
+						firstAuth = i
+					}
 				}
 			}
-		}
-	}
-	var names []string
-	byName := map[string]map[string]any{}
-	for _, f := range filters {
-		f := f.(map[string]any)
-		name := f["name"].(string)
-		names = append(names, name)
-		byName[name] = field(t, f, "typed_config").(map[string]any)
-	}
-	mutation, authz := slices.Index(names, "envoy.filters.http.header_mutation"), slices.Index(names, "envoy.filters.http.ext_authz")
-	if authz < 0 || mutation < 0 || mutation > authz || names[len(names)-1] != "envoy.filters.http.router" {
-		t.Fatalf("http_filters %v: want header_mutation, then ext_authz, the router last", names)
-	}
-
-	// Client-sent X-License-* headers are removed before ext_authz.
-	var removed []string
-	mutations := field(t, byName["envoy.filters.http.header_mutation"], "mutations").(map[string]any)
-	for _, m := range field(t, mutations, "request_mutations").([]any) {
-		if r, ok := m.(map[string]any)["remove"].(string); ok {
-			removed = append(removed, r)
-		}
-	}
-	for _, h := range append(slices.Clone(sixHeaders), "X-License-Warning") {
-		if !slices.Contains(removed, strings.ToLower(h)) {
-			t.Errorf("header_mutation does not remove %s", h)
-		}
-	}
-
-	ea := byName["envoy.filters.http.ext_authz"]
-	if fma, _ := ea["failure_mode_allow"].(bool); fma {
-		t.Error("failure_mode_allow is true: an unreachable gatekeeper would let everything through")
-	}
-	if sent := matcherList(t, field(t, ea, "allowed_headers")); !slices.Contains(sent, "x-org-slug") {
-		t.Errorf("allowed_headers %v lacks x-org-slug", sent)
-	}
-	hs := field(t, ea, "http_service").(map[string]any)
-	if got := field(t, hs, "path_prefix"); got != "/authz" {
-		t.Errorf("path_prefix = %v, want /authz", got)
-	}
-	uri := field(t, hs, "server_uri").(map[string]any)
-	timeout, err := time.ParseDuration(field(t, uri, "timeout").(string))
-	if err != nil || timeout < 200*time.Millisecond {
-		t.Errorf("server_uri.timeout = %v (%v), want at least 200ms", uri["timeout"], err)
-	}
-	resp := field(t, hs, "authorization_response").(map[string]any)
-	upstream := matcherList(t, field(t, resp, "allowed_upstream_headers"))
-	for _, h := range sixHeaders {
-		if !slices.Contains(upstream, strings.ToLower(h)) {
-			t.Errorf("allowed_upstream_headers lacks %s", strings.ToLower(h))
-		}
-	}
-	client := matcherList(t, field(t, resp, "allowed_client_headers"))
-	for _, h := range []string{"x-license-error", "x-license-warning"} {
-		if !slices.Contains(client, h) {
-			t.Errorf("allowed_client_headers lacks %s", h)
-		}
-	}
-	if onSuccess := matcherList(t, field(t, resp, "allowed_client_headers_on_success")); !slices.Contains(onSuccess, "x-license-warning") {
-		t.Errorf("allowed_client_headers_on_success %v lacks x-license-warning", onSuccess)
-	}
-
-	// The authz cluster is the gatekeeper's --authz-listen; the app's is the
-	// default upstream.
-	endpoints := map[string]string{}
-	for _, c := range field(t, static, "clusters").([]any) {
-		c := c.(map[string]any)
-		la := field(t, c, "load_assignment").(map[string]any)
-		for _, e := range field(t, la, "endpoints").([]any) {
-			for _, lb := range field(t, e.(map[string]any), "lb_endpoints").([]any) {
-				sa := lb.(map[string]any)["endpoint"].(map[string]any)["address"].(map[string]any)["socket_address"].(map[string]any)
-				endpoints[c["name"].(string)] = fmt.Sprintf("%v:%v", sa["address"], sa["port_value"])
+			want := []string{proxies.DefaultAuthz}
+			if layer {
+				want = []string{proxies.DefaultSession, proxies.DefaultAuthz}
 			}
-		}
-	}
-	if got := endpoints[field(t, uri, "cluster").(string)]; got != proxies.DefaultAuthz {
-		t.Errorf("authz cluster endpoint = %q, want %s", got, proxies.DefaultAuthz)
-	}
-	if !slices.Contains(slices.Collect(maps.Values(endpoints)), proxies.DefaultUpstream) {
-		t.Errorf("cluster endpoints %v lack the app at %s", endpoints, proxies.DefaultUpstream)
+			if !slices.Equal(auths, want) {
+				t.Fatalf("forward_auth to %v, want %v", auths, want)
+			}
+			// The client's org header is removed before anything is asked,
+			// and nothing else touches it but the session endpoint's copy.
+			strip := slices.Index(lines, "request_header -X-Org-Slug")
+			if strip < 0 || strip > firstAuth {
+				t.Errorf("request_header -X-Org-Slug at line %d, want before the first forward_auth (%d)", strip, firstAuth)
+			}
+			for _, l := range lines {
+				if !strings.Contains(l, "X-Org-Slug") {
+					continue
+				}
+				allowed := l == "request_header -X-Org-Slug" ||
+					layer && (l == "copy_headers X-Org-Slug" || l == `@org_unset header_regexp X-Org-Slug ^\{` || l == "request_header @org_unset -X-Org-Slug")
+				if !allowed {
+					t.Errorf("%q handles the org header", l)
+				}
+			}
+			// The token travels as sent (forward_auth passes the client's
+			// headers): nothing removes Authorization or Cookie.
+			for _, l := range lines {
+				for _, h := range []string{"-Authorization", "-Cookie"} {
+					if strings.HasSuffix(l, h) {
+						t.Errorf("%q removes the token", l)
+					}
+				}
+			}
+			for _, l := range []string{"uri /authz", "request_header -X-Gatekeeper-Secret", "copy_response 400"} {
+				if !slices.Contains(lines, l) {
+					t.Errorf("no %q", l)
+				}
+			}
+			if layer && !slices.Contains(lines, "uri /session") {
+				t.Error("no uri /session")
+			}
+		})
 	}
 }
 
 // The helpers render exactly the shipped files: the defaults must be there,
 // and a replacement is never replaced again.
 func TestRender(t *testing.T) {
-	for _, name := range []string{"nginx.conf", "Caddyfile"} {
+	defaults := []string{proxies.DefaultListen, proxies.DefaultAuthz, proxies.DefaultUpstream, proxies.DefaultSession}
+	count := func(s string) (n int) {
+		for _, d := range defaults {
+			n += strings.Count(s, d)
+		}
+		return n
+	}
+	for _, name := range []string{proxies.NginxJWT, proxies.NginxAuthLayer, proxies.CaddyJWT, proxies.CaddyAuthLayer} {
 		s := proxies.Snippet(t, name)
 		// Ports chosen to collide with the other defaults.
-		out, err := proxies.Render(s, proxies.DefaultAuthz, proxies.DefaultUpstream, proxies.DefaultListen)
+		addrs := map[string]string{
+			proxies.DefaultListen:   proxies.DefaultAuthz,
+			proxies.DefaultAuthz:    proxies.DefaultUpstream,
+			proxies.DefaultUpstream: proxies.DefaultListen,
+		}
+		layer := strings.Contains(name, "auth-layer")
+		if layer {
+			addrs[proxies.DefaultSession] = proxies.DefaultListen
+		}
+		out, err := proxies.Render(s, addrs)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		want := strings.Count(s, proxies.DefaultListen) + strings.Count(s, proxies.DefaultAuthz) + strings.Count(s, proxies.DefaultUpstream)
-		got := strings.Count(out, proxies.DefaultListen) + strings.Count(out, proxies.DefaultAuthz) + strings.Count(out, proxies.DefaultUpstream)
-		if got != want {
+		if got, want := count(out), count(s); got != want {
 			t.Errorf("%s: %d default addresses after rendering, want %d", name, got, want)
 		}
 		if strings.Count(out, proxies.DefaultAuthz) != strings.Count(s, proxies.DefaultListen) {
 			t.Errorf("%s: the listen address was not replaced everywhere", name)
 		}
+		// The session endpoint is in the auth-layer variants only, and a
+		// setup must say where it is.
+		delete(addrs, proxies.DefaultSession)
+		_, err = proxies.Render(s, addrs)
+		if layer != (err != nil) {
+			t.Errorf("%s rendered without the session address: %v", name, err)
+		}
+		if !layer {
+			addrs[proxies.DefaultSession] = "127.0.0.1:1"
+			if _, err := proxies.Render(s, addrs); err == nil {
+				t.Errorf("%s rendered a session address it does not mention", name)
+			}
+		}
+
+		// The commented secret line can be turned on, and sends the secret.
+		on, err := proxies.EnableSecret(s, "the-secret")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if strings.Contains(on, proxies.SecretPlaceholder) || !strings.Contains(on, "X-Gatekeeper-Secret \"the-secret\"") {
+			t.Errorf("%s: the secret line was not turned on:\n%s", name, on)
+		}
 	}
-	if _, err := proxies.Render("listen 127.0.0.1:9999;", "a", "b", "c"); err == nil {
+	if _, err := proxies.Render("listen 127.0.0.1:9999;", map[string]string{proxies.DefaultListen: "a"}); err == nil {
 		t.Error("a snippet without the default addresses rendered without error")
+	}
+	if _, err := proxies.EnableSecret("# proxy_set_header X-Gatekeeper-Secret \"x\";", "s"); err == nil {
+		t.Error("a secret line without the placeholder was turned on")
 	}
 	if _, err := os.Stat(filepath.Join(proxies.RepoRoot(t), "go.mod")); err != nil {
 		t.Error(err)
 	}
-}
-
-func parseYAML(t *testing.T, name string) map[string]any {
-	t.Helper()
-	var doc map[string]any
-	if err := yaml.Unmarshal([]byte(proxies.Snippet(t, name)), &doc); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return doc
-}
-
-// field returns m[key] of a YAML mapping, failing the test when absent.
-func field(t *testing.T, m any, key string) any {
-	t.Helper()
-	mm, ok := m.(map[string]any)
-	if !ok {
-		t.Fatalf("looking up %q in a %T, not a mapping", key, m)
-	}
-	v, ok := mm[key]
-	if !ok {
-		t.Fatalf("no %q field", key)
-	}
-	return v
-}
-
-func stringList(t *testing.T, v any) []string {
-	t.Helper()
-	l, ok := v.([]any)
-	if !ok {
-		t.Fatalf("%v is not a list", v)
-	}
-	var out []string
-	for _, e := range l {
-		s, ok := e.(string)
-		if !ok {
-			t.Fatalf("%v is not a string", e)
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// matcherList returns the exact values of an Envoy ListStringMatcher.
-func matcherList(t *testing.T, v any) []string {
-	t.Helper()
-	var out []string
-	for _, p := range field(t, v, "patterns").([]any) {
-		if s, ok := p.(map[string]any)["exact"].(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
 }
