@@ -348,9 +348,9 @@ func (g *Gate) PrepareRequest(r *http.Request, d Decision) {
 
 // Middleware enforces licenses in front of next: it decides each request,
 // answers a denial (WriteDenial: the JSON body, or the HTML page for a
-// browser; 503 for license_state_unavailable, 403 otherwise), or prepares the request
-// (PrepareRequest) and calls next, with X-License-Warning on the response
-// in grace.
+// browser; 503 for license_state_unavailable, 403 otherwise), or
+// prepares the request (PrepareRequest) and calls next, with
+// X-License-Warning on the response in grace.
 func (g *Gate) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := g.Decide(r)
