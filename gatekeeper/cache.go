@@ -80,6 +80,10 @@ func (e *entry) org() string { return e.orgHdr[0] }
 // nanoseconds, clamped: unixNanos).
 type view struct {
 	from, until int64
+	// expires is the expiry of the license in force for a valid, grace or
+	// expired status (zero otherwise): per license, so kept out of the
+	// shared look.
+	expires time.Time
 	*look
 }
 
@@ -232,6 +236,12 @@ func (e *entry) build(now int64) *view {
 		}
 	}
 	v.look = e.cache.lookOf(&rep)
+	switch rep.Status {
+	case license.StatusValid, license.StatusGrace, license.StatusExpired:
+		if rep.Expires != nil {
+			v.expires, _ = time.Parse(time.RFC3339, *rep.Expires)
+		}
+	}
 	return v
 }
 

@@ -92,6 +92,10 @@ type Config struct {
 	// monotonic clock per decision and the wall clock once a second, so a
 	// step of the system clock is seen within a second.
 	Now func() time.Time
+	// RenewalURL is the renewal link of the HTML denial page (Gate.WriteDenial):
+	// a path or an http(s) URL in which {org} is replaced by the org,
+	// URL-escaped. "" means DefaultRenewalURL.
+	RenewalURL string
 }
 
 // OrgSourceKind is where an org comes from.

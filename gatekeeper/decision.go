@@ -3,6 +3,7 @@ package gatekeeper
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/licenseledger/ledger/license"
 )
@@ -103,6 +104,9 @@ type Decision struct {
 	Org string
 	// LicenseStatus is the org's status when known ("" otherwise).
 	LicenseStatus license.Status
+	// Expires is the expiry of the org's license in force when its status
+	// is valid, grace or expired (zero otherwise).
+	Expires time.Time
 
 	hdr    *headerSet // pre-rendered, shared, never modified; nil when the state is unknown
 	orgHdr *[1]string // X-License-Org's value, with hdr
@@ -227,7 +231,8 @@ type denialBody struct {
 // WriteDenial answers a denied request: d.Status (403, or 503 for
 // license_state_unavailable; 403 when unset) with
 // {"error", "message", "org", "reason"} (org and reason null when empty)
-// and X-License-Error: <code>.
+// and X-License-Error: <code>. Gate.WriteDenial also answers browsers with
+// an HTML page.
 func WriteDenial(w http.ResponseWriter, d Decision) {
 	b := denialBody{Error: d.Code, Message: d.Message}
 	if d.Org != "" {
@@ -237,27 +242,8 @@ func WriteDenial(w http.ResponseWriter, d Decision) {
 		r := string(d.Reason)
 		b.Reason = &r
 	}
-	status := d.Status
-	if status == 0 || status == http.StatusOK {
-		status = http.StatusForbidden
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set(HeaderError, d.Code)
-	if d.Code == CodeOrgUnauthenticated {
-		// RFC 6750 §3: no token, or one that does not verify.
-		if d.badToken {
-			h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		} else {
-			h.Set("WWW-Authenticate", "Bearer")
-		}
-	}
-	if d.Reason != "" {
-		// For proxies that cannot read an auth answer's body (nginx).
-		h.Set(HeaderReason, string(d.Reason))
-	}
+	status := denialHeaders(w.Header(), d)
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(b)
 }

@@ -32,6 +32,7 @@ type Gate struct {
 	stats       counters
 	tokens      TokenVerifier // jwt mode
 	tokenCookie string        // jwt mode
+	renewal     string        // Config.RenewalURL, validated
 }
 
 // New returns a Gate deciding from src with cfg.
@@ -79,6 +80,9 @@ func New(src Source, cfg Config) (*Gate, error) {
 		return nil, fmt.Errorf("gatekeeper: %w", err)
 	}
 	g.routes = rt
+	if g.renewal, err = renewalURL(cfg.RenewalURL); err != nil {
+		return nil, fmt.Errorf("gatekeeper: %w", err)
+	}
 	memos, _ := src.(MemoSource)
 	g.cache = newEntryCache(memos, rt.rules)
 	return g, nil
@@ -259,7 +263,7 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		return
 	}
 	v := e.at(g.nanos())
-	d.LicenseStatus, d.hdr, d.orgHdr = v.status, &v.hdr, &e.orgHdr
+	d.LicenseStatus, d.Expires, d.hdr, d.orgHdr = v.status, v.expires, &v.hdr, &e.orgHdr
 	enforced := e.enforced
 	if g.enforce != nil {
 		enforced = *g.enforce
@@ -361,16 +365,16 @@ func (g *Gate) PrepareRequest(r *http.Request, d Decision) {
 }
 
 // Middleware enforces licenses in front of next: it decides each request,
-// answers a denial with the JSON body (503 for
-// license_state_unavailable, 403 otherwise), or prepares the request
-// (PrepareRequest) and calls next, with X-License-Warning on the response
-// in grace.
+// answers a denial (WriteDenial: the JSON body, or the HTML page for a
+// browser; 503 for license_state_unavailable, 403 otherwise), or
+// prepares the request (PrepareRequest) and calls next, with
+// X-License-Warning on the response in grace.
 func (g *Gate) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := g.Decide(r)
 		g.PrepareRequest(r, d)
 		if !d.Allowed {
-			WriteDenial(w, d)
+			g.WriteDenial(w, r, d)
 			return
 		}
 		SetClientHeaders(w.Header(), d)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +36,7 @@ type world struct {
 	upstream *httptest.Server
 	bus      *natsbus.Bus
 	gk       addrs
+	logs     logBuffer // what every gatekeeper started logged
 }
 
 func newWorld(t *testing.T, mod func(*gatekeeperCmd)) *world {
@@ -52,7 +54,7 @@ func newWorld(t *testing.T, mod func(*gatekeeperCmd)) *world {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hdr := map[string]string{"path": r.URL.Path, "method": r.Method}
 		for k := range r.Header {
-			if strings.HasPrefix(k, "X-License-") {
+			if strings.HasPrefix(k, "X-License-") || k == "X-Gatekeeper-Secret" {
 				hdr[k] = r.Header.Get(k)
 			}
 		}
@@ -75,7 +77,8 @@ func (w *world) start(mod func(*gatekeeperCmd)) addrs {
 	cmd := &gatekeeperCmd{Listen: "127.0.0.1:0", Upstream: w.upstream.URL, AuthzListen: "127.0.0.1:0", AuthzHeaders: "original",
 		AdminListen: "127.0.0.1:0", OrgFrom: "header:X-Org-Slug", TrustedProxies: []string{"127.0.0.0/8", "::1/128"},
 		DecisionTimeout: 100 * time.Millisecond, MinSeqWait: 50 * time.Millisecond, MaxStaleness: 30 * time.Second,
-		ShutdownWait: time.Second, Features: features, AllowUI: "/ui/"}
+		ShutdownWait: time.Second, Features: features, AuthzTrusted: []string{"127.0.0.0/8", "::1/128"},
+		ReadTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10, MaxConns: 10000, RenewalURL: "/ui/license/?org={org}", AllowUI: "/ui/"}
 	cmd.NATSURL, cmd.NATSNKey, cmd.Stream, cmd.PublicKeys = w.srv.URL(), seed, "LICENSES", licensetest.RingEntry("k1")
 	if mod != nil {
 		mod(cmd)
@@ -83,7 +86,7 @@ func (w *world) start(mod func(*gatekeeperCmd)) addrs {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan addrs, 1)
 	done := make(chan error, 1)
-	go func() { done <- cmd.serve(ctx, slog.New(slog.DiscardHandler), started) }()
+	go func() { done <- cmd.serve(ctx, slog.New(slog.NewTextHandler(&w.logs, nil)), started) }()
 	var a addrs
 	select {
 	case a = <-started:
@@ -173,6 +176,24 @@ func get(t *testing.T, url string, hdr ...string) answer {
 	var m map[string]any
 	json.Unmarshal(raw, &m)
 	return answer{resp.StatusCode, resp.Header, m}
+}
+
+// logBuffer collects log lines from concurrent writers.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // eventually retries check until it passes (events reach replicas within

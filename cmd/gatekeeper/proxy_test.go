@@ -95,10 +95,14 @@ func TestAuthzPathFamily(t *testing.T) {
 	if a := get(t, base+"/authz/app", "X-Org-Slug", "nobody"); a.code != 403 || a.hdr.Get("X-License-Error") != "license_missing" {
 		t.Fatalf("missing: %d %v", a.code, a.body)
 	}
-	// The original family ignores X-Forwarded-*; the forwarded one ignores X-Original-*.
+	// The original family never falls back to X-Forwarded-*: without
+	// X-Original-* the request is refused (TestAuthzHeadersMismatch).
 	w2 := w.start(func(c *gatekeeperCmd) { c.AuthzHeaders = "original" })
-	if a := get(t, "http://"+w2.authz+"/authz", "X-Org-Slug", "acme", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/app"); a.code != 403 || a.body["error"] != "path_invalid" {
+	if a := get(t, "http://"+w2.authz+"/authz", "X-Org-Slug", "acme", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/app"); a.code != 400 || a.body["error"] != "authz_headers_mismatch" {
 		t.Fatalf("original family with forwarded headers: %d %v", a.code, a.body)
+	}
+	if a := get(t, "http://"+w2.authz+"/authz", "X-Org-Slug", "acme"); a.code != 403 || a.body["error"] != "path_invalid" {
+		t.Fatalf("original family without any original request: %d %v", a.code, a.body)
 	}
 }
 

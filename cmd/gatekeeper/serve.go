@@ -18,11 +18,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/licenseledger/ledger/gatekeeper"
 	"github.com/licenseledger/ledger/gatekeeper/frontend"
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/gatestate"
+	"github.com/licenseledger/ledger/internal/keyringmetric"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/license"
@@ -142,6 +144,18 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	if err != nil {
 		return err
 	}
+	if err := gatekeeper.CheckRenewalURL(c.RenewalURL); err != nil {
+		return cli.Usage("--renewal-url: %v", err)
+	}
+	gcfg.RenewalURL = c.RenewalURL
+	lim, err := c.limits()
+	if err != nil {
+		return err
+	}
+	authzOpts, secret, err := c.authzOptions(log)
+	if err != nil {
+		return err
+	}
 	var upstream *url.URL
 	if c.Listen != "off" && c.Upstream != "" {
 		if upstream, err = url.Parse(c.Upstream); err != nil || upstream.Host == "" || (upstream.Scheme != "http" && upstream.Scheme != "https") {
@@ -152,8 +166,12 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	if err != nil {
 		return cli.Usage("key ring: %v", err)
 	}
+	if err := c.checkKeys(keys.Ring(), log); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		keyringmetric.Collector(keys))
 	conn := c.ConnConfig("gatekeeper", log)
 	conn.PingInterval = gatestate.PingInterval(c.MaxStaleness)
 	nc, err := natsbus.Connect(conn)
@@ -192,6 +210,9 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	log.Info("allowlist: these routes pass whatever the license state", "entries", gate.Allowlist())
 	reg.MustRegister(gate.Collector()) // decisions by result and code; the enforcement override
 	keys.ReloadOnSIGHUP(ctx, log, func(*license.Ring) { fol.Reverify() })
+	if secret != nil {
+		reloadSecretOnSIGHUP(ctx, log, secret)
+	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	if upstream != nil {
@@ -200,7 +221,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	}
 	go fol.Run(runCtx)
 
-	srvs := &servers{log: log, shutdown: c.ShutdownWait}
+	srvs := &servers{log: log, shutdown: c.ShutdownWait, limits: lim}
 	admin, err := srvs.listen(c.AdminListen, adminHandler(reg, fol))
 	if err != nil {
 		return err
@@ -211,7 +232,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	var a addrs
 	a.admin = admin
 	if c.AuthzListen != "off" {
-		if a.authz, err = srvs.listen(c.AuthzListen, frontend.Authz(gate, c.AuthzHeaders)); err != nil {
+		if a.authz, err = srvs.listen(c.AuthzListen, frontend.Authz(gate, c.AuthzHeaders, authzOpts...)); err != nil {
 			return err
 		}
 	}
@@ -253,6 +274,7 @@ func (c *gatekeeperCmd) openPool(ctx context.Context, log *slog.Logger) (*pgxpoo
 type servers struct {
 	log      *slog.Logger
 	shutdown time.Duration
+	limits   limits
 	list     []*http.Server
 	errc     chan error
 }
@@ -265,8 +287,9 @@ func (s *servers) listen(addr string, h http.Handler) (string, error) {
 	if s.errc == nil {
 		s.errc = make(chan error, 4)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	ln = netutil.LimitListener(ln, s.limits.maxConns)
+	srv := s.limits.server(h)
+	srv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.list = append(s.list, srv)
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

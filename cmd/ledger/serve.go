@@ -23,6 +23,7 @@ import (
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/httpapi"
+	"github.com/licenseledger/ledger/internal/keyringmetric"
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/tick"
@@ -129,7 +130,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	keyringInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_keyring_info",
 		Help: "The trusted key ring: 1 for the current fingerprint."}, []string{"fingerprint"})
-	reg.MustRegister(keyringInfo)
+	reg.MustRegister(keyringInfo, keyringmetric.Collector(keys)) // license_keyring_info: the name every process shares
 	keyringInfo.WithLabelValues(keys.Ring().Fingerprint()).Set(1)
 
 	svc := ledger.New(ledger.Config{Store: bus, Keys: keys, DefaultGraceDays: c.GraceDays,

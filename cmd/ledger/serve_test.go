@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
 )
 
@@ -227,5 +229,23 @@ func TestServeFlushesSuppressedRejectionsAtShutdown(t *testing.T) {
 	}
 	if rejected != 10 || len(suppressed) != 1 || suppressed[0] != 3 {
 		t.Fatalf("after a restart: %d license.rejected, suppressed counts %v; want 10 and [3]", rejected, suppressed)
+	}
+}
+
+// The ledger exports its key ring's fingerprint under the name every
+// process shares (and its older ledger_keyring_info).
+func TestServeExportsKeyringFingerprint(t *testing.T) {
+	l := startLedger(t, t.TempDir(), nil)
+	resp, err := http.Get(l.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fp := licensetest.Ring(t, "k1").Fingerprint()
+	for _, name := range []string{"license_keyring_info", "ledger_keyring_info"} {
+		if want := name + `{fingerprint="` + fp + `"} 1`; !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`).Match(body) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(body), "keyring"))
+		}
 	}
 }

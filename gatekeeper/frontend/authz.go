@@ -5,38 +5,37 @@
 package frontend
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/licenseledger/ledger/gatekeeper"
 )
 
 // Authz answers /authz and /authz/…, any method: 200 with the
 // X-License-* headers for the proxy to copy upstream, or 403 with the
-// denial body (license_state_unavailable included: nginx passes only 2xx,
-// 401 and 403). The original request comes from one header family, never
-// a fallback: original (X-Original-Method/-URI), forwarded
-// (X-Forwarded-Method/-Uri) or path (this request's method and the path
-// after /authz, Envoy's path_prefix).
-func Authz(gate *gatekeeper.Gate, family string) http.Handler {
+// denial (license_state_unavailable included: nginx passes only 2xx, 401
+// and 403), as JSON or, when the original request's Accept prefers it,
+// as the HTML page (Gate.WriteDenial). The original request comes from
+// one header family, never a fallback: original (X-Original-Method/-URI),
+// forwarded (X-Forwarded-Method/-Uri) or path (this request's method and
+// the path after /authz, Envoy's path_prefix).
+//
+// Only callers it trusts are answered (AuthzTrusted, AuthzSecret); others
+// get 403 authz_forbidden and nothing about any org. A request carrying
+// the other family's headers and not the configured one's is answered 400
+// authz_headers_mismatch, naming the --authz-headers value to set: a
+// misconfigured proxy is told, not silently denied path_invalid.
+func Authz(gate *gatekeeper.Gate, family string, opts ...AuthzOption) http.Handler {
+	a := &authz{gate: gate, family: family, trusted: gatekeeper.DefaultTrustedProxies(), log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(a)
+	}
 	mux := http.NewServeMux()
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		method, uri, host := originalRequest(r, family)
-		var d gatekeeper.Decision
-		if method == "" || uri == "" || uri[0] != '/' {
-			d = gate.DecideFor(r.Context(), http.MethodGet, "/..", host, r.Header, r.RemoteAddr) // path_invalid
-		} else {
-			d = gate.DecideFor(r.Context(), method, uri, host, r.Header, r.RemoteAddr)
-		}
-		d = d.ForAuthz()
-		if !d.Allowed {
-			gatekeeper.WriteDenial(w, d)
-			return
-		}
-		gatekeeper.SetUpstreamHeaders(w.Header(), d)
-		gatekeeper.SetClientHeaders(w.Header(), d)
-		w.WriteHeader(http.StatusOK)
-	})
+	h := http.HandlerFunc(a.serve)
 	mux.Handle("/authz", h)
 	mux.Handle("/authz/", h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -46,6 +45,150 @@ func Authz(gate *gatekeeper.Gate, family string) http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// An AuthzOption configures Authz.
+type AuthzOption func(*authz)
+
+// AuthzTrusted answers only peers (by the connection's address, never a
+// forwarded one) within prefixes; default loopback
+// (gatekeeper.DefaultTrustedProxies). An empty list trusts no peer.
+func AuthzTrusted(prefixes []netip.Prefix) AuthzOption {
+	return func(a *authz) {
+		a.trusted = make([]netip.Prefix, 0, len(prefixes))
+		for _, p := range prefixes {
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			a.trusted = append(a.trusted, p.Masked())
+		}
+	}
+}
+
+// AuthzSecret also requires s in the X-Gatekeeper-Secret header of every
+// request.
+func AuthzSecret(s *Secret) AuthzOption { return func(a *authz) { a.secret = s } }
+
+// AuthzLogger logs, once each, the refusals an operator must fix: a peer
+// or a secret refused, a header family mismatch. Default: no logs.
+func AuthzLogger(log *slog.Logger) AuthzOption { return func(a *authz) { a.log = log } }
+
+type authz struct {
+	gate    *gatekeeper.Gate
+	family  string
+	trusted []netip.Prefix
+	secret  *Secret
+	log     *slog.Logger
+	warned  [4]atomic.Bool // by warning: badPeer, badSecret, sentOriginal, sentForwarded
+}
+
+const (
+	warnPeer = iota
+	warnSecret
+	warnOriginal
+	warnForwarded
+)
+
+func (a *authz) serve(w http.ResponseWriter, r *http.Request) {
+	if !a.permitted(r) {
+		gatekeeper.WriteDenial(w, a.gate.Refusal(gatekeeper.CodeAuthzForbidden, http.StatusForbidden, ""))
+		return
+	}
+	if sent := sentFamily(r, a.family); sent != "" {
+		a.mismatch(w, r, sent)
+		return
+	}
+	method, uri, host := originalRequest(r, a.family)
+	var d gatekeeper.Decision
+	if method == "" || uri == "" || uri[0] != '/' {
+		d = a.gate.DecideFor(r.Context(), http.MethodGet, "/..", host, r.Header, r.RemoteAddr) // path_invalid
+	} else {
+		d = a.gate.DecideFor(r.Context(), method, uri, host, r.Header, r.RemoteAddr)
+	}
+	d = d.ForAuthz()
+	if !d.Allowed {
+		a.gate.WriteDenial(w, r, d)
+		return
+	}
+	gatekeeper.SetUpstreamHeaders(w.Header(), d)
+	gatekeeper.SetClientHeaders(w.Header(), d)
+	w.WriteHeader(http.StatusOK)
+}
+
+// permitted reports whether r's peer is trusted and r carries the secret
+// (when one is required).
+func (a *authz) permitted(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !contains(a.trusted, ap.Addr().Unmap().WithZone("")) {
+		a.warnOnce(warnPeer, "/authz refused a peer outside --authz-trusted (403 authz_forbidden)", "peer", r.RemoteAddr)
+		return false
+	}
+	if a.secret != nil && !a.secret.Match(first(r.Header, SecretHeader)) {
+		a.warnOnce(warnSecret, "/authz refused a request without the --authz-secret-file secret in "+SecretHeader+" (403 authz_forbidden)", "peer", r.RemoteAddr)
+		return false
+	}
+	return true
+}
+
+func contains(list []netip.Prefix, a netip.Addr) bool {
+	for _, p := range list {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// mismatch answers a request that carries the family sent instead of the
+// configured one.
+func (a *authz) mismatch(w http.ResponseWriter, r *http.Request, sent string) {
+	msg := fmt.Sprintf("the proxy sent %s but this gatekeeper reads %s: set --authz-headers %s (GATEKEEPER_AUTHZ_HEADERS=%s)",
+		familyHeaders(sent), familyHeaders(a.family), sent, sent)
+	which := warnOriginal
+	if sent == "forwarded" {
+		which = warnForwarded
+	}
+	a.warnOnce(which, "/authz got another header family than --authz-headers names (400 authz_headers_mismatch)",
+		"authz_headers", a.family, "sent", sent, "fix", "--authz-headers "+sent, "peer", r.RemoteAddr)
+	gatekeeper.WriteDenial(w, a.gate.Refusal(gatekeeper.CodeAuthzHeadersMismatch, http.StatusBadRequest, msg))
+}
+
+func (a *authz) warnOnce(which int, msg string, args ...any) {
+	if !a.warned[which].Swap(true) {
+		a.log.Warn(msg, args...)
+	}
+}
+
+// sentFamily returns the header family r carries in place of the
+// configured one, "" when there is none: with original or forwarded, the
+// other family's method or URI header and none of its own; with path,
+// either family's.
+func sentFamily(r *http.Request, family string) string {
+	h := r.Header
+	orig := len(h["X-Original-Uri"]) > 0 || len(h["X-Original-Method"]) > 0
+	fwd := len(h["X-Forwarded-Uri"]) > 0 || len(h["X-Forwarded-Method"]) > 0
+	switch {
+	case family == "original" && fwd && !orig:
+		return "forwarded"
+	case family == "forwarded" && orig && !fwd:
+		return "original"
+	case family == "path" && orig:
+		return "original"
+	case family == "path" && fwd:
+		return "forwarded"
+	}
+	return ""
+}
+
+// familyHeaders names where a family carries the original request.
+func familyHeaders(family string) string {
+	switch family {
+	case "original":
+		return "X-Original-Method/X-Original-URI"
+	case "forwarded":
+		return "X-Forwarded-Method/X-Forwarded-Uri"
+	}
+	return "the method and the path after /authz"
 }
 
 // first is the first value of h[key], key in canonical form (Header.Get

@@ -28,7 +28,8 @@ func (b *bufferPool) Get() []byte {
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // Proxy is the reverse proxy front end: strip client X-License-*, decide,
-// deny with the JSON body (503 for license_state_unavailable), or forward
+// deny (Gate.WriteDenial: JSON, or HTML for a browser; 503 for
+// license_state_unavailable), or forward
 // with the X-License-* headers set — streaming, keep-alive and WebSocket
 // upgrades included. Every forwarded request is tracked by org, so a flip
 // to deny ends the org's open requests and connections (Recheck). It is
@@ -74,9 +75,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d := p.gate.Decide(r)
 	p.gate.PrepareRequest(r, d)
 	if !d.Allowed {
-		gatekeeper.WriteDenial(w, d)
+		p.gate.WriteDenial(w, r, d)
 		return
 	}
+	delete(r.Header, SecretHeader) // /authz's, never the application's
 	gatekeeper.SetClientHeaders(w.Header(), d)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

@@ -151,6 +151,9 @@ type Follower struct {
 	notify  notifier
 	changes changeQueue
 
+	keyringMu   sync.Mutex
+	keyringSaid string // the KeyringProblem last logged
+
 	// Test hooks.
 	hookDeliver    func(*events.Message) // before a consumed message is handled
 	hookBeforeLoad func()                // before the initial load
@@ -471,14 +474,21 @@ type Health struct {
 	NATS bool `json:"nats"`
 	// OrgsCached counts cached orgs (every org with an event, _instance).
 	OrgsCached int `json:"orgs_cached"`
+	// Keyring says, once loaded, when the key ring trusts none of the keys
+	// the cached licenses are signed with (KeyringProblem); nil otherwise.
+	Keyring *string `json:"keyring"`
 }
 
 // Health returns the follower's state for /readyz (which should be 200
 // once Loaded, whatever the staleness).
 func (f *Follower) Health() Health {
 	s := f.Staleness()
-	return Health{Loaded: f.loaded.Load(), Staleness: s, StalenessSeconds: s.Seconds(), Stale: s > f.cfg.MaxStaleness,
+	h := Health{Loaded: f.loaded.Load(), Staleness: s, StalenessSeconds: s.Seconds(), Stale: s > f.cfg.MaxStaleness,
 		AppliedSeq: f.applied.Load(), StreamHead: f.head.Load(), NATS: f.natsOK.Load(), OrgsCached: f.orgs.Load().len()}
+	if p := f.KeyringProblem(); p != "" {
+		h.Keyring = &p
+	}
+	return h
 }
 
 // Reverify re-checks every cached license against the current key ring
@@ -487,19 +497,21 @@ func (f *Follower) Health() Health {
 // cache does not keep, is read back from the stream; an org whose key
 // cannot be read keeps its previous verification (logged).
 func (f *Follower) Reverify() {
-	f.orgs.Load().each(func(org string, e *entry) {
-		if err := f.reverifyOrg(org, e); err != nil {
+	m := f.orgs.Load()
+	m.each(func(org string, e *entry) {
+		if err := f.reverifyOrg(m, org, e); err != nil {
 			f.log.Warn("license not verified again: the previous verification stays in force", "org", org, "err", err)
 		}
 		f.changed(org)
 	})
+	f.checkKeyring()
 }
 
 // reverifyOrg verifies e's state again. The stream is read without the
 // entry's lock (events keep being applied); the result is installed if the
 // state did not change meanwhile, else the work is done again, the last
 // time under the lock.
-func (f *Follower) reverifyOrg(org string, e *entry) error {
+func (f *Follower) reverifyOrg(m *orgMap, org string, e *entry) error {
 	ctx, cancel := context.WithTimeout(context.Background(), reverifyTimeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -519,7 +531,7 @@ func (f *Follower) reverifyOrg(org string, e *entry) error {
 			e.mu.Lock()
 		}
 		if err == nil && e.st.Load() == st {
-			e.st.Store(n)
+			f.store(m, e, n)
 			f.gen.Add(1)
 		}
 		cur := e.st.Load()
@@ -651,6 +663,7 @@ type orgMap struct {
 	seed   maphash.Seed
 	shards [orgShards]orgShard
 	n      atomic.Int64
+	use    keyUse // the vendor keys the states' licenses use
 }
 
 const orgShards = 16 // a power of two

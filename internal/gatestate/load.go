@@ -250,7 +250,8 @@ func (f *Follower) offer(org string, st *projection.OrgState, trust projection.T
 	if st.Seq == 0 && org != license.InstanceOrg {
 		return st // no events: never cached
 	}
-	e := f.orgs.Load().getOrCreate(org)
+	m := f.orgs.Load()
+	e := m.getOrCreate(org)
 	e.mu.Lock()
 	cur := e.st.Load()
 	changed := cur == nil || st.Seq > cur.Seq
@@ -267,7 +268,7 @@ func (f *Follower) offer(org string, st *projection.OrgState, trust projection.T
 		} else {
 			st = compact(st)
 		}
-		e.st.Store(st)
+		f.store(m, e, st)
 		cur = st
 	}
 	e.mu.Unlock()
@@ -287,7 +288,7 @@ func (f *Follower) install(states map[string]*projection.OrgState, trust project
 	if replace {
 		m := newOrgMap()
 		for org, st := range states {
-			m.getOrCreate(org).st.Store(compact(st))
+			m.set(m.getOrCreate(org), compact(st))
 		}
 		f.orgs.Store(m)
 		f.gen.Add(1)
@@ -312,7 +313,8 @@ func (f *Follower) apply(m *events.Message, live bool) {
 	}
 	if m.IsOrgSubject() && events.ValidOrg(m.Org()) {
 		org := m.Org()
-		e := f.orgs.Load().getOrCreate(org)
+		cache := f.orgs.Load()
+		e := cache.getOrCreate(org)
 		e.mu.Lock()
 		cur := e.st.Load()
 		if cur == nil {
@@ -320,7 +322,7 @@ func (f *Follower) apply(m *events.Message, live bool) {
 		}
 		n, outcome, err := projection.Apply(f.trust(), cur, m)
 		if outcome != projection.Stale {
-			e.st.Store(compact(n))
+			f.store(cache, e, compact(n))
 		}
 		e.mu.Unlock()
 		if outcome != projection.Stale {

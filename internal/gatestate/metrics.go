@@ -63,6 +63,8 @@ func newMetrics(f *Follower, reg prometheus.Registerer) *metrics {
 			func() float64 { return float64(f.applied.Load()) }),
 		gauge("gatekeeper_stream_head_seq", "Stream head at the last successful check.",
 			func() float64 { return float64(f.head.Load()) }),
+		gauge("gatekeeper_orgs_unknown_key", "Orgs whose current or pending license is signed by a key (kid) this replica's key ring does not hold: denied license_invalid (unknown_key).",
+			func() float64 { return float64(f.UnknownKeyOrgs()) }),
 	)
 	return m
 }

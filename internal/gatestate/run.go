@@ -114,6 +114,7 @@ func (f *Follower) session(ctx context.Context) error {
 	f.loaded.Store(true)
 	f.gen.Add(1)
 	f.loadedOnce.Do(func() { close(f.loadedCh) })
+	f.checkKeyring()
 	f.log.Info("license state loaded", "orgs", f.orgs.Load().len(), "from", source, "stream_head", h,
 		"applied", f.applied.Load(), "took", time.Since(began).Round(time.Millisecond))
 	select {
