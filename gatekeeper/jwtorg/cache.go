@@ -26,8 +26,8 @@ type tokenCache struct {
 	slots   []atomic.Pointer[cacheEntry]
 	mask    uint64
 	limit   int64
-	bytes   atomic.Int64 // counted before an entry is stored, released after it is removed
-	entries atomic.Int64 // likewise
+	bytes   atomic.Int64 // reserved before an entry is stored (never past limit), released after it is removed
+	entries atomic.Int64 // counted before an entry is stored, released after it is removed
 }
 
 func newTokenCache(entries, bytes int) *tokenCache {
@@ -57,10 +57,25 @@ func (c *tokenCache) put(h uint64, e *cacheEntry) {
 		}
 		c.release(old)
 	}
-	n := e.size()
+	if !c.reserve(e.size()) {
+		return
+	}
 	c.entries.Add(1)
-	if c.bytes.Add(n) > c.limit || !slot.CompareAndSwap(nil, e) {
+	if !slot.CompareAndSwap(nil, e) {
 		c.release(e)
+	}
+}
+
+// reserve counts n more bytes unless that passes the bound.
+func (c *tokenCache) reserve(n int64) bool {
+	for {
+		b := c.bytes.Load()
+		if b+n > c.limit {
+			return false
+		}
+		if c.bytes.CompareAndSwap(b, b+n) {
+			return true
+		}
 	}
 }
 

@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -97,8 +96,9 @@ type Config struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Now is the clock tokens are checked against (exp, nbf, iat, and the
-	// cache's expiry). Defaults to time.Now. Refresh scheduling and its
-	// rate limit always use the system clock.
+	// cache's expiry). Defaults to the system clock, which cached lookups
+	// read coarsely (at most about a millisecond late). Refresh scheduling
+	// and its rate limit always use the system clock.
 	Now func() time.Time
 }
 
@@ -108,11 +108,10 @@ type Verifier struct {
 	cfg    Config
 	src    keySource
 	log    *slog.Logger
-	now    func() time.Time
 	leeway int64 // nanoseconds
 	keys   atomic.Pointer[keySet]
 	cache  *tokenCache
-	seed   maphash.Seed
+	seed   uint64 // of tokenHash
 	stats  counters
 
 	loadMu   sync.Mutex   // serialises loads of the key set
@@ -133,8 +132,8 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	v := &Verifier{cfg: cfg, log: cfg.Logger, now: cfg.Now, leeway: int64(cfg.Leeway),
-		cache: newTokenCache(cfg.CacheEntries, cfg.CacheBytes), seed: maphash.MakeSeed()}
+	v := &Verifier{cfg: cfg, log: cfg.Logger, leeway: int64(cfg.Leeway),
+		cache: newTokenCache(cfg.CacheEntries, cfg.CacheBytes), seed: newHashSeed()}
 	v.src = newKeySource(cfg)
 	v.keys.Store(&keySet{byKID: map[string][]key{}})
 	if err := v.load(ctx, triggerInitial); err != nil {
@@ -190,9 +189,6 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	return c
 }
 
@@ -219,9 +215,9 @@ func (v *Verifier) OrgContext(ctx context.Context, token string) (string, error)
 		v.stats.add(0, resultInvalid)
 		return "", errTooLong
 	}
-	h := maphash.String(v.seed, token)
+	h := tokenHash(token, v.seed)
 	ks := v.keys.Load()
-	if e := v.cache.get(h, token); e != nil && e.gen == ks.gen && v.now().UnixNano() <= e.until {
+	if e := v.cache.get(h, token); e != nil && e.gen == ks.gen && v.nanos() <= e.until {
 		if e.org == "" {
 			v.stats.add(h, resultNoClaim)
 			return "", ErrNoClaim
@@ -230,6 +226,22 @@ func (v *Verifier) OrgContext(ctx context.Context, token string) (string, error)
 		return e.org, nil
 	}
 	return v.verify(ctx, token, h, ks)
+}
+
+// nanos is the time of a cached lookup, in Unix nanoseconds.
+func (v *Verifier) nanos() int64 {
+	if v.cfg.Now == nil {
+		return defaultClock.nanos()
+	}
+	return v.cfg.Now().UnixNano()
+}
+
+// now is the time of a verification.
+func (v *Verifier) now() time.Time {
+	if v.cfg.Now == nil {
+		return time.Now()
+	}
+	return v.cfg.Now()
 }
 
 var errTooLong = fmt.Errorf("%w: too long", ErrInvalid)

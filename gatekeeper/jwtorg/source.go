@@ -255,18 +255,18 @@ func (v *Verifier) install(body []byte) error {
 
 // refetch fetches a URL JWKS again because a token names a kid it does
 // not hold, at most once per UnknownKIDInterval; concurrent callers share
-// one fetch. It reports whether a fetch ended (successfully or not) while
-// the caller waited, so the caller looks the kid up again.
-func (v *Verifier) refetch(ctx context.Context) bool {
+// one fetch. It returns when the fetch ends or ctx does; a key set the
+// fetch installed is then current.
+func (v *Verifier) refetch(ctx context.Context) {
 	if !v.src.remote() {
-		return false
+		return
 	}
 	v.kidMu.Lock()
 	done := v.kidInflight
 	if done == nil {
 		if !v.kidLast.IsZero() && time.Since(v.kidLast) < v.cfg.UnknownKIDInterval {
 			v.kidMu.Unlock()
-			return false
+			return
 		}
 		v.kidLast = time.Now()
 		done = make(chan struct{})
@@ -283,8 +283,6 @@ func (v *Verifier) refetch(ctx context.Context) bool {
 	v.kidMu.Unlock()
 	select {
 	case <-done:
-		return true
 	case <-ctx.Done():
-		return false
 	}
 }

@@ -12,7 +12,7 @@ import (
 // the value of that cookie. ok is false when there is none, and when the
 // request is ambiguous: more than one Authorization header, a Bearer
 // header without a token, or the cookie present twice with different
-// values.
+// values. As with Bearer, the token is the Verifier's to check.
 func TokenFrom(h http.Header, cookie string) (token string, ok bool) {
 	switch auth := h["Authorization"]; len(auth) {
 	case 0:
@@ -30,18 +30,20 @@ func TokenFrom(h http.Header, cookie string) (token string, ok bool) {
 }
 
 // Bearer returns the token of an Authorization header value with the
-// Bearer scheme (case-insensitive), without allocating. ok is false for
-// another scheme, no token, or a token with spaces in it.
+// Bearer scheme (case-insensitive) followed by one or more spaces,
+// without allocating. ok is false for another scheme or no token. The
+// token itself is not checked here (a Verifier refuses one with anything
+// but base64url segments), so that reading it costs no pass over it.
 func Bearer(authorization string) (token string, ok bool) {
 	t, bearer := bearer(authorization)
 	return t, bearer && t != ""
 }
 
 // bearer reports whether v has the Bearer scheme, and its token ("" when
-// it has none or one with spaces).
+// it has none).
 func bearer(v string) (string, bool) {
 	const scheme = "Bearer"
-	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+	if len(v) < len(scheme) || v[:len(scheme)] != scheme && !strings.EqualFold(v[:len(scheme)], scheme) {
 		return "", false
 	}
 	rest := v[len(scheme):]
@@ -51,11 +53,10 @@ func bearer(v string) (string, bool) {
 	if rest[0] != ' ' {
 		return "", false // another scheme, e.g. "Bearerx"
 	}
-	t := strings.Trim(rest, " \t")
-	if strings.ContainsAny(t, " \t") {
-		return "", true
+	for rest != "" && rest[0] == ' ' {
+		rest = rest[1:]
 	}
-	return t, true
+	return rest, true
 }
 
 // cookieValue returns the value of cookie name in the Cookie header

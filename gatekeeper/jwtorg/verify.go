@@ -67,7 +67,10 @@ func (v *Verifier) check(ctx context.Context, token string, ks *keySet) (string,
 		return "", 0, ks, errCrit
 	}
 	keys, ok := ks.byKID[hdr.KeyID]
-	if !ok && v.refetch(ctx) {
+	if !ok {
+		// Whether or not this call fetched, a set installed since ks was
+		// read is visible now.
+		v.refetch(ctx)
 		ks = v.keys.Load()
 		keys, ok = ks.byKID[hdr.KeyID]
 	}
