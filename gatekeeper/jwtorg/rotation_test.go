@@ -66,6 +66,24 @@ func TestFileReload(t *testing.T) {
 	}
 }
 
+// TestRemovedKeyInFlight: a verification that began with a key set and
+// ends after a reload removed its key does not leave the token cached.
+func TestRemovedKeyInFlight(t *testing.T) {
+	k1, k2 := testKey(t, "rot-1", "EdDSA", "rot-1"), testKey(t, "rot-2", "ES256", "rot-2")
+	v, _, path := fileVerifier(t, jwksOf(t, k1, k2), nil)
+	tok := k1.sign(t, nil, claims())
+	before := v.keys.Load()
+	writeFile(t, path, jwksOf(t, k2))
+	if err := v.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// As if it had read the set just before the reload:
+	if org, err := v.verify(context.Background(), tok, tokenHash(tok, v.seed), before); err != nil || org != "acme" {
+		t.Fatalf("verify with the old set: %q, %v", org, err)
+	}
+	mustRefuse(t, v, tok, ErrInvalid)
+}
+
 // TestReplacedKeySameKID: a kid whose key is replaced counts as removed.
 func TestReplacedKeySameKID(t *testing.T) {
 	old, repl := testKey(t, "same-old", "EdDSA", "same"), testKey(t, "same-new", "EdDSA", "same")
