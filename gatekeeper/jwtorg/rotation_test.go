@@ -118,9 +118,10 @@ type jwksServer struct {
 	*httptest.Server
 	mu      sync.Mutex
 	doc     []byte
-	etag    string // "": none
-	cc      string // Cache-Control
-	status  int    // 0: 200
+	etag    string        // "": none
+	cc      string        // Cache-Control
+	status  int           // 0: 200
+	hold    chan struct{} // non-nil: requests wait until it is closed
 	hits    atomic.Int32
 	matched atomic.Int32 // requests answered 304
 }
@@ -134,6 +135,12 @@ func newJWKSServer(tb testing.TB, doc []byte) *jwksServer {
 
 func (s *jwksServer) serve(w http.ResponseWriter, r *http.Request) {
 	s.hits.Add(1)
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	s.mu.Lock()
 	doc, etag, cc, status := s.doc, s.etag, s.cc, s.status
 	s.mu.Unlock()
@@ -240,6 +247,31 @@ func TestURLUnknownKIDInterval(t *testing.T) {
 	if n := s.hits.Load(); n != 3 {
 		t.Fatalf("hits %d, want 3 (one shared fetch)", n)
 	}
+}
+
+// TestURLUnknownKIDDeadline: the caller's context bounds its wait for a
+// slow fetch; the fetch itself goes on for the others.
+func TestURLUnknownKIDDeadline(t *testing.T) {
+	k1, k2 := testKey(t, "url-1", "RS256", "url-1"), testKey(t, "url-2", "ES256", "url-2")
+	s := newJWKSServer(t, jwksOf(t, k1))
+	v, _ := urlVerifier(t, s, nil)
+	release := make(chan struct{})
+	s.set(jwksOf(t, k1, k2), "", "", 0)
+	s.mu.Lock()
+	s.hold = release
+	s.mu.Unlock()
+	tok := k2.sign(t, nil, claims())
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := v.OrgContext(ctx, tok); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("OrgContext error %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("waited %v past a 100 ms deadline", d)
+	}
+	close(release)
+	waitFor(t, 3*time.Second, func() bool { _, err := v.Org(tok); return err == nil })
 }
 
 // TestURLRun: Run refreshes when max-age says, revalidating with the
