@@ -47,6 +47,7 @@ const (
 	DefaultLeeway             = 60 * time.Second
 	DefaultCacheEntries       = 16384
 	DefaultCacheBytes         = 32 << 20
+	MaxCacheEntries           = 1 << 22
 	DefaultMaxTokenBytes      = 8 << 10
 	DefaultHTTPTimeout        = 10 * time.Second
 	DefaultMinRefresh         = time.Minute
@@ -72,7 +73,8 @@ type Config struct {
 	// DefaultLeeway (60 s).
 	Leeway time.Duration
 	// CacheEntries bounds the verified-token cache in entries (rounded up
-	// to a power of two). Defaults to DefaultCacheEntries (16384).
+	// to a power of two, at most MaxCacheEntries). Defaults to
+	// DefaultCacheEntries (16384).
 	CacheEntries int
 	// CacheBytes bounds the memory the cached tokens and orgs hold, with a
 	// fixed overhead per entry. Defaults to DefaultCacheBytes (32 MiB).
@@ -135,6 +137,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	v := &Verifier{cfg: cfg, log: cfg.Logger, leeway: int64(cfg.Leeway),
 		cache: newTokenCache(cfg.CacheEntries, cfg.CacheBytes), seed: newHashSeed()}
 	v.src = newKeySource(cfg)
+	if u, ok := v.src.(*urlSource); ok && u.plain {
+		v.log.Warn("the JWKS comes over plain HTTP: whoever can alter it on the way can sign tokens", "source", u.name)
+	}
 	v.keys.Store(&keySet{byKID: map[string][]key{}})
 	if err := v.load(ctx, triggerInitial); err != nil {
 		return nil, err
@@ -177,6 +182,7 @@ func (c Config) withDefaults() Config {
 	if c.CacheEntries == 0 {
 		c.CacheEntries = DefaultCacheEntries
 	}
+	c.CacheEntries = min(c.CacheEntries, MaxCacheEntries)
 	if c.CacheBytes == 0 {
 		c.CacheBytes = DefaultCacheBytes
 	}

@@ -58,6 +58,7 @@ type stripe struct {
 }
 
 type counters struct {
+	_           [64]byte // off the cache line of the Verifier's read-mostly fields
 	s           [stripes]stripe
 	refreshes   [triggerCount][refreshCount]atomic.Uint64
 	lastRefresh atomic.Int64 // Unix nanoseconds of the last successful read

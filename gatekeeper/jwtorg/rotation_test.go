@@ -431,3 +431,22 @@ func waitFor(tb testing.TB, d time.Duration, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestPlainHTTPSource(t *testing.T) {
+	for keys, plain := range map[string]bool{
+		"http://id.example.com/jwks.json":  true,
+		"http://10.0.0.1/jwks.json":        true,
+		"https://id.example.com/jwks.json": false,
+		"http://127.0.0.1:8080/jwks.json":  false,
+		"http://[::1]/jwks.json":           false,
+		"http://localhost/jwks.json":       false,
+	} {
+		src, ok := newKeySource(Config{Keys: keys}).(*urlSource)
+		if !ok || src.plain != plain {
+			t.Errorf("%s: URL source %v, plain %v; want plain %v", keys, ok, src != nil && src.plain, plain)
+		}
+	}
+	if _, ok := newKeySource(Config{Keys: "/etc/jwks.json"}).(fileSource); !ok {
+		t.Error("a path is not a file source")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -32,7 +33,7 @@ type fetched struct {
 func newKeySource(cfg Config) keySource {
 	if u, err := url.Parse(cfg.Keys); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
 		return &urlSource{url: cfg.Keys, name: u.Redacted(), client: cfg.HTTPClient,
-			min: cfg.MinRefresh, max: cfg.MaxRefresh}
+			min: cfg.MinRefresh, max: cfg.MaxRefresh, plain: u.Scheme == "http" && !isLoopback(u.Hostname())}
 	}
 	return fileSource(cfg.Keys)
 }
@@ -58,6 +59,16 @@ type urlSource struct {
 	url, name string
 	client    *http.Client
 	min, max  time.Duration
+	plain     bool // http:// to another host than this one
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (u *urlSource) remote() bool   { return true }
