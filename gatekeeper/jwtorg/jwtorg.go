@@ -4,10 +4,13 @@
 // --org-from jwt:CLAIM, and is importable on its own.
 //
 // A Verifier accepts RS256, ES256 and EdDSA only, each with a key of the
-// matching type (RSA ≥ 2048 bits, EC P-256, Ed25519); it refuses none,
-// HMAC and every other algorithm, a key whose JWK names another "alg" or
-// "use":"enc", and a token without exp. It checks iss and aud exactly and
-// exp and nbf with a leeway. The org is one top-level string claim.
+// matching type (RSA 2048 to 8192 bits, EC P-256, Ed25519); it refuses
+// none, HMAC and every other algorithm, a key whose JWK names another
+// "alg" or "use":"enc", a token without exp, and a token whose bytes are
+// not exactly what was signed (non-canonical base64url, a crit header such
+// as "b64": false). It checks iss and aud exactly, and exp, nbf and iat
+// with a leeway. The org is one top-level string claim, which the caller
+// validates.
 //
 // Verified tokens are cached until they expire, so that a request with a
 // known token costs a hash, a comparison and a clock read, without
@@ -33,8 +36,8 @@ import (
 // signed by a key the JWKS does not hold (401 org_unauthenticated).
 var ErrInvalid = errors.New("invalid token")
 
-// ErrExpired is returned (wrapped) for a token past its exp and the
-// leeway; it wraps ErrInvalid.
+// ErrExpired is returned for a token past its exp plus the leeway; it
+// wraps ErrInvalid.
 var ErrExpired = fmt.Errorf("%w: expired", ErrInvalid)
 
 // ErrNoClaim means the token verified but does not carry the org claim as
@@ -47,7 +50,6 @@ const (
 	DefaultLeeway             = 60 * time.Second
 	DefaultCacheEntries       = 16384
 	DefaultCacheBytes         = 32 << 20
-	MaxCacheEntries           = 1 << 22
 	DefaultMaxTokenBytes      = 8 << 10
 	DefaultHTTPTimeout        = 10 * time.Second
 	DefaultMinRefresh         = time.Minute
@@ -57,6 +59,9 @@ const (
 	// carries no cache headers (bounded by MinRefresh and MaxRefresh).
 	DefaultRefresh = time.Hour
 )
+
+// MaxCacheEntries bounds Config.CacheEntries.
+const MaxCacheEntries = 1 << 22
 
 // Config configures a Verifier. Keys, Issuer, Audience and Claim are
 // required; every other zero field takes the documented default.

@@ -79,20 +79,21 @@ func (v *Verifier) check(ctx context.Context, token string, ks *keySet) (string,
 	}
 	var std jwt.Claims
 	var all map[string]json.RawMessage
-	err = fmt.Errorf("%w: alg %s does not match key %q", ErrInvalid, hdr.Algorithm, hdr.KeyID)
-	for _, k := range keys {
+	matched := false
+	for _, k := range keys { // a kid may name several keys
 		if string(k.alg) != hdr.Algorithm {
 			continue
 		}
+		matched = true
 		if err = tok.Claims(k.pub, &std, &all); !errors.Is(err, jose.ErrCryptoFailure) {
 			break // verified, or the claims do not decode
 		}
 	}
-	if err != nil {
-		if !errors.Is(err, ErrInvalid) {
-			err = fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-		return "", 0, ks, err
+	switch {
+	case !matched:
+		return "", 0, ks, fmt.Errorf("%w: alg %s does not match key %q", ErrInvalid, hdr.Algorithm, hdr.KeyID)
+	case err != nil:
+		return "", 0, ks, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	until, err := v.validate(&std)
 	if err != nil {
