@@ -1,0 +1,36 @@
+package jwtorg
+
+import (
+	"testing"
+	"time"
+)
+
+// The default clock follows the wall clock while read, and stops its
+// ticker once nobody reads it; the next read starts it again.
+func TestCoarseClock(t *testing.T) {
+	var c coarseClock
+	for range 50 {
+		before := time.Now().UnixNano()
+		got := c.nanos()
+		after := time.Now().UnixNano()
+		// At most a tick behind, give or take a starved scheduler.
+		if got > after || got < before-int64(time.Second) {
+			t.Fatalf("clock %d outside [%d − 1 s, %d]", got, before, after)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if !c.running() {
+		t.Fatal("not ticking while read")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.running() {
+		if time.Now().After(deadline) {
+			t.Fatal("still ticking 10 s after the last read")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	before := time.Now().UnixNano()
+	if got := c.nanos(); got < before || !c.running() {
+		t.Errorf("a read after idling: %d before %d, running %v", got, before, c.running())
+	}
+}
