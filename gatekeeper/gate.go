@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/licenseledger/ledger/internal/coarseclock"
 	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
@@ -91,7 +92,7 @@ func New(src Source, cfg Config) (*Gate, error) {
 // nanos is the time decisions are made at.
 func (g *Gate) nanos() int64 {
 	if g.now == nil {
-		return defaultClock.nanos()
+		return coarseclock.Default.Nanos()
 	}
 	return g.now()
 }
@@ -221,7 +222,7 @@ func (g *Gate) denyInto(d *Decision, code string) {
 // decoded once) in order — org, route, state, decision — into d, which
 // starts zero. m is the route's match when already known (nil: match).
 func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method, raw, path, host string, hdr http.Header, remoteAddr string, m *routeMatch) {
-	org, res := g.orgOf(path, host, hdr, remoteAddr)
+	org, res := g.orgOf(ctx, path, host, hdr, remoteAddr)
 	d.dropOrgHdr = res == orgIgnored
 	switch res {
 	case orgBad:

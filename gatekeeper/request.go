@@ -1,11 +1,14 @@
 package gatekeeper
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync/atomic"
+
+	"github.com/licenseledger/ledger/gatekeeper/jwtorg"
 )
 
 func unhex(c byte) int {
@@ -51,7 +54,7 @@ const (
 // orgOf extracts the org of a request from the configured source. path is
 // the request path decoded once (already found canonical), host the Host
 // header.
-func (g *Gate) orgOf(path, host string, hdr http.Header, remoteAddr string) (string, orgResult) {
+func (g *Gate) orgOf(ctx context.Context, path, host string, hdr http.Header, remoteAddr string) (string, orgResult) {
 	var v string
 	switch g.orgFrom.kind {
 	case OrgFromHeader:
@@ -106,13 +109,13 @@ func (g *Gate) orgOf(path, host string, hdr http.Header, remoteAddr string) (str
 			return "", orgPrefixOnly
 		}
 	case OrgFromJWT:
-		tok, ok := bearerToken(hdr, g.tokenCookie)
+		tok, ok := jwtorg.TokenFrom(hdr, g.tokenCookie)
 		if !ok {
 			return "", orgNoToken
 		}
-		org, err := g.tokens.Org(tok)
+		org, err := g.tokens.OrgContext(ctx, tok)
 		switch {
-		case errors.Is(err, ErrNoOrgClaim):
+		case errors.Is(err, jwtorg.ErrNoClaim):
 			return "", orgNone
 		case err != nil:
 			return "", orgBadToken
@@ -123,50 +126,6 @@ func (g *Gate) orgOf(path, host string, hdr http.Header, remoteAddr string) (str
 		return "", orgBad
 	}
 	return v, orgOK
-}
-
-// maxToken bounds a bearer token: larger ones are refused unread.
-const maxToken = 16 << 10
-
-// bearerToken returns the token of "Authorization: Bearer <token>" (the
-// scheme in any case, RFC 9110 §11.1), else the value of the cookie named
-// cookie when it is not "". Two Authorization headers, or two cookies of
-// that name, are no token: which one counts would be a guess.
-func bearerToken(hdr http.Header, cookie string) (string, bool) {
-	if vals := hdr["Authorization"]; len(vals) > 0 {
-		if len(vals) > 1 {
-			return "", false
-		}
-		v := vals[0]
-		const scheme = "bearer "
-		if len(v) > len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) {
-			tok := strings.TrimSpace(v[len(scheme):])
-			if tok == "" || len(tok) > maxToken {
-				return "", false
-			}
-			return tok, true
-		}
-	}
-	if cookie == "" {
-		return "", false
-	}
-	var tok string
-	found := 0
-	for _, line := range hdr["Cookie"] {
-		for line != "" {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-			if ok && name == cookie {
-				tok = strings.Trim(val, "\"")
-				found++
-			}
-		}
-	}
-	if found != 1 || tok == "" || len(tok) > maxToken {
-		return "", false
-	}
-	return tok, true
 }
 
 // stripPort removes a port from a Host value; an IPv6 literal keeps its

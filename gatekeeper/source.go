@@ -53,16 +53,15 @@ type GenerationSource interface {
 	Generation() uint64
 }
 
-// TokenVerifier verifies a request's bearer token in jwt mode. Org
-// returns the org claim of a token that verifies (signature, algorithm,
-// issuer, audience, expiry); an error wrapping ErrNoOrgClaim for a token
-// that verifies but carries no org claim (org_required); any other error
-// for a token that does not verify (org_unauthenticated). It must be safe
-// for concurrent use, and cheap for a token seen before: it runs on every
-// request.
+// TokenVerifier verifies a request's bearer token in jwt mode; a
+// *jwtorg.Verifier is one. OrgContext returns the org claim of a token that
+// verifies (signature, algorithm, issuer, audience, expiry); an error
+// wrapping jwtorg.ErrNoClaim for a token that verifies but carries no org
+// claim (org_required); any other error for a token that does not verify
+// (org_unauthenticated). It must be safe for concurrent use, and cheap
+// for a token seen before: it runs on every request.
+// ctx is the request's: it may end a wait for keys (a JWKS fetched again
+// for a token naming a new key).
 type TokenVerifier interface {
-	Org(token string) (string, error)
+	OrgContext(ctx context.Context, token string) (string, error)
 }
-
-// ErrNoOrgClaim: the token verifies but names no org.
-var ErrNoOrgClaim = errors.New("the token carries no org claim")

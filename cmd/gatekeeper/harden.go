@@ -60,9 +60,8 @@ func (c *gatekeeperCmd) checkKeys(ring *license.Ring, log *slog.Logger) error {
 	return nil
 }
 
-// reloadSecretOnSIGHUP re-reads the /authz secret on every SIGHUP until
-// ctx ends; a file that fails keeps the secret in force.
-func reloadSecretOnSIGHUP(ctx context.Context, log *slog.Logger, s *frontend.Secret) {
+// onSIGHUP calls reload on every SIGHUP until ctx ends.
+func onSIGHUP(ctx context.Context, reload func()) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGHUP)
 	go func() {
@@ -72,12 +71,20 @@ func reloadSecretOnSIGHUP(ctx context.Context, log *slog.Logger, s *frontend.Sec
 			case <-ctx.Done():
 				return
 			case <-sig:
-				if err := s.Reload(); err != nil {
-					log.Error("--authz-secret-file reload failed; keeping the current secret", "err", err)
-					continue
-				}
-				log.Info("--authz-secret-file reloaded")
+				reload()
 			}
 		}
 	}()
+}
+
+// reloadSecretOnSIGHUP re-reads the /authz secret on every SIGHUP until
+// ctx ends; a file that fails keeps the secret in force.
+func reloadSecretOnSIGHUP(ctx context.Context, log *slog.Logger, s *frontend.Secret) {
+	onSIGHUP(ctx, func() {
+		if err := s.Reload(); err != nil {
+			log.Error("--authz-secret-file reload failed; keeping the current secret", "err", err)
+			return
+		}
+		log.Info("--authz-secret-file reloaded")
+	})
 }

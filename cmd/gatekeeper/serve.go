@@ -169,9 +169,22 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	if err := c.checkKeys(keys.Ring(), log); err != nil {
 		return err
 	}
+	tokens, err := c.tokenVerifier(ctx, gcfg.OrgSource, log)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		keyringmetric.Collector(keys))
+	if tokens != nil {
+		gcfg.Tokens, gcfg.TokenCookie = tokens, c.JWTCookie
+		reg.MustRegister(tokens.Collector())
+		onSIGHUP(ctx, func() {
+			if err := tokens.Reload(ctx); err != nil {
+				log.Error("--jwt-keys reload failed; keeping the current keys", "err", err)
+			}
+		})
+	}
 	conn := c.ConnConfig("gatekeeper", log)
 	conn.PingInterval = gatestate.PingInterval(c.MaxStaleness)
 	nc, err := natsbus.Connect(conn)
@@ -220,6 +233,9 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 		go proxy.RecheckEvery(runCtx, time.Second)
 	}
 	go fol.Run(runCtx)
+	if tokens != nil {
+		go tokens.Run(runCtx) // a URL JWKS: refreshed by its cache headers
+	}
 
 	srvs := &servers{log: log, shutdown: c.ShutdownWait, limits: lim}
 	admin, err := srvs.listen(c.AdminListen, adminHandler(reg, fol))

@@ -3,6 +3,7 @@ package jwtorg
 import (
 	"context"
 	"fmt"
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"strings"
 	"sync"
 	"testing"
@@ -10,9 +11,9 @@ import (
 )
 
 func TestCacheHit(t *testing.T) {
-	k := edKey(t)
-	v, _, _ := fileVerifier(t, jwksOf(t, k), nil)
-	tok := k.sign(t, nil, claims())
+	k := jwttest.EdKey(t)
+	v, _, _ := fileVerifier(t, jwttest.JWKSOf(t, k), nil)
+	tok := k.Sign(t, nil, claims())
 	for range 3 {
 		mustOrg(t, v, tok, "acme")
 	}
@@ -20,7 +21,7 @@ func TestCacheHit(t *testing.T) {
 		t.Fatalf("ok %d cached %d, want 1 and 2", ok, cached)
 	}
 	// A valid token without the claim is cached too.
-	noOrg := k.sign(t, nil, claims(orgClaim, nil))
+	noOrg := k.Sign(t, nil, claims(orgClaim, nil))
 	for range 2 {
 		if _, err := v.Org(noOrg); err != ErrNoClaim {
 			t.Fatalf("Org error %v, want ErrNoClaim", err)
@@ -39,9 +40,9 @@ func TestCacheHit(t *testing.T) {
 }
 
 func TestCacheExpiry(t *testing.T) {
-	k := edKey(t)
-	v, c, _ := fileVerifier(t, jwksOf(t, k), nil)
-	tok := k.sign(t, nil, claims("exp", t0.Add(10*time.Minute).Unix()))
+	k := jwttest.EdKey(t)
+	v, c, _ := fileVerifier(t, jwttest.JWKSOf(t, k), nil)
+	tok := k.Sign(t, nil, claims("exp", t0.Add(10*time.Minute).Unix()))
 	mustOrg(t, v, tok, "acme")
 	c.Add(10*time.Minute + DefaultLeeway) // the last instant it holds
 	mustOrg(t, v, tok, "acme")
@@ -56,10 +57,10 @@ func TestCacheExpiry(t *testing.T) {
 }
 
 func TestCacheBounds(t *testing.T) {
-	k := edKey(t)
+	k := jwttest.EdKey(t)
 	var toks []string
 	for i := range 40 {
-		toks = append(toks, k.sign(t, nil, claims("sub", fmt.Sprintf("user-%02d", i))))
+		toks = append(toks, k.Sign(t, nil, claims("sub", fmt.Sprintf("user-%02d", i))))
 	}
 	size := len(toks[0]) + len("acme") + entryOverhead
 	for _, c := range []struct {
@@ -71,7 +72,7 @@ func TestCacheBounds(t *testing.T) {
 		{"bytes", 1024, 3 * size, 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			v, _, _ := fileVerifier(t, jwksOf(t, k), func(cfg *Config) { cfg.CacheEntries, cfg.CacheBytes = c.entries, c.bytes })
+			v, _, _ := fileVerifier(t, jwttest.JWKSOf(t, k), func(cfg *Config) { cfg.CacheEntries, cfg.CacheBytes = c.entries, c.bytes })
 			for range 2 {
 				for _, tok := range toks {
 					mustOrg(t, v, tok, "acme")
@@ -132,9 +133,9 @@ func TestTokenCacheConcurrent(t *testing.T) {
 // TestConcurrentOrgAndReload runs lookups while the key set changes
 // (for the race detector, and to check no token of a removed key passes).
 func TestConcurrentOrgAndReload(t *testing.T) {
-	k1, k2 := testKey(t, "conc-1", "EdDSA", "conc-1"), testKey(t, "conc-2", "EdDSA", "conc-2")
-	v, _, path := fileVerifier(t, jwksOf(t, k1, k2), nil)
-	tok1, tok2 := k1.sign(t, nil, claims()), k2.sign(t, nil, claims())
+	k1, k2 := jwttest.NewKey(t, "conc-1", "EdDSA", "conc-1"), jwttest.NewKey(t, "conc-2", "EdDSA", "conc-2")
+	v, _, path := fileVerifier(t, jwttest.JWKSOf(t, k1, k2), nil)
+	tok1, tok2 := k1.Sign(t, nil, claims()), k2.Sign(t, nil, claims())
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 4 {
@@ -149,9 +150,9 @@ func TestConcurrentOrgAndReload(t *testing.T) {
 		})
 	}
 	for i := range 20 {
-		doc := jwksOf(t, k1, k2)
+		doc := jwttest.JWKSOf(t, k1, k2)
 		if i%2 == 1 {
-			doc = jwksOf(t, k2)
+			doc = jwttest.JWKSOf(t, k2)
 		}
 		writeFile(t, path, doc)
 		if err := v.Reload(context.Background()); err != nil {
@@ -166,9 +167,9 @@ func TestConcurrentOrgAndReload(t *testing.T) {
 }
 
 func TestCachedLookupAllocs(t *testing.T) {
-	k := rsaKey(t)
-	v, _, _ := fileVerifier(t, jwksOf(t, k), nil)
-	tok := k.sign(t, nil, claims())
+	k := jwttest.RSAKey(t)
+	v, _, _ := fileVerifier(t, jwttest.JWKSOf(t, k), nil)
+	tok := k.Sign(t, nil, claims())
 	mustOrg(t, v, tok, "acme")
 	if a := testing.AllocsPerRun(100, func() { _, _ = v.Org(tok) }); a != 0 {
 		t.Fatalf("a cached lookup allocates %v times", a)

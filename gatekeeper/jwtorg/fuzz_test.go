@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"io"
 	"log/slog"
 	"math/big"
@@ -176,10 +177,10 @@ func TestUpdateFuzzCorpus(t *testing.T) {
 	if !*updateFuzzCorpus {
 		t.Skip("run with -update-fuzz-corpus to sign new seed tokens")
 	}
-	rsa := testKey(t, "fuzz-rsa", "RS256", "fuzz-rsa")
-	ec := testKey(t, "fuzz-ec", "ES256", "fuzz-ec")
-	ed := testKey(t, "fuzz-ed", "EdDSA", "fuzz-ed")
-	b, err := json.MarshalIndent(map[string]any{"keys": []map[string]any{rsa.jwk(t, nil), ec.jwk(t, nil), ed.jwk(t, nil)}}, "", "  ")
+	rsa := jwttest.NewKey(t, "fuzz-rsa", "RS256", "fuzz-rsa")
+	ec := jwttest.NewKey(t, "fuzz-ec", "ES256", "fuzz-ec")
+	ed := jwttest.NewKey(t, "fuzz-ed", "EdDSA", "fuzz-ed")
+	b, err := json.MarshalIndent(map[string]any{"keys": []map[string]any{rsa.JWK(t, nil), ec.JWK(t, nil), ed.JWK(t, nil)}}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,24 +190,24 @@ func TestUpdateFuzzCorpus(t *testing.T) {
 	writeFile(t, fuzzJWKS, append(b, '\n'))
 	hdr := func(alg, kid string) map[string]any { return map[string]any{"alg": alg, "typ": "JWT", "kid": kid} }
 	seeds := map[string]string{
-		"rs256":         rsa.sign(t, nil, claims()),
-		"es256":         ec.sign(t, nil, claims()),
-		"eddsa":         ed.sign(t, nil, claims()),
-		"aud-list":      ed.sign(t, nil, claims("aud", []string{"other", audience})),
-		"no-claim":      ed.sign(t, nil, claims(orgClaim, nil)),
-		"numeric-claim": ec.sign(t, nil, claims(orgClaim, 7)),
-		"expired":       ed.sign(t, nil, claims("exp", t0.Add(-time.Hour).Unix())),
-		"no-exp":        ed.sign(t, nil, claims("exp", nil)),
-		"wrong-aud":     rsa.sign(t, nil, claims("aud", "other")),
-		"wrong-iss":     ec.sign(t, nil, claims("iss", "other")),
-		"alg-none":      encode(t, hdr("none", "fuzz-rsa")) + "." + encode(t, claims()) + ".",
-		"hs256-rsa-pem": hmacSign(t, hdr("HS256", "fuzz-rsa"), claims(), rsa.pubPEM),
-		"rs256-ec-kid":  rsa.sign(t, hdr("RS256", "fuzz-ec"), claims()),
-		"es256-ed-kid":  ec.sign(t, hdr("ES256", "fuzz-ed"), claims()),
-		"unknown-kid":   ed.sign(t, hdr("EdDSA", "fuzz-unknown"), claims()),
+		"rs256":         rsa.Sign(t, nil, claims()),
+		"es256":         ec.Sign(t, nil, claims()),
+		"eddsa":         ed.Sign(t, nil, claims()),
+		"aud-list":      ed.Sign(t, nil, claims("aud", []string{"other", audience})),
+		"no-claim":      ed.Sign(t, nil, claims(orgClaim, nil)),
+		"numeric-claim": ec.Sign(t, nil, claims(orgClaim, 7)),
+		"expired":       ed.Sign(t, nil, claims("exp", t0.Add(-time.Hour).Unix())),
+		"no-exp":        ed.Sign(t, nil, claims("exp", nil)),
+		"wrong-aud":     rsa.Sign(t, nil, claims("aud", "other")),
+		"wrong-iss":     ec.Sign(t, nil, claims("iss", "other")),
+		"alg-none":      jwttest.Encode(t, hdr("none", "fuzz-rsa")) + "." + jwttest.Encode(t, claims()) + ".",
+		"hs256-rsa-pem": jwttest.HMACSign(t, hdr("HS256", "fuzz-rsa"), claims(), rsa.PubPEM),
+		"rs256-ec-kid":  rsa.Sign(t, hdr("RS256", "fuzz-ec"), claims()),
+		"es256-ed-kid":  ec.Sign(t, hdr("ES256", "fuzz-ed"), claims()),
+		"unknown-kid":   ed.Sign(t, hdr("EdDSA", "fuzz-unknown"), claims()),
 	}
 	valid := strings.Split(seeds["rs256"], ".")
-	seeds["tampered-claim"] = valid[0] + "." + encode(t, claims(orgClaim, "globex")) + "." + valid[2]
+	seeds["tampered-claim"] = valid[0] + "." + jwttest.Encode(t, claims(orgClaim, "globex")) + "." + valid[2]
 	dir := filepath.Join("testdata", "fuzz", "FuzzOrg")
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package jwtorg
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"io"
 	"log/slog"
 	"os"
@@ -151,3 +153,12 @@ func (l *logBuffer) String() string {
 }
 
 func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// b64 is the encoding of JWS segments.
+var b64 = base64.RawURLEncoding
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	jwttest.Cleanup()
+	os.Exit(code)
+}

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/coarseclock"
 )
 
 // ErrInvalid is wrapped by every refusal of a token but ErrNoClaim: a
@@ -55,6 +57,7 @@ const (
 	DefaultMinRefresh         = time.Minute
 	DefaultMaxRefresh         = 24 * time.Hour
 	DefaultUnknownKIDInterval = 30 * time.Second
+	DefaultUnknownKIDWait     = time.Second
 	// DefaultRefresh is how long a fetched JWKS is kept when its response
 	// carries no cache headers (bounded by MinRefresh and MaxRefresh).
 	DefaultRefresh = time.Hour
@@ -99,6 +102,10 @@ type Config struct {
 	// JWKS caused by tokens naming a key it does not hold. Defaults to
 	// DefaultUnknownKIDInterval (30 s).
 	UnknownKIDInterval time.Duration
+	// UnknownKIDWait bounds how long a caller waits for that fetch (its
+	// context may end the wait sooner); the fetch itself goes on for the
+	// next callers. Defaults to DefaultUnknownKIDWait (1 s).
+	UnknownKIDWait time.Duration
 	// Logger receives key-set changes and failed refreshes. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
@@ -164,7 +171,7 @@ func (c Config) check() error {
 		return fmt.Errorf("jwtorg: %s required", strings.Join(missing, ", "))
 	}
 	if c.Leeway < 0 || c.CacheEntries < 0 || c.CacheBytes < 0 || c.MaxTokenBytes < 0 ||
-		c.MinRefresh < 0 || c.MaxRefresh < 0 || c.UnknownKIDInterval < 0 {
+		c.MinRefresh < 0 || c.MaxRefresh < 0 || c.UnknownKIDInterval < 0 || c.UnknownKIDWait < 0 {
 		return errors.New("jwtorg: negative durations and sizes are not allowed")
 	}
 	if c.MinRefresh > 0 && c.MaxRefresh > 0 && c.MinRefresh > c.MaxRefresh {
@@ -183,6 +190,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MinRefresh, DefaultMinRefresh)
 	def(&c.MaxRefresh, DefaultMaxRefresh)
 	def(&c.UnknownKIDInterval, DefaultUnknownKIDInterval)
+	def(&c.UnknownKIDWait, DefaultUnknownKIDWait)
 	c.MaxRefresh = max(c.MaxRefresh, c.MinRefresh)
 	if c.CacheEntries == 0 {
 		c.CacheEntries = DefaultCacheEntries
@@ -242,7 +250,7 @@ func (v *Verifier) OrgContext(ctx context.Context, token string) (string, error)
 // nanos is the time of a cached lookup, in Unix nanoseconds.
 func (v *Verifier) nanos() int64 {
 	if v.cfg.Now == nil {
-		return defaultClock.nanos()
+		return coarseclock.Default.Nanos()
 	}
 	return v.cfg.Now().UnixNano()
 }

@@ -3,6 +3,7 @@ package jwtorg
 import (
 	"context"
 	"errors"
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,17 +16,17 @@ import (
 // TestFileReload: Reload picks up a new kid and drops a removed one; the
 // cached tokens of the removed key are refused from then on.
 func TestFileReload(t *testing.T) {
-	k1, k2 := testKey(t, "rot-1", "EdDSA", "rot-1"), testKey(t, "rot-2", "ES256", "rot-2")
+	k1, k2 := jwttest.NewKey(t, "rot-1", "EdDSA", "rot-1"), jwttest.NewKey(t, "rot-2", "ES256", "rot-2")
 	var logs logBuffer
-	v, _, path := fileVerifier(t, jwksOf(t, k1), func(c *Config) { c.Logger = logs.logger() })
-	tok1, tok2 := k1.sign(t, nil, claims()), k2.sign(t, nil, claims())
+	v, _, path := fileVerifier(t, jwttest.JWKSOf(t, k1), func(c *Config) { c.Logger = logs.logger() })
+	tok1, tok2 := k1.Sign(t, nil, claims()), k2.Sign(t, nil, claims())
 	mustOrg(t, v, tok1, "acme")
 	mustOrg(t, v, tok1, "acme") // now cached
 	if n := verifications(t, v, "cached"); n != 1 {
 		t.Fatalf("cached %d, want 1", n)
 	}
 
-	writeFile(t, path, jwksOf(t, k1, k2))
+	writeFile(t, path, jwttest.JWKSOf(t, k1, k2))
 	mustRefuse(t, v, tok2, ErrInvalid) // not until Reload
 	if err := v.Reload(context.Background()); err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func TestFileReload(t *testing.T) {
 		t.Fatalf("cached %d after adding a key, want 2", n)
 	}
 
-	writeFile(t, path, jwksOf(t, k2))
+	writeFile(t, path, jwttest.JWKSOf(t, k2))
 	if err := v.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +70,11 @@ func TestFileReload(t *testing.T) {
 // TestRemovedKeyInFlight: a verification that began with a key set and
 // ends after a reload removed its key does not leave the token cached.
 func TestRemovedKeyInFlight(t *testing.T) {
-	k1, k2 := testKey(t, "rot-1", "EdDSA", "rot-1"), testKey(t, "rot-2", "ES256", "rot-2")
-	v, _, path := fileVerifier(t, jwksOf(t, k1, k2), nil)
-	tok := k1.sign(t, nil, claims())
+	k1, k2 := jwttest.NewKey(t, "rot-1", "EdDSA", "rot-1"), jwttest.NewKey(t, "rot-2", "ES256", "rot-2")
+	v, _, path := fileVerifier(t, jwttest.JWKSOf(t, k1, k2), nil)
+	tok := k1.Sign(t, nil, claims())
 	before := v.keys.Load()
-	writeFile(t, path, jwksOf(t, k2))
+	writeFile(t, path, jwttest.JWKSOf(t, k2))
 	if err := v.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -86,16 +87,16 @@ func TestRemovedKeyInFlight(t *testing.T) {
 
 // TestReplacedKeySameKID: a kid whose key is replaced counts as removed.
 func TestReplacedKeySameKID(t *testing.T) {
-	old, repl := testKey(t, "same-old", "EdDSA", "same"), testKey(t, "same-new", "EdDSA", "same")
-	v, _, path := fileVerifier(t, jwksOf(t, old), nil)
-	tok := old.sign(t, nil, claims())
+	old, repl := jwttest.NewKey(t, "same-old", "EdDSA", "same"), jwttest.NewKey(t, "same-new", "EdDSA", "same")
+	v, _, path := fileVerifier(t, jwttest.JWKSOf(t, old), nil)
+	tok := old.Sign(t, nil, claims())
 	mustOrg(t, v, tok, "acme")
-	writeFile(t, path, jwksOf(t, repl))
+	writeFile(t, path, jwttest.JWKSOf(t, repl))
 	if err := v.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	mustRefuse(t, v, tok, ErrInvalid)
-	mustOrg(t, v, repl.sign(t, nil, claims()), "acme")
+	mustOrg(t, v, repl.Sign(t, nil, claims()), "acme")
 }
 
 func mustOrg(tb testing.TB, v *Verifier, token, want string) {
@@ -187,24 +188,24 @@ func urlVerifier(tb testing.TB, s *jwksServer, mod func(*Config)) (*Verifier, *c
 // TestURLUnknownKID: a token naming a new kid makes the JWKS be fetched
 // again, at most once per interval.
 func TestURLUnknownKID(t *testing.T) {
-	k1, k2, k3 := testKey(t, "url-1", "RS256", "url-1"), testKey(t, "url-2", "ES256", "url-2"), testKey(t, "url-3", "EdDSA", "url-3")
-	s := newJWKSServer(t, jwksOf(t, k1))
+	k1, k2, k3 := jwttest.NewKey(t, "url-1", "RS256", "url-1"), jwttest.NewKey(t, "url-2", "ES256", "url-2"), jwttest.NewKey(t, "url-3", "EdDSA", "url-3")
+	s := newJWKSServer(t, jwttest.JWKSOf(t, k1))
 	v, _ := urlVerifier(t, s, func(c *Config) { c.UnknownKIDInterval = time.Hour })
 	if n := s.hits.Load(); n != 1 {
 		t.Fatalf("hits after New %d, want 1", n)
 	}
-	mustOrg(t, v, k1.sign(t, nil, claims()), "acme")
+	mustOrg(t, v, k1.Sign(t, nil, claims()), "acme")
 
-	s.set(jwksOf(t, k1, k2), "", "", 0)
-	mustOrg(t, v, k2.sign(t, nil, claims()), "acme")
+	s.set(jwttest.JWKSOf(t, k1, k2), "", "", 0)
+	mustOrg(t, v, k2.Sign(t, nil, claims()), "acme")
 	if n := s.hits.Load(); n != 2 {
 		t.Fatalf("hits after a new kid %d, want 2", n)
 	}
 
-	s.set(jwksOf(t, k1, k2, k3), "", "", 0)
-	tok3 := k3.sign(t, nil, claims())
+	s.set(jwttest.JWKSOf(t, k1, k2, k3), "", "", 0)
+	tok3 := k3.Sign(t, nil, claims())
 	mustRefuse(t, v, tok3, ErrInvalid) // within the interval: not fetched
-	mustRefuse(t, v, k3.sign(t, map[string]any{"alg": "EdDSA", "kid": "url-4"}, claims()), ErrInvalid)
+	mustRefuse(t, v, k3.Sign(t, map[string]any{"alg": "EdDSA", "kid": "url-4"}, claims()), ErrInvalid)
 	if n := s.hits.Load(); n != 2 {
 		t.Fatalf("hits after unknown kids within the interval %d, want 2", n)
 	}
@@ -223,17 +224,17 @@ func TestURLUnknownKID(t *testing.T) {
 // TestURLUnknownKIDInterval: past the interval, another unknown kid
 // fetches again; concurrent callers share one fetch.
 func TestURLUnknownKIDInterval(t *testing.T) {
-	k1, k2 := testKey(t, "url-1", "RS256", "url-1"), testKey(t, "url-2", "ES256", "url-2")
-	s := newJWKSServer(t, jwksOf(t, k1))
+	k1, k2 := jwttest.NewKey(t, "url-1", "RS256", "url-1"), jwttest.NewKey(t, "url-2", "ES256", "url-2")
+	s := newJWKSServer(t, jwttest.JWKSOf(t, k1))
 	const interval = 300 * time.Millisecond
 	v, _ := urlVerifier(t, s, func(c *Config) { c.UnknownKIDInterval = interval })
 	start := time.Now()
-	mustRefuse(t, v, k2.sign(t, nil, claims()), ErrInvalid) // fetched, still unknown
+	mustRefuse(t, v, k2.Sign(t, nil, claims()), ErrInvalid) // fetched, still unknown
 	if n := s.hits.Load(); n != 2 {
 		t.Fatalf("hits %d, want 2", n)
 	}
-	s.set(jwksOf(t, k1, k2), "", "", 0)
-	tok := k2.sign(t, nil, claims())
+	s.set(jwttest.JWKSOf(t, k1, k2), "", "", 0)
+	tok := k2.Sign(t, nil, claims())
 	time.Sleep(interval - time.Since(start) + 50*time.Millisecond)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -252,15 +253,15 @@ func TestURLUnknownKIDInterval(t *testing.T) {
 // TestURLUnknownKIDDeadline: the caller's context bounds its wait for a
 // slow fetch; the fetch itself goes on for the others.
 func TestURLUnknownKIDDeadline(t *testing.T) {
-	k1, k2 := testKey(t, "url-1", "RS256", "url-1"), testKey(t, "url-2", "ES256", "url-2")
-	s := newJWKSServer(t, jwksOf(t, k1))
+	k1, k2 := jwttest.NewKey(t, "url-1", "RS256", "url-1"), jwttest.NewKey(t, "url-2", "ES256", "url-2")
+	s := newJWKSServer(t, jwttest.JWKSOf(t, k1))
 	v, _ := urlVerifier(t, s, nil)
 	release := make(chan struct{})
-	s.set(jwksOf(t, k1, k2), "", "", 0)
+	s.set(jwttest.JWKSOf(t, k1, k2), "", "", 0)
 	s.mu.Lock()
 	s.hold = release
 	s.mu.Unlock()
-	tok := k2.sign(t, nil, claims())
+	tok := k2.Sign(t, nil, claims())
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -277,16 +278,16 @@ func TestURLUnknownKIDDeadline(t *testing.T) {
 // TestURLRun: Run refreshes when max-age says, revalidating with the
 // ETag; a failing refresh keeps the keys and is logged.
 func TestURLRun(t *testing.T) {
-	k1, k2 := testKey(t, "url-1", "RS256", "url-1"), testKey(t, "url-2", "ES256", "url-2")
-	s := newJWKSServer(t, jwksOf(t, k1))
-	s.set(jwksOf(t, k1), `"v1"`, "public, max-age=1", 0)
+	k1, k2 := jwttest.NewKey(t, "url-1", "RS256", "url-1"), jwttest.NewKey(t, "url-2", "ES256", "url-2")
+	s := newJWKSServer(t, jwttest.JWKSOf(t, k1))
+	s.set(jwttest.JWKSOf(t, k1), `"v1"`, "public, max-age=1", 0)
 	var logs logBuffer
 	v, _ := urlVerifier(t, s, func(c *Config) {
 		c.MinRefresh = 10 * time.Millisecond
 		c.UnknownKIDInterval = time.Hour
 		c.Logger = logs.logger()
 	})
-	tok1, tok2 := k1.sign(t, nil, claims()), k2.sign(t, nil, claims())
+	tok1, tok2 := k1.Sign(t, nil, claims()), k2.Sign(t, nil, claims())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { v.Run(ctx); close(done) }()
@@ -304,8 +305,8 @@ func TestURLRun(t *testing.T) {
 
 	// A new document: picked up by the schedule (the unknown-kid
 	// fetch is spent first, so it cannot be what finds k2).
-	mustRefuse(t, v, testKey(t, "url-3", "EdDSA", "url-3").sign(t, nil, claims()), ErrInvalid)
-	s.set(jwksOf(t, k2), `"v2"`, "max-age=1", 0)
+	mustRefuse(t, v, jwttest.NewKey(t, "url-3", "EdDSA", "url-3").Sign(t, nil, claims()), ErrInvalid)
+	s.set(jwttest.JWKSOf(t, k2), `"v2"`, "max-age=1", 0)
 	waitFor(t, 3*time.Second, func() bool { _, err := v.Org(tok2); return err == nil })
 	mustRefuse(t, v, tok1, ErrInvalid)
 
@@ -328,10 +329,10 @@ func TestURLRun(t *testing.T) {
 
 // TestURLRefreshFailures: a reload that fails in any way keeps the keys.
 func TestURLRefreshFailures(t *testing.T) {
-	k1, k2 := testKey(t, "url-1", "RS256", "url-1"), testKey(t, "url-2", "ES256", "url-2")
-	s := newJWKSServer(t, jwksOf(t, k1))
+	k1, k2 := jwttest.NewKey(t, "url-1", "RS256", "url-1"), jwttest.NewKey(t, "url-2", "ES256", "url-2")
+	s := newJWKSServer(t, jwttest.JWKSOf(t, k1))
 	v, _ := urlVerifier(t, s, nil)
-	tok := k1.sign(t, nil, claims())
+	tok := k1.Sign(t, nil, claims())
 	mustOrg(t, v, tok, "acme")
 	for _, c := range []struct {
 		name   string
@@ -341,7 +342,7 @@ func TestURLRefreshFailures(t *testing.T) {
 	}{
 		{"HTTP 500", nil, http.StatusInternalServerError, "500"},
 		{"not JSON", []byte("<html>"), 0, "not a JWKS"},
-		{"no usable key", jwks(t, k2.jwk(t, map[string]any{"use": "enc"})), 0, "no usable signing key"},
+		{"no usable key", jwttest.JWKS(t, k2.JWK(t, map[string]any{"use": "enc"})), 0, "no usable signing key"},
 		{"too large", []byte(`{"keys":[], "pad":"` + strings.Repeat("x", maxJWKSBytes) + `"}`), 0, "larger than"},
 	} {
 		s.set(c.doc, "", "", c.status)

@@ -292,8 +292,11 @@ func (v *Verifier) refetch(ctx context.Context) {
 		}()
 	}
 	v.kidMu.Unlock()
+	wait := time.NewTimer(v.cfg.UnknownKIDWait)
+	defer wait.Stop()
 	select {
 	case <-done:
 	case <-ctx.Done():
+	case <-wait.C:
 	}
 }

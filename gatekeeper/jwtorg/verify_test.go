@@ -3,6 +3,7 @@ package jwtorg
 import (
 	"context"
 	"errors"
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,12 +11,12 @@ import (
 )
 
 func TestValidTokens(t *testing.T) {
-	rsa, ec, ed := rsaKey(t), ecKey(t), edKey(t)
-	v, _, _ := fileVerifier(t, jwksOf(t, rsa, ec, ed), nil)
-	for _, k := range []*tkey{rsa, ec, ed} {
-		t.Run(k.alg, func(t *testing.T) {
-			org, err := v.Org(k.sign(t, nil, claims(orgClaim, "acme-"+strings.ToLower(k.alg))))
-			if err != nil || org != "acme-"+strings.ToLower(k.alg) {
+	rsa, ec, ed := jwttest.RSAKey(t), jwttest.ECKey(t), jwttest.EdKey(t)
+	v, _, _ := fileVerifier(t, jwttest.JWKSOf(t, rsa, ec, ed), nil)
+	for _, k := range []*jwttest.Key{rsa, ec, ed} {
+		t.Run(k.Alg, func(t *testing.T) {
+			org, err := v.Org(k.Sign(t, nil, claims(orgClaim, "acme-"+strings.ToLower(k.Alg))))
+			if err != nil || org != "acme-"+strings.ToLower(k.Alg) {
 				t.Fatalf("Org = %q, %v", org, err)
 			}
 		})
@@ -37,56 +38,56 @@ type refusal struct {
 }
 
 func TestRefusals(t *testing.T) {
-	rsa, ec, ed := rsaKey(t), ecKey(t), edKey(t)
-	impostor := testKey(t, "impostor", "RS256", rsa.kid) // another key, the same kid
-	stranger := testKey(t, "stranger", "EdDSA", "not-in-the-set")
-	v, _, _ := fileVerifier(t, jwksOf(t, rsa, ec, ed), nil)
+	rsa, ec, ed := jwttest.RSAKey(t), jwttest.ECKey(t), jwttest.EdKey(t)
+	impostor := jwttest.NewKey(t, "impostor", "RS256", rsa.Kid) // another key, the same kid
+	stranger := jwttest.NewKey(t, "stranger", "EdDSA", "not-in-the-set")
+	v, _, _ := fileVerifier(t, jwttest.JWKSOf(t, rsa, ec, ed), nil)
 
-	valid := rsa.sign(t, nil, claims())
+	valid := rsa.Sign(t, nil, claims())
 	parts := strings.Split(valid, ".")
 	hdr := func(alg, kid string) map[string]any { return map[string]any{"alg": alg, "typ": "JWT", "kid": kid} }
 	cases := []refusal{
 		{"valid", valid, nil, "ok"},
-		{"expired beyond the leeway", ed.sign(t, nil, claims("exp", t0.Add(-61*time.Second).Unix())), ErrExpired, "expired"},
-		{"expired within the leeway", ed.sign(t, nil, claims("exp", t0.Add(-59*time.Second).Unix())), nil, "ok"},
-		{"nbf in the future", ed.sign(t, nil, claims("nbf", t0.Add(2*time.Minute).Unix())), ErrInvalid, "invalid"},
-		{"nbf within the leeway", ed.sign(t, nil, claims("nbf", t0.Add(59*time.Second).Unix())), nil, "ok"},
-		{"iat in the future", ed.sign(t, nil, claims("iat", t0.Add(2*time.Minute).Unix())), ErrInvalid, "invalid"},
-		{"no exp", ed.sign(t, nil, claims("exp", nil)), ErrInvalid, "invalid"},
-		{"exp not a number", ed.sign(t, nil, claims("exp", "tomorrow")), ErrInvalid, "invalid"},
-		{"wrong aud", ed.sign(t, nil, claims("aud", "https://other.example.com")), ErrInvalid, "invalid"},
-		{"aud list with ours", ed.sign(t, nil, claims("aud", []string{"x", audience})), nil, "ok"},
-		{"no aud", ed.sign(t, nil, claims("aud", nil)), ErrInvalid, "invalid"},
-		{"wrong iss", ed.sign(t, nil, claims("iss", "https://evil.example.com/")), ErrInvalid, "invalid"},
-		{"no iss", ed.sign(t, nil, claims("iss", nil)), ErrInvalid, "invalid"},
-		{"alg none, no signature", encode(t, hdr("none", rsa.kid)) + "." + encode(t, claims()) + ".", ErrInvalid, "invalid"},
-		{"alg none, a signature", encode(t, hdr("none", rsa.kid)) + "." + parts[1] + "." + parts[2], ErrInvalid, "invalid"},
-		{"HS256 keyed with the RSA public key PEM", hmacSign(t, hdr("HS256", rsa.kid), claims(), rsa.pubPEM), ErrInvalid, "invalid"},
-		{"HS256 keyed with the EC public key PEM", hmacSign(t, hdr("HS256", ec.kid), claims(), ec.pubPEM), ErrInvalid, "invalid"},
-		{"RS256 naming the EC key", rsa.sign(t, hdr("RS256", ec.kid), claims()), ErrInvalid, "invalid"},
-		{"ES256 naming the RSA key", ec.sign(t, hdr("ES256", rsa.kid), claims()), ErrInvalid, "invalid"},
-		{"EdDSA naming the EC key", ed.sign(t, hdr("EdDSA", ec.kid), claims()), ErrInvalid, "invalid"},
-		{"RS384", encode(t, hdr("RS384", rsa.kid)) + "." + parts[1] + "." + parts[2], ErrInvalid, "invalid"},
-		{"PS256", encode(t, hdr("PS256", rsa.kid)) + "." + parts[1] + "." + parts[2], ErrInvalid, "invalid"},
-		{"another key with the same kid", impostor.sign(t, nil, claims()), ErrInvalid, "invalid"},
-		{"a key the set does not hold", stranger.sign(t, nil, claims()), ErrInvalid, "unknown_kid"},
-		{"no kid", ed.sign(t, map[string]any{"alg": "EdDSA"}, claims()), ErrInvalid, "unknown_kid"},
-		{"tampered payload", parts[0] + "." + encode(t, claims(orgClaim, "globex")) + "." + parts[2], ErrInvalid, "invalid"},
+		{"expired beyond the leeway", ed.Sign(t, nil, claims("exp", t0.Add(-61*time.Second).Unix())), ErrExpired, "expired"},
+		{"expired within the leeway", ed.Sign(t, nil, claims("exp", t0.Add(-59*time.Second).Unix())), nil, "ok"},
+		{"nbf in the future", ed.Sign(t, nil, claims("nbf", t0.Add(2*time.Minute).Unix())), ErrInvalid, "invalid"},
+		{"nbf within the leeway", ed.Sign(t, nil, claims("nbf", t0.Add(59*time.Second).Unix())), nil, "ok"},
+		{"iat in the future", ed.Sign(t, nil, claims("iat", t0.Add(2*time.Minute).Unix())), ErrInvalid, "invalid"},
+		{"no exp", ed.Sign(t, nil, claims("exp", nil)), ErrInvalid, "invalid"},
+		{"exp not a number", ed.Sign(t, nil, claims("exp", "tomorrow")), ErrInvalid, "invalid"},
+		{"wrong aud", ed.Sign(t, nil, claims("aud", "https://other.example.com")), ErrInvalid, "invalid"},
+		{"aud list with ours", ed.Sign(t, nil, claims("aud", []string{"x", audience})), nil, "ok"},
+		{"no aud", ed.Sign(t, nil, claims("aud", nil)), ErrInvalid, "invalid"},
+		{"wrong iss", ed.Sign(t, nil, claims("iss", "https://evil.example.com/")), ErrInvalid, "invalid"},
+		{"no iss", ed.Sign(t, nil, claims("iss", nil)), ErrInvalid, "invalid"},
+		{"alg none, no signature", jwttest.Encode(t, hdr("none", rsa.Kid)) + "." + jwttest.Encode(t, claims()) + ".", ErrInvalid, "invalid"},
+		{"alg none, a signature", jwttest.Encode(t, hdr("none", rsa.Kid)) + "." + parts[1] + "." + parts[2], ErrInvalid, "invalid"},
+		{"HS256 keyed with the RSA public key PEM", jwttest.HMACSign(t, hdr("HS256", rsa.Kid), claims(), rsa.PubPEM), ErrInvalid, "invalid"},
+		{"HS256 keyed with the EC public key PEM", jwttest.HMACSign(t, hdr("HS256", ec.Kid), claims(), ec.PubPEM), ErrInvalid, "invalid"},
+		{"RS256 naming the EC key", rsa.Sign(t, hdr("RS256", ec.Kid), claims()), ErrInvalid, "invalid"},
+		{"ES256 naming the RSA key", ec.Sign(t, hdr("ES256", rsa.Kid), claims()), ErrInvalid, "invalid"},
+		{"EdDSA naming the EC key", ed.Sign(t, hdr("EdDSA", ec.Kid), claims()), ErrInvalid, "invalid"},
+		{"RS384", jwttest.Encode(t, hdr("RS384", rsa.Kid)) + "." + parts[1] + "." + parts[2], ErrInvalid, "invalid"},
+		{"PS256", jwttest.Encode(t, hdr("PS256", rsa.Kid)) + "." + parts[1] + "." + parts[2], ErrInvalid, "invalid"},
+		{"another key with the same kid", impostor.Sign(t, nil, claims()), ErrInvalid, "invalid"},
+		{"a key the set does not hold", stranger.Sign(t, nil, claims()), ErrInvalid, "unknown_kid"},
+		{"no kid", ed.Sign(t, map[string]any{"alg": "EdDSA"}, claims()), ErrInvalid, "unknown_kid"},
+		{"tampered payload", parts[0] + "." + jwttest.Encode(t, claims(orgClaim, "globex")) + "." + parts[2], ErrInvalid, "invalid"},
 		{"tampered signature", parts[0] + "." + parts[1] + "." + flip(parts[2]), ErrInvalid, "invalid"},
-		{"crit header", ed.sign(t, map[string]any{"alg": "EdDSA", "kid": ed.kid, "crit": []string{"exp"}, "exp": 1}, claims()), ErrInvalid, "invalid"},
+		{"crit header", ed.Sign(t, map[string]any{"alg": "EdDSA", "kid": ed.Kid, "crit": []string{"exp"}, "exp": 1}, claims()), ErrInvalid, "invalid"},
 		{"b64 false", unencodedPayload(t, ed), ErrInvalid, "invalid"},
-		{"duplicate org claim", ed.sign(t, nil, `{"iss":"`+issuer+`","aud":"`+audience+`","exp":`+itoa(t0.Add(time.Hour).Unix())+
+		{"duplicate org claim", ed.Sign(t, nil, `{"iss":"`+issuer+`","aud":"`+audience+`","exp":`+itoa(t0.Add(time.Hour).Unix())+
 			`,"`+orgClaim+`":"acme","`+orgClaim+`":"globex"}`), ErrInvalid, "invalid"},
-		{"claims not an object", ed.sign(t, nil, `["acme"]`), ErrInvalid, "invalid"},
-		{"no org claim", ed.sign(t, nil, claims(orgClaim, nil)), ErrNoClaim, "no_claim"},
-		{"org claim in another case", ed.sign(t, nil, claims(orgClaim, nil, strings.ToUpper(orgClaim), "acme")), ErrNoClaim, "no_claim"},
-		{"numeric org claim", ed.sign(t, nil, claims(orgClaim, 42)), ErrNoClaim, "no_claim"},
-		{"object org claim", ed.sign(t, nil, claims(orgClaim, map[string]any{"id": "acme"})), ErrNoClaim, "no_claim"},
-		{"list org claim", ed.sign(t, nil, claims(orgClaim, []string{"acme"})), ErrNoClaim, "no_claim"},
-		{"empty org claim", ed.sign(t, nil, claims(orgClaim, "")), ErrNoClaim, "no_claim"},
-		{"null org claim", ed.sign(t, nil, `{"iss":"`+issuer+`","aud":"`+audience+`","exp":`+itoa(t0.Add(time.Hour).Unix())+
+		{"claims not an object", ed.Sign(t, nil, `["acme"]`), ErrInvalid, "invalid"},
+		{"no org claim", ed.Sign(t, nil, claims(orgClaim, nil)), ErrNoClaim, "no_claim"},
+		{"org claim in another case", ed.Sign(t, nil, claims(orgClaim, nil, strings.ToUpper(orgClaim), "acme")), ErrNoClaim, "no_claim"},
+		{"numeric org claim", ed.Sign(t, nil, claims(orgClaim, 42)), ErrNoClaim, "no_claim"},
+		{"object org claim", ed.Sign(t, nil, claims(orgClaim, map[string]any{"id": "acme"})), ErrNoClaim, "no_claim"},
+		{"list org claim", ed.Sign(t, nil, claims(orgClaim, []string{"acme"})), ErrNoClaim, "no_claim"},
+		{"empty org claim", ed.Sign(t, nil, claims(orgClaim, "")), ErrNoClaim, "no_claim"},
+		{"null org claim", ed.Sign(t, nil, `{"iss":"`+issuer+`","aud":"`+audience+`","exp":`+itoa(t0.Add(time.Hour).Unix())+
 			`,"`+orgClaim+`":null}`), ErrNoClaim, "no_claim"},
-		{"oversized", ed.sign(t, nil, claims("pad", strings.Repeat("x", DefaultMaxTokenBytes))), ErrInvalid, "invalid"},
+		{"oversized", ed.Sign(t, nil, claims("pad", strings.Repeat("x", DefaultMaxTokenBytes))), ErrInvalid, "invalid"},
 		{"empty", "", ErrInvalid, "invalid"},
 		{"garbage", "not a token", ErrInvalid, "invalid"},
 		{"two segments", parts[0] + "." + parts[1], ErrInvalid, "invalid"},
@@ -121,11 +122,11 @@ func TestRefusals(t *testing.T) {
 // unencodedPayload is a token with "b64": false (RFC 7797): the
 // signature covers the payload's JSON itself rather than its base64url
 // segment, so the bytes signed are not the bytes sent.
-func unencodedPayload(tb testing.TB, k *tkey) string {
+func unencodedPayload(tb testing.TB, k *jwttest.Key) string {
 	tb.Helper()
-	h := encode(tb, map[string]any{"alg": k.alg, "kid": k.kid, "crit": []string{"b64"}, "b64": false})
-	payload := string(jsonOf(tb, claims()))
-	return h + "." + b64.EncodeToString([]byte(payload)) + "." + b64.EncodeToString(k.signature(tb, h+"."+payload))
+	h := jwttest.Encode(tb, map[string]any{"alg": k.Alg, "kid": k.Kid, "crit": []string{"b64"}, "b64": false})
+	payload := string(jwttest.JSON(tb, claims()))
+	return h + "." + b64.EncodeToString([]byte(payload)) + "." + b64.EncodeToString(k.Signature(tb, h+"."+payload))
 }
 
 // flip changes the first character of a base64url segment.
@@ -190,12 +191,12 @@ func TestConfigRequired(t *testing.T) {
 // startup error naming the file and the cause; keys that are not used
 // are skipped (and logged), not trusted.
 func TestJWKSRefused(t *testing.T) {
-	rsa, ec, ed := rsaKey(t), ecKey(t), edKey(t)
-	rsaHS := rsa.jwk(t, map[string]any{"kid": "rsa-hs", "alg": "HS256"})
-	rsaPS := rsa.jwk(t, map[string]any{"kid": "rsa-ps", "alg": "PS256"})
-	ecAsRSA := ec.jwk(t, map[string]any{"kid": "ec-rs", "alg": "RS256"})
-	edEnc := ed.jwk(t, map[string]any{"kid": "ed-enc", "use": "enc"})
-	oct := map[string]any{"kty": "oct", "kid": "hmac", "k": b64.EncodeToString(rsa.pubPEM), "alg": "HS256"}
+	rsa, ec, ed := jwttest.RSAKey(t), jwttest.ECKey(t), jwttest.EdKey(t)
+	rsaHS := rsa.JWK(t, map[string]any{"kid": "rsa-hs", "alg": "HS256"})
+	rsaPS := rsa.JWK(t, map[string]any{"kid": "rsa-ps", "alg": "PS256"})
+	ecAsRSA := ec.JWK(t, map[string]any{"kid": "ec-rs", "alg": "RS256"})
+	edEnc := ed.JWK(t, map[string]any{"kid": "ed-enc", "use": "enc"})
+	oct := map[string]any{"kty": "oct", "kid": "hmac", "k": b64.EncodeToString(rsa.PubPEM), "alg": "HS256"}
 	unknown := map[string]any{"kty": "XYZ", "kid": "future"}
 	for _, c := range []struct {
 		name, doc, want string
@@ -203,8 +204,8 @@ func TestJWKSRefused(t *testing.T) {
 		{"missing file", "", "no such file"},
 		{"not JSON", "{", "not a JWKS"},
 		{"no keys", `{"keys":[]}`, "no usable signing key"},
-		{"a JWK, not a set", string(jsonOf(t, rsa.jwk(t, nil))), "not a JWKS"},
-		{"unusable keys only", string(jwks(t, rsaHS, rsaPS, ecAsRSA, edEnc, oct, unknown)), "no usable signing key"},
+		{"a JWK, not a set", string(jwttest.JSON(t, rsa.JWK(t, nil))), "not a JWKS"},
+		{"unusable keys only", string(jwttest.JWKS(t, rsaHS, rsaPS, ecAsRSA, edEnc, oct, unknown)), "no usable signing key"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := t.TempDir() + "/jwks.json"
@@ -221,18 +222,18 @@ func TestJWKSRefused(t *testing.T) {
 	// Next to a usable key, the others are skipped: tokens naming them
 	// are refused.
 	var logs logBuffer
-	v, _, _ := fileVerifier(t, jwks(t, ed.jwk(t, nil), rsaHS, rsaPS, ecAsRSA, edEnc, oct, unknown),
+	v, _, _ := fileVerifier(t, jwttest.JWKS(t, ed.JWK(t, nil), rsaHS, rsaPS, ecAsRSA, edEnc, oct, unknown),
 		func(c *Config) { c.Logger = logs.logger() })
 	if got := metric(t, v, "gatekeeper_jwt_keys"); got != 1 {
 		t.Fatalf("keys %v, want 1", got)
 	}
 	hdr := func(alg, kid string) map[string]any { return map[string]any{"alg": alg, "kid": kid} }
 	for _, tok := range []string{
-		rsa.sign(t, hdr("RS256", "rsa-hs"), claims()),
-		rsa.sign(t, hdr("RS256", "rsa-ps"), claims()),
-		ec.sign(t, hdr("ES256", "ec-rs"), claims()),
-		ed.sign(t, hdr("EdDSA", "ed-enc"), claims()),
-		hmacSign(t, hdr("HS256", "hmac"), claims(), rsa.pubPEM),
+		rsa.Sign(t, hdr("RS256", "rsa-hs"), claims()),
+		rsa.Sign(t, hdr("RS256", "rsa-ps"), claims()),
+		ec.Sign(t, hdr("ES256", "ec-rs"), claims()),
+		ed.Sign(t, hdr("EdDSA", "ed-enc"), claims()),
+		jwttest.HMACSign(t, hdr("HS256", "hmac"), claims(), rsa.PubPEM),
 	} {
 		if org, err := v.Org(tok); !errors.Is(err, ErrInvalid) {
 			t.Errorf("token of an unused key: Org = %q, %v", org, err)
