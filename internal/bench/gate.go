@@ -70,15 +70,20 @@ func (r *runner) gateEnv(ctx context.Context) (*gateEnv, error) {
 	if err := waitSeq(ctx, fol, benchOrg, res.Seq); err != nil {
 		return nil, err
 	}
-	rules, err := gatekeeper.ParseFeatures(strings.NewReader(featureRules))
+	ge := &gateEnv{nats: ne, fol: fol}
+	rules, err := ge.rules()
 	if err != nil {
 		return nil, err
 	}
-	g, err := gatekeeper.New(fol, gatekeeper.Config{Features: rules})
-	if err != nil {
+	if ge.gate, err = gatekeeper.New(fol, gatekeeper.Config{Features: rules}); err != nil {
 		return nil, err
 	}
-	return &gateEnv{nats: ne, fol: fol, gate: g}, nil
+	return ge, nil
+}
+
+// rules are the feature rules every bench gate runs with.
+func (ge *gateEnv) rules() ([]gatekeeper.FeatureRule, error) {
+	return gatekeeper.ParseFeatures(strings.NewReader(featureRules))
 }
 
 // follower runs a gatestate follower until the run ends and waits for its
@@ -117,9 +122,15 @@ func waitSeq(ctx context.Context, f *gatestate.Follower, org string, seq uint64)
 }
 
 // decisionFigure: a decision on a cached entry with pre-rendered headers
-// (Gate.Decide on the real follower), beside one time.Now.
+// (Gate.Decide on the real follower), beside one time.Now; and the same
+// decision in jwt mode, with a token verified before (a cache lookup,
+// not a signature check), beside the header-mode decision.
 func (r *runner) decisionFigure(ctx context.Context) error {
 	ge, err := r.gateEnv(ctx)
+	if err != nil {
+		return err
+	}
+	jg, bearer, err := r.jwtGate(ctx, ge)
 	if err != nil {
 		return err
 	}
@@ -128,14 +139,21 @@ func (r *runner) decisionFigure(ctx context.Context) error {
 	req.Header.Set("X-Org-Slug", benchOrg)
 	req.Header.Set("User-Agent", "bench")
 	req.Header.Set("Accept", "*/*")
+	jreq := req.Clone(ctx)
+	jreq.Header.Del("X-Org-Slug")
+	jreq.Header.Set("Authorization", bearer)
 	if d := ge.gate.Decide(req); !d.Allowed {
 		return fmt.Errorf("benchmark request denied: %s", d.Code)
+	}
+	if d := jg.Decide(jreq); !d.Allowed || d.Org != benchOrg {
+		return fmt.Errorf("jwt benchmark request denied: %s", d.Code)
 	}
 	// The machine may be shared: each side keeps its fastest of a few
 	// runs, the one least disturbed by other processes.
 	var sink int64
-	ns, refNs := math.Inf(1), math.Inf(1)
-	var allocs int64
+	ns, jwtNs, refNs := math.Inf(1), math.Inf(1), math.Inf(1)
+	var allocs, jwtAllocs int64
+	perOp := func(b testing.BenchmarkResult) float64 { return float64(b.T.Nanoseconds()) / float64(b.N) }
 	for range r.benchRuns() {
 		runtime.GC()
 		dec := testing.Benchmark(func(b *testing.B) {
@@ -144,22 +162,30 @@ func (r *runner) decisionFigure(ctx context.Context) error {
 				ge.gate.Decide(req)
 			}
 		})
+		jdec := testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				jg.Decide(jreq)
+			}
+		})
 		ref := testing.Benchmark(func(b *testing.B) {
 			for b.Loop() {
 				sink += time.Now().UnixNano()
 			}
 		})
-		if dec.N == 0 || ref.N == 0 {
+		if dec.N == 0 || jdec.N == 0 || ref.N == 0 {
 			return errors.New("benchmark did not run")
 		}
-		ns = min(ns, float64(dec.T.Nanoseconds())/float64(dec.N))
-		refNs = min(refNs, float64(ref.T.Nanoseconds())/float64(ref.N))
-		allocs = max(allocs, dec.AllocsPerOp())
+		ns, jwtNs, refNs = min(ns, perOp(dec)), min(jwtNs, perOp(jdec)), min(refNs, perOp(ref))
+		allocs, jwtAllocs = max(allocs, dec.AllocsPerOp()), max(jwtAllocs, jdec.AllocsPerOp())
 	}
 	_ = sink
 	r.add("decision, cached entry (ns/op)", fmt.Sprintf("%.1f ns", ns), fmt.Sprintf("time.Now %.1f ns", refNs), ns/refNs,
 		"< 100 ns", ptr(ns < 100))
 	r.add("decision, cached entry (allocs/op)", fmt.Sprintf("%d", allocs), "", -1, "0", ptr(allocs == 0))
+	r.add("decision, jwt mode, cached token (ns/op)", fmt.Sprintf("%.1f ns", jwtNs), fmt.Sprintf("header mode %.1f ns", ns), jwtNs/ns,
+		"≤ 2×", ptr(jwtNs <= 2*ns))
+	r.add("decision, jwt mode, cached token (allocs/op)", fmt.Sprintf("%d", jwtAllocs), "", -1, "0", ptr(jwtAllocs == 0))
 	return nil
 }
 
@@ -245,17 +271,31 @@ func (r *runner) proxyFigure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hdr := http.Header{"X-Org-Slug": {benchOrg}}
-	const path = "/api/projects/42"
-	res, err := compare(ctx, hdr, r.workers(), r.rounds(), r.loadTime(), upstream+path, plain+path, gated+path)
+	jg, bearer, err := r.jwtGate(ctx, ge)
 	if err != nil {
 		return err
 	}
-	direct, ref, val := res[0], res[1], res[2]
+	jwtGated, err := r.serve(frontend.NewProxy(jg, u, r.log))
+	if err != nil {
+		return err
+	}
+	// Every target gets both the org header and the token: header mode
+	// reads one, jwt mode the other, the plain proxy and the upstream
+	// neither.
+	hdr := http.Header{"X-Org-Slug": {benchOrg}, "Authorization": {bearer}}
+	const path = "/api/projects/42"
+	res, err := compare(ctx, hdr, r.workers(), r.rounds(), r.loadTime(), upstream+path, plain+path, gated+path, jwtGated+path)
+	if err != nil {
+		return err
+	}
+	direct, ref, val, jwt := res[0], res[1], res[2], res[3]
 	ratio := val.rate() / ref.rate()
 	r.add(fmt.Sprintf("proxy throughput (%d workers)", r.workers()), fmtRate(val.rate(), "req"), "plain ReverseProxy "+fmtRate(ref.rate(), "req"),
 		ratio, "≥ 0.9", ptr(ratio >= 0.9))
 	r.add("proxy p99 added over plain proxy", fmtDur(val.p99-ref.p99), fmt.Sprintf("p99 %s vs %s", fmtDur(val.p99), fmtDur(ref.p99)), -1, "", nil)
 	r.add("plain proxy hop vs direct", fmtRate(ref.rate(), "req"), "direct "+fmtRate(direct.rate(), "req"), ref.rate()/direct.rate(), "", nil)
+	jratio := jwt.rate() / val.rate()
+	r.add(fmt.Sprintf("proxy throughput, jwt mode (%d workers)", r.workers()), fmtRate(jwt.rate(), "req"), "header mode "+fmtRate(val.rate(), "req"),
+		jratio, "≥ 0.9", ptr(jratio >= 0.9))
 	return nil
 }
