@@ -183,7 +183,12 @@ func gateFor(t *testing.T, dataDir, natsAddr string, enforce *bool) func(method,
 	}
 	ring, _ := vendorKey("k1")
 	keys, _ := license.NewKeys(license.RingConfig{Env: ring})
-	gate, err := gatekeeper.New(foldSource{bus: bus, trust: projection.Trust{Ring: keys.Ring()}}, gatekeeper.Config{Enforce: enforce, DecisionTimeout: 5 * time.Second})
+	ui, err := gatekeeper.AllowUI("/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate, err := gatekeeper.New(foldSource{bus: bus, trust: projection.Trust{Ring: keys.Ring()}},
+		gatekeeper.Config{Enforce: enforce, DecisionTimeout: 5 * time.Second, Allow: []string{ui}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +201,8 @@ func gateFor(t *testing.T, dataDir, natsAddr string, enforce *bool) func(method,
 }
 
 // An install locked out by a bad instance-wide license: the allowlisted
-// renewal routes stay open; enforcement off (or LICENSE_ENFORCE=0 on the
+// renewal routes (the license endpoints, the probes, the ledger's UI on a
+// gatekeeper with --allow-ui) stay open; enforcement off (or LICENSE_ENFORCE=0 on the
 // gatekeepers) lets everyone in; a new instance license (--force when its
 // issued_at is older) ends it; removing the bad one alone does not.
 func TestRunbookInstanceLicenseLockout(t *testing.T) {
@@ -235,7 +241,7 @@ func TestRunbookInstanceLicenseLockout(t *testing.T) {
 	if d := decide("GET", "/app"); d.Allowed || d.Code != "license_invalid" {
 		t.Fatalf("locked out: %+v", d)
 	}
-	for _, path := range []string{"/api/license", "/login", "/ui/settings/license"} {
+	for _, path := range []string{"/api/license", "/healthz", "/ui/settings/license"} {
 		if d := decide("GET", path); !d.Allowed || !d.Allowlisted {
 			t.Fatalf("renewal route %s while locked out: %+v", path, d)
 		}
