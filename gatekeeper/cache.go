@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/fasthash"
 	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
@@ -120,7 +121,7 @@ type entryCache struct {
 	byOrg []atomic.Pointer[entry] // by org name, checked against the source generation
 	anon  []atomic.Pointer[entry]
 	seed  maphash.Seed
-	hseed uint64 // strHash seed
+	hseed uint64 // fasthash.String seed
 	rules []FeatureRule
 
 	looksMu sync.Mutex
@@ -129,13 +130,13 @@ type entryCache struct {
 
 func newEntryCache(memos MemoSource, rules []FeatureRule) *entryCache {
 	return &entryCache{l1: make([]atomic.Pointer[entry], l1Slots), anon: make([]atomic.Pointer[entry], anonSlots),
-		byOrg: make([]atomic.Pointer[entry], l1Slots), seed: maphash.MakeSeed(), hseed: newHashSeed(),
+		byOrg: make([]atomic.Pointer[entry], l1Slots), seed: maphash.MakeSeed(), hseed: fasthash.NewSeed(),
 		memos: memos, rules: rules}
 }
 
 // current returns org's entry if it was found current at generation gen.
 func (c *entryCache) current(org string, gen uint64) (*entry, *atomic.Pointer[entry]) {
-	slot := &c.byOrg[strHash(org, c.hseed)&(l1Slots-1)]
+	slot := &c.byOrg[fasthash.String(org, c.hseed)&(l1Slots-1)]
 	if e := slot.Load(); e != nil && e.gen.Load() == gen && e.orgHdr[0] == org {
 		return e, slot
 	}
@@ -155,7 +156,7 @@ func (c *entryCache) get(org string, own, inst *projection.OrgState) *entry {
 		inst = nil
 	}
 	if hasNoEvents(own) {
-		slot := &c.anon[strHash(org, c.hseed)&(anonSlots-1)]
+		slot := &c.anon[fasthash.String(org, c.hseed)&(anonSlots-1)]
 		if e := slot.Load(); e != nil && e.inst == inst && e.org() == org {
 			return e
 		}

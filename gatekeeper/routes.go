@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/licenseledger/ledger/internal/fasthash"
 )
 
 // Route matching is net/http.ServeMux's: one mux for the allowlist, one
@@ -47,7 +49,7 @@ type router struct {
 
 func newRouter(allow []string, noDefaults bool, rules []FeatureRule) (*router, error) {
 	rt := &router{allow: map[string]*http.ServeMux{}, rules: normalizeRules(rules), byPattern: map[string]int{},
-		seed: newHashSeed(), slots: make([]atomic.Pointer[route], routeSlots)}
+		seed: fasthash.NewSeed(), slots: make([]atomic.Pointer[route], routeSlots)}
 	entries := allow
 	if !noDefaults {
 		entries = append(DefaultAllow(), allow...)
@@ -156,9 +158,9 @@ func (rt *router) hash(method, host, path string) uint64 {
 	if len(method) > 0 {
 		m |= uint64(method[0])<<8 | uint64(method[len(method)-1])<<16
 	}
-	h := strHash(path, rt.seed^m*hashK2)
+	h := fasthash.String(path, rt.seed^m*fasthash.K2)
 	if host != "" {
-		h ^= strHash(host, rt.seed) * hashK1
+		h ^= fasthash.String(host, rt.seed) * fasthash.K1
 	}
 	return h
 }

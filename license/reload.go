@@ -3,10 +3,9 @@ package license
 import (
 	"context"
 	"log/slog"
-	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
+
+	"github.com/licenseledger/ledger/internal/sighup"
 )
 
 // Keys is a key ring that can be reloaded while readers use it. The zero
@@ -44,27 +43,17 @@ func (k *Keys) Reload() (changed bool, err error) {
 // ReloadOnSIGHUP reloads k on every SIGHUP until ctx ends, logging the
 // outcome; onChange (optional) runs after a reload that changed the ring.
 func (k *Keys) ReloadOnSIGHUP(ctx context.Context, log *slog.Logger, onChange func(*Ring)) {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(sig)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sig:
-				changed, err := k.Reload()
-				if err != nil {
-					log.Error("key ring reload failed; keeping the current ring", "err", err,
-						"keyring_fingerprint", k.Ring().Fingerprint())
-					continue
-				}
-				log.Info("key ring reloaded", "changed", changed, "keys", k.Ring().Len(),
-					"keyring_fingerprint", k.Ring().Fingerprint())
-				if changed && onChange != nil {
-					onChange(k.Ring())
-				}
-			}
+	sighup.Handle(ctx, func() {
+		changed, err := k.Reload()
+		if err != nil {
+			log.Error("key ring reload failed; keeping the current ring", "err", err,
+				"keyring_fingerprint", k.Ring().Fingerprint())
+			return
 		}
-	}()
+		log.Info("key ring reloaded", "changed", changed, "keys", k.Ring().Len(),
+			"keyring_fingerprint", k.Ring().Fingerprint())
+		if changed && onChange != nil {
+			onChange(k.Ring())
+		}
+	})
 }

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/licenseledger/ledger/gatekeeper"
 	"github.com/licenseledger/ledger/gatekeeper/frontend"
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/sighup"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -60,27 +58,10 @@ func (c *gatekeeperCmd) checkKeys(ring *license.Ring, log *slog.Logger) error {
 	return nil
 }
 
-// onSIGHUP calls reload on every SIGHUP until ctx ends.
-func onSIGHUP(ctx context.Context, reload func()) {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(sig)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sig:
-				reload()
-			}
-		}
-	}()
-}
-
 // reloadSecretOnSIGHUP re-reads the /authz secret on every SIGHUP until
 // ctx ends; a file that fails keeps the secret in force.
 func reloadSecretOnSIGHUP(ctx context.Context, log *slog.Logger, s *frontend.Secret) {
-	onSIGHUP(ctx, func() {
+	sighup.Handle(ctx, func() {
 		if err := s.Reload(); err != nil {
 			log.Error("--authz-secret-file reload failed; keeping the current secret", "err", err)
 			return

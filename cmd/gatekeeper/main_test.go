@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/testenv"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
 	"github.com/licenseledger/ledger/license"
@@ -36,7 +36,7 @@ type world struct {
 	upstream *httptest.Server
 	bus      *natsbus.Bus
 	gk       addrs
-	logs     logBuffer // what every gatekeeper started logged
+	logs     testenv.Buffer // what every gatekeeper started logged
 }
 
 func newWorld(t *testing.T, mod func(*gatekeeperCmd)) *world {
@@ -176,24 +176,6 @@ func get(t *testing.T, url string, hdr ...string) answer {
 	var m map[string]any
 	json.Unmarshal(raw, &m)
 	return answer{resp.StatusCode, resp.Header, m}
-}
-
-// logBuffer collects log lines from concurrent writers.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // eventually retries check until it passes (events reach replicas within

@@ -27,6 +27,7 @@ import (
 	"github.com/licenseledger/ledger/internal/keyringmetric"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
+	"github.com/licenseledger/ledger/internal/sighup"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -179,7 +180,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	if tokens != nil {
 		gcfg.Tokens, gcfg.TokenCookie = tokens, c.JWTCookie
 		reg.MustRegister(tokens.Collector())
-		onSIGHUP(ctx, func() {
+		sighup.Handle(ctx, func() {
 			if err := tokens.Reload(ctx); err != nil {
 				log.Error("--jwt-keys reload failed; keeping the current keys", "err", err)
 			}

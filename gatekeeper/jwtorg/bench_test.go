@@ -3,10 +3,11 @@ package jwtorg
 import (
 	"context"
 	"fmt"
-	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 )
 
 // benchToken is a token of about 800 bytes, like a platform's access

@@ -3,11 +3,12 @@ package jwtorg
 import (
 	"context"
 	"fmt"
-	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 )
 
 func TestCacheHit(t *testing.T) {

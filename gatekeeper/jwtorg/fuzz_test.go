@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"io"
 	"log/slog"
 	"math/big"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 )
 
 // fuzzJWKS is the fixed JWKS of FuzzOrg; the seed tokens under

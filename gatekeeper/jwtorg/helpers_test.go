@@ -1,20 +1,20 @@
 package jwtorg
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/licenseledger/ledger/internal/testenv"
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 )
 
 const (
@@ -135,22 +135,7 @@ func verifications(tb testing.TB, v *Verifier, result string) int {
 }
 
 // logBuffer collects a verifier's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ testenv.Buffer }
 
 func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/coarseclock"
+	"github.com/licenseledger/ledger/internal/fasthash"
 )
 
 // ErrInvalid is wrapped by every refusal of a token but ErrNoClaim: a
@@ -125,7 +126,7 @@ type Verifier struct {
 	leeway int64 // nanoseconds
 	keys   atomic.Pointer[keySet]
 	cache  *tokenCache
-	seed   uint64 // of tokenHash
+	seed   uint64 // of fasthash.Tail
 	stats  counters
 
 	loadMu   sync.Mutex   // serialises loads of the key set
@@ -147,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	}
 	cfg = cfg.withDefaults()
 	v := &Verifier{cfg: cfg, log: cfg.Logger, leeway: int64(cfg.Leeway),
-		cache: newTokenCache(cfg.CacheEntries, cfg.CacheBytes), seed: newHashSeed()}
+		cache: newTokenCache(cfg.CacheEntries, cfg.CacheBytes), seed: fasthash.NewSeed()}
 	v.src = newKeySource(cfg)
 	if u, ok := v.src.(*urlSource); ok && u.plain {
 		v.log.Warn("the JWKS comes over plain HTTP: whoever can alter it on the way can sign tokens", "source", u.name)
@@ -234,7 +235,7 @@ func (v *Verifier) OrgContext(ctx context.Context, token string) (string, error)
 		v.stats.add(0, resultInvalid)
 		return "", errTooLong
 	}
-	h := tokenHash(token, v.seed)
+	h := fasthash.Tail(token, v.seed)
 	ks := v.keys.Load()
 	if e := v.cache.get(h, token); e != nil && e.gen == ks.gen && v.nanos() <= e.until {
 		if e.org == "" {

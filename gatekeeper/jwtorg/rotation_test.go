@@ -3,7 +3,6 @@ package jwtorg
 import (
 	"context"
 	"errors"
-	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/fasthash"
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 )
 
 // TestFileReload: Reload picks up a new kid and drops a removed one; the
@@ -79,7 +81,7 @@ func TestRemovedKeyInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	// As if it had read the set just before the reload:
-	if org, err := v.verify(context.Background(), tok, tokenHash(tok, v.seed), before); err != nil || org != "acme" {
+	if org, err := v.verify(context.Background(), tok, fasthash.Tail(tok, v.seed), before); err != nil || org != "acme" {
 		t.Fatalf("verify with the old set: %q, %v", org, err)
 	}
 	mustRefuse(t, v, tok, ErrInvalid)

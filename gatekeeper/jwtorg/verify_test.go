@@ -3,11 +3,12 @@ package jwtorg
 import (
 	"context"
 	"errors"
-	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/testenv/jwttest"
 )
 
 func TestValidTokens(t *testing.T) {

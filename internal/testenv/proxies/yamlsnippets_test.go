@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licenseledger/ledger/internal/testenv/proxies"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/licenseledger/ledger/internal/testenv/proxies"
 )
 
 // Traefik and Envoy are not run here: their snippets are checked by parsing,
