@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -163,19 +162,10 @@ type answer struct {
 
 func get(t *testing.T, url string, hdr ...string) answer {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	code, h, raw := getRaw(t, url, hdr...)
 	var m map[string]any
-	json.Unmarshal(raw, &m)
-	return answer{resp.StatusCode, resp.Header, m}
+	json.Unmarshal([]byte(raw), &m)
+	return answer{code, h, m}
 }
 
 // eventually retries check until it passes (events reach replicas within

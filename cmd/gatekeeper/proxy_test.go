@@ -139,21 +139,9 @@ func TestAdminEndpoints(t *testing.T) {
 // A streamed response reaches the client chunk by chunk, not when the
 // upstream finishes.
 func TestProxyStreams(t *testing.T) {
-	release := make(chan struct{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		fmt.Fprint(w, "data: first\n\n")
-		w.(http.Flusher).Flush()
-		<-release
-		fmt.Fprint(w, "data: second\n\n")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { close(release); srv.Close() })
-	w := newWorld(t, func(c *gatekeeperCmd) { c.Upstream = "http://" + ln.Addr().String() })
+	up, release := sseUpstream(t)
+	defer close(release)
+	w := newWorld(t, func(c *gatekeeperCmd) { c.Upstream = up })
 	w.upload("acme", nil)
 	req, _ := http.NewRequest("GET", "http://"+w.gk.proxy+"/events", nil)
 	req.Header.Set("X-Org-Slug", "acme")
