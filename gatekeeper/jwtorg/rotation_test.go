@@ -297,12 +297,16 @@ func TestURLRun(t *testing.T) {
 
 	// Revalidated with If-None-Match after about a second, not every
 	// MinRefresh.
-	waitFor(t, 3*time.Second, func() bool { return s.matched.Load() >= 1 })
+	// (The metric is counted once the 304 is read: wait for it, not for
+	// the server's count.)
+	waitFor(t, 3*time.Second, func() bool {
+		return metric(t, v, "gatekeeper_jwt_jwks_refreshes_total", "trigger", "scheduled", "result", "not_modified") >= 1
+	})
+	if s.matched.Load() < 1 {
+		t.Fatal("a refresh counted not_modified without an If-None-Match match")
+	}
 	if n := s.hits.Load(); n > 3 {
 		t.Fatalf("%d fetches within a max-age of 1 s", n)
-	}
-	if n := metric(t, v, "gatekeeper_jwt_jwks_refreshes_total", "trigger", "scheduled", "result", "not_modified"); n < 1 {
-		t.Fatalf("not_modified refreshes %v", n)
 	}
 
 	// A new document: picked up by the schedule (the unknown-kid
@@ -315,11 +319,11 @@ func TestURLRun(t *testing.T) {
 	// Failures keep k2.
 	s.set(nil, "", "max-age=1", http.StatusInternalServerError)
 	hits := s.hits.Load()
-	waitFor(t, 3*time.Second, func() bool { return s.hits.Load() >= hits+2 }) // retried after MinRefresh
+	waitFor(t, 3*time.Second, func() bool { // retried after MinRefresh, each failure counted
+		return s.hits.Load() >= hits+2 &&
+			metric(t, v, "gatekeeper_jwt_jwks_refreshes_total", "trigger", "scheduled", "result", "error") >= 2
+	})
 	mustOrg(t, v, tok2, "acme")
-	if n := metric(t, v, "gatekeeper_jwt_jwks_refreshes_total", "trigger", "scheduled", "result", "error"); n < 2 {
-		t.Fatalf("scheduled errors %v, want ≥ 2", n)
-	}
 	if !strings.Contains(logs.String(), "500") || !strings.Contains(logs.String(), s.URL) {
 		t.Fatalf("failed refresh not logged with its cause and URL:\n%s", logs.String())
 	}
@@ -426,6 +430,9 @@ func TestTTLOf(t *testing.T) {
 
 func waitFor(tb testing.TB, d time.Duration, cond func() bool) {
 	tb.Helper()
+	// d is what the condition needs on a quiet machine; the bound is
+	// generous so that a loaded one (-race, two cores) does not fail it.
+	d *= 5
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
