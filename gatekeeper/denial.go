@@ -71,6 +71,14 @@ func (g *Gate) Refusal(code string, status int, message string) Decision {
 // Accept in it, and those that relay the answer's body to the client
 // (Caddy, Traefik, Envoy) show the page.
 func (g *Gate) WriteDenial(w http.ResponseWriter, r *http.Request, d Decision) {
+	if r != nil && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		// The body of a denied request is never read: answer at once and
+		// close, rather than let net/http drain the body before it sends
+		// the answer (a slow body would hold the denial back until the
+		// read timeout).
+		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).EnableFullDuplex() // not on HTTP/2, which needs none of this
+	}
 	if r == nil || !PrefersHTML(r.Header.Get("Accept")) {
 		WriteDenial(w, d)
 		return

@@ -310,6 +310,25 @@ func TestSlowRequestsAreCut(t *testing.T) {
 	}
 }
 
+// A denied request's body is never waited for: the denial comes at once,
+// and the connection closes, whatever pace the body comes at.
+func TestDenialDoesNotWaitForTheBody(t *testing.T) {
+	const timeout = time.Minute
+	w := newWorld(t, func(c *gatekeeperCmd) { c.ReadTimeout = timeout })
+	w.upload("acme", nil) // enforcement on
+	conn := dial(t, w.gk.proxy)
+	conn.SetDeadline(time.Now().Add(timeout / 2)) // well before the read timeout could answer
+	fmt.Fprint(conn, "POST /upload HTTP/1.1\r\nHost: app\r\nX-Org-Slug: nobody\r\nContent-Length: 100000\r\n\r\nx")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no denial before the body arrived: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 || resp.Header.Get("X-License-Error") != "license_missing" || !resp.Close {
+		t.Fatalf("%d %q, close %v", resp.StatusCode, resp.Header.Get("X-License-Error"), resp.Close)
+	}
+}
+
 // sseUpstream streams a first event at once and a second one when release
 // is closed.
 func sseUpstream(t *testing.T) (string, chan struct{}) {
