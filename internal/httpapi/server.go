@@ -18,6 +18,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/auth"
+	"github.com/licenseledger/ledger/internal/bearer"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/license"
@@ -166,8 +167,8 @@ func principal(ctx context.Context) *auth.Principal {
 func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 	limited := s.rateLimitedCounter()
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		p, known := s.cfg.Tokens.Authenticate(strings.TrimSpace(tok))
+		tok, ok := bearerToken(r.Header)
+		p, known := s.cfg.Tokens.Authenticate(tok)
 		if !ok || !known {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ledger"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
@@ -178,6 +179,20 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	}
+}
+
+// bearerToken returns the token of the request's one Authorization header
+// with the Bearer scheme, any case, then one or more spaces (RFC 9110
+// §11.1). Two Authorization headers are refused: which one counts would be
+// a guess.
+func bearerToken(h http.Header) (string, bool) {
+	v := h.Values("Authorization")
+	if len(v) != 1 {
+		return "", false
+	}
+	tok, ok := bearer.Parse(v[0])
+	tok = strings.TrimRight(tok, " \t")
+	return tok, ok && tok != ""
 }
 
 // statusOf is the one table from error codes to HTTP statuses.
