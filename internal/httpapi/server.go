@@ -215,6 +215,7 @@ var statusOf = map[string]int{
 	"org_required":              http.StatusBadRequest,
 	"org_invalid":               http.StatusBadRequest,
 	codeRateLimited:             http.StatusTooManyRequests,
+	codeBodyInvalid:             http.StatusBadRequest,
 }
 
 // writeCommandError answers a command error.
