@@ -33,6 +33,48 @@ type Readiness struct {
 	// Projector says why the PostgreSQL projector stopped (a newer schema,
 	// a recreated stream); omitted while it runs.
 	Projector string `json:"projector,omitempty"`
+	// TokensFile says which lines of the tokens file grant nothing, or
+	// that the file grants nothing at all; null when every line is in
+	// force. It never makes the ledger unready: the other tokens work.
+	TokensFile *TokensFileReport `json:"tokens_file"`
+}
+
+// TokensFileReport is /readyz's account of a tokens file that is not
+// entirely in force. It names lines and kinds only: what is wrong with a
+// line, the log says.
+type TokensFileReport struct {
+	// Refused is why none of the file's tokens is trusted (insecure,
+	// unreadable); null when the file was read.
+	Refused *string `json:"refused"`
+	// Ignored is how many lines grant nothing; Lines are the first
+	// maxReportedLines of them.
+	Ignored int           `json:"ignored"`
+	Lines   []IgnoredLine `json:"lines"`
+}
+
+// IgnoredLine is a line of the tokens file that grants nothing.
+type IgnoredLine struct {
+	Line int    `json:"line"`
+	Kind string `json:"kind"` // malformed | duplicate
+}
+
+// maxReportedLines bounds the lines /readyz lists.
+const maxReportedLines = 20
+
+// ReportTokensFile returns the report of st, nil when every line is in
+// force.
+func ReportTokensFile(st auth.FileStatus) *TokensFileReport {
+	if st.OK() {
+		return nil
+	}
+	r := &TokensFileReport{Ignored: len(st.Broken), Lines: []IgnoredLine{}}
+	if st.Refused != "" {
+		r.Refused = &st.Refused
+	}
+	for _, le := range st.Broken[:min(len(st.Broken), maxReportedLines)] {
+		r.Lines = append(r.Lines, IgnoredLine{Line: le.Line, Kind: le.Kind})
+	}
+	return r
 }
 
 // Config wires the API.

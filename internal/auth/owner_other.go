@@ -1,0 +1,8 @@
+//go:build !unix
+
+package auth
+
+import "os"
+
+// checkOwner accepts every file where file ownership is not a uid.
+func checkOwner(string, os.FileInfo) error { return nil }
