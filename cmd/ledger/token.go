@@ -27,7 +27,7 @@ import (
 // when the wait ends; 2 for usage errors.
 
 type tokenCmd struct {
-	Create tokenCreateCmd `cmd:"" help:"Add a new random token to the tokens file and print it (only the token, on standard output)."`
+	Create tokenCreateCmd `cmd:"" help:"Add a new random token to the tokens file and print it (only the token, on standard output); return once the ledger accepts it."`
 	List   tokenListCmd   `cmd:"" help:"List the tokens file: name, role, orgs and hash prefix (the file holds no token)."`
 	Revoke tokenRevokeCmd `cmd:"" help:"Remove a token from the tokens file by name; running ledgers refuse it within a second."`
 }
@@ -52,7 +52,7 @@ type tokenCreateCmd struct {
 	Name   string        `required:"" placeholder:"NAME" help:"Unique name, 1..64 of A-Z a-z 0-9 _ . @ -; events record it as the actor id."`
 	Server string        `env:"LEDGER_SERVER" default:"http://127.0.0.1:8080" placeholder:"URL" help:"The ledger that reads this tokens file: create returns once it accepts the new token (GET /api/whoami). When nothing answers there, create says so and returns."`
 	CAFile string        `name:"ca-file" env:"LEDGER_CA_FILE" placeholder:"FILE" help:"PEM CA bundle that verifies an https:// server."`
-	Wait   time.Duration `env:"LEDGER_TOKEN_WAIT" default:"5s" help:"How long the ledger may take to accept the new token; still refused then: exit 1 (the token stays in the file)."`
+	Wait   time.Duration `default:"5s" help:"How long the ledger may take to accept the new token; still refused then: exit 1 (the token stays in the file)."`
 	NoWait bool          `name:"no-wait" help:"Do not ask a ledger: for a tokens file made here and distributed elsewhere."`
 }
 

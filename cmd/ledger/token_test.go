@@ -217,7 +217,8 @@ func TestTokenHelpListsVariables(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"token", "create", "--help"}, []string{"--tokens-file", "$LEDGER_TOKENS_FILE", "--data-dir", "$DATA_DIR", "--role", "--org", "--name"}},
+		{[]string{"token", "create", "--help"}, []string{"--tokens-file", "$LEDGER_TOKENS_FILE", "--data-dir", "$DATA_DIR", "--role", "--org", "--name",
+			"--server", "$LEDGER_SERVER", "--ca-file", "$LEDGER_CA_FILE", "--wait", "--no-wait"}},
 		{[]string{"token", "list", "--help"}, []string{"$LEDGER_TOKENS_FILE", "$DATA_DIR", "--output"}},
 		{[]string{"token", "revoke", "--help"}, []string{"$LEDGER_TOKENS_FILE", "$DATA_DIR", "<name>"}},
 		{[]string{"serve", "--help"}, []string{"--tokens-file", "$LEDGER_TOKENS_FILE", "--rate-limit", "$LEDGER_RATE_LIMIT", "20/s:100"}},

@@ -207,6 +207,8 @@ func ParseLines(file string, data []byte) Parsed {
 		}
 		p.lines = append(p.lines, l)
 	}
+	// dup breaks every line of a group of two or more, each naming up to
+	// three of the others (a group may be large: the cost stays linear).
 	dup := func(group []int, what string) {
 		if len(group) < 2 {
 			return
@@ -217,12 +219,15 @@ func ParseLines(file string, data []byte) Parsed {
 			}
 			var others []string
 			for _, k := range group {
-				if k != j {
+				if k != j && len(others) < 3 {
 					others = append(others, fmt.Sprint(p.lines[k].at+1))
 				}
 			}
+			if more := len(group) - 1 - len(others); more > 0 {
+				others = append(others, fmt.Sprintf("%d more", more))
+			}
 			p.lines[j].err = &LineError{File: file, Line: p.lines[j].at + 1, Kind: ProblemDuplicate,
-				Err: fmt.Errorf("%s is also on line %s: neither is trusted", what, strings.Join(others, ", "))}
+				Err: fmt.Errorf("%s is also on line %s: none of these lines is trusted", what, strings.Join(others, ", "))}
 		}
 	}
 	for _, l := range p.lines {

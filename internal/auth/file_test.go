@@ -114,8 +114,8 @@ func TestParseTokensBadLines(t *testing.T) {
 		{"name too long", h + " operator * " + strings.Repeat("n", 65), "name"},
 		{"name bad character", h + " operator * jane/doe", "name"},
 		{"name not ASCII", h + " operator * jané", "name"},
-		{"duplicate name", h + " auditor * first", `name "first" is also on line 1: neither is trusted`},
-		{"duplicate hash", hashHex(tokB) + " auditor * second", "the same token is also on line 1: neither is trusted"},
+		{"duplicate name", h + " auditor * first", `name "first" is also on line 1: none of these lines is trusted`},
+		{"duplicate hash", hashHex(tokB) + " auditor * second", "the same token is also on line 1: none of these lines is trusted"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -391,5 +391,24 @@ func TestConcurrentAdds(t *testing.T) {
 	entries, err := ReadTokensFile(path)
 	if err != nil || len(entries) != n {
 		t.Fatalf("%d entries, %v", len(entries), err)
+	}
+}
+
+// Many lines with one name are all broken, each naming a few of the others.
+func TestParseLinesManyDuplicates(t *testing.T) {
+	var b strings.Builder
+	for i := range 5 {
+		e, _ := NewEntry(strings.Repeat(string(rune('a'+i)), 40), RoleAuditor, []string{"*"}, "same")
+		b.WriteString(e.Line() + "\n")
+	}
+	p := ParseLines("tokens", []byte(b.String()))
+	if len(p.Entries) != 0 || len(p.Broken) != 5 {
+		t.Fatalf("%d entries, %d broken", len(p.Entries), len(p.Broken))
+	}
+	if got := p.Broken[0].Error(); got != `tokens:1: name "same" is also on line 2, 3, 4, 1 more: none of these lines is trusted` {
+		t.Fatalf("line 1: %s", got)
+	}
+	if got := p.Broken[4].Error(); got != `tokens:5: name "same" is also on line 1, 2, 3, 1 more: none of these lines is trusted` {
+		t.Fatalf("line 5: %s", got)
 	}
 }

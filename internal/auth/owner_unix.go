@@ -21,3 +21,11 @@ func checkOwner(path string, info os.FileInfo) error {
 	}
 	return nil
 }
+
+// ownerOf returns the uid owning the file, -1 when unknown.
+func ownerOf(info os.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Uid)
+	}
+	return -1
+}

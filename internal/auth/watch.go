@@ -127,9 +127,12 @@ func (w *Watcher) Poll() {
 	if fi, err := os.Stat(w.path); err == nil && w.info != nil && !w.racy && sameStat(fi, w.info) {
 		return
 	}
-	if r := w.read(); r.state != w.state {
+	r := w.read()
+	if r.state != w.state {
 		w.apply(r)
+		return
 	}
+	w.info, w.racy = r.info, r.racy()
 }
 
 // reading is one read of the file.
@@ -140,6 +143,10 @@ type reading struct {
 	status  FileStatus
 	err     error // why the file is refused
 }
+
+// racy reports whether the file was modified too recently for an
+// unchanged stat to prove an unchanged content.
+func (r reading) racy() bool { return r.info != nil && time.Since(r.info.ModTime()) < racyWindow }
 
 // read reads and parses the file. A missing file is no entries and no
 // problem.
@@ -165,7 +172,7 @@ func (w *Watcher) read() reading {
 func (w *Watcher) apply(r reading) {
 	initial := w.state == ""
 	w.tokens.Store(Union(w.admin, NewSet(r.entries)))
-	w.info, w.racy = r.info, r.info != nil && time.Since(r.info.ModTime()) < racyWindow
+	w.info, w.racy = r.info, r.racy()
 	w.state, w.status = r.state, r.status
 
 	switch {
@@ -190,7 +197,9 @@ func (w *Watcher) apply(r reading) {
 	}
 }
 
-// sameStat reports whether two stats of the file show no change.
+// sameStat reports whether two stats of the file show no change: the same
+// file, size, mode, modification time and owner.
 func sameStat(a, b os.FileInfo) bool {
-	return os.SameFile(a, b) && a.Size() == b.Size() && a.Mode() == b.Mode() && a.ModTime().Equal(b.ModTime())
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.Mode() == b.Mode() && a.ModTime().Equal(b.ModTime()) &&
+		ownerOf(a) == ownerOf(b)
 }

@@ -196,3 +196,33 @@ func TestWatcherRun(t *testing.T) {
 		t.Fatal("Run did not stop with its context")
 	}
 }
+
+// A file given to another user grants nothing, even when nothing else of
+// its stat moved; given back, its tokens work again.
+func TestWatcherSeesChown(t *testing.T) {
+	if runtime.GOOS == "windows" || os.Geteuid() != 0 {
+		t.Skip("needs root to give a file away")
+	}
+	path := filepath.Join(t.TempDir(), "tokens")
+	ea, _ := NewEntry(tokA, RoleOperator, []string{"*"}, "ops")
+	os.WriteFile(path, []byte(ea.Line()+"\n"), 0o600)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(path, old, old) // past the racy window: only the stat is looked at
+	w, logs := newTestWatcher(t, path, nil)
+	w.Poll()
+	if !works(w, tokA) {
+		t.Fatal("initial file not in force")
+	}
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	w.Poll()
+	if works(w, tokA) || w.Status().Refused != ProblemInsecure || !strings.Contains(logs.String(), "belongs to uid 65534") {
+		t.Fatalf("a file of uid 65534: %+v\n%s", w.Status(), logs.String())
+	}
+	os.Chown(path, 0, 0)
+	w.Poll()
+	if !works(w, tokA) || !w.Status().OK() {
+		t.Fatalf("given back: %+v", w.Status())
+	}
+}
