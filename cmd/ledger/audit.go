@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/licenseledger/ledger/internal/audit"
@@ -28,7 +29,7 @@ import (
 // size.
 
 type auditCmd struct {
-	Verify auditVerifyCmd `cmd:"" help:"Check the whole chain: gapless sequences, prev_hash links, hashes, every column derived from the raw envelope, and the stream's copy when reachable. Prints 'ok <rows> <digest>' or 'mismatch at seq N (<column>)' (exit 1)."`
+	Verify auditVerifyCmd `cmd:"" help:"Check the whole chain: gapless sequences, prev_hash links, hashes, every column derived from the raw envelope, and the stream's copy when reachable. Prints 'ok <rows> <digest>' or 'mismatch at seq N (<column>)' (exit 1). Through the API, a token scoped to some orgs checks their records only: 'ok <rows> scope=<org,…>'."`
 	Digest auditDigestCmd `cmd:"" help:"Print the trail's digest, seq:hex: keep it elsewhere to prove later (audit verify --digest) that nothing up to seq changed."`
 	Export auditExportCmd `cmd:"" help:"Write audit records to standard output as JSON Lines (default), a JSON array or CSV, streaming any number of them."`
 }
@@ -39,7 +40,7 @@ const auditExitCodes = `Exit codes: 0 ok; 1 the trail does not verify; 2 usage; 
 type auditSource struct {
 	DatabaseURL string        `name:"database-url" env:"DATABASE_URL" placeholder:"URL" help:"Read license_audit in PostgreSQL directly (a login user granted ledger_auditor suffices). Unset: through the ledger API."`
 	Server      string        `env:"LEDGER_SERVER" default:"http://127.0.0.1:8080" placeholder:"URL" help:"Ledger API base URL, without DATABASE_URL."`
-	Token       string        `env:"LEDGER_TOKEN" placeholder:"TOKEN" help:"Bearer token of an auditor or operator (prefer the variable). Default: the contents of $DATA_DIR/admin.token."`
+	Token       string        `env:"LEDGER_TOKEN" placeholder:"TOKEN" help:"Bearer token of an auditor, an operator, or (export, verify) an org admin (prefer the variable). Default: the contents of $DATA_DIR/admin.token."`
 	DataDir     string        `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Ledger data directory: admin.token, and nats/reader.nk for the stream comparison."`
 	CAFile      string        `name:"ca-file" env:"LEDGER_CA_FILE" placeholder:"FILE" help:"PEM CA bundle that verifies an https:// server."`
 	Timeout     time.Duration `env:"LEDGER_TIMEOUT" default:"30s" help:"Give up when the ledger has not begun to answer within this long (exit 4); for verify and digest, the answer comes after the server's whole walk. An export that has begun runs to its end."`
@@ -129,7 +130,7 @@ func (f *auditSource) apiVerify(env *cli.Env, digest string) (audit.Result, erro
 	if err != nil {
 		return res, f.client().transportError(err)
 	}
-	if err := res.UnmarshalJSON(body); err != nil || res.Digest == "" {
+	if err := res.UnmarshalJSON(body); err != nil || (res.Digest == "" && res.Scope == nil) {
 		return res, unavailable("the ledger answered the verification with something else than a result: %.200q", body)
 	}
 	return res, nil
@@ -147,7 +148,7 @@ func (c *auditVerifyCmd) Help() string {
 		"NATS_URL, else the embedded server at nats://127.0.0.1:4223, with reader credentials (NATS_NKEY, " +
 		"NATS_CREDS or NATS_USER, else $DATA_DIR/nats/reader.nk). When it does not answer, a note goes to " +
 		"stderr and PostgreSQL is verified alone. Without DATABASE_URL the ledger verifies its own trail " +
-		"(GET /api/audit/verify).\n\n" + auditExitCodes
+		"(GET /api/audit/verify); a token scoped to some orgs has their records verified only, without a digest.\n\n" + auditExitCodes
 }
 
 func (c *auditVerifyCmd) Run(env *cli.Env) error {
@@ -308,6 +309,10 @@ func (c *auditDigestCmd) Run(env *cli.Env) error {
 		res, err := c.apiVerify(env, "")
 		if err != nil {
 			return err
+		}
+		if res.Scope != nil {
+			fmt.Fprintf(env.Stderr, "forbidden: this token covers %s only, and a digest covers every org's records (use an operator's token, or an auditor's of every org)\n", strings.Join(res.Scope, ","))
+			return cli.Silent(cli.ExitRejected)
 		}
 		if !res.OK {
 			fmt.Fprintf(env.Stderr, "ledger: the trail does not verify, no digest to keep: %s\n", res)

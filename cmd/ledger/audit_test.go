@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,19 +141,27 @@ func TestAuditCommandsThroughAPI(t *testing.T) {
 		t.Fatalf("nothing since the future: %q", none)
 	}
 
-	// An auditor of acme: its org only; 403 elsewhere and on nothing else.
-	auditorTok := createToken(t, filepath.Join(dir, "tokens"), "--role", "auditor", "--org", "acme", "--name", "acme-audit")
-	waitFor(t, "the auditor token is loaded", func() bool { c, _, _ := l.audit(t, auditorTok, "digest"); return c == 0 })
+	// An auditor of acme: its org only; 403 elsewhere. Its verification
+	// covers acme's records, and gives neither the trail's size nor its
+	// digest.
+	auditorTok := createTokenOn(t, l.url, filepath.Join(dir, "tokens"), "--role", "auditor", "--org", "acme", "--name", "acme-audit")
 	if code, out, _ := l.audit(t, auditorTok, "export"); code != 0 || len(checkWithSha256sum(t, out)) != 2 {
 		t.Fatalf("auditor of acme: %d\n%s", code, out)
 	}
 	if code, out, errOut := l.audit(t, auditorTok, "export", "--org", "globex"); code != 3 || out != "" || !strings.HasPrefix(errOut, "forbidden: ") {
 		t.Fatalf("auditor of acme, --org globex: %d %q %q", code, out, errOut)
 	}
-	adminTok := createToken(t, filepath.Join(dir, "tokens"), "--role", "org_admin", "--org", "acme", "--name", "acme-admin")
-	waitFor(t, "the org_admin token is loaded", func() bool { c, _, _ := l.audit(t, adminTok, "export"); return c == 0 })
-	if code, _, errOut := l.audit(t, adminTok, "verify"); code != 3 || !strings.HasPrefix(errOut, "forbidden: ") {
-		t.Fatalf("org_admin verify: %d %q", code, errOut)
+	if code, out, errOut := l.audit(t, auditorTok, "verify"); code != 0 || out != "ok 2 scope=acme\n" || errOut != "" {
+		t.Fatalf("auditor of acme, verify: %d %q %q", code, out, errOut)
+	}
+	for _, args := range [][]string{{"digest"}, {"verify", "--digest", digest}} {
+		if code, out, errOut := l.audit(t, auditorTok, args...); code != 3 || out != "" || !strings.HasPrefix(errOut, "forbidden: ") || strings.Contains(errOut, digest) {
+			t.Fatalf("auditor of acme, %v: %d %q %q", args, code, out, errOut)
+		}
+	}
+	adminTok := createTokenOn(t, l.url, filepath.Join(dir, "tokens"), "--role", "org_admin", "--org", "acme", "--name", "acme-admin")
+	if code, out, errOut := l.audit(t, adminTok, "verify"); code != 0 || out != "ok 2 scope=acme\n" {
+		t.Fatalf("org_admin verify: %d %q %q", code, out, errOut)
 	}
 
 	for _, args := range [][]string{{"export", "--format", "xml"}, {"export", "--since", "yesterday"},
@@ -319,6 +328,112 @@ func TestAuditCommandsThroughPostgres(t *testing.T) {
 	}
 	if code, _, _ := cliRun(t, "", "audit", "digest", "--database-url", "postgres://%zz"); code != 2 {
 		t.Fatalf("a malformed DATABASE_URL: exit %d", code)
+	}
+}
+
+// Through the API of a ledger on PostgreSQL, an auditor scoped to one org
+// verifies that org's rows only: a changed row of its own is found, one of
+// another org is not shown to it, but is to an auditor of every org.
+func TestAuditVerifyScopedThroughAPI(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	super := pgtest.NewDatabase(t)
+	if err := postgres.Migrate(context.Background(), super, "up", postgres.Roles{}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	l := startLedgerWith(t, dir, func(c *serveCmd) { c.DatabaseURL = pgtest.LoginRole(t, super, "ledger_app") })
+	for _, org := range []string{"acme", "globex"} {
+		key := signed(t, "k1", func(p map[string]any) { p["org_slug"], p["expires"] = org, future(48*time.Hour) })
+		if code, m := l.call("POST", "/api/license?org="+org, key); code != 200 {
+			t.Fatalf("upload %s: %d %v", org, code, m)
+		}
+	}
+	if code, _ := l.call("POST", "/api/license?org=acme", "hfl1.nope"); code != 400 {
+		t.Fatalf("a malformed upload: %d", code)
+	}
+	file := filepath.Join(dir, "tokens")
+	acmeTok := createTokenOn(t, l.url, file, "--role", "auditor", "--org", "acme", "--name", "acme-audit")
+	globexTok := createTokenOn(t, l.url, file, "--role", "auditor", "--org", "globex", "--name", "globex-audit")
+	allTok := createTokenOn(t, l.url, file, "--role", "auditor", "--name", "audit")
+	// ledger.started, two uploads, the enforcement latch, one rejection.
+	pool := pgtest.NewPool(t, super)
+	waitFor(t, "every row projected", func() bool {
+		var n int
+		pool.QueryRow(context.Background(), "SELECT count(*) FROM license_audit").Scan(&n)
+		return n == 5
+	})
+	seqOf := func(org, typ string) int64 {
+		var seq int64
+		if err := pool.QueryRow(context.Background(), "SELECT seq FROM license_audit WHERE org_slug = $1 AND type = $2", org, typ).Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	acmeRejected, globexUploaded := seqOf("acme", events.TypeRejected), seqOf("globex", events.TypeUploaded)
+	verify := func(tok string) (int, string) {
+		t.Helper()
+		code, out, errOut := l.audit(t, tok, "verify")
+		if code != 0 && code != 1 {
+			t.Fatalf("verify: %d %q %q", code, out, errOut)
+		}
+		return code, out
+	}
+	setActor := func(seq int64, actor string) {
+		t.Helper()
+		for _, q := range []string{"ALTER TABLE license_audit DISABLE TRIGGER USER",
+			fmt.Sprintf("UPDATE license_audit SET actor_id = '%s' WHERE seq = %d", actor, seq),
+			"ALTER TABLE license_audit ENABLE TRIGGER USER"} {
+			if _, err := pool.Exec(context.Background(), q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if code, out := verify(acmeTok); code != 0 || out != "ok 2 scope=acme\n" {
+		t.Fatalf("acme, intact: %d %q", code, out)
+	}
+	if code, out := verify(allTok); code != 0 || !strings.HasPrefix(out, "ok 5 5:") {
+		t.Fatalf("every org, intact: %d %q", code, out)
+	}
+	// The body of a scoped verification holds no figure of the whole trail.
+	req, _ := http.NewRequest("GET", l.url+"/api/audit/verify", nil)
+	req.Header.Set("Authorization", "Bearer "+acmeTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]any
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if d, ok := body["digest"]; !ok || d != nil || body["rows_checked"] != 2.0 || body["first_bad_seq"] != nil || fmt.Sprint(body["scope"]) != "[acme]" {
+		t.Fatalf("scoped answer: %v", body)
+	}
+
+	// Another org's row changed: not shown to acme's auditor.
+	var actor string
+	pool.QueryRow(context.Background(), "SELECT actor_id FROM license_audit WHERE seq = $1", globexUploaded).Scan(&actor)
+	setActor(globexUploaded, "someone-else")
+	if code, out := verify(acmeTok); code != 0 || out != "ok 2 scope=acme\n" {
+		t.Fatalf("acme, globex's row changed: %d %q", code, out)
+	}
+	want := fmt.Sprintf("mismatch at seq %d (actor_id)\n", globexUploaded)
+	for _, tok := range []string{globexTok, allTok} {
+		if code, out := verify(tok); code != 1 || out != want {
+			t.Fatalf("globex's row changed: %d %q, want %q", code, out, want)
+		}
+	}
+	setActor(globexUploaded, actor)
+
+	// acme's own row changed: found by its auditor, not by globex's.
+	pool.QueryRow(context.Background(), "SELECT actor_id FROM license_audit WHERE seq = $1", acmeRejected).Scan(&actor)
+	setActor(acmeRejected, "someone-else")
+	want = fmt.Sprintf("mismatch at seq %d (actor_id)\n", acmeRejected)
+	for _, tok := range []string{acmeTok, allTok} {
+		if code, out := verify(tok); code != 1 || out != want {
+			t.Fatalf("acme's row changed: %d %q, want %q", code, out, want)
+		}
+	}
+	if code, out := verify(globexTok); code != 0 || out != "ok 1 scope=globex\n" {
+		t.Fatalf("globex, acme's row changed: %d %q", code, out)
 	}
 }
 

@@ -109,10 +109,11 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	if keys.Ring().Len() == 0 {
 		log.Warn("no trusted vendor keys: every upload will be rejected (set LICENSE_PUBLIC_KEYS or LICENSE_PUBLIC_KEYS_FILE)")
 	}
-	tokens, err := c.tokens(ctx, log)
+	watcher, err := c.tokens(ctx, log)
 	if err != nil {
 		return err
 	}
+	tokens := watcher.Tokens()
 	nc, shutdownNATS, err := c.connect(log)
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
@@ -132,6 +133,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		Help: "The trusted key ring: 1 for the current fingerprint."}, []string{"fingerprint"})
 	reg.MustRegister(keyringInfo, keyringmetric.Collector(keys)) // license_keyring_info: the name every process shares
 	keyringInfo.WithLabelValues(keys.Ring().Fingerprint()).Set(1)
+	registerTokensFileMetrics(reg, watcher)
 
 	svc := ledger.New(ledger.Config{Store: bus, Keys: keys, DefaultGraceDays: c.GraceDays,
 		RejectAuditPerMinute: c.RejectAudit, Version: version, Logger: log, Metrics: ledger.NewMetrics(reg)})
@@ -183,7 +185,8 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	api := httpapi.New(httpapi.Config{Service: svc, Tokens: tokens, Registry: reg, Logger: log, Audit: rm.reader,
 		StreamMsg: streamLookups(bus),
 		Readiness: func(context.Context) httpapi.Readiness {
-			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.lag()}
+			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.lag(),
+				TokensFile: httpapi.ReportTokensFile(watcher.Status())}
 			if rm.projector != nil {
 				rd.ProjectorLag = rm.projector.Lag()
 				if err := rm.projector.Stopped(); err != nil {
@@ -231,9 +234,10 @@ func (c *serveCmd) connect(log *slog.Logger) (*nats.Conn, func(), error) {
 
 // tokens builds the live token set: LEDGER_ADMIN_TOKEN; on a single node
 // (no NATS_URL) $DATA_DIR/admin.token, generated when no token is set and
-// the tokens file has no entries; and the tokens file, re-read while ctx
-// lasts. Every token is held to LEDGER_RATE_LIMIT.
-func (c *serveCmd) tokens(ctx context.Context, log *slog.Logger) (*auth.Tokens, error) {
+// the tokens file holds no token line; and the tokens file, re-read while
+// ctx lasts. Every token is held to LEDGER_RATE_LIMIT. A tokens file with
+// problems does not stop the start: it grants what it would while running.
+func (c *serveCmd) tokens(ctx context.Context, log *slog.Logger) (*auth.Watcher, error) {
 	limit, err := auth.ParseRateLimit(c.RateLimit)
 	if err != nil {
 		return nil, cli.Usage("LEDGER_RATE_LIMIT %v", err)
@@ -242,15 +246,15 @@ func (c *serveCmd) tokens(ctx context.Context, log *slog.Logger) (*auth.Tokens, 
 	if file == "" {
 		file = filepath.Join(c.DataDir, "tokens")
 	}
-	fileEntries, err := auth.ReadTokensFile(file)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, cli.Usage("LEDGER_TOKENS_FILE: %v", err)
-	}
+	// A file with broken lines, or refused as a whole, was meant to hold
+	// tokens: it does not call for a generated one.
+	parsed, err := auth.ReadLines(file)
+	fileMeantTokens := (err != nil && !errors.Is(err, fs.ErrNotExist)) || len(parsed.Entries)+len(parsed.Broken) > 0
 	list := []string{c.AdminToken}
 	if c.NATSURL == "" {
 		path := filepath.Join(c.DataDir, "admin.token")
 		_, statErr := os.Stat(path)
-		if (c.AdminToken == "" && len(fileEntries) == 0) || statErr == nil {
+		if (c.AdminToken == "" && !fileMeantTokens) || statErr == nil {
 			tok, created, err := auth.LoadOrCreateAdminToken(path)
 			if err != nil {
 				return nil, fmt.Errorf("admin token: %w", err)
@@ -265,18 +269,29 @@ func (c *serveCmd) tokens(ctx context.Context, log *slog.Logger) (*auth.Tokens, 
 	if err != nil {
 		return nil, cli.Usage("LEDGER_ADMIN_TOKEN: %v", err)
 	}
-	w, err := auth.NewWatcher(file, admin, log)
-	if err != nil {
-		return nil, cli.Usage("LEDGER_TOKENS_FILE: %v", err)
-	}
+	w := auth.NewWatcher(file, admin, log)
 	tokens := w.Tokens()
 	tokens.SetRateLimit(limit)
 	if tokens.Current().Len() == 0 {
-		log.Warn("no API token configured: every API call is refused until one is (LEDGER_ADMIN_TOKEN, or ledger token create)", "tokens_file", file)
+		log.Warn("no API token in force: every API call is refused until one is (LEDGER_ADMIN_TOKEN, or ledger token create)", "tokens_file", file)
 	}
 	log.Info("API tokens", "admin", admin.Len(), "tokens_file", file, "file_tokens", w.Entries(), "rate_limit", limit.String())
 	go w.Run(ctx, auth.PollInterval)
-	return tokens, nil
+	return w, nil
+}
+
+// registerTokensFileMetrics exports the state of the tokens file:
+// ledger_tokens_file_errors by kind (broken lines of each kind, 1 for the
+// kind that refused the whole file) and ledger_tokens_file_tokens.
+func registerTokensFileMetrics(reg *prometheus.Registry, w *auth.Watcher) {
+	for _, kind := range auth.ProblemKinds {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_tokens_file_errors",
+			Help:        "Problems of the tokens file by kind: lines that grant nothing (malformed, duplicate), or 1 when the whole file grants nothing (insecure, unreadable).",
+			ConstLabels: prometheus.Labels{"kind": kind}},
+			func() float64 { return float64(w.Status().Errors()[kind]) }))
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_tokens_file_tokens",
+		Help: "Tokens of the tokens file in force."}, func() float64 { return float64(w.Entries()) }))
 }
 
 func (c *serveCmd) listenAndServe(ctx context.Context, h http.Handler, log *slog.Logger, started chan<- string) error {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -35,11 +36,22 @@ func runCmd(t *testing.T, env map[string]string, args ...string) (code int, stdo
 	return code, out.String(), errb.String()
 }
 
-// createToken runs token create and returns the printed token.
+// createToken runs token create --no-wait and returns the printed token.
 func createToken(t *testing.T, file string, args ...string) string {
 	t.Helper()
-	code, out, errOut := runCmd(t, nil, append([]string{"token", "create", "--tokens-file", file}, args...)...)
+	code, out, errOut := runCmd(t, nil, append([]string{"token", "create", "--no-wait", "--tokens-file", file}, args...)...)
 	if code != 0 {
+		t.Fatalf("token create %v: exit %d: %s", args, code, errOut)
+	}
+	return strings.TrimSuffix(out, "\n")
+}
+
+// createTokenOn runs token create against the ledger at server, which
+// returns once that ledger accepts the token, and returns the token.
+func createTokenOn(t *testing.T, server, file string, args ...string) string {
+	t.Helper()
+	code, out, errOut := runCmd(t, nil, append([]string{"token", "create", "--server", server, "--tokens-file", file}, args...)...)
+	if code != 0 || !strings.Contains(errOut, "the ledger at "+server+" accepts it") {
 		t.Fatalf("token create %v: exit %d: %s", args, code, errOut)
 	}
 	return strings.TrimSuffix(out, "\n")
@@ -55,10 +67,12 @@ func sha256Hex(s string) string {
 func TestTokenCreateListRevoke(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "data", "tokens")
-	env := map[string]string{"DATA_DIR": filepath.Join(dir, "data")}
+	nobody := closedPort(t)
+	env := map[string]string{"DATA_DIR": filepath.Join(dir, "data"), "LEDGER_SERVER": nobody}
 
+	// No ledger answers: create says so, and succeeds.
 	code, out, errOut := runCmd(t, env, "token", "create", "--role", "org_admin", "--org", "acme,globex", "--org", "initech", "--name", "acme-admin")
-	if code != 0 || !tokenPattern.MatchString(out) {
+	if code != 0 || !tokenPattern.MatchString(out) || !strings.Contains(errOut, "no ledger answers at "+nobody) {
 		t.Fatalf("create: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	adminTok := strings.TrimSpace(out)
@@ -76,7 +90,7 @@ func TestTokenCreateListRevoke(t *testing.T) {
 	opsTok := createToken(t, file, "--role", "operator", "--name", "ops@example.com")
 	// LEDGER_TOKENS_FILE wins over DATA_DIR.
 	other := filepath.Join(dir, "elsewhere", "tokens")
-	if code, _, errOut := runCmd(t, map[string]string{"LEDGER_TOKENS_FILE": other}, "token", "create", "--role", "auditor", "--org", "acme", "--name", "x"); code != 0 {
+	if code, _, errOut := runCmd(t, map[string]string{"LEDGER_TOKENS_FILE": other}, "token", "create", "--no-wait", "--role", "auditor", "--org", "acme", "--name", "x"); code != 0 {
 		t.Fatalf("create with LEDGER_TOKENS_FILE: %d %s", code, errOut)
 	}
 	if _, err := os.Stat(other); err != nil {
@@ -100,6 +114,8 @@ func TestTokenCreateListRevoke(t *testing.T) {
 		{"unknown role", []string{"--role", "root", "--name", "y"}, 2, "--role"},
 		{"no name", []string{"--role", "auditor"}, 2, "--name"},
 		{"no role", []string{"--name", "y"}, 2, "--role"},
+		{"bad server", []string{"--role", "auditor", "--name", "y", "--server", "ftp://x"}, 2, "--server"},
+		{"no wait", []string{"--role", "auditor", "--name", "y", "--wait", "0s"}, 2, "--wait"},
 	}
 	for _, c := range refused {
 		code, out, errOut := runCmd(t, env, append([]string{"token", "create"}, c.args...)...)
@@ -176,6 +192,19 @@ func TestTokenCreateListRevoke(t *testing.T) {
 	if code, _, errOut := runCmd(t, env, "token", "create", "--role", "auditor", "--name", "z"); code != 1 || !strings.Contains(errOut, file+":3:") {
 		t.Errorf("create on a malformed file: %d %q", code, errOut)
 	}
+	// list shows what a ledger trusts and reports the rest (exit 1);
+	// revoke still works, and keeps the broken line.
+	code, out, errOut = runCmd(t, env, "token", "list")
+	if code != 1 || !strings.Contains(out, "acme-admin") || !strings.Contains(out, "ops@example.com") ||
+		!strings.Contains(errOut, file+":3: want <sha256 hex> <role> <orgs|*> <name>, got 1 field(s) (ignored: this line grants nothing)") {
+		t.Errorf("list of a malformed file: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := runCmd(t, env, "token", "revoke", "ops@example.com"); code != 0 {
+		t.Errorf("revoke in a malformed file: %d %q", code, errOut)
+	}
+	if b, _ := os.ReadFile(file); !strings.HasSuffix(string(b), "oops\n") || strings.Contains(string(b), "ops@example.com") {
+		t.Errorf("after a revoke in a malformed file:\n%s", b)
+	}
 
 	// A missing file lists nothing.
 	if code, out, errOut := runCmd(t, map[string]string{"DATA_DIR": filepath.Join(dir, "none")}, "token", "list"); code != 0 || strings.TrimSpace(out) != "NAME  ROLE  ORGS  HASH" || !strings.Contains(errOut, "no tokens file") {
@@ -188,7 +217,8 @@ func TestTokenHelpListsVariables(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"token", "create", "--help"}, []string{"--tokens-file", "$LEDGER_TOKENS_FILE", "--data-dir", "$DATA_DIR", "--role", "--org", "--name"}},
+		{[]string{"token", "create", "--help"}, []string{"--tokens-file", "$LEDGER_TOKENS_FILE", "--data-dir", "$DATA_DIR", "--role", "--org", "--name",
+			"--server", "$LEDGER_SERVER", "--ca-file", "$LEDGER_CA_FILE", "--wait", "--no-wait"}},
 		{[]string{"token", "list", "--help"}, []string{"$LEDGER_TOKENS_FILE", "$DATA_DIR", "--output"}},
 		{[]string{"token", "revoke", "--help"}, []string{"$LEDGER_TOKENS_FILE", "$DATA_DIR", "<name>"}},
 		{[]string{"serve", "--help"}, []string{"--tokens-file", "$LEDGER_TOKENS_FILE", "--rate-limit", "$LEDGER_RATE_LIMIT", "20/s:100"}},
@@ -276,6 +306,38 @@ func (l *tokenLedger) api(t *testing.T, tok, method, path, body string) (int, ma
 	return resp.StatusCode, m, resp.Header
 }
 
+// checkTokensFile checks what /readyz (still 200) and the metrics say of
+// the tokens file: the tokens_file field, ledger_tokens_file_errors by
+// kind (others 0) and ledger_tokens_file_tokens.
+func (l *tokenLedger) checkTokensFile(t *testing.T, field string, errs map[string]int, tokens int) {
+	t.Helper()
+	resp, err := http.Get(l.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd map[string]json.RawMessage
+	json.NewDecoder(resp.Body).Decode(&rd)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(rd["tokens_file"]) != field {
+		t.Errorf("/readyz: %d, tokens_file %s; want 200, %s", resp.StatusCode, rd["tokens_file"], field)
+	}
+	resp, err = http.Get(l.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, kind := range auth.ProblemKinds {
+		want := fmt.Sprintf(`ledger_tokens_file_errors{kind=%q} %d`, kind, errs[kind])
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`).Match(body) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(body), "ledger_tokens_file"))
+		}
+	}
+	if want := fmt.Sprintf("ledger_tokens_file_tokens %d", tokens); !regexp.MustCompile(`(?m)^` + want + `$`).Match(body) {
+		t.Errorf("metrics lack %s:\n%s", want, grepLines(string(body), "ledger_tokens_file"))
+	}
+}
+
 // waitFor polls cond until it holds, failing the test after 5 s, and
 // returns how long it took.
 func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
@@ -307,12 +369,16 @@ func TestServeFollowsTokensFile(t *testing.T) {
 		return code
 	}
 
-	// A tokens file created after start, by token create, is picked up.
-	orgTok := createToken(t, file, "--role", "org_admin", "--org", "acme", "--name", "acme-admin")
-	took := waitFor(t, "new org_admin token accepted", func() bool { return status(orgTok, "GET", "/api/license?org=acme", "") == 200 })
-	t.Logf("token create → accepted in %v", took)
-	audTok := createToken(t, file, "--role", "auditor", "--name", "audit")
-	waitFor(t, "new auditor token known", func() bool { return status(audTok, "GET", "/api/license?org=acme", "") != 401 })
+	// A tokens file created after start, by token create, is picked up;
+	// create returns once the ledger accepts the token, so it works at once.
+	orgTok := createTokenOn(t, l.url, file, "--role", "org_admin", "--org", "acme", "--name", "acme-admin")
+	if c := status(orgTok, "GET", "/api/license?org=acme", ""); c != 200 {
+		t.Fatalf("a token used as token create returns: %d", c)
+	}
+	audTok := createTokenOn(t, l.url, file, "--role", "auditor", "--name", "audit")
+	if c := status(audTok, "GET", "/api/whoami", ""); c != 200 {
+		t.Fatalf("an auditor token used as token create returns: %d", c)
+	}
 
 	// What each role may do on /api/license.
 	key := signed(t, "k1", func(p map[string]any) { p["expires"] = future(365 * 24 * time.Hour) })
@@ -362,26 +428,61 @@ func TestServeFollowsTokensFile(t *testing.T) {
 		}
 	}
 
-	// An invalid rewrite keeps the previous set in force.
+	// A hand edit that removes a line and adds a broken one: the removed
+	// token is refused within about a second, the valid lines stay in
+	// force, and the broken line shows in the log (by number, without its
+	// hash), the metrics and /readyz (still 200) until it is fixed.
 	good, _ := os.ReadFile(file)
-	newTok := auth.Generate()
-	newEntry, _ := auth.NewEntry(newTok, auth.RoleOperator, []string{"*"}, "new-ops")
-	if err := auth.WriteFileAtomic(file, []byte(newEntry.Line()+"\nthis line is not a token\n")); err != nil {
+	opsTok := createTokenOn(t, l.url, file, "--role", "operator", "--name", "ops")
+	var kept []string
+	for _, line := range strings.SplitAfter(string(good), "\n") {
+		if !strings.Contains(line, " audit\n") {
+			kept = append(kept, line)
+		}
+	}
+	b, _ := os.ReadFile(file)
+	opsLine := strings.TrimPrefix(string(b), string(good))
+	broken := sha256Hex("not-a-token-of-this-test")[:40] + " auditor * half-a-hash\n"
+	edited := strings.Join(kept, "") + broken + opsLine
+	if err := auth.WriteFileAtomic(file, []byte(edited)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "invalid file logged", func() bool { return l.logged("tokens file is invalid") })
-	if !l.logged(file + ":2:") {
-		t.Errorf("the error does not name file:line:\n%s", l.buf.String())
+	took := waitFor(t, "removed token refused", func() bool { return status(audTok, "GET", "/api/whoami", "") == 401 })
+	t.Logf("hand edit → removed token refused in %v", took)
+	for _, tok := range []string{orgTok, opsTok, adminTok} {
+		if c := status(tok, "GET", "/api/whoami", ""); c != 200 {
+			t.Fatalf("a valid token beside a broken line gets %d", c)
+		}
 	}
-	if c := status(orgTok, "GET", "/api/license?org=acme", ""); c != 200 {
-		t.Fatalf("after an invalid rewrite the old token gets %d", c)
+	waitFor(t, "broken line logged", func() bool { return l.logged("tokens file line ignored") })
+	if !l.logged("line=2 kind=malformed") || l.logged(sha256Hex("not-a-token-of-this-test")[:12]) {
+		t.Errorf("the log does not name line 2, or holds its hash:\n%s", l.buf.String())
 	}
-	if c := status(newTok, "GET", "/api/license?org=acme", ""); c != 401 {
-		t.Fatalf("a token of the invalid file gets %d", c)
+	l.checkTokensFile(t, `{"refused":null,"ignored":1,"lines":[{"line":2,"kind":"malformed"}]}`, map[string]int{"malformed": 1}, 2)
+
+	// A file readable by others grants nothing: every file token 401, a
+	// loud log naming the fix; the admin token still works. chmod 600
+	// restores the file's tokens.
+	if runtime.GOOS != "windows" {
+		os.Chmod(file, 0o644)
+		waitFor(t, "tokens of an insecure file refused", func() bool {
+			return status(orgTok, "GET", "/api/whoami", "") == 401 && status(opsTok, "GET", "/api/whoami", "") == 401
+		})
+		if c := status(adminTok, "GET", "/api/whoami", ""); c != 200 {
+			t.Fatalf("the admin token with an insecure tokens file: %d", c)
+		}
+		if !l.logged("tokens file refused") || !l.logged("chmod 600 "+file) {
+			t.Errorf("the log does not name the fix:\n%s", l.buf.String())
+		}
+		l.checkTokensFile(t, `{"refused":"insecure","ignored":0,"lines":[]}`, map[string]int{"insecure": 1}, 0)
+		os.Chmod(file, 0o600)
+		waitFor(t, "tokens back after chmod 600", func() bool { return status(opsTok, "GET", "/api/whoami", "") == 200 })
 	}
 	if err := auth.WriteFileAtomic(file, good); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, "fixed file in force", func() bool { return status(audTok, "GET", "/api/whoami", "") == 200 })
+	l.checkTokensFile(t, "null", nil, 2)
 
 	// Revoking makes the token 401 within about a second.
 	if code, _, errOut := runCmd(t, nil, "token", "revoke", "--tokens-file", file, "acme-admin"); code != 0 {
@@ -427,6 +528,55 @@ func TestServeTokensFileAtStart(t *testing.T) {
 	}
 }
 
+// A tokens file with problems at start is read as it would be while
+// running: the ledger starts, the broken lines and an unsafe file grant
+// nothing, the rest works, and no admin token is generated in its place.
+func TestServeStartsWithBrokenTokensFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tokens")
+	opsTok := createToken(t, file, "--role", "operator", "--name", "ops")
+	f, _ := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("not a token\n")
+	f.Close()
+	l := serveTokens(t, dir, nil)
+	if code, _, _ := l.api(t, opsTok, "GET", "/api/whoami", ""); code != 200 {
+		t.Fatalf("the valid line of a broken file at start: %d", code)
+	}
+	if !l.logged("line=2 kind=malformed") {
+		t.Errorf("the broken line is not logged:\n%s", l.buf.String())
+	}
+	l.checkTokensFile(t, `{"refused":null,"ignored":1,"lines":[{"line":2,"kind":"malformed"}]}`, map[string]int{"malformed": 1}, 1)
+	if _, err := os.Stat(filepath.Join(dir, "admin.token")); err == nil {
+		t.Fatal("admin.token generated beside a tokens file with a token")
+	}
+	// A token added to a file this ledger does not read: create says the
+	// ledger still refuses it when the wait ends (exit 1), the token stays.
+	other := filepath.Join(t.TempDir(), "tokens")
+	code, out, errOut := runCmd(t, nil, "token", "create", "--server", l.url, "--wait", "300ms", "--tokens-file", other, "--role", "auditor", "--name", "elsewhere")
+	if code != 1 || !tokenPattern.MatchString(out) || !strings.Contains(errOut, "the ledger at "+l.url+" still refuses the new token after 300ms") {
+		t.Errorf("create for another ledger's file: %d %q %q", code, out, errOut)
+	}
+	if runtime.GOOS == "windows" {
+		return
+	}
+	dir2 := t.TempDir()
+	file2 := filepath.Join(dir2, "tokens")
+	opsTok2 := createToken(t, file2, "--role", "operator", "--name", "ops")
+	os.Chmod(file2, 0o640)
+	admin := auth.Generate()
+	l2 := serveTokens(t, dir2, func(c *serveCmd) { c.AdminToken = admin })
+	if code, _, _ := l2.api(t, opsTok2, "GET", "/api/whoami", ""); code != 401 {
+		t.Fatalf("a token of a group-readable file at start: %d", code)
+	}
+	if code, _, _ := l2.api(t, admin, "GET", "/api/whoami", ""); code != 200 {
+		t.Fatalf("LEDGER_ADMIN_TOKEN beside a refused file: %d", code)
+	}
+	if !l2.logged("tokens file refused") || !l2.logged("chmod 600 "+file2) {
+		t.Errorf("the refusal is not logged with its fix:\n%s", l2.buf.String())
+	}
+	l2.checkTokensFile(t, `{"refused":"insecure","ignored":0,"lines":[]}`, map[string]int{"insecure": 1}, 0)
+}
+
 func TestServeRefusesBadTokensSettings(t *testing.T) {
 	ring, _ := vendorKey("k1")
 	try := func(dir string, mod func(*serveCmd)) (int, string) {
@@ -440,19 +590,6 @@ func TestServeRefusesBadTokensSettings(t *testing.T) {
 		var errb bytes.Buffer
 		err := cmd.serve(ctx, &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, nil)
 		return cli.ExitCode(&errb, "ledger", err), errb.String()
-	}
-	dir := t.TempDir()
-	file := filepath.Join(dir, "tokens")
-	os.WriteFile(file, []byte("# header\nnot a token\n"), 0o600)
-	if code, msg := try(dir, func(*serveCmd) {}); code != cli.ExitUsage || !strings.Contains(msg, file+":2:") {
-		t.Errorf("malformed tokens file: %d %q", code, msg)
-	}
-	if runtime.GOOS != "windows" {
-		os.WriteFile(file, nil, 0o600)
-		os.Chmod(file, 0o640)
-		if code, msg := try(dir, func(*serveCmd) {}); code != cli.ExitUsage || !strings.Contains(msg, "chmod 600") {
-			t.Errorf("tokens file readable by group: %d %q", code, msg)
-		}
 	}
 	for _, bad := range []string{"fast", "0", "20/d", "20/s:0"} {
 		if code, msg := try(t.TempDir(), func(c *serveCmd) { c.RateLimit = bad }); code != cli.ExitUsage || !strings.Contains(msg, "LEDGER_RATE_LIMIT") {

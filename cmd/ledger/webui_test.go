@@ -504,6 +504,18 @@ func TestWebUIInBrowser(t *testing.T) {
 		t.Fatalf("auditor on the license page: %q", got)
 	}
 
+	// An auditor of acme verifies acme's records, and is shown no digest.
+	acmeAuditor := createTokenOn(t, l.url, filepath.Join(l.cmd.DataDir, "tokens"), "--role", "auditor", "--org", "acme", "--name", "acme-audit")
+	b.Run("sign out", chromedp.Click("#sign-out", q), chromedp.WaitVisible("#signin-token", q))
+	signIn(b, l.url, acmeAuditor)
+	b.WaitFor("acme auditor's verification", `document.querySelector('#verify-result p[data-ok="true"]')`, 20*time.Second)
+	var digestShown bool
+	b.Eval(`document.querySelector('#verify-digest') !== null`, &digestShown)
+	if got := b.Text("#verify-result"); !strings.HasPrefix(got, "Records of acme intact.") || digestShown {
+		t.Fatalf("acme auditor's verification: %q, digest shown %v", got, digestShown)
+	}
+	b.Screenshot("acme-auditor-verification")
+
 	for _, e := range b.Errors() {
 		if strings.Contains(e, "Content Security Policy") || strings.HasPrefix(e, "exception:") {
 			t.Errorf("page error: %s", e)

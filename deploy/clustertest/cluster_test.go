@@ -468,7 +468,7 @@ func connect(t testing.TB, urls string, id natsauth.Identity, opts ...nats.Optio
 // does before distributing it, and returns the token.
 func createToken(t *testing.T, bin binaries, file, name string) string {
 	t.Helper()
-	cmd := exec.Command(bin.ledger, "token", "create", "--role", "operator", "--name", name)
+	cmd := exec.Command(bin.ledger, "token", "create", "--no-wait", "--role", "operator", "--name", name)
 	cmd.Env = childEnv(map[string]string{"LEDGER_TOKENS_FILE": file})
 	out, err := cmd.Output()
 	if err != nil {

@@ -3,6 +3,8 @@ package jwtorg
 import (
 	"net/http"
 	"strings"
+
+	"github.com/licenseledger/ledger/internal/bearer"
 )
 
 // TokenFrom returns the bearer token of a request's headers h, without
@@ -17,7 +19,7 @@ func TokenFrom(h http.Header, cookie string) (token string, ok bool) {
 	switch auth := h["Authorization"]; len(auth) {
 	case 0:
 	case 1:
-		if t, bearer := bearer(auth[0]); bearer {
+		if t, isBearer := bearer.Parse(auth[0]); isBearer {
 			return t, t != ""
 		}
 	default:
@@ -35,28 +37,8 @@ func TokenFrom(h http.Header, cookie string) (token string, ok bool) {
 // token itself is not checked here (a Verifier refuses one with anything
 // but base64url segments), so that reading it costs no pass over it.
 func Bearer(authorization string) (token string, ok bool) {
-	t, bearer := bearer(authorization)
-	return t, bearer && t != ""
-}
-
-// bearer reports whether v has the Bearer scheme, and its token ("" when
-// it has none).
-func bearer(v string) (string, bool) {
-	const scheme = "Bearer"
-	if len(v) < len(scheme) || v[:len(scheme)] != scheme && !strings.EqualFold(v[:len(scheme)], scheme) {
-		return "", false
-	}
-	rest := v[len(scheme):]
-	if rest == "" {
-		return "", true
-	}
-	if rest[0] != ' ' {
-		return "", false // another scheme, e.g. "Bearerx"
-	}
-	for rest != "" && rest[0] == ' ' {
-		rest = rest[1:]
-	}
-	return rest, true
+	t, isBearer := bearer.Parse(authorization)
+	return t, isBearer && t != ""
 }
 
 // cookieValue returns the value of cookie name in the Cookie header

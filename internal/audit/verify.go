@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -28,6 +29,10 @@ type VerifyOptions struct {
 	// Stream, when set, must hold every record's message: the same subject
 	// and the same bytes at the same sequence.
 	Stream StreamLookup
+	// Scope, when not nil, limits the verification to the records of these
+	// orgs and keeps the others out of the Result (see Verify). A scoped
+	// verification takes no Digest, which covers the whole trail.
+	Scope []string
 }
 
 // The columns Verify names, as in the license_audit table; ColDigest is
@@ -60,45 +65,69 @@ type Result struct {
 	BadSeq uint64
 	Column string
 	// Digest is the chain head over the records that verified: the whole
-	// trail's digest when OK.
+	// trail's digest when OK. "" for a scoped verification.
 	Digest string
+	// Scope is the orgs a scoped verification covered; nil for the whole
+	// trail. Rows, BadSeq and Column then count and name records of these
+	// orgs only.
+	Scope []string
 }
 
-// String is what `ledger audit verify` prints: "ok <rows> <digest>" or
-// "mismatch at seq N (<column>)".
+// String is what `ledger audit verify` prints: "ok <rows> <digest>", for
+// a scoped verification "ok <rows> scope=<org,…>", or "mismatch at seq N
+// (<column>)".
 func (r Result) String() string {
-	if r.OK {
-		return "ok " + strconv.FormatUint(r.Rows, 10) + " " + r.Digest
+	switch {
+	case !r.OK:
+		return fmt.Sprintf("mismatch at seq %d (%s)", r.BadSeq, r.Column)
+	case r.Scope != nil:
+		return "ok " + strconv.FormatUint(r.Rows, 10) + " scope=" + strings.Join(r.Scope, ",")
 	}
-	return fmt.Sprintf("mismatch at seq %d (%s)", r.BadSeq, r.Column)
+	return "ok " + strconv.FormatUint(r.Rows, 10) + " " + r.Digest
 }
 
 // resultJSON is the wire form of GET /api/audit/verify: first_bad_seq and
-// column are null when ok.
+// column are null when ok; digest is null, and scope present, for a scoped
+// verification.
 type resultJSON struct {
 	OK     bool    `json:"ok"`
 	Rows   uint64  `json:"rows_checked"`
 	BadSeq *uint64 `json:"first_bad_seq"`
 	Column *string `json:"column"`
-	Digest string  `json:"digest"`
+	Digest *string `json:"digest"`
 }
 
-// MarshalJSON writes {"ok", "rows_checked", "first_bad_seq", "column", "digest"}.
+// scopedJSON is resultJSON with the scope, which a verification of the
+// whole trail leaves out.
+type scopedJSON struct {
+	resultJSON
+	Scope []string `json:"scope"`
+}
+
+// MarshalJSON writes {"ok", "rows_checked", "first_bad_seq", "column",
+// "digest"}, and "scope" (with a null digest) when scoped.
 func (r Result) MarshalJSON() ([]byte, error) {
-	w := resultJSON{OK: r.OK, Rows: r.Rows, Digest: r.Digest}
+	w := resultJSON{OK: r.OK, Rows: r.Rows}
 	if !r.OK {
 		w.BadSeq, w.Column = &r.BadSeq, &r.Column
 	}
-	return json.Marshal(w)
+	if r.Scope == nil {
+		w.Digest = &r.Digest
+		return json.Marshal(w)
+	}
+	return json.Marshal(scopedJSON{w, r.Scope})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
 func (r *Result) UnmarshalJSON(b []byte) error {
-	var w resultJSON
+	var w scopedJSON
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*r = Result{OK: w.OK, Rows: w.Rows, Digest: w.Digest}
+	*r = Result{OK: w.OK, Rows: w.Rows, Scope: w.Scope}
+	if w.Digest != nil {
+		r.Digest = *w.Digest
+	}
 	if w.BadSeq != nil {
 		r.BadSeq = *w.BadSeq
 	}
@@ -120,7 +149,16 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 // A record whose hash does not match its bytes is named "hash" unless the
 // next record's prev_hash vouches for the stored hash, in which case the
 // bytes changed: "envelope_raw".
+//
+// With opts.Scope, Verify checks the records of those orgs only (see
+// verifyScoped), and the Result says nothing of the others.
 func Verify(ctx context.Context, rd Reader, opts VerifyOptions) (Result, error) {
+	if opts.Scope != nil {
+		if opts.Digest != "" {
+			return Result{}, errors.New("audit: a digest covers the whole trail, not a scope")
+		}
+		return verifyScoped(ctx, rd, opts)
+	}
 	v := &verifier{ctx: ctx, stream: opts.Stream}
 	if opts.Digest != "" {
 		seq, h, err := ParseDigest(opts.Digest)

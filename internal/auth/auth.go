@@ -2,10 +2,11 @@
 // each role may do. Tokens are stored and compared as SHA-256 hashes: the
 // comparison is constant-time and a leaked tokens file reveals no token.
 //
-// The live set (Tokens) is the admin tokens (AdminSet) plus the entries of
-// the tokens file (ReadTokensFile, AddToken, RemoveToken), which a Watcher
-// re-reads while the server runs; Tokens also holds the per-token rate
-// limit (Limiter).
+// The live set (Tokens) is the admin tokens (AdminSet) plus the valid
+// entries of the tokens file (ReadLines, AddToken, RemoveToken), which a
+// Watcher re-reads while the server runs, failing closed: a broken line or
+// an unsafe file grants nothing, never leaving an earlier version in force.
+// Tokens also holds the per-token rate limit (Limiter).
 package auth
 
 import (

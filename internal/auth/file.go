@@ -33,14 +33,39 @@ import (
 //     _instance allowed.
 //
 // Names are unique, 1..64 characters of [A-Za-z0-9_.@-]; hashes are unique.
-// The file must not be accessible by group or others (mode 0600 or 0400).
+// The file must belong to the user reading it and not be accessible by
+// group or others (mode 0600 or 0400).
+//
+// The file is read line by line and fails closed: a broken line (malformed,
+// or one of two lines with the same name or the same token, which leave
+// the meaning open) grants nothing while the valid lines stay in force; an
+// unsafe or unreadable file grants nothing at all.
 
 // Errors of tokens-file edits.
 var (
 	ErrDuplicateName = errors.New("a token with this name already exists")
 	ErrUnknownName   = errors.New("no token has this name")
-	ErrInsecureFile  = errors.New("the tokens file is accessible by group or others")
+	// ErrInsecureFile is a tokens file that group or others may access, or
+	// that belongs to another user than the one reading it.
+	ErrInsecureFile = errors.New("unsafe tokens file")
 )
+
+// Kinds of tokens-file problems, as logs and metrics name them.
+const (
+	// ProblemMalformed is a line that is not a valid token line.
+	ProblemMalformed = "malformed"
+	// ProblemDuplicate is a line whose name or token another line has too.
+	ProblemDuplicate = "duplicate"
+	// ProblemInsecure is a file that is not private to its user
+	// (ErrInsecureFile): none of its lines is trusted.
+	ProblemInsecure = "insecure"
+	// ProblemUnreadable is a file that cannot be read (not a regular file,
+	// too large, an I/O error): none of its lines is trusted.
+	ProblemUnreadable = "unreadable"
+)
+
+// ProblemKinds lists every kind of problem.
+var ProblemKinds = []string{ProblemMalformed, ProblemDuplicate, ProblemInsecure, ProblemUnreadable}
 
 // maxTokensFileSize bounds reads of the tokens file (about 100,000 tokens).
 const maxTokensFileSize = 16 << 20
@@ -128,50 +153,115 @@ func (e Entry) Principal() Principal {
 	return Principal{Name: e.Name, Role: e.Role, Orgs: slices.Clone(e.Orgs), Hash: e.Hash}
 }
 
-// LineError is a malformed tokens-file line.
+// LineError is a broken tokens-file line. Its message never holds the
+// line's hash.
 type LineError struct {
 	File string
 	Line int
+	Kind string // ProblemMalformed or ProblemDuplicate
 	Err  error
 }
 
 func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
 func (e *LineError) Unwrap() error { return e.Err }
 
-// ParseTokens parses the content of a tokens file; file names it in
-// errors, which are *LineError for a bad line.
-func ParseTokens(file string, data []byte) ([]Entry, error) {
-	entries, _, err := parseTokens(file, data)
-	return entries, err
+// Parsed is the content of a tokens file, read line by line.
+type Parsed struct {
+	// Entries are the valid lines, in file order: the file's tokens.
+	Entries []Entry
+	// Broken are the broken lines, in file order; none of them grants
+	// anything.
+	Broken []*LineError
+
+	lines []parsedLine // every token line, broken ones included
 }
 
-// parseTokens also returns the 0-based line index of every entry.
-func parseTokens(file string, data []byte) ([]Entry, []int, error) {
+// parsedLine is one non-blank, non-comment line.
+type parsedLine struct {
+	at    int   // 0-based line index
+	entry Entry // the entry its fields make, when they parse
+	err   *LineError
+}
+
+// ParseLines parses the content of a tokens file line by line; file names
+// it in errors. Blank and comment lines are skipped. Two lines with the
+// same name, or the same token, are both broken: which one was meant is
+// not for the reader to guess.
+func ParseLines(file string, data []byte) Parsed {
 	var (
-		entries []Entry
-		at      []int
-		names   = map[string]int{}
-		hashes  = map[[32]byte]int{}
+		p      Parsed
+		names  = map[string][]int{}
+		hashes = map[[32]byte][]int{}
 	)
 	for i, raw := range strings.Split(string(data), "\n") {
 		e, ok, err := parseLine(raw)
-		if err == nil && ok {
-			if prev, dup := names[e.Name]; dup {
-				err = fmt.Errorf("name %q is already used on line %d", e.Name, prev)
-			} else if prev, dup := hashes[e.Hash]; dup {
-				err = fmt.Errorf("the same token is already on line %d", prev)
-			}
+		if !ok && err == nil {
+			continue
 		}
+		l := parsedLine{at: i, entry: e}
 		if err != nil {
-			return nil, nil, &LineError{File: file, Line: i + 1, Err: err}
+			l.err = &LineError{File: file, Line: i + 1, Kind: ProblemMalformed, Err: err}
+		} else {
+			names[e.Name] = append(names[e.Name], len(p.lines))
+			hashes[e.Hash] = append(hashes[e.Hash], len(p.lines))
 		}
-		if ok {
-			names[e.Name], hashes[e.Hash] = i+1, i+1
-			entries = append(entries, e)
-			at = append(at, i)
+		p.lines = append(p.lines, l)
+	}
+	// dup breaks every line of a group of two or more, each naming up to
+	// three of the others (a group may be large: the cost stays linear).
+	dup := func(group []int, what string) {
+		if len(group) < 2 {
+			return
+		}
+		for _, j := range group {
+			if p.lines[j].err != nil {
+				continue
+			}
+			var others []string
+			for _, k := range group {
+				if k != j && len(others) < 3 {
+					others = append(others, fmt.Sprint(p.lines[k].at+1))
+				}
+			}
+			if more := len(group) - 1 - len(others); more > 0 {
+				others = append(others, fmt.Sprintf("%d more", more))
+			}
+			p.lines[j].err = &LineError{File: file, Line: p.lines[j].at + 1, Kind: ProblemDuplicate,
+				Err: fmt.Errorf("%s is also on line %s: none of these lines is trusted", what, strings.Join(others, ", "))}
 		}
 	}
-	return entries, at, nil
+	for _, l := range p.lines {
+		if l.err == nil {
+			dup(names[l.entry.Name], fmt.Sprintf("name %q", l.entry.Name))
+			dup(hashes[l.entry.Hash], "the same token")
+		}
+	}
+	for _, l := range p.lines {
+		if l.err != nil {
+			p.Broken = append(p.Broken, l.err)
+		} else {
+			p.Entries = append(p.Entries, l.entry)
+		}
+	}
+	return p
+}
+
+// Err is the first broken line, or nil.
+func (p Parsed) Err() error {
+	if len(p.Broken) == 0 {
+		return nil
+	}
+	return p.Broken[0]
+}
+
+// ParseTokens parses the content of a tokens file, all of it or nothing:
+// the error is the first broken line's *LineError.
+func ParseTokens(file string, data []byte) ([]Entry, error) {
+	p := ParseLines(file, data)
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	return p.Entries, nil
 }
 
 // parseLine parses one line; ok is false for blank and comment lines.
@@ -188,7 +278,7 @@ func parseLine(raw string) (e Entry, ok bool, err error) {
 		return Entry{}, false, fmt.Errorf("the hash is %d characters; a SHA-256 in hex is 64", len(f[0]))
 	}
 	if _, err := hex.Decode(e.Hash[:], []byte(f[0])); err != nil {
-		return Entry{}, false, fmt.Errorf("the hash is not hex: %v", err)
+		return Entry{}, false, errors.New("the hash is not hex")
 	}
 	e.Role, e.Name = Role(f[1]), f[3]
 	e.Orgs = strings.Split(f[2], ",")
@@ -198,15 +288,38 @@ func parseLine(raw string) (e Entry, ok bool, err error) {
 	return e, true, nil
 }
 
-// ReadTokensFile reads and parses the tokens file at path, refusing one
-// that group or others may access. A missing file is an error wrapping
-// fs.ErrNotExist.
+// ReadTokensFile reads and parses the tokens file at path, all of it or
+// nothing: an unsafe file (ErrInsecureFile) or a broken line is an error.
+// A missing file is an error wrapping fs.ErrNotExist.
 func ReadTokensFile(path string) ([]Entry, error) {
-	data, _, err := readTokensFile(path)
+	p, err := ReadLines(path)
+	if err == nil {
+		err = p.Err()
+	}
 	if err != nil {
 		return nil, err
 	}
-	return ParseTokens(path, data)
+	return p.Entries, nil
+}
+
+// ReadLines reads the tokens file at path and parses it line by line
+// (ParseLines). The error is about the whole file: missing (wrapping
+// fs.ErrNotExist), unsafe (ErrInsecureFile) or unreadable.
+func ReadLines(path string) (Parsed, error) {
+	data, _, err := readTokensFile(path)
+	if err != nil {
+		return Parsed{}, err
+	}
+	return ParseLines(path, data), nil
+}
+
+// ProblemOf is the kind of a file-level error of ReadLines:
+// ProblemInsecure or ProblemUnreadable.
+func ProblemOf(err error) string {
+	if errors.Is(err, ErrInsecureFile) {
+		return ProblemInsecure
+	}
+	return ProblemUnreadable
 }
 
 // readTokensFile returns the content of the tokens file and the stat of
@@ -227,7 +340,10 @@ func readTokensFile(path string) ([]byte, os.FileInfo, error) {
 	}
 	// Windows has no meaningful permission bits to check.
 	if runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
-		return nil, info, fmt.Errorf("%w: %s has mode %04o; run chmod 600 on it", ErrInsecureFile, path, info.Mode().Perm())
+		return nil, info, fmt.Errorf("%w: %s has mode %04o, group or others may access it; run chmod 600 %s", ErrInsecureFile, path, info.Mode().Perm(), path)
+	}
+	if err := checkOwner(path, info); err != nil {
+		return nil, info, err
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxTokensFileSize+1))
 	if err != nil {
@@ -241,14 +357,18 @@ func readTokensFile(path string) ([]byte, os.FileInfo, error) {
 
 // AddToken appends e to the tokens file at path, creating it (and its
 // directory, 0700) when absent. The file is rewritten atomically with mode
-// 0600, its other lines kept byte for byte; a malformed file is left alone
-// and reported. A name already in the file is ErrDuplicateName.
+// 0600, its other lines kept byte for byte; a file with a broken line is
+// left alone and the line reported. A name already in the file is
+// ErrDuplicateName.
 func AddToken(path string, e Entry) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
-	return editTokensFile(path, true, func(data []byte, entries []Entry, _ []int) ([]byte, error) {
-		for _, old := range entries {
+	return editTokensFile(path, true, func(data []byte, p Parsed) ([]byte, error) {
+		if err := p.Err(); err != nil {
+			return nil, err
+		}
+		for _, old := range p.Entries {
 			if old.Name == e.Name {
 				return nil, fmt.Errorf("%w: %s", ErrDuplicateName, e.Name)
 			}
@@ -265,17 +385,32 @@ func AddToken(path string, e Entry) error {
 
 // RemoveToken removes the token called name from the tokens file at path,
 // rewriting it atomically (mode 0600) with its other lines kept byte for
-// byte, and returns the removed entry. An unknown name is ErrUnknownName.
+// byte, and returns the removed entry. Broken lines do not stand in the way
+// of a revocation: they are kept as they are, except lines naming the
+// token twice, which all go. An unknown name is ErrUnknownName.
 func RemoveToken(path, name string) (Entry, error) {
 	var removed Entry
-	err := editTokensFile(path, false, func(data []byte, entries []Entry, at []int) ([]byte, error) {
-		i := slices.IndexFunc(entries, func(e Entry) bool { return e.Name == name })
-		if i < 0 {
+	err := editTokensFile(path, false, func(data []byte, p Parsed) ([]byte, error) {
+		lines := bytes.SplitAfter(data, []byte("\n"))
+		drop := map[int]bool{}
+		for _, l := range p.lines {
+			if (l.err == nil || l.err.Kind == ProblemDuplicate) && l.entry.Name == name {
+				if len(drop) == 0 {
+					removed = l.entry
+				}
+				drop[l.at] = true
+			}
+		}
+		if len(drop) == 0 {
 			return nil, fmt.Errorf("%w: %s", ErrUnknownName, name)
 		}
-		removed = entries[i]
-		lines := bytes.SplitAfter(data, []byte("\n"))
-		return bytes.Join(slices.Delete(lines, at[i], at[i]+1), nil), nil
+		var out []byte
+		for i, line := range lines {
+			if !drop[i] {
+				out = append(out, line...)
+			}
+		}
+		return out, nil
 	})
 	if errors.Is(err, fs.ErrNotExist) {
 		return Entry{}, fmt.Errorf("%w: %s (there is no tokens file at %s)", ErrUnknownName, name, path)
@@ -287,8 +422,8 @@ func RemoveToken(path, name string) (Entry, error) {
 // an exclusive lock, so concurrent edits do not lose each other's changes,
 // and installs its result atomically. With create, a missing file (and
 // directory) is empty content; without, it is an error wrapping
-// fs.ErrNotExist and nothing is created.
-func editTokensFile(path string, create bool, edit func(data []byte, entries []Entry, at []int) ([]byte, error)) error {
+// fs.ErrNotExist and nothing is created. An unsafe file is not edited.
+func editTokensFile(path string, create bool, edit func(data []byte, p Parsed) ([]byte, error)) error {
 	if create {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return err
@@ -308,11 +443,7 @@ func editTokensFile(path string, create bool, edit func(data []byte, entries []E
 	if err != nil {
 		return err
 	}
-	entries, at, err := parseTokens(path, data)
-	if err != nil {
-		return err
-	}
-	out, err := edit(data, entries, at)
+	out, err := edit(data, ParseLines(path, data))
 	if err != nil {
 		return err
 	}

@@ -114,18 +114,51 @@ func TestParseTokensBadLines(t *testing.T) {
 		{"name too long", h + " operator * " + strings.Repeat("n", 65), "name"},
 		{"name bad character", h + " operator * jane/doe", "name"},
 		{"name not ASCII", h + " operator * jané", "name"},
-		{"duplicate name", h + " auditor * first", `name "first" is already used on line 1`},
-		{"duplicate hash", hashHex(tokB) + " auditor * second", "same token is already on line 1"},
+		{"duplicate name", h + " auditor * first", `name "first" is also on line 1: none of these lines is trusted`},
+		{"duplicate hash", hashHex(tokB) + " auditor * second", "the same token is also on line 1: none of these lines is trusted"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ParseTokens("/etc/ledger/tokens", []byte(good+"# comment\n"+c.line+"\n"))
+			data := []byte(good + "# comment\n" + c.line + "\n" + hashHex(tokC) + " auditor * last\n")
+			p := ParseLines("/etc/ledger/tokens", data)
+			dup := strings.HasPrefix(c.name, "duplicate")
 			var le *LineError
-			if !errors.As(err, &le) {
-				t.Fatalf("want a *LineError, got %v", err)
+			for _, b := range p.Broken {
+				if b.Line == 3 {
+					le = b
+				}
 			}
-			if le.Line != 3 || !strings.HasPrefix(err.Error(), "/etc/ledger/tokens:3: ") || !strings.Contains(err.Error(), c.msg) {
-				t.Fatalf("error %q: want /etc/ledger/tokens:3: …%s…", err, c.msg)
+			if le == nil {
+				t.Fatalf("line 3 is not broken: %+v", p.Broken)
+			}
+			if !strings.HasPrefix(le.Error(), "/etc/ledger/tokens:3: ") || !strings.Contains(le.Error(), c.msg) {
+				t.Fatalf("error %q: want /etc/ledger/tokens:3: …%s…", le, c.msg)
+			}
+			if strings.Contains(le.Error(), h) || strings.Contains(strings.ToLower(le.Error()), h[:12]) {
+				t.Fatalf("error %q holds the hash", le)
+			}
+			// The valid lines stay: line 1 unless it is the other half of a
+			// duplicate, and line 4.
+			want, kind := []string{"first", "last"}, ProblemMalformed
+			if dup {
+				want, kind = []string{"last"}, ProblemDuplicate
+				if len(p.Broken) != 2 || p.Broken[0].Line != 1 || p.Broken[0].Kind != ProblemDuplicate || !strings.Contains(p.Broken[0].Error(), "also on line 3") {
+					t.Fatalf("the first line of a duplicate: %v", p.Broken)
+				}
+			}
+			if le.Kind != kind {
+				t.Errorf("kind %q, want %q", le.Kind, kind)
+			}
+			var names []string
+			for _, e := range p.Entries {
+				names = append(names, e.Name)
+			}
+			if !slices.Equal(names, want) {
+				t.Fatalf("entries %v, want %v", names, want)
+			}
+			// All or nothing: ParseTokens fails on the first broken line.
+			if _, err := ParseTokens("/etc/ledger/tokens", data); err == nil || err.Error() != p.Broken[0].Error() {
+				t.Fatalf("ParseTokens: %v", err)
 			}
 		})
 	}
@@ -166,6 +199,35 @@ func TestReadTokensFileMode(t *testing.T) {
 	}
 	if _, err := ReadTokensFile(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("directory: %v", err)
+	}
+	// ReadLines keeps the valid lines and reports the broken ones.
+	if p, err := ReadLines(path); err != nil || len(p.Entries) != 1 || len(p.Broken) != 1 || p.Broken[0].Line != 2 {
+		t.Errorf("ReadLines: %+v %v", p, err)
+	}
+}
+
+// A file of another user is refused even with mode 0600: its owner may
+// rewrite it, or open it up.
+func TestReadTokensFileOwner(t *testing.T) {
+	if runtime.GOOS == "windows" || os.Geteuid() != 0 {
+		t.Skip("needs root to give a file away")
+	}
+	path := filepath.Join(t.TempDir(), "tokens")
+	os.WriteFile(path, []byte(hashHex(tokA)+" operator * ops\n"), 0o600)
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadLines(path)
+	if !errors.Is(err, ErrInsecureFile) || ProblemOf(err) != ProblemInsecure || !strings.Contains(err.Error(), "belongs to uid 65534, not to uid 0") {
+		t.Fatalf("a file of uid 65534: %v", err)
+	}
+	e, _ := NewEntry(tokB, RoleAuditor, []string{"*"}, "aud")
+	if err := AddToken(path, e); !errors.Is(err, ErrInsecureFile) {
+		t.Fatalf("add to a file of another user: %v", err)
+	}
+	os.Chown(path, 0, 0)
+	if p, err := ReadLines(path); err != nil || len(p.Entries) != 1 {
+		t.Fatalf("owned again: %+v %v", p, err)
 	}
 }
 
@@ -235,17 +297,23 @@ func TestAddRemoveKeepLinesAndMode(t *testing.T) {
 		}
 	}
 
-	// A malformed or insecure file is reported, never rewritten.
+	// A broken line stops an add, never a revocation, which keeps it as
+	// it is; lines naming the revoked token twice all go.
 	bad := append([]byte(want), "garbage\n"...)
 	os.WriteFile(path, bad, 0o600)
 	if err := AddToken(path, eb); err == nil || !strings.Contains(err.Error(), path+":") {
 		t.Fatalf("add to a malformed file: %v", err)
 	}
-	if _, err := RemoveToken(path, "audit"); err == nil {
-		t.Fatal("remove from a malformed file succeeded")
-	}
 	if b, _ := os.ReadFile(path); string(b) != string(bad) {
-		t.Fatal("a malformed file was rewritten")
+		t.Fatal("a malformed file was rewritten by an add")
+	}
+	twice, _ := NewEntry(tokA, RoleOperator, []string{"*"}, "audit")
+	os.WriteFile(path, append(bad, twice.Line()+"\n"...), 0o600)
+	if got, err := RemoveToken(path, "audit"); err != nil || got.Hash != ec.Hash {
+		t.Fatalf("remove from a malformed file: %+v %v", got, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != hand+"\ngarbage\n" {
+		t.Fatalf("after removing a token named twice:\n%s", b)
 	}
 	if runtime.GOOS != "windows" {
 		os.WriteFile(path, []byte(want), 0o600)
@@ -323,5 +391,24 @@ func TestConcurrentAdds(t *testing.T) {
 	entries, err := ReadTokensFile(path)
 	if err != nil || len(entries) != n {
 		t.Fatalf("%d entries, %v", len(entries), err)
+	}
+}
+
+// Many lines with one name are all broken, each naming a few of the others.
+func TestParseLinesManyDuplicates(t *testing.T) {
+	var b strings.Builder
+	for i := range 5 {
+		e, _ := NewEntry(strings.Repeat(string(rune('a'+i)), 40), RoleAuditor, []string{"*"}, "same")
+		b.WriteString(e.Line() + "\n")
+	}
+	p := ParseLines("tokens", []byte(b.String()))
+	if len(p.Entries) != 0 || len(p.Broken) != 5 {
+		t.Fatalf("%d entries, %d broken", len(p.Entries), len(p.Broken))
+	}
+	if got := p.Broken[0].Error(); got != `tokens:1: name "same" is also on line 2, 3, 4, 1 more: none of these lines is trusted` {
+		t.Fatalf("line 1: %s", got)
+	}
+	if got := p.Broken[4].Error(); got != `tokens:5: name "same" is also on line 1, 2, 3, 1 more: none of these lines is trusted` {
+		t.Fatalf("line 5: %s", got)
 	}
 }

@@ -16,11 +16,7 @@ import (
 func newTestWatcher(t *testing.T, path string, admin *Set) (*Watcher, *testenv.Buffer) {
 	t.Helper()
 	logs := &testenv.Buffer{}
-	w, err := NewWatcher(path, admin, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w, logs
+	return NewWatcher(path, admin, slog.New(slog.NewTextHandler(logs, nil))), logs
 }
 
 func works(w *Watcher, tok string) bool {
@@ -54,49 +50,73 @@ func TestWatcherFollowsTheFile(t *testing.T) {
 		t.Fatalf("%d reload logs, want 1", n)
 	}
 
-	// An invalid rewrite keeps the previous set and is logged once.
+	// A hand edit that removes a line and adds a broken one: the removed
+	// token is refused at once, the valid lines stay, and the broken line
+	// is logged once, by number, and kept in Status until fixed.
 	eb, _ := NewEntry(tokB, RoleOperator, []string{"*"}, "ops")
-	if err := WriteFileAtomic(path, []byte(eb.Line()+"\nnot a token line\n")); err != nil {
+	if err := WriteFileAtomic(path, []byte("# hand edit\n"+eb.Line()+"\nnot a token line\n")); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
 		w.Poll()
 	}
-	if !works(w, tokA) || works(w, tokB) {
-		t.Fatal("an invalid file replaced the set")
+	if works(w, tokA) || !works(w, tokB) || !works(w, admin) || w.Entries() != 1 {
+		t.Fatal("a broken line: want the valid lines only")
 	}
-	if n := strings.Count(logs.String(), "tokens file is invalid"); n != 1 {
-		t.Fatalf("%d error logs, want 1", n)
+	if n := strings.Count(logs.String(), "tokens file line ignored"); n != 1 {
+		t.Fatalf("%d line logs, want 1:\n%s", n, logs.String())
 	}
-	if n := strings.Count(logs.String(), path+":2:"); n != 1 {
-		t.Fatalf("the error does not name the line:\n%s", logs.String())
+	if !strings.Contains(logs.String(), "line=3 kind=malformed") {
+		t.Fatalf("the log does not name the line:\n%s", logs.String())
 	}
-	// Another invalid change is logged again.
-	WriteFileAtomic(path, []byte(eb.Line()+"\nstill not a token line\n"))
+	st := w.Status()
+	if st.OK() || st.Refused != "" || len(st.Broken) != 1 || st.Broken[0].Line != 3 || st.Errors()[ProblemMalformed] != 1 || st.Errors()[ProblemInsecure] != 0 {
+		t.Fatalf("status %+v %v", st, st.Errors())
+	}
+	// Another broken change is logged again; a line that names the token
+	// of another line breaks both.
+	ec, _ := NewEntry(tokC, RoleAuditor, []string{"*"}, "aud")
+	same, _ := NewEntry(tokC, RoleOperator, []string{"*"}, "aud2")
+	WriteFileAtomic(path, []byte(eb.Line()+"\n"+ec.Line()+"\n"+same.Line()+"\n"))
 	w.Poll()
 	w.Poll()
-	if n := strings.Count(logs.String(), "tokens file is invalid"); n != 2 {
-		t.Fatalf("%d error logs, want 2", n)
+	if !works(w, tokB) || works(w, tokC) || w.Status().Errors()[ProblemDuplicate] != 2 {
+		t.Fatalf("duplicate token: %+v", w.Status())
+	}
+	if n := strings.Count(logs.String(), "tokens file line ignored"); n != 3 {
+		t.Fatalf("%d line logs, want 3", n)
+	}
+	for _, h := range []string{hashHex(tokA), hashHex(tokB), hashHex(tokC)} {
+		if strings.Contains(logs.String(), h[:12]) {
+			t.Fatalf("the log holds a hash:\n%s", logs.String())
+		}
 	}
 
-	// Fixed: the new content is in force, the old token is gone.
-	WriteFileAtomic(path, []byte(eb.Line()+"\n"))
+	// Fixed: every line in force, nothing to report.
+	WriteFileAtomic(path, []byte(eb.Line()+"\n"+ec.Line()+"\n"))
 	w.Poll()
-	if !works(w, tokB) || works(w, tokA) || !works(w, admin) {
+	if !works(w, tokB) || !works(w, tokC) || works(w, tokA) || !works(w, admin) || !w.Status().OK() {
 		t.Fatal("fixed file not in force")
 	}
 
 	if runtime.GOOS != "windows" {
-		// A file readable by others is invalid too; fixing the mode reloads.
+		// A file readable by others grants nothing at all, loudly; the
+		// admin tokens still work; fixing the mode restores the file's.
 		os.Chmod(path, 0o644)
 		w.Poll()
-		if !works(w, tokB) || strings.Count(logs.String(), "tokens file is invalid") != 3 {
-			t.Fatal("insecure mode: want the previous set and one more error")
+		if works(w, tokB) || works(w, tokC) || !works(w, admin) || w.Entries() != 0 {
+			t.Fatal("insecure mode: want the admin tokens only")
+		}
+		if st := w.Status(); st.Refused != ProblemInsecure || st.Errors()[ProblemInsecure] != 1 {
+			t.Fatalf("insecure mode: status %+v", st)
+		}
+		if !strings.Contains(logs.String(), "tokens file refused") || !strings.Contains(logs.String(), "chmod 600 "+path) {
+			t.Fatalf("insecure mode: the log does not name the fix:\n%s", logs.String())
 		}
 		os.Chmod(path, 0o600)
 		reloads := strings.Count(logs.String(), "tokens file reloaded")
 		w.Poll()
-		if !works(w, tokB) || strings.Count(logs.String(), "tokens file reloaded") != reloads+1 {
+		if !works(w, tokB) || !works(w, tokC) || !w.Status().OK() || strings.Count(logs.String(), "tokens file reloaded") != reloads+1 {
 			t.Fatal("mode fixed: want a reload")
 		}
 	}
@@ -104,7 +124,7 @@ func TestWatcherFollowsTheFile(t *testing.T) {
 	// Removing the file revokes its tokens, not the admin token.
 	os.Remove(path)
 	w.Poll()
-	if works(w, tokB) || !works(w, admin) || w.Entries() != 0 {
+	if works(w, tokB) || !works(w, admin) || w.Entries() != 0 || !w.Status().OK() {
 		t.Fatal("removed file: want the admin token only")
 	}
 }
@@ -137,12 +157,15 @@ func TestWatcherSeesSameStatRewrite(t *testing.T) {
 	}
 }
 
-func TestNewWatcherRefusesInvalidFile(t *testing.T) {
+// A broken file at start is read as it is later: its valid lines in
+// force, the broken ones logged.
+func TestNewWatcherBrokenFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens")
-	os.WriteFile(path, []byte("# ok\nnope\n"), 0o600)
-	_, err := NewWatcher(path, nil, slog.New(slog.DiscardHandler))
-	if err == nil || !strings.Contains(err.Error(), path+":2:") {
-		t.Fatalf("got %v", err)
+	ea, _ := NewEntry(tokA, RoleOperator, []string{"*"}, "ops")
+	os.WriteFile(path, []byte("# ok\nnope\n"+ea.Line()+"\n"), 0o600)
+	w, logs := newTestWatcher(t, path, nil)
+	if !works(w, tokA) || w.Entries() != 1 || len(w.Status().Broken) != 1 || !strings.Contains(logs.String(), "line=2") {
+		t.Fatalf("status %+v\n%s", w.Status(), logs.String())
 	}
 }
 
@@ -171,5 +194,35 @@ func TestWatcherRun(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not stop with its context")
+	}
+}
+
+// A file given to another user grants nothing, even when nothing else of
+// its stat moved; given back, its tokens work again.
+func TestWatcherSeesChown(t *testing.T) {
+	if runtime.GOOS == "windows" || os.Geteuid() != 0 {
+		t.Skip("needs root to give a file away")
+	}
+	path := filepath.Join(t.TempDir(), "tokens")
+	ea, _ := NewEntry(tokA, RoleOperator, []string{"*"}, "ops")
+	os.WriteFile(path, []byte(ea.Line()+"\n"), 0o600)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(path, old, old) // past the racy window: only the stat is looked at
+	w, logs := newTestWatcher(t, path, nil)
+	w.Poll()
+	if !works(w, tokA) {
+		t.Fatal("initial file not in force")
+	}
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	w.Poll()
+	if works(w, tokA) || w.Status().Refused != ProblemInsecure || !strings.Contains(logs.String(), "belongs to uid 65534") {
+		t.Fatalf("a file of uid 65534: %+v\n%s", w.Status(), logs.String())
+	}
+	os.Chown(path, 0, 0)
+	w.Poll()
+	if !works(w, tokA) || !w.Status().OK() {
+		t.Fatalf("given back: %+v", w.Status())
 	}
 }

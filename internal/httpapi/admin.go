@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"encoding/base64"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -19,17 +17,6 @@ func operatorOnly(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool
 		return nil, false
 	}
 	return p, true
-}
-
-// readJSON decodes a small JSON body into v, answering 400 on failure.
-func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, ledger.CodeBadRequest, "the body must be a JSON object: "+err.Error())
-		return false
-	}
-	return true
 }
 
 // deleteLicense removes the org's own license (operators).

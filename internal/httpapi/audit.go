@@ -268,17 +268,25 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// verifyAudit is GET /api/audit/verify: auditors and operators; the whole
-// trail, with ?digest=SEQ:HEX checked when given, and compared with the
-// stream when the server can read it. One verification runs at a time;
-// others wait their turn.
+// verifyAudit is GET /api/audit/verify: operators and auditors of every
+// org verify the whole trail, with ?digest=SEQ:HEX checked when given;
+// auditors of some orgs and org admins verify those orgs' records only
+// (audit.VerifyOptions.Scope), and learn nothing of the others: no row
+// count, no digest, no bad seq outside their orgs. Either is compared with
+// the stream when the server can read it. One verification runs at a
+// time; others wait their turn.
 func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 	p := principal(r.Context())
-	if !s.auditAllowed(w, p, auth.RoleAuditor, auth.RoleOperator) {
+	if !s.auditAllowed(w, p, auth.RoleAuditor, auth.RoleOperator, auth.RoleOrgAdmin) {
 		return
 	}
+	scope := auditScope(p)
 	digest := r.URL.Query().Get("digest")
 	if digest != "" {
+		if scope != nil {
+			writeError(w, http.StatusForbidden, ledger.CodeForbidden, "a digest covers every org's records: only operators and auditors of every org check one")
+			return
+		}
 		if _, _, err := audit.ParseDigest(digest); err != nil {
 			writeError(w, http.StatusBadRequest, ledger.CodeBadRequest, "digest must be SEQ:HEX (64 hex digits)")
 			return
@@ -292,7 +300,7 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	// The walk may outlast the server's write timeout; the answer is small.
 	http.NewResponseController(w).SetWriteDeadline(time.Time{})
-	opts := audit.VerifyOptions{Digest: digest}
+	opts := audit.VerifyOptions{Digest: digest, Scope: scope}
 	if s.cfg.StreamMsg != nil {
 		var done func()
 		opts.Stream, done = s.cfg.StreamMsg()

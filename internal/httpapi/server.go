@@ -18,6 +18,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/auth"
+	"github.com/licenseledger/ledger/internal/bearer"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/license"
@@ -32,6 +33,48 @@ type Readiness struct {
 	// Projector says why the PostgreSQL projector stopped (a newer schema,
 	// a recreated stream); omitted while it runs.
 	Projector string `json:"projector,omitempty"`
+	// TokensFile says which lines of the tokens file grant nothing, or
+	// that the file grants nothing at all; null when every line is in
+	// force. It never makes the ledger unready: the other tokens work.
+	TokensFile *TokensFileReport `json:"tokens_file"`
+}
+
+// TokensFileReport is /readyz's account of a tokens file that is not
+// entirely in force. It names lines and kinds only: what is wrong with a
+// line, the log says.
+type TokensFileReport struct {
+	// Refused is why none of the file's tokens is trusted (insecure,
+	// unreadable); null when the file was read.
+	Refused *string `json:"refused"`
+	// Ignored is how many lines grant nothing; Lines are the first
+	// maxReportedLines of them.
+	Ignored int           `json:"ignored"`
+	Lines   []IgnoredLine `json:"lines"`
+}
+
+// IgnoredLine is a line of the tokens file that grants nothing.
+type IgnoredLine struct {
+	Line int    `json:"line"`
+	Kind string `json:"kind"` // malformed | duplicate
+}
+
+// maxReportedLines bounds the lines /readyz lists.
+const maxReportedLines = 20
+
+// ReportTokensFile returns the report of st, nil when every line is in
+// force.
+func ReportTokensFile(st auth.FileStatus) *TokensFileReport {
+	if st.OK() {
+		return nil
+	}
+	r := &TokensFileReport{Ignored: len(st.Broken), Lines: []IgnoredLine{}}
+	if st.Refused != "" {
+		r.Refused = &st.Refused
+	}
+	for _, le := range st.Broken[:min(len(st.Broken), maxReportedLines)] {
+		r.Lines = append(r.Lines, IgnoredLine{Line: le.Line, Kind: le.Kind})
+	}
+	return r
 }
 
 // Config wires the API.
@@ -166,8 +209,8 @@ func principal(ctx context.Context) *auth.Principal {
 func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 	limited := s.rateLimitedCounter()
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		p, known := s.cfg.Tokens.Authenticate(strings.TrimSpace(tok))
+		tok, ok := bearerToken(r.Header)
+		p, known := s.cfg.Tokens.Authenticate(tok)
 		if !ok || !known {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ledger"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
@@ -178,6 +221,20 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	}
+}
+
+// bearerToken returns the token of the request's one Authorization header
+// with the Bearer scheme, any case, then one or more spaces (RFC 9110
+// §11.1). Two Authorization headers are refused: which one counts would be
+// a guess.
+func bearerToken(h http.Header) (string, bool) {
+	v := h.Values("Authorization")
+	if len(v) != 1 {
+		return "", false
+	}
+	tok, ok := bearer.Parse(v[0])
+	tok = strings.TrimRight(tok, " \t")
+	return tok, ok && tok != ""
 }
 
 // statusOf is the one table from error codes to HTTP statuses.
@@ -200,6 +257,7 @@ var statusOf = map[string]int{
 	"org_required":              http.StatusBadRequest,
 	"org_invalid":               http.StatusBadRequest,
 	codeRateLimited:             http.StatusTooManyRequests,
+	codeBodyInvalid:             http.StatusBadRequest,
 }
 
 // writeCommandError answers a command error.

@@ -135,10 +135,12 @@ async function verifyChain() {
   }
   const v = r.data;
   out.replaceChildren();
+  // A token of some orgs verifies their records only, and gets no digest.
+  const what = v.scope ? 'Records of ' + v.scope.join(', ') : 'Chain';
   const p = v.ok
-    ? el('p', { class: 'msg ok', 'data-ok': 'true' }, el('strong', { text: 'Chain intact.' }),
-      plural(v.rows_checked, 'record') + ' checked, nothing changed or missing.')
-    : el('p', { class: 'msg error', 'data-ok': 'false' }, el('strong', { text: 'Chain broken.' }),
+    ? el('p', { class: 'msg ok', 'data-ok': 'true' }, el('strong', { text: what + ' intact.' }),
+      plural(v.rows_checked, 'record') + (v.scope ? ' checked against the trail, nothing changed.' : ' checked, nothing changed or missing.'))
+    : el('p', { class: 'msg error', 'data-ok': 'false' }, el('strong', { text: what + ' broken.' }),
       'The record at seq ' + v.first_bad_seq + (v.column ? ' (' + v.column + ')' : '') +
       ' does not verify; ' + plural(v.rows_checked, 'record') + ' before it are intact.');
   out.append(p);
