@@ -29,6 +29,14 @@ type ledgerProc struct {
 	cancel context.CancelFunc
 	done   chan error
 	cmd    *serveCmd
+	logs   *lockedWriter // what it logged (at cmd.LogLevel)
+}
+
+// logText is what the ledger logged so far.
+func (p *ledgerProc) logText() string {
+	p.logs.mu.Lock()
+	defer p.logs.mu.Unlock()
+	return p.logs.w.(*bytes.Buffer).String()
 }
 
 func startLedger(t *testing.T, dataDir string, env map[string]string) *ledgerProc {
@@ -50,11 +58,11 @@ func startLedgerWith(t *testing.T, dataDir string, mod func(*serveCmd)) *ledgerP
 	cmd.Stream = "LICENSES"
 	cmd.LogFormat, cmd.LogLevel = "text", "warn"
 	mod(cmd)
-	var logs bytes.Buffer
-	log, _ := cmd.Logger(&lockedWriter{w: &logs})
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	log, _ := cmd.Logger(logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan string, 1)
-	p := &ledgerProc{t: t, cancel: cancel, done: make(chan error, 1), cmd: cmd}
+	p := &ledgerProc{t: t, cancel: cancel, done: make(chan error, 1), cmd: cmd, logs: logs}
 	go func() {
 		p.done <- cmd.serve(ctx, &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, started)
 	}()
@@ -62,7 +70,7 @@ func startLedgerWith(t *testing.T, dataDir string, mod func(*serveCmd)) *ledgerP
 	case addr := <-started:
 		p.url = "http://" + addr
 	case err := <-p.done:
-		t.Fatalf("ledger exited: %v\n%s", err, logs.String())
+		t.Fatalf("ledger exited: %v\n%s", err, p.logText())
 	case <-time.After(30 * time.Second):
 		t.Fatal("ledger did not start")
 	}

@@ -29,6 +29,7 @@ type streamMonitor struct {
 	log      *slog.Logger
 	drift    prometheus.Gauge
 	fields   *prometheus.GaugeVec
+	checks   prometheus.Counter
 
 	mu      sync.Mutex
 	current []events.ConfigField
@@ -41,8 +42,10 @@ func newStreamMonitor(bus *natsbus.Bus, svc *ledger.Service, stream string, repl
 			Help: "1 while the stream's configuration differs from the contract's (see ledger_stream_config_drift_fields), else 0."}),
 		fields: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_stream_config_drift_fields",
 			Help: "1 for each setting of the stream that differs from the contract's (max_age, deny_purge, num_replicas…)."}, []string{"field"}),
+		checks: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_stream_config_checks_total",
+			Help: "Comparisons of the stream's configuration with the contract's that read it (--stream-check-interval)."}),
 	}
-	reg.MustRegister(m.drift, m.fields)
+	reg.MustRegister(m.drift, m.fields, m.checks)
 	return m
 }
 
@@ -76,6 +79,7 @@ func (m *streamMonitor) check(ctx context.Context) {
 	if _, err := m.svc.RecordStreamDrift(cctx, m.stream, fields); err != nil {
 		m.log.Error("stream configuration drift not recorded on the audit trail; retrying at the next check", "stream", m.stream, "err", err)
 	}
+	m.checks.Inc()
 }
 
 func (m *streamMonitor) logChange(fields []events.ConfigField) {
