@@ -82,15 +82,15 @@ func Open(ctx context.Context, nc *nats.Conn, name string, replicas int, create 
 }
 
 // createAttempt bounds one attempt to create or find the stream: a
-// cluster busy with several ledgers creating the same stream at once may
+// cluster busy with several processes creating the same stream at once may
 // leave a request unanswered, and the next attempt finds the stream.
 const createAttempt = 5 * time.Second
 
 // ensure runs EnsureStream until it succeeds, fails for good (a stream
-// that is not safe to use, a permission), or ctx ends. Ledgers starting
-// together on a new cluster race to create the stream: the losers may
-// find it not yet there ("already in use", then "not found") or get no
-// answer; each retry is logged.
+// that is not safe to use, a permission), or ctx ends. Processes
+// provisioning a new cluster's stream at once race to create it: the
+// losers may find it not yet there ("already in use", then "not found") or
+// get no answer; each retry is logged.
 func (b *Bus) ensure(ctx context.Context, replicas int) (jetstream.Stream, StreamInfo, error) {
 	for attempt := 0; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, createAttempt)
