@@ -41,7 +41,8 @@ type world struct {
 func newWorld(t *testing.T, mod func(*gatekeeperCmd)) *world {
 	t.Helper()
 	srv := natstest.Start(t)
-	bus, _, err := natsbus.Open(context.Background(), srv.Connect(t, natsauth.RoleLedger), "LICENSES", 1, true)
+	srv.CreateStream(t)
+	bus, _, err := natsbus.Open(context.Background(), srv.Connect(t, natsauth.RoleLedger), "LICENSES", 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}

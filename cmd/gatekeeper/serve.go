@@ -25,6 +25,7 @@ import (
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/gatestate"
 	"github.com/licenseledger/ledger/internal/keyringmetric"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/sighup"
@@ -186,7 +187,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 			}
 		})
 	}
-	conn := c.ConnConfig("gatekeeper", log)
+	conn := c.ConnConfig("gatekeeper", natsauth.RoleReader, log)
 	conn.PingInterval = gatestate.PingInterval(c.MaxStaleness)
 	nc, err := natsbus.Connect(conn)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/license"
@@ -188,7 +189,7 @@ func (c *auditVerifyCmd) Run(env *cli.Env) error {
 // credentials given, else $DATA_DIR/nats/reader.nk. When it does not
 // answer, verification goes on without it, and says so on stderr.
 func (c *auditVerifyCmd) openStream(ctx context.Context, env *cli.Env) (audit.StreamLookup, func()) {
-	cfg := c.ConnConfig("ledger-audit-verify", nil)
+	cfg := c.ConnConfig("ledger-audit-verify", natsauth.RoleReader, nil)
 	if cfg.URL == "" {
 		cfg.URL = "nats://127.0.0.1:4223"
 	}

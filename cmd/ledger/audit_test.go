@@ -192,7 +192,8 @@ func newPGTrail(t *testing.T) *pgTrail {
 		t.Fatal(err)
 	}
 	srv := natstest.Start(t)
-	bus, _, err := natsbus.Open(ctx, srv.Connect(t, natsauth.RoleLedger), "LICENSES", 1, true)
+	srv.CreateStream(t)
+	bus, _, err := natsbus.Open(ctx, srv.Connect(t, natsauth.RoleLedger), "LICENSES", 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}

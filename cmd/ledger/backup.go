@@ -16,6 +16,7 @@ import (
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 )
 
@@ -66,7 +67,7 @@ func (c *backupCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) err
 	if err := checkEmptyDir(c.Dir); err != nil {
 		return err
 	}
-	sc, err := c.connect("ledger-backup", log, true)
+	sc, err := c.connect("ledger-backup", natsauth.RoleLedger, log, true)
 	if err != nil {
 		return err
 	}
@@ -124,7 +125,7 @@ func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) er
 	if err != nil {
 		return &cli.Error{Code: cli.ExitFailed, Err: err}
 	}
-	sc, err := c.connect("ledger-restore", log, false)
+	sc, err := c.connect("ledger-restore", natsauth.RoleAdmin, log, false)
 	if err != nil {
 		return err
 	}

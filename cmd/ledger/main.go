@@ -27,7 +27,7 @@ type grammar struct {
 	Audit       auditCmd         `cmd:"" help:"Verify, digest or export the hash-chained audit trail, from PostgreSQL (DATABASE_URL) or through the ledger API."`
 	Replay      replayCmd        `cmd:"" help:"Rebuild the read model and audit trail from the stream into the ledger_shadow schema: --verify prints the differences with the live tables (exit 1 if any), --swap replaces the live read model in one transaction."`
 	Migrate     migrateCmd       `cmd:"" help:"Apply (up, default), roll back (down) or list (status) the PostgreSQL migrations as the schema owner (LEDGER_MIGRATE_DATABASE_URL); up also creates and grants the ledger's roles."`
-	Stream      streamCmd        `cmd:"" help:"Stream maintenance: reseed a lost stream from license_audit (stream reseed)."`
+	Stream      streamCmd        `cmd:"" help:"Stream administration: create it or restore its configuration (stream apply), compare it with the contract (stream check), reseed a lost stream from license_audit (stream reseed)."`
 	Backup      backupCmd        `cmd:"" help:"Write a consistent snapshot of the stream (embedded default: while ledger serve runs, or offline) into a new directory."`
 	Restore     restoreCmd       `cmd:"" help:"Recreate the stream from a ledger backup directory (ledger serve stopped); refuses a stream that holds messages."`
 	Bench       benchCmd         `cmd:"" help:"Measure the performance targets (design §9), each beside its reference, and print one table; exits 0 when targets are missed, 4 when a figure could not be measured."`

@@ -16,6 +16,7 @@ import (
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/license"
@@ -206,7 +207,7 @@ func announceReplacement(ctx context.Context, bus *natsbus.Bus, now time.Time, r
 // openStream reaches the stream: NATS_URL, else the embedded server with
 // $DATA_DIR/nats/ledger.nk.
 func (c *replayCmd) openStream(ctx context.Context) (*natsbus.Bus, func(), error) {
-	cfg := c.ConnConfig("ledger-replay", nil)
+	cfg := c.ConnConfig("ledger-replay", natsauth.RoleLedger, nil)
 	if cfg.URL == "" {
 		cfg.URL = "nats://127.0.0.1:4223"
 	}

@@ -39,8 +39,9 @@ func newReplayEnv(t *testing.T) *replayEnv {
 	t.Helper()
 	ctx := context.Background()
 	e := &replayEnv{srv: natstest.Start(t)}
+	e.srv.CreateStream(t)
 	var err error
-	if e.bus, _, err = natsbus.Open(ctx, e.srv.Connect(t, natsauth.RoleLedger), "LICENSES", 1, true); err != nil {
+	if e.bus, _, err = natsbus.Open(ctx, e.srv.Connect(t, natsauth.RoleLedger), "LICENSES", 1, false); err != nil {
 		t.Fatal(err)
 	}
 	e.ring, _ = vendorKey("k1")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/licenseledger/ledger/internal/httpapi"
 	"github.com/licenseledger/ledger/internal/keyringmetric"
 	"github.com/licenseledger/ledger/internal/ledger"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/tick"
 	"github.com/licenseledger/ledger/internal/webui"
@@ -37,9 +39,12 @@ type serveCmd struct {
 	cli.NATSFlags
 	Listen              string        `env:"LEDGER_LISTEN" default:"127.0.0.1:8080" help:"HTTP API address."`
 	DataDir             string        `env:"DATA_DIR" default:"./data" help:"State directory: embedded NATS store and credentials, admin token."`
-	NATSListen          string        `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" help:"Embedded NATS client address for gatekeepers, or off (in-process only)."`
+	NATSListen          string        `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" help:"Embedded NATS client address for gatekeepers, or off (in-process only). Off loopback it needs --nats-listen-tls-cert/--nats-listen-tls-key."`
+	NATSListenTLSCert   string        `name:"nats-listen-tls-cert" env:"LEDGER_NATS_TLS_CERT" placeholder:"FILE" help:"Serve the embedded NATS over TLS with this certificate (required when --nats-listen is not loopback; clients set NATS_TLS_CA)."`
+	NATSListenTLSKey    string        `name:"nats-listen-tls-key" env:"LEDGER_NATS_TLS_KEY" placeholder:"FILE" help:"Key of --nats-listen-tls-cert."`
 	NATSSync            string        `name:"nats-sync" env:"LEDGER_NATS_SYNC" enum:"always,interval" default:"always" help:"Embedded JetStream fsync: always (an acknowledged event survives a host crash) or interval."`
-	Replicas            int           `name:"stream-replicas" env:"LICENSE_STREAM_REPLICAS" default:"1" help:"Stream replicas when the ledger creates the stream (3 in clusters)."`
+	Replicas            int           `name:"stream-replicas" env:"LICENSE_STREAM_REPLICAS" default:"1" help:"The stream's replicas in the contract (3 in clusters): the embedded server creates it so, and a stream with another count is reported as drift."`
+	StreamCheck         time.Duration `name:"stream-check-interval" env:"LEDGER_STREAM_CHECK_INTERVAL" default:"1m" help:"How often to compare the stream's configuration with the contract's; a difference is logged, exported (ledger_stream_config_drift), fails /readyz and is audited."`
 	GraceDays           int           `env:"LICENSE_GRACE_DAYS" default:"7" help:"Grace for licenses without grace_days, recorded at upload."`
 	LicenseFile         string        `name:"license-file" env:"LICENSE_FILE" placeholder:"FILE" help:"Install-time license file (either form), imported into _instance at start; default $DATA_DIR/license.json or license.key."`
 	LicenseKey          string        `name:"license-key" env:"LICENSE_KEY" placeholder:"KEY" help:"Install-time license as a compact key (instead of a file)."`
@@ -75,16 +80,19 @@ func (c *serveCmd) validate() error {
 	if c.TLSCert == "" && !c.InsecureHTTP && !isLoopback(host) {
 		return cli.Usage("--listen %s is not loopback: serve TLS (--tls-cert/--tls-key) or pass --insecure-http", c.Listen)
 	}
+	if c.NATSURL == "" {
+		// The embedded NATS carries license keys and org names too.
+		if err := natsbus.CheckListen(c.NATSListen, c.NATSListenTLSCert, c.NATSListenTLSKey); err != nil {
+			return cli.Usage("%v", err)
+		}
+	}
+	if c.StreamCheck < 0 {
+		return cli.Usage("--stream-check-interval must be positive")
+	}
 	return nil
 }
 
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopback(host string) bool { return natsbus.IsLoopback(host) }
 
 func (c *serveCmd) Run(env *cli.Env) error {
 	if err := c.validate(); err != nil {
@@ -114,7 +122,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		return err
 	}
 	tokens := watcher.Tokens()
-	nc, shutdownNATS, err := c.connect(log)
+	nc, shutdownNATS, err := c.connect(ctx, log)
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}
@@ -122,7 +130,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	defer nc.Close()
 
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	bus, info, err := natsbus.Open(octx, nc, c.Stream, c.Replicas, true, natsbus.WithLogger(log))
+	bus, info, err := natsbus.Open(octx, nc, c.Stream, c.Replicas, false, natsbus.WithLogger(log))
 	cancel()
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
@@ -150,6 +158,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		Help: "Stream head minus the last sequence folded into the read model."}, func() float64 { return float64(fol.lag()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_stream_last_seq",
 		Help: "Stream head at the last check."}, func() float64 { return float64(fol.head.Load()) }))
+	mon := newStreamMonitor(bus, svc, c.Stream, c.Replicas, reg, log)
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	go fol.run(runCtx)
@@ -167,6 +176,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	if err := svc.ImportInstallLicense(ctx, ledger.InstallSource{File: c.LicenseFile, Key: c.LicenseKey, DataDir: c.DataDir}); err != nil {
 		return err
 	}
+	mon.check(ctx)
 	log.Info("ledger started", "install_id", svc.InstallID(), "keyring_fingerprint", keys.Ring().Fingerprint(),
 		"keys", keys.Ring().Len(), "stream", c.Stream, "events", info.LastSeq, "version", version)
 
@@ -176,6 +186,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		svc.Reverify()
 	})
 	go tick.Every(runCtx, time.Minute, func() { svc.FlushSuppressed(runCtx, false) })
+	go tick.Every(runCtx, cmp.Or(c.StreamCheck, time.Minute), func() { mon.check(runCtx) })
 	go svc.RunScheduler(runCtx, c.ScheduleInterval)
 	go audit.LogDigests(runCtx, rm.reader, c.DigestInterval, log)
 	if rm.projector != nil {
@@ -196,7 +207,9 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 			if !fol.natsOK.Load() || nc.Status() != nats.CONNECTED {
 				rd.NATS = "unavailable"
 			}
-			rd.Ready = rd.NATS == "ok" // PostgreSQL never makes the ledger unready
+			var drift bool
+			rd.Stream, drift = mon.readiness()
+			rd.Ready = rd.NATS == "ok" && !drift // PostgreSQL never makes the ledger unready
 			return rd
 		}})
 	// The web UI under /ui/ (and / redirecting there) in front of the API.
@@ -209,27 +222,56 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	return err
 }
 
-// connect reaches NATS: NATS_URL, else an embedded server.
-func (c *serveCmd) connect(log *slog.Logger) (*nats.Conn, func(), error) {
+// connect reaches NATS: NATS_URL, else an embedded server, whose stream
+// it first creates or brings up to date as the stream administrator
+// (Embedded.Bootstrap). The connection it returns is the ledger's, which
+// may not change the stream's configuration.
+func (c *serveCmd) connect(ctx context.Context, log *slog.Logger) (*nats.Conn, func(), error) {
 	if c.NATSURL != "" {
-		nc, err := natsbus.Connect(c.ConnConfig("ledger", log))
+		nc, err := natsbus.Connect(c.ConnConfig("ledger", natsauth.RoleLedger, log))
 		return nc, func() {}, err
 	}
 	emb, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: c.DataDir, Listen: c.NATSListen,
+		TLSCert: c.NATSListenTLSCert, TLSKey: c.NATSListenTLSKey,
 		SyncAlways: c.NATSSync == "always", Stream: c.Stream, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := c.ConnConfig("ledger", log)
+	if err := c.bootstrap(ctx, emb, log); err != nil {
+		emb.Shutdown()
+		return nil, nil, err
+	}
+	cfg := c.ConnConfig("ledger", natsauth.RoleLedger, log)
 	cfg.NKeyFile, cfg.InProcess = emb.LedgerSeedFile, emb.Server
 	nc, err := natsbus.Connect(cfg)
 	if err != nil {
 		emb.Shutdown()
 		return nil, nil, err
 	}
-	log.Info("embedded NATS running", "listen", c.NATSListen, "store", filepath.Join(c.DataDir, "nats"),
-		"sync", c.NATSSync, "reader_credentials", emb.ReaderSeedFile)
+	log.Info("embedded NATS running", "listen", c.NATSListen, "tls", c.NATSListenTLSCert != "", "store", filepath.Join(c.DataDir, "nats"),
+		"sync", c.NATSSync, "reader_credentials", emb.ReaderSeedFile, "admin_credentials", emb.AdminSeedFile)
 	return nc, emb.Shutdown, nil
+}
+
+// bootstrap creates the embedded server's stream on first start, and
+// applies what this release changes in its configuration; anything else
+// that differs is left for the stream check to report.
+func (c *serveCmd) bootstrap(ctx context.Context, emb *natsbus.Embedded, log *slog.Logger) error {
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := emb.Bootstrap(bctx, c.Stream, c.Replicas)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", c.Stream, err)
+	}
+	switch {
+	case res.Created:
+		log.Info("stream created with the contract's configuration", "stream", c.Stream, "replicas", c.Replicas)
+	case len(res.Changed) > 0:
+		for _, f := range res.Changed {
+			log.Info("stream configuration upgraded", "stream", c.Stream, "field", f.Field, "was", f.Actual, "now", f.Expected)
+		}
+	}
+	return nil
 }
 
 // tokens builds the live token set: LEDGER_ADMIN_TOKEN; on a single node

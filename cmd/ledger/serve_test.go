@@ -29,6 +29,14 @@ type ledgerProc struct {
 	cancel context.CancelFunc
 	done   chan error
 	cmd    *serveCmd
+	logs   *lockedWriter // what it logged (at cmd.LogLevel)
+}
+
+// logText is what the ledger logged so far.
+func (p *ledgerProc) logText() string {
+	p.logs.mu.Lock()
+	defer p.logs.mu.Unlock()
+	return p.logs.w.(*bytes.Buffer).String()
 }
 
 func startLedger(t *testing.T, dataDir string, env map[string]string) *ledgerProc {
@@ -50,11 +58,11 @@ func startLedgerWith(t *testing.T, dataDir string, mod func(*serveCmd)) *ledgerP
 	cmd.Stream = "LICENSES"
 	cmd.LogFormat, cmd.LogLevel = "text", "warn"
 	mod(cmd)
-	var logs bytes.Buffer
-	log, _ := cmd.Logger(&lockedWriter{w: &logs})
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	log, _ := cmd.Logger(logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan string, 1)
-	p := &ledgerProc{t: t, cancel: cancel, done: make(chan error, 1), cmd: cmd}
+	p := &ledgerProc{t: t, cancel: cancel, done: make(chan error, 1), cmd: cmd, logs: logs}
 	go func() {
 		p.done <- cmd.serve(ctx, &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, started)
 	}()
@@ -62,7 +70,7 @@ func startLedgerWith(t *testing.T, dataDir string, mod func(*serveCmd)) *ledgerP
 	case addr := <-started:
 		p.url = "http://" + addr
 	case err := <-p.done:
-		t.Fatalf("ledger exited: %v\n%s", err, logs.String())
+		t.Fatalf("ledger exited: %v\n%s", err, p.logText())
 	case <-time.After(30 * time.Second):
 		t.Fatal("ledger did not start")
 	}
@@ -149,13 +157,18 @@ func TestServeUploadStatusRestart(t *testing.T) {
 }
 
 // With NATS_URL the ledger uses the external server with the given
-// credentials, generates no admin token, and takes LEDGER_ADMIN_TOKEN.
+// credentials, generates no admin token, and takes LEDGER_ADMIN_TOKEN. It
+// does not create the stream: ledger stream apply does, as the stream
+// administrator, and until then the ledger says so.
 func TestServeExternalNATS(t *testing.T) {
 	srv := natstest.Start(t)
 	dir := t.TempDir()
 	seed := filepath.Join(dir, "ledger.nk")
-	if err := os.WriteFile(seed, srv.LedgerSeed, 0o600); err != nil {
-		t.Fatal(err)
+	adminSeed := filepath.Join(dir, "admin.nk")
+	for path, s := range map[string][]byte{seed: srv.LedgerSeed, adminSeed: srv.AdminSeed} {
+		if err := os.WriteFile(path, s, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ring, _ := vendorKey("k1")
 	token := strings.Repeat("t", 40)
@@ -166,10 +179,19 @@ func TestServeExternalNATS(t *testing.T) {
 	log, _ := cmd.Logger(io.Discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	env := &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}
+	err := cmd.serve(ctx, env, log, nil)
+	if err == nil || !strings.Contains(err.Error(), "stream not found") || !strings.Contains(err.Error(), "ledger stream apply") {
+		t.Fatalf("serve without the stream: %v", err)
+	}
+	code, out, errOut := cliRun(t, "", "stream", "apply", "--nats-url", srv.URL(), "--nats-nkey", adminSeed, "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "stream LICENSES: created with the contract's configuration (1 replica(s))") {
+		t.Fatalf("stream apply: %d %q %q", code, out, errOut)
+	}
 	started := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- cmd.serve(ctx, &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, started)
+		done <- cmd.serve(ctx, env, log, started)
 	}()
 	var p *ledgerProc
 	select {

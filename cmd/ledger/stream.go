@@ -19,21 +19,24 @@ import (
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
 )
 
-// The maintenance commands (stream reseed, backup, restore) reach the
-// stream as the ledger does: NATS_URL with its credentials, else the
-// embedded server of ledger serve at --nats-listen with
-// $DATA_DIR/nats/ledger.nk, else — when nothing listens there — the
-// embedded server started on $DATA_DIR for this process alone.
+// The maintenance commands (stream apply, check and reseed, backup,
+// restore) reach the stream as the ledger does: NATS_URL with its
+// credentials, else the embedded server of ledger serve at --nats-listen
+// with the seed of the identity the command needs ($DATA_DIR/nats/admin.nk
+// for the stream commands, ledger.nk for backup), else — when nothing
+// listens there — the embedded server started on $DATA_DIR for this
+// process alone.
 
 // maintFlags say how a maintenance command reaches the stream.
 type maintFlags struct {
 	cli.NATSFlags
 	cli.LogFlags
-	DataDir    string `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Ledger data directory: the embedded NATS store ($DATA_DIR/nats) and its ledger.nk credentials."`
+	DataDir    string `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Ledger data directory: the embedded NATS store ($DATA_DIR/nats) and its credentials (admin.nk, ledger.nk)."`
 	NATSListen string `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" help:"Where ledger serve's embedded NATS listens (without NATS_URL). When nothing answers there (or off), the command starts the embedded server on $DATA_DIR itself, which needs ledger serve stopped."`
 }
 
@@ -67,11 +70,12 @@ func (sc *streamConn) finish() error {
 
 func closeConn(nc *nats.Conn) func() error { return func() error { nc.Close(); return nil } }
 
-// connect reaches NATS. online=false refuses a running ledger's embedded
-// server (restore needs it stopped).
-func (f *maintFlags) connect(name string, log *slog.Logger, online bool) (*streamConn, error) {
+// connect reaches NATS as role (the running ledger's embedded server: with
+// role's seed in $DATA_DIR/nats unless credentials are given). online=false
+// refuses a running ledger's embedded server (restore needs it stopped).
+func (f *maintFlags) connect(name string, role natsauth.Role, log *slog.Logger, online bool) (*streamConn, error) {
 	if f.NATSURL != "" {
-		nc, err := natsbus.Connect(f.ConnConfig(name, log))
+		nc, err := natsbus.Connect(f.ConnConfig(name, role, log))
 		if err != nil {
 			return nil, unavailable("%v", err)
 		}
@@ -83,10 +87,10 @@ func (f *maintFlags) connect(name string, log *slog.Logger, online bool) (*strea
 			if !online {
 				return nil, &cli.Error{Code: cli.ExitFailed, Err: fmt.Errorf("a NATS server answers at %s (ledger serve is running): stop it first", f.NATSListen)}
 			}
-			cfg := f.ConnConfig(name, log)
+			cfg := f.ConnConfig(name, role, log)
 			cfg.URL = "nats://" + f.NATSListen
 			if cfg.NKeyFile == "" && cfg.CredsFile == "" && cfg.User == "" {
-				cfg.NKeyFile = filepath.Join(f.DataDir, "nats", "ledger.nk")
+				cfg.NKeyFile = natsauth.SeedPath(filepath.Join(f.DataDir, "nats"), role)
 			}
 			nc, err := natsbus.Connect(cfg)
 			if err != nil {
@@ -130,6 +134,8 @@ func (m *maintFlags) runMaint(env *cli.Env, run func(context.Context, *cli.Env, 
 }
 
 type streamCmd struct {
+	Apply  streamApplyCmd  `cmd:"" help:"Create the stream, or restore the contract's configuration on it, as the stream administrator (admin.nk)."`
+	Check  streamCheckCmd  `cmd:"" help:"Compare the stream's configuration with the contract's: exit 0 when they match, 1 listing each difference."`
 	Reseed streamReseedCmd `cmd:"" help:"Recreate a lost stream from license_audit in PostgreSQL, with the same sequence numbers and bytes."`
 }
 
@@ -154,7 +160,7 @@ Stop every ledger first (a ledger starting on a missing stream creates an empty 
 
 The checkpoint is the last sequence PostgreSQL holds. Events the lost stream held after it (appended while the projector lagged) are gone for good: their sequence numbers will be reused by new events. Give the lost stream's last sequence with --old-head N to have the exact range printed: the gatekeepers' /readyz shows it as stream_head, the ledger's /metrics as ledger_stream_last_seq, and every 'audit digest' log line names a sequence the stream held. Tell the customers of the orgs in that range to upload again.
 
-The stream is reached with the ledger's credentials (publish licenses.>, stream create): NATS_URL and its credentials, else the embedded server (see --nats-listen). PostgreSQL as the owner: LEDGER_MIGRATE_DATABASE_URL.
+The stream is reached with the stream administrator's credentials (stream create, publish licenses.>): NATS_URL and its credentials (NATS_NKEY=admin.nk), else the embedded server (see --nats-listen; $DATA_DIR/nats/admin.nk). PostgreSQL as the owner: LEDGER_MIGRATE_DATABASE_URL.
 
 Exit codes: 0 reseeded (or nothing to do); 1 the audit does not verify, the stream holds other messages, or the new stream differs from the audit; 2 usage; 4 PostgreSQL or NATS unreachable.`
 }
@@ -200,7 +206,7 @@ func (c *streamReseedCmd) run(ctx context.Context, env *cli.Env, log *slog.Logge
 	}
 
 	// 2. The stream: new, or holding a prefix of the audit.
-	sc, err := c.connect("ledger-stream-reseed", log, true)
+	sc, err := c.connect("ledger-stream-reseed", natsauth.RoleAdmin, log, true)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -18,7 +21,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key into dir.
@@ -91,5 +99,68 @@ func TestNonLoopbackListenNeedsTLS(t *testing.T) {
 		if err != nil && cli.ExitCode(io.Discard, "ledger", err) != cli.ExitUsage {
 			t.Errorf("%s: not a usage error", c.listen)
 		}
+	}
+}
+
+// The embedded NATS off loopback speaks TLS only, like the HTTP listener:
+// without a certificate ledger serve refuses to start (exit 2) and says
+// how; with one, a gatekeeper's connection (NATS_TLS_CA) reads the stream
+// over TLS and a plaintext client is turned away. Loopback stays
+// plaintext.
+func TestEmbeddedNATSOffLoopbackNeedsTLS(t *testing.T) {
+	for _, args := range [][]string{{"--nats-listen", "0.0.0.0:4299"}, {"--nats-listen", ":4299"},
+		{"--nats-listen", "0.0.0.0:4299", "--nats-listen-tls-cert", "c.pem"}} {
+		code, _, errOut := cliRun(t, "", append([]string{"serve", "--data-dir", t.TempDir()}, args...)...)
+		if code != cli.ExitUsage || !strings.Contains(errOut, "is not loopback: serve TLS (--nats-listen-tls-cert/--nats-listen-tls-key)") &&
+			!strings.Contains(errOut, "go together") {
+			t.Errorf("serve %v: exit %d %q", args, code, errOut)
+		}
+	}
+	t.Setenv("LEDGER_NATS_LISTEN", "0.0.0.0:4299")
+	if code, _, errOut := cliRun(t, "", "serve", "--data-dir", t.TempDir()); code != cli.ExitUsage || !strings.Contains(errOut, "--nats-listen 0.0.0.0:4299 is not loopback") {
+		t.Errorf("LEDGER_NATS_LISTEN off loopback: exit %d %q", code, errOut)
+	}
+
+	dir := t.TempDir()
+	certFile, keyFile, _ := selfSigned(t, dir)
+	port := proctest.FreePorts(t, 1)[0]
+	startLedgerWith(t, dir, func(c *serveCmd) {
+		c.NATSListen, c.NATSListenTLSCert, c.NATSListenTLSKey = fmt.Sprintf("0.0.0.0:%d", port), certFile, keyFile
+	})
+	url := fmt.Sprintf("tls://127.0.0.1:%d", port)
+	reader := filepath.Join(dir, "nats", "reader.nk")
+	nc, err := natsbus.Connect(natsbus.ConnConfig{URL: url, NKeyFile: reader, TLSCA: certFile, Role: natsauth.RoleReader})
+	if err != nil {
+		t.Fatalf("reader over TLS: %v", err)
+	}
+	defer nc.Close()
+	if !nc.TLSRequired() {
+		t.Error("the connection is not TLS")
+	}
+	if _, info, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, false); err != nil || info.LastSeq == 0 {
+		t.Fatalf("reader over TLS: %+v %v", info, err)
+	}
+	// A client speaking plaintext: the server announces TLS as required,
+	// and closes the connection instead of answering.
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	info, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(info, "INFO ") || !strings.Contains(info, `"tls_required":true`) {
+		t.Fatalf("INFO: %q %v", info, err)
+	}
+	fmt.Fprint(c, "CONNECT {\"verbose\":false}\r\nPING\r\n")
+	if rest, err := io.ReadAll(r); strings.Contains(string(rest), "PONG") {
+		t.Fatalf("a plaintext client got an answer: %q (%v)", rest, err)
+	}
+	// The nats.go default (no CA for this certificate) does not get in
+	// either.
+	if nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("a client without the CA connected")
 	}
 }

@@ -650,6 +650,7 @@ func grepLines(s, sub string) string {
 // Events record a file token's role and name as the actor.
 func TestTokenNameIsTheActor(t *testing.T) {
 	srv := natstest.Start(t)
+	srv.CreateStream(t)
 	dir := t.TempDir()
 	seed := filepath.Join(dir, "ledger.nk")
 	if err := os.WriteFile(seed, srv.LedgerSeed, 0o600); err != nil {

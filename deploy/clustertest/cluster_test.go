@@ -25,6 +25,7 @@ import (
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
+	"github.com/licenseledger/ledger/internal/testenv/natsroletest"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
@@ -61,6 +62,7 @@ func TestScaledDeployment(t *testing.T) {
 	keys := t.TempDir()
 	ledgerSeed := seedFile(t, keys, l.ledger, "ledger.nk")
 	readerSeed := seedFile(t, keys, l.reader, "reader.nk")
+	adminSeed := seedFile(t, keys, l.admin, "admin.nk")
 	adminToken := randomHex(t, 20) // 40 characters
 	tokensFile := filepath.Join(keys, "tokens")
 	fileToken := createToken(t, bin, tokensFile, "deploy-bot")
@@ -74,8 +76,10 @@ func TestScaledDeployment(t *testing.T) {
 			"LEDGER_LISTEN": fmt.Sprintf("127.0.0.1:%d", ports[i]), "DATA_DIR": dataDir, "LOG_LEVEL": "info",
 		}
 	}
-	// Ledger 1 creates the stream; ledger 2 finds it. Ledger 1 also takes
-	// an admin token; ledger 2 only the tokens file, copied to its host.
+	// The stream administrator creates the stream (README.md, "The
+	// stream"); the ledgers, which may not, find it. Ledger 1 also takes an
+	// admin token; ledger 2 only the tokens file, copied to its host.
+	applyStream(t, bin, l, adminSeed, natsProcs)
 	data1, data2 := t.TempDir(), t.TempDir()
 	env1 := ledgerEnv(0, data1)
 	env1["LEDGER_ADMIN_TOKEN"], env1["LEDGER_TOKENS_FILE"] = adminToken, tokensFile
@@ -243,20 +247,40 @@ func TestScaledDeployment(t *testing.T) {
 	t.Run("the reader can neither append nor delete", func(t *testing.T) {
 		checkReaderIsReadOnly(t, ctx, l, ledgerJS)
 	})
+
+	// Two ledgers started: two ledger.started on licenses.audit._instance,
+	// the history a per-subject limit of one would cut.
+	t.Run("each identity, from outside", func(t *testing.T) {
+		natsroletest.Check(t, natsroletest.Target{URL: l.clientURLs(), LedgerSeed: ledgerSeed, ReaderSeed: readerSeed,
+			AdminSeed: adminSeed, NATSCLI: bin.natsCLI, Subject: "licenses.audit._instance", Replicas: 3})
+	})
+}
+
+// applyStream runs `ledger stream apply` as README.md shows it: the stream
+// administrator's seed, NATS_URL and LICENSE_STREAM_REPLICAS=3.
+func applyStream(t *testing.T, bin binaries, l *layout, adminSeed string, natsProcs []*process) {
+	t.Helper()
+	p := proctest.Start(t, "ledger stream apply", bin.ledger, []string{"stream", "apply"}, map[string]string{
+		"NATS_URL": l.clientURLs(), "NATS_NKEY": adminSeed, "LICENSE_STREAM_REPLICAS": "3", "DATA_DIR": t.TempDir(),
+	})
+	<-p.Exited()
+	if code := p.ExitCode(); code != 0 || !strings.Contains(p.Output(), "stream LICENSES: created with the contract's configuration (3 replica(s))") {
+		t.Fatalf("ledger stream apply: exit %d\n%s", code, p.Output())
+	}
 }
 
 type gatekeeperAddrs struct{ name, proxy, authz, admin string }
 
 // checkConfigsWithServer runs nats-server -t on every node file, on the
-// optional admin variant, and on the shipped files as they are, which
+// optional break-glass variant, and on the shipped files as they are, which
 // must be refused.
 func checkConfigsWithServer(t *testing.T, bin binaries, l *layout) {
 	test := func(conf string) (string, error) {
 		out, err := exec.Command(bin.natsServer, "-t", "-c", conf).CombinedOutput()
 		return string(out), err
 	}
-	admin := newLayout(t, withAdmin)
-	for _, conf := range []string{l.nodes[0].conf(), l.nodes[1].conf(), l.nodes[2].conf(), admin.nodes[0].conf()} {
+	breakGlass := newLayout(t, withBreakGlass)
+	for _, conf := range []string{l.nodes[0].conf(), l.nodes[1].conf(), l.nodes[2].conf(), breakGlass.nodes[0].conf()} {
 		if out, err := test(conf); err != nil || !strings.Contains(out, "is valid") {
 			t.Errorf("nats-server -t -c %s: %v\n%s", conf, err, out)
 		}
@@ -346,7 +370,8 @@ func waitForCluster(t *testing.T, l *layout, procs []*process) {
 				return fmt.Errorf("%s /healthz: %d", n.name, resp.StatusCode)
 			}
 		}
-		nc, err := nats.Connect(l.clientURLs(), nkeyOption(t, l.ledger), nats.Timeout(time.Second))
+		nc, err := nats.Connect(l.clientURLs(), nkeyOption(t, l.ledger), nats.Timeout(time.Second),
+			nats.CustomInboxPrefix(natsauth.InboxPrefix(natsauth.RoleLedger)))
 		if err != nil {
 			return err
 		}
@@ -453,10 +478,12 @@ func nkeyOption(t testing.TB, id natsauth.Identity) nats.Option {
 	return opt
 }
 
-// connect opens a connection as id to any node, closed when the test ends.
+// connect opens a connection as id, with the inbox prefix of its role, to
+// any node, closed when the test ends.
 func connect(t testing.TB, urls string, id natsauth.Identity, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(urls, append([]nats.Option{nkeyOption(t, id), nats.Timeout(2 * time.Second)}, opts...)...)
+	nc, err := nats.Connect(urls, append([]nats.Option{nkeyOption(t, id), nats.Timeout(2 * time.Second),
+		nats.CustomInboxPrefix(natsauth.InboxPrefix(id.Role))}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", id.Role, err)
 	}

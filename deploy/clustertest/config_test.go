@@ -17,8 +17,8 @@ import (
 )
 
 // The shipped cluster configuration, as nats-server reads it, grants the
-// ledger and reader users exactly what the embedded server grants them, and
-// forms the cluster the README describes.
+// ledger, reader and admin users exactly what the embedded server grants
+// them, and forms the cluster the README describes.
 func TestNATSConfigMatchesEmbedded(t *testing.T) {
 	l := newLayout(t)
 	for i, n := range l.nodes {
@@ -28,10 +28,10 @@ func TestNATSConfigMatchesEmbedded(t *testing.T) {
 		}
 		checkServerOptions(t, l, i, opts)
 		users := nkeyUsers(t, n.file, opts)
-		if len(users) != 2 {
-			t.Fatalf("%s: %d nkey users, want 2 (ledger, reader)", n.file, len(users))
+		if len(users) != 3 {
+			t.Fatalf("%s: %d nkey users, want 3 (ledger, reader, admin)", n.file, len(users))
 		}
-		for _, id := range []natsauth.Identity{l.ledger, l.reader} {
+		for _, id := range []natsauth.Identity{l.ledger, l.reader, l.admin} {
 			u, ok := users[id.PublicKey]
 			if !ok {
 				t.Fatalf("%s: no user for the %s key", n.file, id.Role)
@@ -45,23 +45,25 @@ func TestNATSConfigMatchesEmbedded(t *testing.T) {
 	}
 }
 
-// With the optional admin user enabled, a third user exists without
-// restrictions, and the two others are unchanged.
-func TestNATSConfigOptionalAdmin(t *testing.T) {
-	l := newLayout(t, withAdmin)
+// With the optional break-glass user enabled, a fourth user exists
+// without restrictions, and the others are unchanged.
+func TestNATSConfigOptionalBreakGlass(t *testing.T) {
+	l := newLayout(t, withBreakGlass)
 	opts, err := server.ProcessConfigFile(l.nodes[0].conf())
 	if err != nil {
 		t.Fatal(err)
 	}
 	users := nkeyUsers(t, "node1.conf", opts)
-	if len(users) != 3 {
-		t.Fatalf("%d nkey users, want 3", len(users))
+	if len(users) != 4 {
+		t.Fatalf("%d nkey users, want 4", len(users))
 	}
-	if u, ok := users[l.admin.PublicKey]; !ok || u.Permissions != nil {
-		t.Fatalf("admin user: present %v, permissions %+v (want none: unrestricted)", ok, u)
+	if u, ok := users[l.breakGlass.PublicKey]; !ok || u.Permissions != nil {
+		t.Fatalf("break-glass user: present %v, permissions %+v (want none: unrestricted)", ok, u)
 	}
-	want, _ := natsauth.Permissions(natsauth.RoleReader, "")
-	samePermissions(t, "reader", users[l.reader.PublicKey].Permissions, want)
+	for _, id := range []natsauth.Identity{l.reader, l.admin} {
+		want, _ := natsauth.Permissions(id.Role, "")
+		samePermissions(t, string(id.Role), users[id.PublicKey].Permissions, want)
+	}
 }
 
 func checkServerOptions(t *testing.T, l *layout, i int, opts *server.Options) {
@@ -183,7 +185,7 @@ func TestStreamJSONMatchesContract(t *testing.T) {
 	readme := shipped(t, "deploy/nats/README.md")
 	for _, flag := range []string{"--subjects 'licenses.org.*'", "--subjects 'licenses.audit.*'", "--storage file",
 		"--replicas 3", "--retention limits", "--discard new", "--dupe-window 2m", "--deny-delete", "--deny-purge",
-		"--allow-direct", "--config licenses-stream.json"} {
+		"--allow-direct", "--max-consumers 1000", "--limit-consumer-inactive 5m", "--config licenses-stream.json"} {
 		if !strings.Contains(readme, flag) {
 			t.Errorf("deploy/nats/README.md does not show %s", flag)
 		}

@@ -26,10 +26,11 @@ import (
 
 // The cluster commands of docs/operations.md (Backup, Restore), run with
 // the real nats CLI on the shipped three-node cluster with the optional
-// admin user enabled: `nats stream backup LICENSES DIR --check` with the
-// ledger's credentials while the ledger serves, then, with the ledger
-// stopped and the stream deleted, `nats stream restore DIR` with the admin
-// credentials, then `ledger stream reseed`. Every message comes back at
+// break-glass user enabled: `nats stream backup LICENSES DIR --check` with
+// the ledger's credentials while the ledger serves, then, with the ledger
+// stopped and the stream deleted, `nats stream restore DIR` with the
+// break-glass credentials, then `ledger stream reseed` as the stream
+// administrator. Every message comes back at
 // its sequence with the same subject, headers, bytes and time, the stream
 // keeps its configuration and 3 replicas, and the restarted ledger serves
 // the same statuses from PostgreSQL's read model and appends after the
@@ -42,13 +43,14 @@ func TestRunbookNATSCLIBackupRestore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	bin := buildBinaries(t)
-	l := newLayout(t, withAdmin)
+	l := newLayout(t, withBreakGlass)
 
 	natsProcs, super, logins := startClusterAndDatabase(ctx, t, bin, l)
 
 	keys := t.TempDir()
 	ledgerSeed := seedFile(t, keys, l.ledger, "ledger.nk")
 	adminSeed := seedFile(t, keys, l.admin, "admin.nk")
+	breakGlassSeed := seedFile(t, keys, l.breakGlass, "breakglass.nk")
 	adminToken := randomHex(t, 20)
 	ring := licensetest.RingEntry("k1")
 	server := l.nodes[0].clientURL() // the runbook's --server: one node
@@ -66,6 +68,7 @@ func TestRunbookNATSCLIBackupRestore(t *testing.T) {
 		s.waitReady(t, natsProcs)
 		return s
 	}
+	applyStream(t, bin, l, adminSeed, natsProcs)
 	ledger := startLedger("ledger")
 
 	// Events through the ledger's API: three orgs, one of them twice.
@@ -124,9 +127,9 @@ func TestRunbookNATSCLIBackupRestore(t *testing.T) {
 	})
 
 	// Backup, as docs/operations.md shows it, with the ledger's own
-	// credentials, while the ledger serves.
+	// credentials and inbox prefix, while the ledger serves.
 	dir := filepath.Join(t.TempDir(), "licenses-backup")
-	out, err := proctest.RunNATSCLI(t, bin.natsCLI, "--server", server, "--nkey", ledgerSeed,
+	out, err := proctest.RunNATSCLI(t, bin.natsCLI, "--server", server, "--nkey", ledgerSeed, "--inbox-prefix", "_INBOX.ledger",
 		"stream", "backup", natsauth.DefaultStream, dir, "--check")
 	if err != nil {
 		t.Fatalf("nats stream backup: %v\n%s", err, out)
@@ -135,11 +138,12 @@ func TestRunbookNATSCLIBackupRestore(t *testing.T) {
 		t.Fatalf("nats stream backup printed no summary:\n%s", out)
 	}
 
-	// Restore: stop the ledger, remove the stream as the admin.
+	// Restore: stop the ledger, remove the stream with the break-glass
+	// user (nobody else may).
 	ledger.p.Stop()
 	removeStream := func() {
 		t.Helper()
-		out, err := proctest.RunNATSCLI(t, bin.natsCLI, "--server", server, "--nkey", adminSeed,
+		out, err := proctest.RunNATSCLI(t, bin.natsCLI, "--server", server, "--nkey", breakGlassSeed,
 			"stream", "rm", natsauth.DefaultStream, "--force")
 		if err != nil {
 			t.Fatalf("nats stream rm: %v\n%s", err, out)
@@ -157,7 +161,7 @@ func TestRunbookNATSCLIBackupRestore(t *testing.T) {
 	// no digest check, the same messages.
 	t.Run("ledger restore reads a nats stream backup", func(t *testing.T) {
 		cmd := proctest.Start(t, "ledger restore", bin.ledger, []string{"restore", dir}, map[string]string{
-			"NATS_URL": l.clientURLs(), "NATS_NKEY": adminSeed, "DATA_DIR": t.TempDir(),
+			"NATS_URL": l.clientURLs(), "NATS_NKEY": breakGlassSeed, "DATA_DIR": t.TempDir(),
 		})
 		<-cmd.Exited()
 		if code := cmd.ExitCode(); code != 0 {
@@ -175,8 +179,8 @@ func TestRunbookNATSCLIBackupRestore(t *testing.T) {
 	})
 	removeStream()
 
-	// The runbook's restore, with the admin credentials.
-	out, err = proctest.RunNATSCLI(t, bin.natsCLI, "--server", server, "--nkey", adminSeed,
+	// The runbook's restore, with the break-glass credentials.
+	out, err = proctest.RunNATSCLI(t, bin.natsCLI, "--server", server, "--nkey", breakGlassSeed,
 		"stream", "restore", dir)
 	if err != nil {
 		t.Fatalf("nats stream restore: %v\n%s", err, out)
@@ -216,10 +220,11 @@ func TestRunbookNATSCLIBackupRestore(t *testing.T) {
 	})
 
 	// With PostgreSQL, the runbook's next step: ledger stream reseed, as the
-	// schema owner with the ledger's credentials. Nothing to append here;
-	// it moves the projection checkpoint to the restored stream.
+	// schema owner with the stream administrator's credentials. Nothing to
+	// append here; it moves the projection checkpoint to the restored
+	// stream.
 	reseed := proctest.Start(t, "ledger stream reseed", bin.ledger, []string{"stream", "reseed"}, map[string]string{
-		"LEDGER_MIGRATE_DATABASE_URL": super, "NATS_URL": l.clientURLs(), "NATS_NKEY": ledgerSeed,
+		"LEDGER_MIGRATE_DATABASE_URL": super, "NATS_URL": l.clientURLs(), "NATS_NKEY": adminSeed,
 		"LICENSE_STREAM_REPLICAS": "3", "DATA_DIR": t.TempDir(),
 	})
 	<-reseed.Exited()

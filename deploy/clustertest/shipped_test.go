@@ -24,6 +24,7 @@ const (
 	placeholderLedgerKey = "NKEY_LEDGER_PUBLIC"
 	placeholderReaderKey = "NKEY_READER_PUBLIC"
 	placeholderAdminKey  = "NKEY_ADMIN_PUBLIC"
+	placeholderBreakKey  = "NKEY_BREAKGLASS_PUBLIC"
 	placeholderRoutePass = "ROUTE_PASSWORD"
 	shippedStoreDir      = `"/var/lib/nats/licenses"`
 	shippedMonitor       = `"127.0.0.1:8222"`
@@ -32,8 +33,8 @@ const (
 	shippedClusterPort   = "port: 6222"
 	shippedSvcUser       = "ledger_svc"
 	shippedComplianceUsr = "ledger_compliance"
-	adminBlockBegin      = "# BEGIN optional admin user"
-	adminBlockEnd        = "# END optional admin user"
+	breakBlockBegin      = "# BEGIN optional break-glass user"
+	breakBlockEnd        = "# END optional break-glass user"
 )
 
 // nodeFiles are the per-node entry points; each includes the fragments.
@@ -125,16 +126,17 @@ type layout struct {
 	nodes         []natsNode
 	ledger        natsauth.Identity
 	reader        natsauth.Identity
-	admin         natsauth.Identity // only used with withAdmin
+	admin         natsauth.Identity
+	breakGlass    natsauth.Identity // only used with withBreakGlass
 	routePassword string
 }
 
 type layoutOption func(*layoutOptions)
 
-type layoutOptions struct{ admin bool }
+type layoutOptions struct{ breakGlass bool }
 
-// withAdmin enables the optional admin user of auth.conf.
-func withAdmin(o *layoutOptions) { o.admin = true }
+// withBreakGlass enables the optional break-glass user of auth.conf.
+func withBreakGlass(o *layoutOptions) { o.breakGlass = true }
 
 // newLayout picks ports, generates the nkey users and writes each node's
 // copies of the shipped configuration with every placeholder replaced.
@@ -152,8 +154,12 @@ func newLayout(t testing.TB, opts ...layoutOption) *layout {
 	if l.reader, err = natsauth.GenerateIdentity(natsauth.RoleReader); err != nil {
 		t.Fatal(err)
 	}
-	// The admin is no role of the application; only its key pair matters.
-	if l.admin, err = natsauth.GenerateIdentity(natsauth.RoleLedger); err != nil {
+	if l.admin, err = natsauth.GenerateIdentity(natsauth.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	// The break-glass user is no role of the application; only its key
+	// pair matters.
+	if l.breakGlass, err = natsauth.GenerateIdentity(natsauth.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
 	ports := freePorts(t, 3*len(nodeFiles))
@@ -189,13 +195,14 @@ func (l *layout) writeNode(t testing.TB, n natsNode, o layoutOptions) {
 		{placeholderRoutePass, l.routePassword, 1 + len(l.nodes)}, // the route user, then each route
 	}, routes...)...)
 	auth := shipped(t, "deploy/nats/auth.conf")
-	if o.admin {
-		auth = uncommentBlock(t, "auth.conf", auth, adminBlockBegin, adminBlockEnd)
-		auth = substitute(t, "auth.conf", auth, repl{placeholderAdminKey, l.admin.PublicKey, 1})
+	if o.breakGlass {
+		auth = uncommentBlock(t, "auth.conf", auth, breakBlockBegin, breakBlockEnd)
+		auth = substitute(t, "auth.conf", auth, repl{placeholderBreakKey, l.breakGlass.PublicKey, 1})
 	}
 	auth = substitute(t, "auth.conf", auth,
 		repl{placeholderLedgerKey, l.ledger.PublicKey, 1},
-		repl{placeholderReaderKey, l.reader.PublicKey, 1})
+		repl{placeholderReaderKey, l.reader.PublicKey, 1},
+		repl{placeholderAdminKey, l.admin.PublicKey, 1})
 	node := shipped(t, "deploy/nats/"+n.file)
 	if !strings.Contains(node, "server_name: "+n.name+"\n") {
 		t.Fatalf("%s: no line server_name: %s", n.file, n.name)

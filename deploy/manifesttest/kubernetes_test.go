@@ -809,6 +809,9 @@ func checkGatekeeper(t testing.TB, m *manifests) []string {
 	return p
 }
 
+// checkMigrateJob: the Job that runs before every ledger upgrade migrates
+// PostgreSQL as the schema owner and, beside it, applies the stream's
+// configuration as the NATS stream administrator, which the ledgers may not.
 func checkMigrateJob(t testing.TB, m *manifests) []string {
 	var p []string
 	jobs := m.byKind("Job")
@@ -819,14 +822,21 @@ func checkMigrateJob(t testing.TB, m *manifests) []string {
 	if rp := w.pod().RestartPolicy; rp != "Never" && rp != "OnFailure" {
 		p = append(p, fmt.Sprintf("%s: restartPolicy %q", w.obj, rp))
 	}
-	if len(w.pod().Containers) != 1 {
-		return append(p, fmt.Sprintf("%s: want one container", w.obj))
+	var migrate, apply []container
+	for _, c := range w.pod().Containers {
+		switch {
+		case binaryOf(c) == "/ledger" && slices.Equal(subcommand(c), []string{"migrate", "up"}):
+			migrate = append(migrate, c)
+		case binaryOf(c) == "/ledger" && slices.Equal(subcommand(c), []string{"stream", "apply"}):
+			apply = append(apply, c)
+		default:
+			p = append(p, fmt.Sprintf("%s container %s: runs %s %v, want /ledger migrate up or /ledger stream apply", w.obj, c.Name, binaryOf(c), subcommand(c)))
+		}
 	}
-	c := w.pod().Containers[0]
-	if binaryOf(c) != "/ledger" || !slices.Equal(subcommand(c), []string{"migrate", "up"}) {
-		p = append(p, fmt.Sprintf("%s: runs %s %v, want /ledger migrate up", w.obj, binaryOf(c), subcommand(c)))
+	if len(migrate) != 1 || len(apply) != 1 {
+		return append(p, fmt.Sprintf("%s: want one container running /ledger migrate up and one /ledger stream apply, found %d and %d", w.obj, len(migrate), len(apply)))
 	}
-	env := m.containerEnv(t, namespace, c)
+	env := m.containerEnv(t, namespace, migrate[0])
 	s := env["LEDGER_MIGRATE_DATABASE_URL"].Secret
 	switch {
 	case s == nil:
@@ -836,6 +846,44 @@ func checkMigrateJob(t testing.TB, m *manifests) []string {
 	}
 	if _, ok := env["DATABASE_URL"]; ok {
 		p = append(p, fmt.Sprintf("%s: migrate never uses DATABASE_URL", w.obj))
+	}
+	return append(p, checkStreamApply(t, m, w, apply[0])...)
+}
+
+// checkStreamApply: ledger stream apply reaches the chart's NATS as the
+// admin user, with the seed of the admin Secret (never the ledger's), and
+// the replica count the NATS cluster has.
+func checkStreamApply(t testing.TB, m *manifests, w workloadObj, c container) []string {
+	var p []string
+	where := fmt.Sprintf("%s container %s", w.obj, c.Name)
+	env := m.containerEnv(t, namespace, c)
+	if _, ok := env["NATS_URL"]; !ok {
+		p = append(p, where+": no NATS_URL")
+	}
+	files, _ := simulateInit(t, m, namespace, w.pod())
+	seed := env["NATS_NKEY"].Value
+	vm, v, ok := mountFor(w.pod(), c, seed)
+	if !ok {
+		return append(p, fmt.Sprintf("%s: NATS_NKEY=%q on no volume", where, seed))
+	}
+	rel := strings.TrimPrefix(strings.TrimPrefix(seed, strings.TrimSuffix(vm.MountPath, "/")), "/")
+	if f, ok := files[simKey(v.Name, rel)]; !ok || f.Secret != "ledger-nats-admin-nkey" || f.Key != "admin.nk" {
+		p = append(p, fmt.Sprintf("%s: NATS_NKEY=%s is %+v, want admin.nk of the Secret ledger-nats-admin-nkey (the stream administrator)", where, seed, f))
+	}
+	if vals, err := loadNATSValues(repoRootOf(t, m)); err == nil {
+		if r := strconv.Itoa(vals.Config.Cluster.Replicas); env["LICENSE_STREAM_REPLICAS"].Value != r {
+			p = append(p, fmt.Sprintf("%s: LICENSE_STREAM_REPLICAS=%q but nats-values.yaml runs %s servers", where, env["LICENSE_STREAM_REPLICAS"].Value, r))
+		}
+	}
+	for _, w := range m.workloads(t) {
+		if w.obj.Kind == "Job" {
+			continue
+		}
+		for _, v := range w.pod().Volumes {
+			if v.Secret != nil && v.Secret.SecretName == "ledger-nats-admin-nkey" {
+				p = append(p, fmt.Sprintf("%s volume %s: only the Job holds the stream administrator's seed", w.obj, v.Name))
+			}
+		}
 	}
 	return p
 }
@@ -1009,6 +1057,11 @@ func TestKubernetesChecksCanFail(t *testing.T) {
 		{"one ledger", checkLedger, []edit{{file: ledgerDep, old: "replicas: 2", new: "replicas: 1"}}, nil, "want replicas: 2"},
 		{"enforcement override", checkGatekeeper, []edit{{file: gkCM, old: "  LOG_LEVEL: info\n", new: "  LOG_LEVEL: info\n  LICENSE_ENFORCE: \"1\"\n"}}, nil, "LICENSE_ENFORCE overrides"},
 		{"migrate as the app user", checkMigrateJob, []edit{{file: "job-migrate.yaml", old: "name: ledger-migrate-database", new: "name: ledger-database"}}, nil, "migrate as the schema owner"},
+		{"no stream apply", checkMigrateJob, []edit{{file: "job-migrate.yaml", old: `args: ["stream", "apply"]`, new: `args: ["stream", "check"]`}}, nil, "want /ledger migrate up or /ledger stream apply"},
+		{"stream apply as the ledger", checkMigrateJob, []edit{{file: "job-migrate.yaml", old: "secretName: ledger-nats-admin-nkey", new: "secretName: ledger-nats-nkey"},
+			{file: "job-migrate.yaml", old: "- key: admin.nk", new: "- key: ledger.nk"}}, nil, "want admin.nk of the Secret ledger-nats-admin-nkey"},
+		{"stream apply with one replica", checkMigrateJob, []edit{{file: "job-migrate.yaml", old: "              value: \"3\"", new: "              value: \"1\""}}, nil, `LICENSE_STREAM_REPLICAS="1" but nats-values.yaml runs 3 servers`},
+		{"admin seed in the ledger's pods", checkMigrateJob, []edit{{file: "ledger-deployment.yaml", old: "secretName: ledger-nats-nkey", new: "secretName: ledger-nats-admin-nkey"}}, nil, "only the Job holds the stream administrator's seed"},
 		{"latest image", checkImages, []edit{{file: "job-migrate.yaml", old: "ledger:0.1.0", new: "ledger:latest"}}, nil, "needs a version tag"},
 		{"unknown binary", checkImages, []edit{{file: gkDep, old: `command: ["/gatekeeper"]`, new: `command: ["/gate"]`}}, nil, "runs /gate, which the Dockerfile's final stage does not hold"},
 		{"another NATS", checkNATSReference, []edit{{file: gkCM, old: "NATS_URL: nats://nats.nats.svc:4222", new: "NATS_URL: nats://nats:4222"}}, nil, "want nats://nats.nats.svc:4222"},

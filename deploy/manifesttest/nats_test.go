@@ -21,6 +21,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/testenv/natsroletest"
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
 
@@ -119,7 +120,7 @@ var envRefRe = regexp.MustCompile(`^<<\s+\$([A-Z_][A-Z0-9_]*)\s+>>$`)
 
 // userRoles maps the environment variable of each user's public key to its
 // role; "backup" is not a natsauth role.
-var userRoles = map[string]string{"LEDGER_NKEY": "ledger", "READER_NKEY": "reader", "BACKUP_NKEY": "backup"}
+var userRoles = map[string]string{"LEDGER_NKEY": "ledger", "READER_NKEY": "reader", "ADMIN_NKEY": "admin", "BACKUP_NKEY": "backup"}
 
 func (v *natsValues) usersByRole() (map[string]natsUser, []string) {
 	var p []string
@@ -192,8 +193,8 @@ func subjects(p *natsSubjects) (allow, deny []string) {
 	return p.Allow, p.Deny
 }
 
-// checkNATSPermissions compares the ledger and reader users of the values
-// with natsauth.Permissions, which the embedded server uses.
+// checkNATSPermissions compares the ledger, reader and admin users of the
+// values with natsauth.Permissions, which the embedded server uses.
 func checkNATSPermissions(v *natsValues) []string {
 	users, p := v.usersByRole()
 	for _, role := range natsauth.Roles() {
@@ -258,6 +259,12 @@ func TestNATSChecksCanFail(t *testing.T) {
 			checkNATSPermissions, "reader user, publish allow differs from natsauth.Permissions: missing [$JS.API.CONSUMER.MSG.NEXT.LICENSES.*]"},
 		{"- \"$JS.API.STREAM.PURGE.>\"", "- \"$JS.API.STREAM.PURGE.LICENSES\"", checkNATSPermissions, "ledger user, publish deny differs"},
 		{"nkey: \"<< $READER_NKEY >>\"", "nkey: UREADERPUBLICKEY", checkNATSPermissions, "no reader user"},
+		{"nkey: \"<< $ADMIN_NKEY >>\"", "nkey: UADMINPUBLICKEY", checkNATSPermissions, "no admin user"},
+		// The reader reads every inbox again; the ledger may edit the stream.
+		{"                - \"_INBOX.reader.>\"", "                - \"_INBOX.>\"", checkNATSPermissions,
+			"reader user, subscribe allow differs from natsauth.Permissions: missing [_INBOX.reader.>], extra [_INBOX.>]"},
+		{"                - \"licenses.>\"\n                - \"$JS.API.STREAM.SNAPSHOT.LICENSES\"", "                - \"licenses.>\"\n                - \"$JS.API.STREAM.UPDATE.LICENSES\"\n                - \"$JS.API.STREAM.SNAPSHOT.LICENSES\"",
+			checkNATSPermissions, "ledger user, publish allow differs from natsauth.Permissions: missing [], extra [$JS.API.STREAM.UPDATE.LICENSES]"},
 		{"    READER_NKEY:", "    READER_KEY:", checkNATSPermissions, "container.env has no READER_NKEY"},
 	}
 	for _, c := range cases {
@@ -395,6 +402,15 @@ func TestNATSServerReadsValues(t *testing.T) {
 			t.Errorf("backup may publish %s", s)
 		}
 	}
+	// Its replies only: not the ledger's, nor anyone else's.
+	if backup.Permissions.Subscribe == nil || !permitted(backup.Permissions.Subscribe, "_INBOX.backup.x.y") {
+		t.Error("backup may not subscribe to its inbox _INBOX.backup.>")
+	}
+	for _, s := range []string{"_INBOX.x", "_INBOX.ledger.x", "_INBOX.reader.x", "_INBOX.admin.x", "licenses.org.acme"} {
+		if backup.Permissions.Subscribe != nil && permitted(backup.Permissions.Subscribe, s) {
+			t.Errorf("backup may subscribe to %s", s)
+		}
+	}
 }
 
 // permitted mirrors nats-server: an allow entry matches and no deny does.
@@ -406,10 +422,11 @@ func permitted(p *server.SubjectPermission, subject string) bool {
 }
 
 // TestNATSUsersAgainstServer runs a server configured from the values and
-// uses each user the way its program does: the ledger creates the stream
-// and appends, the reader opens it and is refused appends, the backup user
-// takes a snapshot the way `nats stream backup` does and is refused
-// everything else.
+// uses each user the way its program does: the admin creates the stream
+// (ledger stream apply), the ledger appends and may not change the stream,
+// the reader opens it and is refused appends, other inboxes and durable
+// consumers, the backup user takes a snapshot the way `nats stream backup`
+// does and is refused everything else.
 func TestNATSUsersAgainstServer(t *testing.T) {
 	v, err := loadNATSValues(repoRoot(t))
 	if err != nil {
@@ -442,7 +459,7 @@ func TestNATSUsersAgainstServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		errs := make(chan error, 16)
-		nc, err := nats.Connect(s.ClientURL(), opt, nats.Name(role),
+		nc, err := nats.Connect(s.ClientURL(), opt, nats.Name(role), nats.CustomInboxPrefix("_INBOX."+role),
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 				select {
 				case errs <- err:
@@ -473,9 +490,13 @@ func TestNATSUsersAgainstServer(t *testing.T) {
 		}
 	}
 
+	admin := connect("admin")
+	if res, err := natsbus.ApplyStream(ctx, admin.nc, natsauth.DefaultStream, 1, false); err != nil || !res.Created {
+		t.Fatalf("admin cannot create the stream: %+v %v", res, err)
+	}
 	ledger := connect("ledger")
-	if _, _, err := natsbus.Open(ctx, ledger.nc, natsauth.DefaultStream, 1, true); err != nil {
-		t.Fatalf("ledger cannot create the stream: %v", err)
+	if _, _, err := natsbus.Open(ctx, ledger.nc, natsauth.DefaultStream, 1, false); err != nil {
+		t.Fatalf("ledger cannot open the stream: %v", err)
 	}
 	if _, err := ledger.nc.Request("licenses.audit.acme", []byte(`{"probe":true}`), 5*time.Second); err != nil {
 		t.Fatalf("ledger cannot append: %v", err)
@@ -510,12 +531,15 @@ func TestNATSUsersAgainstServer(t *testing.T) {
 		}
 	}
 	cli := proctest.Build(t, t.TempDir(), proctest.NATSCLI)["nats"]
-	seed := filepath.Join(t.TempDir(), "backup.nk")
-	if err := os.WriteFile(seed, append(ids["backup"].Seed, '\n'), 0o600); err != nil {
-		t.Fatal(err)
+	seeds := map[string]string{}
+	for role, id := range ids {
+		seeds[role] = filepath.Join(t.TempDir(), role+".nk")
+		if err := os.WriteFile(seeds[role], append(id.Seed, '\n'), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	dir := filepath.Join(t.TempDir(), "licenses-backup")
-	out, err := proctest.RunNATSCLI(t, cli, "--server", s.ClientURL(), "--nkey", seed,
+	out, err := proctest.RunNATSCLI(t, cli, "--server", s.ClientURL(), "--nkey", seeds["backup"], "--inbox-prefix", "_INBOX.backup",
 		"stream", "backup", natsauth.DefaultStream, dir, "--check")
 	if err != nil {
 		t.Fatalf("nats stream backup with the backup user: %v\n%s", err, out)
@@ -528,6 +552,13 @@ func TestNATSUsersAgainstServer(t *testing.T) {
 	}
 	// The same user may not restore.
 	refused(backup, "backup", "$JS.API.STREAM.RESTORE.LICENSES")
+
+	// The ledger, reader and admin from outside: ledger.nk cannot edit the
+	// stream (the 256 appends above are the history a per-subject limit
+	// would cut), reader.nk reads only its inbox and leaves no consumer
+	// behind, admin.nk can edit.
+	natsroletest.Check(t, natsroletest.Target{URL: s.ClientURL(), LedgerSeed: seeds["ledger"], ReaderSeed: seeds["reader"],
+		AdminSeed: seeds["admin"], NATSCLI: cli, Subject: "licenses.audit.acme", Replicas: 1})
 }
 
 // snapshot takes a snapshot of LICENSES over the JetStream API as the nats

@@ -3,6 +3,7 @@ package cli
 import (
 	"log/slog"
 
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 )
 
@@ -19,8 +20,9 @@ type NATSFlags struct {
 	Stream       string `name:"stream" env:"LICENSE_STREAM" default:"LICENSES" help:"JetStream stream name."`
 }
 
-// ConnConfig is the connection configuration for a client called name.
-func (f *NATSFlags) ConnConfig(name string, log *slog.Logger) natsbus.ConnConfig {
+// ConnConfig is the connection configuration for a client called name that
+// expects its credentials to be role's (natsbus.ConnConfig.Role).
+func (f *NATSFlags) ConnConfig(name string, role natsauth.Role, log *slog.Logger) natsbus.ConnConfig {
 	return natsbus.ConnConfig{URL: f.NATSURL, NKeyFile: f.NATSNKey, CredsFile: f.NATSCreds, User: f.NATSUser,
-		Password: f.NATSPassword, TLSCA: f.NATSTLSCA, TLSCert: f.NATSTLSCert, TLSKey: f.NATSTLSKey, Name: name, Logger: log}
+		Password: f.NATSPassword, TLSCA: f.NATSTLSCA, TLSCert: f.NATSTLSCert, TLSKey: f.NATSTLSKey, Name: name, Role: role, Logger: log}
 }

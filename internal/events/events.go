@@ -51,6 +51,9 @@ const (
 	TypeRejected           = "license.rejected"
 	TypeRejectedSuppressed = "license.rejected_suppressed"
 	TypeLedgerStarted      = "ledger.started"
+	// TypeStreamConfigDrift records on _instance that the stream's
+	// configuration departs from the contract, or matches it again.
+	TypeStreamConfigDrift = "ledger.stream_config_drift"
 )
 
 // TypeInvalid is the audit type of a message that is not a valid envelope.
@@ -219,6 +222,28 @@ type LedgerStarted struct {
 	Version            string `json:"version"`
 	Clock              Time   `json:"clock"`
 	IgnoredRollback    bool   `json:"ignored_clock_rollback,omitempty"`
+}
+
+// StreamConfigDrift is the data of ledger.stream_config_drift: the
+// settings of Stream that differ from the contract's configuration, each
+// with the contract's value and the stream's. No fields: the stream
+// matches the contract again.
+type StreamConfigDrift struct {
+	Stream string        `json:"stream"`
+	Fields []ConfigField `json:"fields"`
+}
+
+// ConfigField is one stream setting that differs from the contract, named
+// as the JetStream API names it (max_age, deny_purge, num_replicas…).
+type ConfigField struct {
+	Field    string `json:"field"`
+	Expected string `json:"expected"`
+	Actual   string `json:"actual"`
+}
+
+// String is "field (expected E, actual A)".
+func (f ConfigField) String() string {
+	return fmt.Sprintf("%s (expected %s, actual %s)", f.Field, f.Expected, f.Actual)
 }
 
 // New builds an envelope with a fresh UUIDv7 id. data is marshalled.
@@ -433,7 +458,7 @@ func jsonString(name string, v []byte, dst *string) error {
 var common = func() map[string]string {
 	m := map[string]string{}
 	for _, s := range []string{TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired,
-		TypeEnforcementChanged, TypeRejected, TypeRejectedSuppressed, TypeLedgerStarted,
+		TypeEnforcementChanged, TypeRejected, TypeRejectedSuppressed, TypeLedgerStarted, TypeStreamConfigDrift,
 		ActorOrgAdmin, ActorOperator, ActorAuditor, ActorSystem, ActorInstall,
 		SlotCurrent, SlotPending, SourceAPI, SourceUI, SourceCLI, SourceInstall, EnforceOn, EnforceOff, EnforceAuto} {
 		m[`"`+s+`"`] = s
@@ -505,7 +530,7 @@ func (e *Envelope) checkSubject(m *Message) error {
 }
 
 func isAuditType(typ string) bool {
-	return typ == TypeRejected || typ == TypeRejectedSuppressed || typ == TypeLedgerStarted
+	return typ == TypeRejected || typ == TypeRejectedSuppressed || typ == TypeLedgerStarted || typ == TypeStreamConfigDrift
 }
 
 // DecodeData unmarshals the envelope's data into v, as json.Unmarshal

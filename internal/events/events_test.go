@@ -252,7 +252,7 @@ func TestTypesAndOrgs(t *testing.T) {
 		}
 	}
 	for _, typ := range []string{events.TypeRejected, events.TypeRejectedSuppressed, events.TypeLedgerStarted,
-		events.TypeInvalid, "license.future", ""} {
+		events.TypeStreamConfigDrift, events.TypeInvalid, "license.future", ""} {
 		if events.IsOrgType(typ) {
 			t.Errorf("%s is not an org type", typ)
 		}
@@ -287,6 +287,9 @@ func TestDecodeRoundTrip(t *testing.T) {
 		{events.AuditSubject("acme"), events.TypeRejected, "acme", events.Rejected{Code: "license_malformed", Source: "api"}},
 		{events.AuditSubject("acme"), events.TypeRejectedSuppressed, "acme", events.RejectedSuppressed{Count: 3, Since: events.Time{Time: at}}},
 		{events.AuditSubject("_instance"), events.TypeLedgerStarted, "_instance", events.LedgerStarted{InstallID: "i", Clock: events.Time{Time: at}}},
+		{events.AuditSubject("_instance"), events.TypeStreamConfigDrift, "_instance", events.StreamConfigDrift{Stream: "LICENSES",
+			Fields: []events.ConfigField{{Field: "max_age", Expected: "0s", Actual: "8760h0m0s"}}}},
+		{events.AuditSubject("_instance"), events.TypeStreamConfigDrift, "_instance", events.StreamConfigDrift{Stream: "LICENSES", Fields: []events.ConfigField{}}},
 	}
 	for _, c := range cases {
 		t.Run(c.typ+" on "+c.subject, func(t *testing.T) {
@@ -339,6 +342,8 @@ func newOfSameType(v any) any {
 		return &events.RejectedSuppressed{}
 	case events.LedgerStarted:
 		return &events.LedgerStarted{}
+	case events.StreamConfigDrift:
+		return &events.StreamConfigDrift{}
 	}
 	panic("unknown data type")
 }
@@ -516,6 +521,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"rejected on an org subject", "licenses.org.acme", on("acme", events.TypeRejected)},
 		{"suppressed on an org subject", "licenses.org.acme", on("acme", events.TypeRejectedSuppressed)},
 		{"ledger.started on an org subject", "licenses.org._instance", on("_instance", events.TypeLedgerStarted)},
+		{"stream drift on an org subject", "licenses.org._instance", on("_instance", events.TypeStreamConfigDrift)},
 		{"enforcement outside _instance", "licenses.org.acme", on("acme", events.TypeEnforcementChanged)},
 	}
 	for _, c := range cases {

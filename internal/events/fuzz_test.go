@@ -125,7 +125,7 @@ func checkAccepted(t *testing.T, m *events.Message) {
 		t.Fatalf("org type %s accepted on %s", e.Type, m.Subject)
 	}
 	switch e.Type {
-	case events.TypeRejected, events.TypeRejectedSuppressed, events.TypeLedgerStarted:
+	case events.TypeRejected, events.TypeRejectedSuppressed, events.TypeLedgerStarted, events.TypeStreamConfigDrift:
 		if m.IsOrgSubject() {
 			t.Fatalf("audit type %s accepted on %s", e.Type, m.Subject)
 		}

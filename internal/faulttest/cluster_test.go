@@ -11,11 +11,12 @@ import (
 )
 
 // A 3-node JetStream cluster, stream replicas 3: the stream leader is shut
-// down during uploads, and brought back. The ledger (which created the
-// stream, and read it at once) rides through the elections by itself;
+// down during uploads, and brought back. The ledger (started the moment the
+// stream was created) rides through the elections by itself;
 // nothing acknowledged is lost.
 func TestStreamLeaderStoppedDuringUploads(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
+	c.CreateStream(t, 3)
 	super := pgtest.NewDatabase(t)
 	l := startLedger(t, "ledger", map[string]string{"NATS_URL": c.URLs(), "NATS_NKEY": seedFile(t, c.LedgerSeed),
 		"LICENSE_STREAM_REPLICAS": "3", "DATABASE_URL": ledgerAppDSN(t, super)})

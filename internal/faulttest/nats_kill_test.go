@@ -18,6 +18,7 @@ func TestNATSServerKilledDuringUploads(t *testing.T) {
 	began := time.Now()
 	b := binaries(t)
 	n := proctest.StartNATS(t, b["nats-server"], natsbus.DefaultStream)
+	n.CreateStream(t, 1)
 	super := pgtest.NewDatabase(t)
 	l := startLedger(t, "ledger", map[string]string{"NATS_URL": n.URL(), "NATS_NKEY": n.LedgerSeedFile,
 		"DATABASE_URL": ledgerAppDSN(t, super)})

@@ -34,6 +34,7 @@ func TestPostgresStoppedDuringUploads(t *testing.T) {
 	app := pgtest.LoginRole(t, super, "ledger_app")
 	auditor := pgtest.LoginRole(t, super, "ledger_auditor")
 	srv := natstest.Start(t, natstest.WithSyncAlways())
+	srv.CreateStream(t)
 	l := startLedger(t, "ledger", map[string]string{"NATS_URL": srv.URL(),
 		"NATS_NKEY": seedFile(t, srv.LedgerSeed), "DATABASE_URL": app})
 	gk := startGatekeeper(t, b["gatekeeper"], srv.URL(), seedFile(t, srv.ReaderSeed), auditor)

@@ -262,8 +262,9 @@ func (ld *load) uploadOne(t *testing.T, org string) *ack {
 func publishBulk(t *testing.T, srv *natstest.Server, n int) {
 	t.Helper()
 	ctx := context.Background()
+	srv.CreateStream(t)
 	nc := srv.Connect(t, natsauth.RoleLedger)
-	if _, _, err := natsbus.Open(ctx, nc, natsbus.DefaultStream, 1, true); err != nil {
+	if _, _, err := natsbus.Open(ctx, nc, natsbus.DefaultStream, 1, false); err != nil {
 		t.Fatal(err)
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4000))

@@ -63,8 +63,9 @@ func newEnv(t testing.TB) *env {
 func newEnvNotStarted(t testing.TB) *env {
 	t.Helper()
 	srv := natstest.Start(t)
+	srv.CreateStream(t)
 	nc := srv.Connect(t, natsauth.RoleLedger)
-	bus, _, err := natsbus.Open(context.Background(), nc, natsbus.DefaultStream, 1, true)
+	bus, _, err := natsbus.Open(context.Background(), nc, natsbus.DefaultStream, 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func proxiedReader(t *testing.T, e *env) (Stream, *faultproxy.Proxy) {
 		t.Fatal(err)
 	}
 	opts := append([]nats.Option{auth, nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond),
-		nats.Timeout(500 * time.Millisecond)}, ConnOptions(testMaxStaleness)...)
+		nats.Timeout(500 * time.Millisecond), nats.CustomInboxPrefix(natsauth.InboxPrefix(natsauth.RoleReader))}, ConnOptions(testMaxStaleness)...)
 	nc, err := nats.Connect("nats://"+p.Addr(), opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,10 @@ type Readiness struct {
 	NATS         string `json:"nats"`          // ok | unavailable
 	Store        string `json:"store"`         // memory | postgres | loading
 	ProjectorLag uint64 `json:"projector_lag"` // stream head minus the last folded sequence
+	// Stream is "ok" when the stream's configuration is the contract's,
+	// else what differs (each field, expected and actual) and how to
+	// restore it; such a difference makes the ledger unready.
+	Stream string `json:"stream"`
 	// Projector says why the PostgreSQL projector stopped (a newer schema,
 	// a recreated stream); omitted while it runs.
 	Projector string `json:"projector,omitempty"`

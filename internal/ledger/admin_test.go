@@ -10,11 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
-	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
 	"github.com/licenseledger/ledger/license"
 )
@@ -45,7 +42,7 @@ func types(ms []*events.Message) []string {
 
 func newLedger(t *testing.T) (*fixture, *ledger.Service) {
 	srv := natstest.Start(t)
-	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	f := newFixture(t, srv)
 	return f, f.service(t)
 }
 
@@ -147,7 +144,7 @@ func TestEnforcementAutoLatches(t *testing.T) {
 // with deterministic ids and the due time.
 func TestSchedulerOnceAcrossReplicas(t *testing.T) {
 	srv := natstest.Start(t)
-	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	f := newFixture(t, srv)
 	a, b := f.service(t), f.service(t)
 	expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	key := sign(t, "k1", func(p map[string]any) {

@@ -48,10 +48,13 @@ func (f *fixture) now() time.Time {
 	return time.Now()
 }
 
-func newFixture(t *testing.T, connect func() *nats.Conn) *fixture {
+// newFixture creates the stream as the stream administrator does, and
+// binds to it as the ledger.
+func newFixture(t *testing.T, srv *natstest.Server) *fixture {
 	t.Helper()
-	nc := connect()
-	b, _, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, true)
+	srv.CreateStream(t)
+	nc := srv.Connect(t, natsauth.RoleLedger)
+	b, _, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +82,7 @@ var operator = events.Actor{Kind: events.ActorOperator, ID: "test-op"}
 // the final license is one that was acknowledged.
 func TestConcurrentUploadsOneOrg(t *testing.T) {
 	srv := natstest.Start(t)
-	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	f := newFixture(t, srv)
 	replicas := []*ledger.Service{f.service(t), f.service(t)}
 	if replicas[0].InstallID() != replicas[1].InstallID() || replicas[0].InstallID() == "" {
 		t.Fatalf("replicas disagree on the install id: %q %q", replicas[0].InstallID(), replicas[1].InstallID())
@@ -153,7 +156,7 @@ func TestConcurrentUploadsOneOrg(t *testing.T) {
 // key folds as invalid, never as valid.
 func TestForgedEventIsInvalid(t *testing.T) {
 	srv := natstest.Start(t)
-	f := newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	f := newFixture(t, srv)
 	svc := f.service(t)
 	ctx := context.Background()
 	forged := sign(t, "k9", func(p map[string]any) {}) // k9 is not trusted
@@ -193,7 +196,7 @@ func TestForgedEventIsInvalid(t *testing.T) {
 func rejecting(t *testing.T) (f *fixture, svc *ledger.Service, start time.Time, bad string) {
 	t.Helper()
 	srv := natstest.Start(t)
-	f = newFixture(t, func() *nats.Conn { return srv.Connect(t, natsauth.RoleLedger) })
+	f = newFixture(t, srv)
 	start = time.Now()
 	f.clock.Store(&start)
 	return f, f.service(t), start, sign(t, "k2", nil)

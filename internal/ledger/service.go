@@ -59,6 +59,7 @@ type Service struct {
 	mu        sync.Mutex
 	orgs      map[string]*orgEntry
 	rejects   *rejectLimiter
+	drift     driftRecord
 }
 
 // orgEntry is one org's cached state. cmd serializes this process's
@@ -172,6 +173,9 @@ func (s *Service) Reset() {
 	s.mu.Lock()
 	s.orgs = map[string]*orgEntry{}
 	s.mu.Unlock()
+	s.drift.mu.Lock()
+	s.drift.scanned, s.drift.last = 0, ""
+	s.drift.mu.Unlock()
 }
 
 // current returns org's state at least as new as its subject head.

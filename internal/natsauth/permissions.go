@@ -1,12 +1,22 @@
 // Package natsauth defines the NATS identities of the ledger and the subject
 // permissions each one is granted.
 //
-// Two nkey users exist. The ledger user owns the LICENSES stream: it appends
-// events and manages the stream configuration. The reader user is shared by
-// the gatekeeper, the projector and replay tooling: it can consume and fetch
-// messages but can neither append events nor alter, purge or delete the
-// stream. Seeds live in $DATA_DIR/nats/ledger.nk and $DATA_DIR/nats/reader.nk
-// (see LoadOrCreateSeeds) and the server side is configured with ServerUsers.
+// Three nkey users exist. The ledger user appends events and reads the
+// LICENSES stream; it may not change the stream's configuration. The reader
+// user is shared by the gatekeeper, the projector and replay tooling: it can
+// consume and fetch messages but can neither append events nor alter, purge
+// or delete the stream, nor leave a durable consumer behind. The admin user
+// is the stream administrator: it creates the stream and applies its
+// configuration (ledger stream apply, and the embedded server's bootstrap
+// at start), and may do what the ledger may. Nobody may delete or purge
+// the stream or its messages.
+//
+// Each identity receives replies only on its own inbox prefix
+// (InboxPrefix): one cannot read another's replies, such as the ledger's
+// publish acknowledgements.
+//
+// Seeds live in $DATA_DIR/nats/ledger.nk, reader.nk and admin.nk (see
+// LoadOrCreateSeeds) and the server side is configured with ServerUsers.
 package natsauth
 
 import (
@@ -20,10 +30,13 @@ import (
 type Role string
 
 const (
-	// RoleLedger may append events and create or update the stream.
+	// RoleLedger may append events and read the stream.
 	RoleLedger Role = "ledger"
 	// RoleReader may only read the stream.
 	RoleReader Role = "reader"
+	// RoleAdmin may create the stream and change its configuration, and do
+	// what the ledger may.
+	RoleAdmin Role = "admin"
 )
 
 // DefaultStream is the stream holding license events.
@@ -32,15 +45,20 @@ const DefaultStream = "LICENSES"
 // EventSubjects is the subject space of the license events.
 const EventSubjects = "licenses.>"
 
-// InboxSubjects is where request replies and pulled messages are delivered;
-// nats.go uses the _INBOX prefix unless told otherwise.
-const InboxSubjects = "_INBOX.>"
-
 // Roles lists every known role.
-func Roles() []Role { return []Role{RoleLedger, RoleReader} }
+func Roles() []Role { return []Role{RoleLedger, RoleReader, RoleAdmin} }
 
 // Valid reports whether r is a known role.
-func (r Role) Valid() bool { return r == RoleLedger || r == RoleReader }
+func (r Role) Valid() bool { return r == RoleLedger || r == RoleReader || r == RoleAdmin }
+
+// InboxPrefix is the prefix of role's reply subjects, for
+// nats.CustomInboxPrefix: _INBOX.ledger, _INBOX.reader, _INBOX.admin. Each
+// identity may subscribe only below its own prefix (InboxSubjects).
+func InboxPrefix(role Role) string { return "_INBOX." + string(role) }
+
+// InboxSubjects is what role may subscribe to: its inbox prefix and
+// everything below it.
+func InboxSubjects(role Role) string { return InboxPrefix(role) + ".>" }
 
 // Permissions returns the server-side permissions of role on stream (empty
 // means DefaultStream). Unknown roles and malformed stream names are errors
@@ -51,13 +69,21 @@ func Permissions(role Role, stream string) (*server.Permissions, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pub *server.SubjectPermission
 	switch role {
 	case RoleLedger:
-		return ledgerPermissions(stream), nil
+		pub = ledgerPublish(stream)
 	case RoleReader:
-		return readerPermissions(stream), nil
+		pub = readerPublish(stream)
+	case RoleAdmin:
+		pub = adminPublish(stream)
+	default:
+		return nil, fmt.Errorf("natsauth: unknown role %q", role)
 	}
-	return nil, fmt.Errorf("natsauth: unknown role %q", role)
+	return &server.Permissions{
+		Publish:   pub,
+		Subscribe: &server.SubjectPermission{Allow: []string{InboxSubjects(role)}},
+	}, nil
 }
 
 func streamName(stream string) (string, error) {
@@ -71,41 +97,55 @@ func streamName(stream string) (string, error) {
 	return stream, nil
 }
 
-func ledgerPermissions(stream string) *server.Permissions {
+// ledgerAllow is what the ledger may publish: events, the snapshot API
+// (ledger backup) and every read.
+func ledgerAllow(stream string) []string {
 	allow := []string{
 		EventSubjects,
-		"$JS.API.STREAM.CREATE." + stream,
-		"$JS.API.STREAM.UPDATE." + stream,
 		// ledger backup: the snapshot API and its flow-control acks.
 		"$JS.API.STREAM.SNAPSHOT." + stream,
 		"$JS.SNAPSHOT.ACK." + stream + ".>",
 	}
-	allow = append(allow, readSubjects(stream)...)
-	return &server.Permissions{
-		Publish: &server.SubjectPermission{
-			Allow: allow,
-			Deny:  destructiveSubjects(),
-		},
-		Subscribe: &server.SubjectPermission{Allow: []string{InboxSubjects}},
-	}
+	return append(allow, readSubjects(stream)...)
 }
 
-func readerPermissions(stream string) *server.Permissions {
-	// Explicit denies keep the reader read-only even if the allow list is
-	// widened later: a deny always wins over an allow in nats-server.
+func ledgerPublish(stream string) *server.SubjectPermission {
+	// The running ledger's credentials cannot change the stream: a limit
+	// set by mistake or malice (max messages per subject, max age) makes
+	// JetStream drop history at once. Explicit denies keep it so even if
+	// the allow list is widened later: a deny always wins in nats-server.
+	deny := append([]string{
+		"$JS.API.STREAM.CREATE.>",
+		"$JS.API.STREAM.UPDATE.>",
+		durableCreate,
+	}, destructiveSubjects()...)
+	return &server.SubjectPermission{Allow: ledgerAllow(stream), Deny: deny}
+}
+
+func readerPublish(stream string) *server.SubjectPermission {
 	deny := append([]string{
 		EventSubjects,
 		"$JS.API.STREAM.CREATE.>",
 		"$JS.API.STREAM.UPDATE.>",
+		durableCreate,
 	}, destructiveSubjects()...)
-	return &server.Permissions{
-		Publish: &server.SubjectPermission{
-			Allow: readSubjects(stream),
-			Deny:  deny,
-		},
-		Subscribe: &server.SubjectPermission{Allow: []string{InboxSubjects}},
-	}
+	return &server.SubjectPermission{Allow: readSubjects(stream), Deny: deny}
 }
+
+func adminPublish(stream string) *server.SubjectPermission {
+	allow := append([]string{
+		"$JS.API.STREAM.CREATE." + stream,
+		"$JS.API.STREAM.UPDATE." + stream,
+	}, ledgerAllow(stream)...)
+	return &server.SubjectPermission{Allow: allow, Deny: destructiveSubjects()}
+}
+
+// durableCreate is the legacy API that creates durable consumers. The
+// application uses ordered (ephemeral) consumers only; a durable created
+// through the current API ($JS.API.CONSUMER.CREATE.<stream>.<name>, which
+// ephemeral consumers use too) gets the stream's consumer inactivity limit
+// and is removed by the server once unused.
+const durableCreate = "$JS.API.CONSUMER.DURABLE.CREATE.>"
 
 // destructiveSubjects may never be used by the application: the stream is an
 // append-only ledger and removal is an operator task done with system
@@ -119,8 +159,8 @@ func destructiveSubjects() []string {
 }
 
 // readSubjects is what consuming and fetching from stream requires, as used
-// by nats.go's jetstream package (pull and ordered consumers, GetMsg with and
-// without AllowDirect) and by the legacy JetStreamContext API.
+// by nats.go's jetstream package (ordered consumers, GetMsg with and without
+// AllowDirect) and by the legacy JetStreamContext API.
 func readSubjects(stream string) []string {
 	return []string{
 		"$JS.API.INFO",
@@ -129,11 +169,10 @@ func readSubjects(stream string) []string {
 		"$JS.API.DIRECT.GET." + stream,
 		// Last message by subject puts the subject after the stream name.
 		"$JS.API.DIRECT.GET." + stream + ".>",
-		// Legacy form without a consumer name.
+		// Legacy form without a consumer name (ephemeral only).
 		"$JS.API.CONSUMER.CREATE." + stream,
 		// <consumer> or <consumer>.<filter subject>; filters have several tokens.
 		"$JS.API.CONSUMER.CREATE." + stream + ".>",
-		"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".*",
 		"$JS.API.CONSUMER.INFO." + stream + ".*",
 		"$JS.API.CONSUMER.DELETE." + stream + ".*",
 		"$JS.API.CONSUMER.MSG.NEXT." + stream + ".*",

@@ -29,7 +29,6 @@ var readerAllowed = []string{
 	"$JS.API.CONSUMER.CREATE.LICENSES",
 	"$JS.API.CONSUMER.CREATE.LICENSES.projector",
 	"$JS.API.CONSUMER.CREATE.LICENSES.projector.licenses.org.*",
-	"$JS.API.CONSUMER.DURABLE.CREATE.LICENSES.projector",
 	"$JS.API.CONSUMER.INFO.LICENSES.projector",
 	"$JS.API.CONSUMER.DELETE.LICENSES.projector",
 	"$JS.API.CONSUMER.MSG.NEXT.LICENSES.projector",
@@ -47,6 +46,7 @@ var readerDenied = []string{
 	"$JS.API.STREAM.PURGE.LICENSES",
 	"$JS.API.STREAM.MSG.DELETE.LICENSES",
 	"$JS.API.STREAM.SNAPSHOT.LICENSES",
+	"$JS.API.CONSUMER.DURABLE.CREATE.LICENSES.projector",
 	"$JS.API.STREAM.INFO.OTHER",
 	"$JS.API.DIRECT.GET.OTHER",
 	"$JS.API.CONSUMER.CREATE.OTHER.x",
@@ -75,6 +75,8 @@ func TestReaderPublish(t *testing.T) {
 	}
 }
 
+// The running ledger appends and reads, and may not change the stream's
+// configuration: a limit set with its credentials would drop history.
 func TestLedgerPublish(t *testing.T) {
 	p, err := Permissions(RoleLedger, DefaultStream)
 	if err != nil {
@@ -83,8 +85,6 @@ func TestLedgerPublish(t *testing.T) {
 	ok := append([]string{
 		"licenses.org.acme",
 		"licenses.audit.acme",
-		"$JS.API.STREAM.CREATE.LICENSES",
-		"$JS.API.STREAM.UPDATE.LICENSES",
 		"$JS.API.STREAM.SNAPSHOT.LICENSES",
 		"$JS.SNAPSHOT.ACK.LICENSES.x.1.1",
 	}, readerAllowed...)
@@ -94,10 +94,13 @@ func TestLedgerPublish(t *testing.T) {
 		}
 	}
 	denied := []string{
+		"$JS.API.STREAM.CREATE.LICENSES",
+		"$JS.API.STREAM.UPDATE.LICENSES",
 		"$JS.API.STREAM.DELETE.LICENSES",
 		"$JS.API.STREAM.PURGE.LICENSES",
 		"$JS.API.STREAM.MSG.DELETE.LICENSES",
 		"$JS.API.STREAM.RESTORE.LICENSES",
+		"$JS.API.CONSUMER.DURABLE.CREATE.LICENSES.x",
 		"$JS.API.STREAM.SNAPSHOT.OTHER",
 		"$JS.API.STREAM.CREATE.OTHER",
 		"$JS.API.STREAM.UPDATE.OTHER",
@@ -111,16 +114,56 @@ func TestLedgerPublish(t *testing.T) {
 	}
 }
 
-func TestSubscribeOnlyInbox(t *testing.T) {
+// The stream administrator may do what the ledger may, and create and
+// update the stream; never delete or purge it.
+func TestAdminPublish(t *testing.T) {
+	p, err := Permissions(RoleAdmin, DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := append([]string{
+		"$JS.API.STREAM.CREATE.LICENSES",
+		"$JS.API.STREAM.UPDATE.LICENSES",
+		"licenses.org.acme",
+		"$JS.API.STREAM.SNAPSHOT.LICENSES",
+	}, readerAllowed...)
+	for _, s := range ok {
+		if !allowed(p.Publish, s) {
+			t.Errorf("admin cannot publish %s", s)
+		}
+	}
+	for _, s := range []string{
+		"$JS.API.STREAM.DELETE.LICENSES",
+		"$JS.API.STREAM.PURGE.LICENSES",
+		"$JS.API.STREAM.MSG.DELETE.LICENSES",
+		"$JS.API.STREAM.RESTORE.LICENSES",
+		"$JS.API.STREAM.CREATE.OTHER",
+		"$JS.API.STREAM.UPDATE.OTHER",
+	} {
+		if allowed(p.Publish, s) {
+			t.Errorf("admin may publish %s", s)
+		}
+	}
+}
+
+// Each identity subscribes only to its own inbox prefix: the reader cannot
+// see the ledger's publish acknowledgements, nor the ledger the reader's.
+func TestSubscribeOnlyOwnInbox(t *testing.T) {
 	for _, role := range Roles() {
 		p, err := Permissions(role, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !allowed(p.Subscribe, "_INBOX.abc.def") {
-			t.Errorf("%s cannot subscribe to inboxes", role)
+		if !allowed(p.Subscribe, InboxPrefix(role)+".abc.def") {
+			t.Errorf("%s cannot subscribe to its inbox %s", role, InboxPrefix(role))
 		}
-		for _, s := range []string{"licenses.org.acme", "$JS.API.INFO", "$SYS.REQ.SERVER.PING"} {
+		denied := []string{"_INBOX.>", "_INBOX.abc", "_INBOX.*.abc", InboxPrefix(role), "licenses.org.acme", "$JS.API.INFO", "$SYS.REQ.SERVER.PING"}
+		for _, other := range Roles() {
+			if other != role {
+				denied = append(denied, InboxPrefix(other)+".abc.def", InboxSubjects(other))
+			}
+		}
+		for _, s := range denied {
 			if allowed(p.Subscribe, s) {
 				t.Errorf("%s may subscribe to %s", role, s)
 			}
@@ -144,7 +187,7 @@ func TestCustomStream(t *testing.T) {
 }
 
 func TestPermissionsRejectsBadInput(t *testing.T) {
-	if _, err := Permissions("admin", ""); err == nil {
+	if _, err := Permissions("root", ""); err == nil {
 		t.Error("unknown role accepted")
 	}
 	for _, stream := range []string{"A.B", "A*", "A>", "A B"} {
@@ -178,7 +221,7 @@ func TestServerUsers(t *testing.T) {
 	}
 
 	bad := []Identity{
-		{Role: "admin", PublicKey: ledger.PublicKey},
+		{Role: "root", PublicKey: ledger.PublicKey},
 		{Role: RoleReader, PublicKey: "not-a-key"},
 		{Role: RoleReader, PublicKey: string(ledger.Seed)},
 	}

@@ -23,22 +23,29 @@ func SeedPath(dir string, role Role) string {
 	return filepath.Join(dir, string(role)+".nk")
 }
 
-// LoadOrCreateSeeds returns the ledger and reader identities stored in
-// dir/ledger.nk and dir/reader.nk, generating any missing one. The directory
-// is created with mode 0700 and new files with 0600; existing files readable
-// by group or others are refused rather than fixed, because the secret may
-// already have leaked.
-func LoadOrCreateSeeds(dir string) (ledger, reader Identity, err error) {
+// Seeds are the identities of an embedded server's users.
+type Seeds struct {
+	Ledger, Reader, Admin Identity
+}
+
+// LoadOrCreateSeeds returns the ledger, reader and admin identities stored
+// in dir/ledger.nk, dir/reader.nk and dir/admin.nk, generating any missing
+// one (a directory written before the admin identity existed gets its
+// admin.nk here). The directory is created with mode 0700 and new files
+// with 0600; existing files readable by group or others are refused rather
+// than fixed, because the secret may already have leaked.
+func LoadOrCreateSeeds(dir string) (Seeds, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Identity{}, Identity{}, fmt.Errorf("natsauth: create seed directory: %w", err)
+		return Seeds{}, fmt.Errorf("natsauth: create seed directory: %w", err)
 	}
-	if ledger, err = loadOrCreate(dir, RoleLedger); err != nil {
-		return Identity{}, Identity{}, err
+	var s Seeds
+	for role, id := range map[Role]*Identity{RoleLedger: &s.Ledger, RoleReader: &s.Reader, RoleAdmin: &s.Admin} {
+		var err error
+		if *id, err = loadOrCreate(dir, role); err != nil {
+			return Seeds{}, err
+		}
 	}
-	if reader, err = loadOrCreate(dir, RoleReader); err != nil {
-		return Identity{}, Identity{}, err
-	}
-	return ledger, reader, nil
+	return s, nil
 }
 
 func loadOrCreate(dir string, role Role) (Identity, error) {

@@ -14,18 +14,18 @@ import (
 
 func TestLoadOrCreateSeedsCreatesPrivateFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data", "nats")
-	ledger, reader, err := LoadOrCreateSeeds(dir)
+	s, err := LoadOrCreateSeeds(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ledger.Role != RoleLedger || reader.Role != RoleReader {
-		t.Fatalf("roles = %s, %s", ledger.Role, reader.Role)
+	if s.Ledger.Role != RoleLedger || s.Reader.Role != RoleReader || s.Admin.Role != RoleAdmin {
+		t.Fatalf("roles = %s, %s, %s", s.Ledger.Role, s.Reader.Role, s.Admin.Role)
 	}
-	if ledger.PublicKey == reader.PublicKey {
-		t.Fatal("ledger and reader share a key")
+	if s.Ledger.PublicKey == s.Reader.PublicKey || s.Admin.PublicKey == s.Ledger.PublicKey || s.Admin.PublicKey == s.Reader.PublicKey {
+		t.Fatal("two identities share a key")
 	}
 	assertMode(t, dir, 0o700)
-	for _, id := range []Identity{ledger, reader} {
+	for _, id := range []Identity{s.Ledger, s.Reader, s.Admin} {
 		path := SeedPath(dir, id.Role)
 		assertMode(t, path, 0o600)
 		raw, err := os.ReadFile(path)
@@ -37,7 +37,7 @@ func TestLoadOrCreateSeedsCreatesPrivateFiles(t *testing.T) {
 		}
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 2 {
+	if len(entries) != 3 {
 		t.Errorf("temporary files left behind: %v", entries)
 	}
 }
@@ -55,17 +55,49 @@ func assertMode(t *testing.T, path string, want os.FileMode) {
 
 func TestLoadOrCreateSeedsReloads(t *testing.T) {
 	dir := t.TempDir()
-	l1, r1, err := LoadOrCreateSeeds(dir)
+	s1, err := LoadOrCreateSeeds(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l2, r2, err := LoadOrCreateSeeds(dir)
+	s2, err := LoadOrCreateSeeds(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l1.PublicKey != l2.PublicKey || r1.PublicKey != r2.PublicKey {
+	if s1.Ledger.PublicKey != s2.Ledger.PublicKey || s1.Reader.PublicKey != s2.Reader.PublicKey || s1.Admin.PublicKey != s2.Admin.PublicKey {
 		t.Fatal("second call generated new keys")
 	}
+}
+
+// A directory written before the admin identity existed (ledger.nk and
+// reader.nk only) keeps its two keys and gains admin.nk.
+func TestLoadOrCreateSeedsAddsAdminToAnOlderDirectory(t *testing.T) {
+	dir := t.TempDir()
+	var old []Identity
+	for _, role := range []Role{RoleLedger, RoleReader} {
+		id, err := GenerateIdentity(role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(SeedPath(dir, role), append(id.Seed, '\n'), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, id)
+	}
+	s, err := LoadOrCreateSeeds(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Ledger.PublicKey != old[0].PublicKey || s.Reader.PublicKey != old[1].PublicKey {
+		t.Fatal("the existing ledger or reader key was replaced")
+	}
+	admin, err := LoadIdentity(SeedPath(dir, RoleAdmin), RoleAdmin)
+	if err != nil {
+		t.Fatalf("admin.nk: %v", err)
+	}
+	if admin.PublicKey != s.Admin.PublicKey {
+		t.Fatal("admin.nk holds another key than the one returned")
+	}
+	assertMode(t, SeedPath(dir, RoleAdmin), 0o600)
 }
 
 func TestLoadOrCreateSeedsConcurrentStartAgrees(t *testing.T) {
@@ -75,12 +107,12 @@ func TestLoadOrCreateSeedsConcurrentStartAgrees(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			l, r, err := LoadOrCreateSeeds(dir)
+			s, err := LoadOrCreateSeeds(dir)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			keys[i] = l.PublicKey + r.PublicKey
+			keys[i] = s.Ledger.PublicKey + s.Reader.PublicKey + s.Admin.PublicKey
 		})
 	}
 	wg.Wait()
@@ -93,14 +125,14 @@ func TestLoadOrCreateSeedsConcurrentStartAgrees(t *testing.T) {
 
 func TestLoadOrCreateSeedsRefusesReadableSeed(t *testing.T) {
 	dir := t.TempDir()
-	if _, _, err := LoadOrCreateSeeds(dir); err != nil {
+	if _, err := LoadOrCreateSeeds(dir); err != nil {
 		t.Fatal(err)
 	}
 	path := SeedPath(dir, RoleReader)
 	if err := os.Chmod(path, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := LoadOrCreateSeeds(dir)
+	_, err := LoadOrCreateSeeds(dir)
 	if !errors.Is(err, ErrInsecureSeedFile) {
 		t.Fatalf("err = %v, want ErrInsecureSeedFile", err)
 	}

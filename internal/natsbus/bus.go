@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,9 +34,9 @@ type OpenOption func(*Bus)
 // logging.
 func WithLogger(log *slog.Logger) OpenOption { return func(b *Bus) { b.log = log } }
 
-// Open binds to stream name on nc. With create (the ledger) it provisions
-// the stream (EnsureStream); without (readers) the stream must exist and
-// pass CheckConfig. Either way it returns once the stream answers reads:
+// Open binds to stream name on nc. With create (the stream administrator's
+// credentials) it provisions the stream (EnsureStream); without (the
+// ledger, readers) the stream must exist and pass CheckConfig. Either way it returns once the stream answers reads:
 // a stream that was just created, or whose leader just changed, may have
 // no direct-get responder for a moment.
 func Open(ctx context.Context, nc *nats.Conn, name string, replicas int, create bool, opts ...OpenOption) (*Bus, StreamInfo, error) {
@@ -61,6 +60,9 @@ func Open(ctx context.Context, nc *nats.Conn, name string, replicas int, create 
 		return b, info, nil
 	}
 	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, StreamInfo{}, fmt.Errorf("stream %s: %w (%s)", name, err, createHint)
+	}
 	if err != nil {
 		return nil, StreamInfo{}, fmt.Errorf("stream %s: %w", name, wrapUnavailable(err))
 	}
@@ -80,15 +82,15 @@ func Open(ctx context.Context, nc *nats.Conn, name string, replicas int, create 
 }
 
 // createAttempt bounds one attempt to create or find the stream: a
-// cluster busy with several ledgers creating the same stream at once may
+// cluster busy with several processes creating the same stream at once may
 // leave a request unanswered, and the next attempt finds the stream.
 const createAttempt = 5 * time.Second
 
 // ensure runs EnsureStream until it succeeds, fails for good (a stream
-// that is not safe to use, a permission), or ctx ends. Ledgers starting
-// together on a new cluster race to create the stream: the losers may
-// find it not yet there ("already in use", then "not found") or get no
-// answer; each retry is logged.
+// that is not safe to use, a permission), or ctx ends. Processes
+// provisioning a new cluster's stream at once race to create it: the
+// losers may find it not yet there ("already in use", then "not found") or
+// get no answer; each retry is logged.
 func (b *Bus) ensure(ctx context.Context, replicas int) (jetstream.Stream, StreamInfo, error) {
 	for attempt := 0; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, createAttempt)
@@ -310,16 +312,12 @@ func isWrongSequence(err error) bool {
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// isRetryable reports errors whose publish may or may not have landed, or
-// that a moment's wait can cure (leader election, reconnect).
 // publishDenied reports whether the connection's last error is the
 // server refusing a publish to subject.
-func (b *Bus) publishDenied(subject string) bool {
-	le := b.nc.LastError()
-	return le != nil && errors.Is(le, nats.ErrPermissionViolation) &&
-		strings.Contains(le.Error(), `Publish to "`+subject+`"`)
-}
+func (b *Bus) publishDenied(subject string) bool { return denied(b.nc, subject) }
 
+// isRetryable reports errors whose publish may or may not have landed, or
+// that a moment's wait can cure (leader election, reconnect).
 func isRetryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {

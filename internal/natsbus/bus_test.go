@@ -27,22 +27,41 @@ func event(t *testing.T, prev uint64) *events.Envelope {
 	return env
 }
 
-func openBus(t *testing.T, nc *nats.Conn, replicas int) *natsbus.Bus {
+// openBus binds to the stream as the ledger does (it must exist).
+func openBus(t *testing.T, nc *nats.Conn) *natsbus.Bus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, _, err := natsbus.Open(ctx, nc, "LICENSES", replicas, true)
+	b, _, err := natsbus.Open(ctx, nc, "LICENSES", 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
+// The stream administrator provisions the stream with the contract's
+// configuration; the ledger binds to it and may not create it.
 func TestStreamProvisioning(t *testing.T) {
 	srv := natstest.Start(t)
-	nc := srv.Connect(t, natsauth.RoleLedger)
 	ctx := context.Background()
-	b := openBus(t, nc, 1)
+	ledgerNC := srv.Connect(t, natsauth.RoleLedger)
+	if _, _, err := natsbus.Open(ctx, ledgerNC, "LICENSES", 1, false); !errors.Is(err, jetstream.ErrStreamNotFound) ||
+		!strings.Contains(err.Error(), "ledger stream apply") {
+		t.Fatalf("the ledger on a missing stream: %v", err)
+	}
+	// Asked to create it, the ledger's credentials are refused at once
+	// (not retried until the context ends).
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, _, err := natsbus.Open(cctx, ledgerNC, "LICENSES", 1, true)
+	if !errors.Is(err, nats.ErrPermissionViolation) || cctx.Err() != nil {
+		t.Fatalf("the ledger creating the stream: %v (context: %v)", err, cctx.Err())
+	}
+	nc := srv.Connect(t, natsauth.RoleAdmin)
+	b, _, err := natsbus.Open(ctx, nc, "LICENSES", 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	js, _ := jetstream.New(nc)
 	s, _ := js.Stream(ctx, "LICENSES")
 	cfg := s.CachedInfo().Config
@@ -50,8 +69,15 @@ func TestStreamProvisioning(t *testing.T) {
 	if cfg.Storage != jetstream.FileStorage || cfg.Retention != jetstream.LimitsPolicy || cfg.MaxAge != 0 ||
 		cfg.MaxMsgs != -1 || cfg.MaxBytes != -1 || cfg.MaxMsgsPerSubject != -1 || cfg.Discard != jetstream.DiscardNew ||
 		cfg.Duplicates != 2*time.Minute || !cfg.DenyDelete || !cfg.DenyPurge || !cfg.AllowDirect ||
-		strings.Join(cfg.Subjects, ",") != strings.Join(want.Subjects, ",") {
+		strings.Join(cfg.Subjects, ",") != strings.Join(want.Subjects, ",") || cfg.MaxConsumers != natsbus.MaxConsumers ||
+		cfg.ConsumerLimits.InactiveThreshold != natsbus.ConsumerInactiveThreshold {
 		t.Fatalf("stream config %+v", cfg)
+	}
+	if d := natsbus.Drift(cfg, 1); len(d) != 0 {
+		t.Fatalf("a new stream drifts: %v", d)
+	}
+	if _, _, err := natsbus.Open(ctx, ledgerNC, "LICENSES", 1, false); err != nil {
+		t.Fatalf("the ledger on the provisioned stream: %v", err)
 	}
 	// Idempotent: opening again changes nothing.
 	info1, _ := b.Info(ctx)
@@ -79,14 +105,14 @@ func TestStreamProvisioning(t *testing.T) {
 		})
 	}
 	srv2 := natstest.Start(t)
-	js2 := srv2.JetStream(t, natsauth.RoleLedger)
+	js2 := srv2.JetStream(t, natsauth.RoleAdmin)
 	bad := natsbus.StreamConfig("LICENSES", 1)
 	bad.MaxAge = 24 * time.Hour
 	if _, err := js2.CreateStream(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = natsbus.Open(ctx, srv2.Connect(t, natsauth.RoleLedger), "LICENSES", 1, true)
-	if err == nil || !strings.Contains(err.Error(), "max_age") {
+	_, _, err = natsbus.Open(ctx, srv2.Connect(t, natsauth.RoleLedger), "LICENSES", 1, false)
+	if err == nil || !strings.Contains(err.Error(), "max_age") || !strings.Contains(err.Error(), "ledger stream apply") {
 		t.Fatalf("existing stream with max_age: %v", err)
 	}
 	_, _, err = natsbus.Open(ctx, srv2.Connect(t, natsauth.RoleReader), "LICENSES", 1, false)
@@ -97,16 +123,18 @@ func TestStreamProvisioning(t *testing.T) {
 
 func TestAppendConcurrencyR1(t *testing.T) {
 	srv := natstest.Start(t)
-	testAppendConcurrency(t, srv.Connect(t, natsauth.RoleLedger), 1)
+	srv.CreateStream(t)
+	testAppendConcurrency(t, srv.Connect(t, natsauth.RoleLedger))
 }
 
 func TestAppendConcurrencyR3(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
-	testAppendConcurrency(t, c.Connect(t, natsauth.RoleLedger), 3)
+	c.CreateStream(t, 3)
+	testAppendConcurrency(t, c.Connect(t, natsauth.RoleLedger))
 }
 
-func testAppendConcurrency(t *testing.T, nc *nats.Conn, replicas int) {
-	b := openBus(t, nc, replicas)
+func testAppendConcurrency(t *testing.T, nc *nats.Conn) {
+	b := openBus(t, nc)
 	ctx := context.Background()
 	subj := events.OrgSubject("acme")
 	s1, err := b.Append(ctx, subj, event(t, 0), 0)
@@ -133,15 +161,17 @@ func testAppendConcurrency(t *testing.T, nc *nats.Conn, replicas int) {
 // event instead of reporting a conflict, and the event is stored once.
 func TestAppendUnknownOutcomeR1(t *testing.T) {
 	srv := natstest.Start(t)
-	testUnknownOutcome(t, srv.URL(), srv.LedgerSeed, 1)
+	srv.CreateStream(t)
+	testUnknownOutcome(t, srv.URL(), srv.LedgerSeed)
 }
 
 func TestAppendUnknownOutcomeR3(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
-	testUnknownOutcome(t, strings.Split(c.URLs(), ",")[0], c.LedgerSeed, 3)
+	c.CreateStream(t, 3)
+	testUnknownOutcome(t, strings.Split(c.URLs(), ",")[0], c.LedgerSeed)
 }
 
-func testUnknownOutcome(t *testing.T, target string, seed []byte, replicas int) {
+func testUnknownOutcome(t *testing.T, target string, seed []byte) {
 	u, _ := url.Parse(target)
 	proxy := faultproxy.Start(t, u.Host)
 	auth, err := natsauth.ConnectOption(seed)
@@ -149,12 +179,12 @@ func testUnknownOutcome(t *testing.T, target string, seed []byte, replicas int) 
 		t.Fatal(err)
 	}
 	nc, err := nats.Connect("nats://"+proxy.Addr(), auth, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
-		nats.DontRandomize(), nats.IgnoreDiscoveredServers())
+		nats.DontRandomize(), nats.IgnoreDiscoveredServers(), nats.CustomInboxPrefix(natsauth.InboxPrefix(natsauth.RoleLedger)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	b := openBus(t, nc, replicas)
+	b := openBus(t, nc)
 	b.PublishTimeout = 300 * time.Millisecond
 	ctx := context.Background()
 	subj := events.OrgSubject("acme")
@@ -187,7 +217,7 @@ func testUnknownOutcome(t *testing.T, target string, seed []byte, replicas int) 
 // of retrying an answer that never comes until the context ends.
 func TestAppendWithReaderCredentialsFails(t *testing.T) {
 	srv := natstest.Start(t)
-	openBus(t, srv.Connect(t, natsauth.RoleLedger), 1) // creates the stream
+	srv.CreateStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	b, _, err := natsbus.Open(ctx, srv.Connect(t, natsauth.RoleReader), "LICENSES", 1, false)

@@ -1,9 +1,13 @@
 package natsbus
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,6 +29,13 @@ type ConnConfig struct {
 	TLSKey    string // NATS_TLS_KEY
 	// Name identifies the client in server monitoring.
 	Name string
+	// Role is the identity the client expects its credentials to be. Each
+	// identity receives replies only below its own inbox prefix
+	// (natsauth.InboxPrefix), so Connect uses Role's prefix, and when the
+	// server refuses the credentials a subscription there, tries the other
+	// identities' prefixes before giving up. Empty tries them all, the
+	// ledger's first.
+	Role natsauth.Role
 	// PingInterval detects a dead connection. Defaults to 10 s (nats.go's
 	// 2 minutes would let a black-holed connection look alive for minutes).
 	PingInterval time.Duration
@@ -34,18 +45,59 @@ type ConnConfig struct {
 }
 
 // Connect opens a connection that reconnects forever; disconnects and
-// reconnects are logged.
+// reconnects are logged. It returns once the server has accepted a
+// subscription to the connection's inbox (see ConnConfig.Role): credentials
+// that may receive replies on no identity's inbox are an error.
 func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	creds, err := credentialOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var tried []string
+	for _, role := range inboxRoles(cfg.Role) {
+		nc, err := connectAs(cfg, role, creds, log)
+		if err == nil || !errors.Is(err, errInboxDenied) {
+			return nc, err
+		}
+		tried = append(tried, natsauth.InboxSubjects(role))
+	}
+	return nil, fmt.Errorf("connect to NATS %s: these credentials may not subscribe to any identity's inbox (%s): "+
+		"check NATS_NKEY/NATS_CREDS/NATS_USER, and that the server grants each user the subscribe permission of docs/design.md §3.1",
+		redact(cfg), strings.Join(tried, ", "))
+}
+
+// inboxRoles is the order in which Connect tries the identities' inbox
+// prefixes: preferred first.
+func inboxRoles(preferred natsauth.Role) []natsauth.Role {
+	roles := natsauth.Roles()
+	if i := slices.Index(roles, preferred); i > 0 {
+		roles = append([]natsauth.Role{preferred}, slices.Delete(roles, i, i+1)...)
+	}
+	return roles
+}
+
+// errInboxDenied reports a server refusing a subscription to the
+// connection's inbox prefix.
+var errInboxDenied = errors.New("inbox subscription refused")
+
+// connectAs connects with role's inbox prefix and checks that the server
+// lets the connection receive replies there.
+func connectAs(cfg ConnConfig, role natsauth.Role, creds []nats.Option, log *slog.Logger) (*nats.Conn, error) {
 	ping := cfg.PingInterval
 	if ping <= 0 {
 		ping = 10 * time.Second
 	}
+	// While the inbox is probed, its refusal is an answer, not an error
+	// worth logging.
+	var probing atomic.Bool
+	probing.Store(true)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
+		nats.CustomInboxPrefix(natsauth.InboxPrefix(role)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
@@ -58,11 +110,11 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Error("nats error", "err", err) }),
-	}
-	creds, err := credentialOptions(cfg)
-	if err != nil {
-		return nil, err
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if !probing.Load() {
+				log.Error("nats error", "err", err)
+			}
+		}),
 	}
 	opts = append(opts, creds...)
 	if cfg.InProcess != nil {
@@ -72,7 +124,33 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS %s: %w", redact(cfg), err)
 	}
+	if err := probeInbox(nc); err != nil {
+		nc.Close()
+		if errors.Is(err, errInboxDenied) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("connect to NATS %s: %w", redact(cfg), err)
+	}
+	probing.Store(false)
 	return nc, nil
+}
+
+// probeInbox subscribes below the connection's inbox prefix and waits for
+// the server to have processed it: a refusal (-ERR Permissions Violation)
+// arrives before the flush's PONG.
+func probeInbox(nc *nats.Conn) error {
+	sub, err := nc.SubscribeSync(nc.NewInbox())
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		return err
+	}
+	if le := nc.LastError(); le != nil && errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), sub.Subject) {
+		return errInboxDenied
+	}
+	return nil
 }
 
 func credentialOptions(cfg ConnConfig) ([]nats.Option, error) {

@@ -28,6 +28,9 @@ func (b *Bus) Consume(ctx context.Context, start uint64, heartbeat time.Duration
 	cons, err := b.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   start,
+		// The stream refuses a longer threshold; one left behind by a
+		// crashed process is removed after it.
+		InactiveThreshold: ConsumerInactiveThreshold,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer: %w", wrapUnavailable(err))

@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,11 +20,16 @@ import (
 // NATS_URL is set.
 type EmbeddedConfig struct {
 	// DataDir holds the JetStream store in DataDir/nats and the nkey seeds
-	// in DataDir/nats/ledger.nk and reader.nk (created 0600 when absent).
+	// in DataDir/nats/ledger.nk, reader.nk and admin.nk (created 0600 when
+	// absent).
 	DataDir string
 	// Listen is host:port for other processes (gatekeepers), or "off" for
-	// in-process clients only. Defaults to 127.0.0.1:4223.
+	// in-process clients only. Defaults to 127.0.0.1:4223. An address
+	// that is not loopback needs TLSCert and TLSKey (CheckListen).
 	Listen string
+	// TLSCert and TLSKey are PEM files: with them, clients connecting to
+	// Listen must use TLS.
+	TLSCert, TLSKey string
 	// SyncAlways fsyncs every write (the default for the embedded server: an
 	// acknowledged event survives a host crash). False syncs on an interval.
 	SyncAlways bool
@@ -38,6 +44,9 @@ type Embedded struct {
 	// LedgerSeedFile and ReaderSeedFile are the credential files (NATS_NKEY).
 	LedgerSeedFile string
 	ReaderSeedFile string
+	// AdminSeedFile is the stream administrator's, which Bootstrap uses
+	// and the long-running ledger connection does not.
+	AdminSeedFile  string
 	Ledger, Reader natsauth.Identity
 	// ClientURL is where external clients connect; "" when Listen is "off".
 	ClientURL string
@@ -45,8 +54,15 @@ type Embedded struct {
 }
 
 // StartEmbedded starts the server and waits until it accepts connections.
-// Authentication is always required.
+// Authentication is always required, and TLS off loopback.
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	listen := cfg.Listen
+	if listen == "" {
+		listen = "127.0.0.1:4223"
+	}
+	if err := CheckListen(listen, cfg.TLSCert, cfg.TLSKey); err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(cfg.DataDir, "nats")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -61,11 +77,11 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			unlock()
 		}
 	}()
-	ledger, reader, err := natsauth.LoadOrCreateSeeds(dir)
+	seeds, err := natsauth.LoadOrCreateSeeds(dir)
 	if err != nil {
 		return nil, err
 	}
-	users, err := natsauth.ServerUsers(cfg.Stream, ledger, reader)
+	users, err := natsauth.ServerUsers(cfg.Stream, seeds.Ledger, seeds.Reader, seeds.Admin)
 	if err != nil {
 		return nil, err
 	}
@@ -79,10 +95,6 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		NoLog:                 true,
 		MaxPayload:            1 << 20,
 		DisableShortFirstPing: true,
-	}
-	listen := cfg.Listen
-	if listen == "" {
-		listen = "127.0.0.1:4223"
 	}
 	if listen == "off" {
 		opts.DontListen = true
@@ -98,6 +110,13 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			port = -1 // nats-server reads 0 as its default 4222; -1 picks a free port
 		}
 		opts.Host, opts.Port = host, port
+		if cfg.TLSCert != "" {
+			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
+			if err != nil {
+				return nil, fmt.Errorf("--nats-listen-tls-cert/--nats-listen-tls-key: %w", err)
+			}
+			opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 5
+		}
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -112,12 +131,27 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, errors.New("embedded NATS did not become ready within 30s")
 	}
 	e := &Embedded{Server: s, LedgerSeedFile: natsauth.SeedPath(dir, natsauth.RoleLedger),
-		ReaderSeedFile: natsauth.SeedPath(dir, natsauth.RoleReader), Ledger: ledger, Reader: reader, unlock: unlock}
+		ReaderSeedFile: natsauth.SeedPath(dir, natsauth.RoleReader), AdminSeedFile: natsauth.SeedPath(dir, natsauth.RoleAdmin),
+		Ledger: seeds.Ledger, Reader: seeds.Reader, unlock: unlock}
 	if !opts.DontListen {
 		e.ClientURL = s.ClientURL()
 	}
 	ok = true
 	return e, nil
+}
+
+// Bootstrap gives the stream the contract's configuration as the stream
+// administrator, over an in-process connection it closes before it
+// returns: it creates the stream on first start, and applies what a new
+// release changes in the configuration (ApplyStream with upgradeOnly). Any
+// other difference is left for the ledger to report.
+func (e *Embedded) Bootstrap(ctx context.Context, stream string, replicas int) (ApplyResult, error) {
+	nc, err := Connect(ConnConfig{InProcess: e.Server, NKeyFile: e.AdminSeedFile, Role: natsauth.RoleAdmin, Name: "ledger-bootstrap"})
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	defer nc.Close()
+	return ApplyStream(ctx, nc, stream, replicas, true)
 }
 
 // Shutdown stops the server, waits for it and releases the store.
@@ -137,6 +171,36 @@ func splitListen(listen string) (string, int, error) {
 		return "", 0, fmt.Errorf("--nats-listen %q: bad port", listen)
 	}
 	return host, port, nil
+}
+
+// CheckListen refuses an address off loopback without TLS: NATS carries
+// license keys and tenants' org names. "off" and loopback addresses
+// (127.0.0.0/8, ::1, localhost) may stay plaintext.
+func CheckListen(listen, tlsCert, tlsKey string) error {
+	if (tlsCert == "") != (tlsKey == "") {
+		return errors.New("--nats-listen-tls-cert and --nats-listen-tls-key go together")
+	}
+	if listen == "" || listen == "off" || tlsCert != "" {
+		return nil // "": the default, 127.0.0.1:4223
+	}
+	host, _, err := splitListen(listen)
+	if err != nil {
+		return err
+	}
+	if !IsLoopback(host) {
+		return fmt.Errorf("--nats-listen %s is not loopback: serve TLS (--nats-listen-tls-cert/--nats-listen-tls-key)", listen)
+	}
+	return nil
+}
+
+// IsLoopback reports whether host names the loopback interface; "" (every
+// interface) does not.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkFree turns a taken port into a clear error before nats-server,

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 )
 
@@ -40,7 +41,7 @@ func connect(t *testing.T, e *natsbus.Embedded, seedFile string) *nats.Conn {
 func TestEmbeddedServerRequiresAuthAndEnforcesRoles(t *testing.T) {
 	dir := t.TempDir()
 	e := startEmbedded(t, dir)
-	for _, f := range []string{"ledger.nk", "reader.nk"} {
+	for _, f := range []string{"ledger.nk", "reader.nk", "admin.nk"} {
 		fi, err := os.Stat(filepath.Join(dir, "nats", f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v %v", f, fi, err)
@@ -54,7 +55,10 @@ func TestEmbeddedServerRequiresAuthAndEnforcesRoles(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	ledgerBus, _, err := natsbus.Open(ctx, connect(t, e, e.LedgerSeedFile), "LICENSES", 1, true)
+	if _, err := e.Bootstrap(ctx, "LICENSES", 1); err != nil {
+		t.Fatal(err)
+	}
+	ledgerBus, _, err := natsbus.Open(ctx, connect(t, e, e.LedgerSeedFile), "LICENSES", 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,12 +127,15 @@ func TestEmbeddedInProcessOnly(t *testing.T) {
 	if e.ClientURL != "" {
 		t.Fatalf("off still listens at %s", e.ClientURL)
 	}
-	nc, err := natsbus.Connect(natsbus.ConnConfig{InProcess: e.Server, NKeyFile: e.LedgerSeedFile})
+	if _, err := e.Bootstrap(context.Background(), "LICENSES", 1); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := natsbus.Connect(natsbus.ConnConfig{InProcess: e.Server, NKeyFile: e.LedgerSeedFile, Role: natsauth.RoleLedger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if _, _, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, true); err != nil {
+	if _, _, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, false); err != nil {
 		t.Fatal(err)
 	}
 	// A restart keeps the seeds (the reader's credentials stay valid).

@@ -121,19 +121,24 @@ func TestOpenGivesUpWithoutResponders(t *testing.T) {
 	t.Logf("gave up after %s", time.Since(began).Round(time.Millisecond))
 }
 
-// Twenty ledgers start at once against a fresh 3-node cluster: one creates
-// the R3 stream, all read it at once, from connections spread over the
-// nodes. None may fail for want of a direct-get responder.
+// Twenty ledgers start at once against a fresh 3-node cluster, the moment
+// the stream administrator has created the R3 stream: all read it at once,
+// from connections spread over the nodes. None may fail for want of a
+// direct-get responder.
 func TestFreshLedgersOnNewReplicatedStream(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	var conns []*nats.Conn
+	for range 20 {
+		conns = append(conns, c.Connect(t, natsauth.RoleLedger))
+	}
+	c.CreateStream(t, 3)
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
-	for i := range 20 {
-		nc := c.Connect(t, natsauth.RoleLedger)
+	for i, nc := range conns {
 		wg.Go(func() {
-			b, _, err := natsbus.Open(ctx, nc, "LICENSES", 3, true)
+			b, _, err := natsbus.Open(ctx, nc, "LICENSES", 3, false)
 			if err == nil {
 				_, err = b.Head(ctx, events.AuditSubject("_instance"))
 			}

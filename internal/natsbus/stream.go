@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/licenseledger/ledger/internal/events"
@@ -23,9 +25,22 @@ const DefaultStream = "LICENSES"
 // StreamSubjects are the subjects the stream captures.
 var StreamSubjects = []string{"licenses.org.*", "licenses.audit.*"}
 
+// MaxConsumers bounds the consumers the stream holds at once. Every
+// process keeps one ordered consumer (a gatekeeper, a ledger, a
+// projector, replay); the bound leaves room for hundreds of them and keeps
+// a reader's credentials from exhausting the server.
+const MaxConsumers = 1000
+
+// ConsumerInactiveThreshold is the stream's consumer limit: the server
+// removes any consumer, durable or not, that nobody has used for this long,
+// and refuses a consumer that asks for a longer threshold. It is nats.go's
+// default for ordered consumers; a running client pulls every second.
+const ConsumerInactiveThreshold = 5 * time.Minute
+
 // StreamConfig is the exact configuration of the contract: file storage,
 // limits retention with no limit set, discard new, a 2-minute duplicate
-// window, deny delete and purge, direct get allowed.
+// window, deny delete and purge, direct get allowed, at most MaxConsumers
+// consumers, each removed after ConsumerInactiveThreshold unused.
 func StreamConfig(name string, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:              name,
@@ -33,7 +48,7 @@ func StreamConfig(name string, replicas int) jetstream.StreamConfig {
 		Subjects:          slices.Clone(StreamSubjects),
 		Storage:           jetstream.FileStorage,
 		Retention:         jetstream.LimitsPolicy,
-		MaxConsumers:      -1,
+		MaxConsumers:      MaxConsumers,
 		MaxMsgs:           -1,
 		MaxBytes:          -1,
 		MaxAge:            0,
@@ -45,6 +60,7 @@ func StreamConfig(name string, replicas int) jetstream.StreamConfig {
 		DenyPurge:         true,
 		AllowDirect:       true,
 		Replicas:          replicas,
+		ConsumerLimits:    jetstream.StreamConsumerLimits{InactiveThreshold: ConsumerInactiveThreshold},
 	}
 }
 
@@ -76,7 +92,8 @@ func CheckConfig(cfg jetstream.StreamConfig) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	return fmt.Errorf("stream %s is not safe to keep licenses in: %v; fix it with the nats CLI or use another LICENSE_STREAM", cfg.Name, bad)
+	return fmt.Errorf("stream %s is not safe to keep licenses in: %v; restore the contract's configuration with ledger stream apply "+
+		"(the stream administrator's credentials), or use another LICENSE_STREAM", cfg.Name, bad)
 }
 
 func sameSubjects(a, b []string) bool {
@@ -102,11 +119,20 @@ func infoOf(si *jetstream.StreamInfo) StreamInfo {
 
 // EnsureStream creates the stream with the contract's configuration, or
 // checks an existing one and refuses it when a limit is set or a protection
-// is off. It never updates an existing stream.
+// is off. It never updates an existing stream. Creating needs the stream
+// administrator's rights (natsauth.RoleAdmin): other credentials get an
+// error saying so at once, rather than a timeout.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, name string, replicas int) (jetstream.Stream, StreamInfo, error) {
-	s, err := js.CreateStream(ctx, StreamConfig(name, replicas))
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		s, err = js.Stream(ctx, name)
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, StreamConfig(name, replicas))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, name)
+		}
+		if err != nil && denied(js.Conn(), "$JS.API.STREAM.CREATE."+name) {
+			return nil, StreamInfo{}, fmt.Errorf("stream %s does not exist, and these NATS credentials may not create it: %w (%s)",
+				name, nats.ErrPermissionViolation, createHint)
+		}
 	}
 	if err != nil {
 		return nil, StreamInfo{}, fmt.Errorf("stream %s: %w", name, wrapUnavailable(err))
@@ -119,6 +145,17 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, name string, repl
 		return nil, StreamInfo{}, err
 	}
 	return s, infoOf(si), nil
+}
+
+// createHint says who creates the stream.
+const createHint = "the stream administrator creates it: ledger stream apply with its credentials, NATS_NKEY=admin.nk"
+
+// denied reports whether the connection's last error is the server
+// refusing a publish to subject.
+func denied(nc *nats.Conn, subject string) bool {
+	le := nc.LastError()
+	return le != nil && errors.Is(le, nats.ErrPermissionViolation) &&
+		strings.Contains(le.Error(), `Publish to "`+subject+`"`)
 }
 
 // wrapUnavailable marks transport failures as events.ErrUnavailable.

@@ -58,8 +58,9 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	srv := natstest.Start(t)
+	srv.CreateStream(t)
 	nc := srv.Connect(t, natsauth.RoleLedger)
-	bus, _, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, true)
+	bus, _, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -589,7 +589,7 @@ func TestReplaySwapReadersSeeOldThenNew(t *testing.T) {
 func TestReplayStreamGap(t *testing.T) {
 	ctx := context.Background()
 	srv := natstest.Start(t)
-	js := srv.JetStream(t, natsauth.RoleLedger)
+	js := srv.JetStream(t, natsauth.RoleAdmin)
 	cfg := natsbus.StreamConfig("LICENSES", 1)
 	cfg.FirstSeq = 5
 	if _, err := js.CreateStream(ctx, cfg); err != nil {

@@ -35,8 +35,9 @@ func newBulkStream(tb testing.TB, n int) *bulkStream {
 	tb.Helper()
 	ctx := context.Background()
 	srv := natstest.Start(tb)
+	srv.CreateStream(tb)
 	nc := srv.Connect(tb, natsauth.RoleLedger)
-	bus, _, err := natsbus.Open(ctx, nc, "LICENSES", 1, true)
+	bus, _, err := natsbus.Open(ctx, nc, "LICENSES", 1, false)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -30,9 +30,11 @@ const (
 
 // Cluster is an in-process JetStream cluster on loopback.
 type Cluster struct {
-	// LedgerSeed and ReaderSeed are the nkey seeds valid on every node.
+	// LedgerSeed, ReaderSeed and AdminSeed are the nkey seeds valid on
+	// every node.
 	LedgerSeed []byte
 	ReaderSeed []byte
+	AdminSeed  []byte
 
 	ids   *identities
 	nodes []*node
@@ -79,7 +81,7 @@ func newCluster(t testing.TB, ids *identities, n int) *Cluster {
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
 	}
 	base := t.TempDir()
-	c := &Cluster{LedgerSeed: ids.ledger.Seed, ReaderSeed: ids.reader.Seed, ids: ids}
+	c := &Cluster{LedgerSeed: ids.ledger.Seed, ReaderSeed: ids.reader.Seed, AdminSeed: ids.admin.Seed, ids: ids}
 	for i := range n {
 		c.nodes = append(c.nodes, &node{
 			ids:         ids,
@@ -109,6 +111,13 @@ func (c *Cluster) Stream() string { return c.ids.cfg.stream }
 func (c *Cluster) Connect(t testing.TB, role natsauth.Role, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	return c.ids.connect(t, c.URLs(), role, opts)
+}
+
+// CreateStream creates the stream with the contract's configuration
+// (natsbus.StreamConfig) and replicas as the stream administrator.
+func (c *Cluster) CreateStream(t testing.TB, replicas int) {
+	t.Helper()
+	c.ids.createStream(t, c.URLs(), replicas)
 }
 
 // JetStream returns a JetStream context on a new connection as role.

@@ -13,11 +13,8 @@ import (
 
 func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 	c := StartCluster(t, 3)
-	ctx := testContext(t)
+	c.CreateStream(t, 3)
 	js := c.JetStream(t, natsauth.RoleLedger)
-	if _, err := js.CreateStream(ctx, licensesConfig(3)); err != nil {
-		t.Fatalf("create R3 stream: %v", err)
-	}
 	publishUntilStored(t, js, "event-1")
 
 	leader := c.WaitStreamLeader(t, natsauth.DefaultStream)

@@ -1,12 +1,14 @@
 // Package natstest runs embedded NATS JetStream servers for tests, configured
 // like production: nkey authentication is required and clients connect as
-// the ledger or reader identity of package natsauth, with the same
-// permissions. Servers bind to loopback on random ports and keep their
+// the ledger, reader or admin identity of package natsauth, with the same
+// permissions and inbox prefixes. A new server holds no stream: the stream
+// administrator creates it (Server.CreateStream), as in production. Servers bind to loopback on random ports and keep their
 // JetStream store in the test's temporary directory, so tests can run in
 // parallel.
 package natstest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,6 +50,7 @@ type identities struct {
 	cfg    config
 	ledger natsauth.Identity
 	reader natsauth.Identity
+	admin  natsauth.Identity
 }
 
 func newIdentities(t testing.TB, opts []Option) *identities {
@@ -62,11 +66,18 @@ func newIdentities(t testing.TB, opts []Option) *identities {
 	if ids.reader, err = natsauth.GenerateIdentity(natsauth.RoleReader); err != nil {
 		t.Fatal(err)
 	}
+	if ids.admin, err = natsauth.GenerateIdentity(natsauth.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
 	// Fail early on a bad stream name instead of at every (re)start.
-	if _, err := natsauth.ServerUsers(ids.cfg.stream, ids.ledger, ids.reader); err != nil {
+	if _, err := ids.users(); err != nil {
 		t.Fatal(err)
 	}
 	return ids
+}
+
+func (ids *identities) users() ([]*server.NkeyUser, error) {
+	return natsauth.ServerUsers(ids.cfg.stream, ids.ledger, ids.reader, ids.admin)
 }
 
 func (ids *identities) seed(t testing.TB, role natsauth.Role) []byte {
@@ -76,13 +87,16 @@ func (ids *identities) seed(t testing.TB, role natsauth.Role) []byte {
 		return ids.ledger.Seed
 	case natsauth.RoleReader:
 		return ids.reader.Seed
+	case natsauth.RoleAdmin:
+		return ids.admin.Seed
 	}
 	t.Fatalf("natstest: unknown role %q", role)
 	return nil
 }
 
-// connect opens a connection as role. Reconnection is unlimited and fast so
-// tests that restart servers see clients come back within milliseconds.
+// connect opens a connection as role, with role's inbox prefix.
+// Reconnection is unlimited and fast so tests that restart servers see
+// clients come back within milliseconds.
 func (ids *identities) connect(t testing.TB, urls string, role natsauth.Role, extra []nats.Option) *nats.Conn {
 	t.Helper()
 	auth, err := natsauth.ConnectOption(ids.seed(t, role))
@@ -91,6 +105,7 @@ func (ids *identities) connect(t testing.TB, urls string, role natsauth.Role, ex
 	}
 	opts := append([]nats.Option{
 		auth,
+		nats.CustomInboxPrefix(natsauth.InboxPrefix(role)),
 		nats.Name("natstest-" + string(role)),
 		nats.Timeout(2 * time.Second),
 		nats.MaxReconnects(-1),
@@ -133,7 +148,7 @@ func (n *node) options() (*server.Options, error) {
 	n.mu.Lock()
 	port := n.clientPort
 	n.mu.Unlock()
-	users, err := natsauth.ServerUsers(n.ids.cfg.stream, n.ids.ledger, n.ids.reader)
+	users, err := n.ids.users()
 	if err != nil {
 		return nil, err
 	}
@@ -231,4 +246,22 @@ func joinURLs(nodes []*node) string {
 		urls = append(urls, n.url())
 	}
 	return strings.Join(urls, ",")
+}
+
+// createStream creates the stream the users are granted access to with the
+// contract's configuration, as the stream administrator does (ledger stream
+// apply), over a connection of its own.
+func (ids *identities) createStream(t testing.TB, urls string, replicas int) {
+	t.Helper()
+	nc := ids.connect(t, urls, natsauth.RoleAdmin, nil)
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	res, err := natsbus.ApplyStream(ctx, nc, ids.cfg.stream, replicas, false)
+	if err != nil {
+		t.Fatalf("natstest: create stream %s: %v", ids.cfg.stream, err)
+	}
+	if !res.Created {
+		t.Fatalf("natstest: stream %s existed already", ids.cfg.stream)
+	}
 }

@@ -9,18 +9,14 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 )
 
 func licensesConfig(replicas int) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:     natsauth.DefaultStream,
-		Subjects: []string{"licenses.org.*", "licenses.audit.*"},
-		Storage:  jetstream.FileStorage,
-		Replicas: replicas,
-	}
+	return natsbus.StreamConfig(natsauth.DefaultStream, replicas)
 }
 
 func testContext(t *testing.T) context.Context {
@@ -125,14 +121,13 @@ func TestUnauthenticatedClientRejected(t *testing.T) {
 	}
 }
 
-// setupLicenses creates the stream as the ledger and appends two events.
+// setupLicenses creates the stream as the admin and appends two events as
+// the ledger.
 func setupLicenses(t *testing.T, s *Server) jetstream.JetStream {
 	t.Helper()
 	ctx := testContext(t)
+	s.CreateStream(t)
 	js := s.JetStream(t, natsauth.RoleLedger)
-	if _, err := js.CreateStream(ctx, licensesConfig(1)); err != nil {
-		t.Fatalf("ledger create stream: %v", err)
-	}
 	for _, subj := range []string{"licenses.org.acme", "licenses.audit.acme"} {
 		if _, err := js.Publish(ctx, subj, []byte(subj)); err != nil {
 			t.Fatalf("ledger publish %s: %v", subj, err)
@@ -143,7 +138,7 @@ func setupLicenses(t *testing.T, s *Server) jetstream.JetStream {
 
 func TestReaderReadsStream(t *testing.T) {
 	s := Start(t)
-	ledger := setupLicenses(t, s)
+	setupLicenses(t, s)
 	ctx := testContext(t)
 	js := s.JetStream(t, natsauth.RoleReader)
 
@@ -158,7 +153,7 @@ func TestReaderReadsStream(t *testing.T) {
 		t.Errorf("account info: %v", err)
 	}
 	readOrdered(t, stream)
-	readDurable(t, stream)
+	readEphemeral(t, stream)
 
 	msg, err := stream.GetMsg(ctx, 1)
 	if err != nil {
@@ -169,11 +164,6 @@ func TestReaderReadsStream(t *testing.T) {
 	}
 
 	// Direct get is served by a different API subject.
-	cfg := licensesConfig(1)
-	cfg.AllowDirect = true
-	if _, err := ledger.UpdateStream(ctx, cfg); err != nil {
-		t.Fatalf("ledger update stream: %v", err)
-	}
 	readDirect(t, s.Connect(t, natsauth.RoleReader))
 }
 
@@ -196,12 +186,13 @@ func readOrdered(t *testing.T, stream jetstream.Stream) {
 	}
 }
 
-// readDurable exercises durable creation with a filter, acks and deletion.
-func readDurable(t *testing.T, stream jetstream.Stream) {
+// readEphemeral exercises a named consumer with a filter, acks and
+// deletion.
+func readEphemeral(t *testing.T, stream jetstream.Stream) {
 	t.Helper()
 	ctx := testContext(t)
 	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       "projector",
+		Name:          "projector",
 		FilterSubject: "licenses.org.*",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 	})
@@ -339,7 +330,7 @@ func assertMessages(t *testing.T, s *Server, want uint64) {
 func TestWithStreamScopesPermissions(t *testing.T) {
 	s := Start(t, WithStream("ORDERS"))
 	v := newViolations()
-	js, err := jetstream.New(s.Connect(t, natsauth.RoleLedger, v.handler()))
+	js, err := jetstream.New(s.Connect(t, natsauth.RoleAdmin, v.handler()))
 	if err != nil {
 		t.Fatal(err)
 	}

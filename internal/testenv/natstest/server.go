@@ -11,9 +11,10 @@ import (
 
 // Server is a standalone embedded JetStream server.
 type Server struct {
-	// LedgerSeed and ReaderSeed are the nkey seeds of the two users.
+	// LedgerSeed, ReaderSeed and AdminSeed are the nkey seeds of the users.
 	LedgerSeed []byte
 	ReaderSeed []byte
+	AdminSeed  []byte
 
 	ids  *identities
 	node *node
@@ -29,7 +30,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.stop)
-	return &Server{LedgerSeed: ids.ledger.Seed, ReaderSeed: ids.reader.Seed, ids: ids, node: n}
+	return &Server{LedgerSeed: ids.ledger.Seed, ReaderSeed: ids.reader.Seed, AdminSeed: ids.admin.Seed, ids: ids, node: n}
 }
 
 // URL is the client URL; it does not change across Restart.
@@ -52,6 +53,13 @@ func (s *Server) Connect(t testing.TB, role natsauth.Role, opts ...nats.Option) 
 func (s *Server) JetStream(t testing.TB, role natsauth.Role) jetstream.JetStream {
 	t.Helper()
 	return newJetStream(t, s.Connect(t, role))
+}
+
+// CreateStream creates the stream with the contract's configuration
+// (natsbus.StreamConfig, one replica) as the stream administrator.
+func (s *Server) CreateStream(t testing.TB) {
+	t.Helper()
+	s.ids.createStream(t, s.URL(), 1)
 }
 
 // Shutdown stops the server and waits for it; calling it twice is harmless.

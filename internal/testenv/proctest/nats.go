@@ -2,6 +2,7 @@ package proctest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,16 +14,19 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/natsbus"
 )
 
 // NATS is a nats-server process with a JetStream file store (fsync on
-// every write) and the ledger and reader nkey users of package natsauth,
-// which can be killed and started again on the same port with the same
-// store.
+// every write) and the ledger, reader and admin nkey users of package
+// natsauth, which can be killed and started again on the same port with
+// the same store. It holds no stream until CreateStream.
 type NATS struct {
-	// LedgerSeedFile and ReaderSeedFile are the users' seeds (NATS_NKEY).
-	LedgerSeedFile, ReaderSeedFile string
-	Ledger, Reader                 natsauth.Identity
+	// LedgerSeedFile, ReaderSeedFile and AdminSeedFile are the users'
+	// seeds (NATS_NKEY).
+	LedgerSeedFile, ReaderSeedFile, AdminSeedFile string
+	Ledger, Reader, Admin                         natsauth.Identity
+	stream                                        string
 
 	bin, conf string
 	port      int
@@ -43,14 +47,18 @@ func StartNATS(t testing.TB, bin, stream string) *NATS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users, err := natsauth.ServerUsers(stream, ledger, reader)
+	admin, err := natsauth.GenerateIdentity(natsauth.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &NATS{Ledger: ledger, Reader: reader, bin: bin, port: FreePorts(t, 1)[0],
+	users, err := natsauth.ServerUsers(stream, ledger, reader, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &NATS{Ledger: ledger, Reader: reader, Admin: admin, stream: stream, bin: bin, port: FreePorts(t, 1)[0],
 		LedgerSeedFile: filepath.Join(dir, "ledger.nk"), ReaderSeedFile: filepath.Join(dir, "reader.nk"),
-		conf: filepath.Join(dir, "nats.conf")}
-	for path, seed := range map[string][]byte{n.LedgerSeedFile: ledger.Seed, n.ReaderSeedFile: reader.Seed} {
+		AdminSeedFile: filepath.Join(dir, "admin.nk"), conf: filepath.Join(dir, "nats.conf")}
+	for path, seed := range map[string][]byte{n.LedgerSeedFile: ledger.Seed, n.ReaderSeedFile: reader.Seed, n.AdminSeedFile: admin.Seed} {
 		if err := os.WriteFile(path, seed, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -106,6 +114,22 @@ func natsConfig(port int, storeDir string, users []*server.NkeyUser) ([]byte, er
 		"authorization": map[string]any{"users": us},
 	})
 	return b.Bytes(), err
+}
+
+// CreateStream creates the stream with the contract's configuration as
+// the stream administrator does (ledger stream apply).
+func (n *NATS) CreateStream(t testing.TB, replicas int) {
+	t.Helper()
+	nc, err := natsbus.Connect(natsbus.ConnConfig{URL: n.URL(), NKeyFile: n.AdminSeedFile, Role: natsauth.RoleAdmin, Name: "proctest-admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := natsbus.ApplyStream(ctx, nc, n.stream, replicas, false); err != nil {
+		t.Fatalf("proctest: create stream %s: %v", n.stream, err)
+	}
 }
 
 // URL is the client URL; it stays the same across restarts.
