@@ -140,13 +140,18 @@ func MkdirPrivate(dir string) (was fs.FileMode, err error) {
 }
 
 // Create creates or truncates path for writing, mode 0600 whatever the
-// umask and whatever mode an existing file had.
+// umask and whatever mode an existing file had. Anything but a regular
+// file (/dev/stdout, a pipe) is written as it is, its mode untouched.
 func Create(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, FileMode)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Chmod(FileMode); err != nil {
+	fi, err := f.Stat()
+	if err == nil && fi.Mode().IsRegular() {
+		err = f.Chmod(FileMode)
+	}
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
