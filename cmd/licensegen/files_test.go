@@ -145,3 +145,19 @@ func TestSignKeyAndOutputModes(t *testing.T) {
 		t.Errorf("--output over a 0644 file: mode %04o, %q", mode(t, out), b)
 	}
 }
+
+// The README's Quickstart writes the vendor key pair into keys/ of this
+// checkout: the repository ignores it, so keygen does not warn there.
+func TestQuickstartKeysIgnored(t *testing.T) {
+	git := testenv.RequireTool(t, "git")
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command(git, "-C", root, "rev-parse", "--is-inside-work-tree").Run(); err != nil {
+		t.Skip("not a git work tree (a source archive)")
+	}
+	if why := keyExposure(filepath.Join(root, "keys", "vendor-2026.key")); why != "" {
+		t.Errorf("the Quickstart's key: %s", why)
+	}
+}

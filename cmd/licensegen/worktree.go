@@ -9,41 +9,37 @@ import (
 	"strings"
 )
 
-// keyExposure says why the private key just written at path could end up
-// in a repository: it lies in a git work tree that does not ignore it,
-// where a `git add .` commits it. "" when it does not (outside any work
-// tree, or ignored). With git installed, git decides (its .gitignore
-// rules, info/exclude, core.excludesFile); without, any work tree above the
-// key is reported, since whether it ignores the key cannot be told.
+// keyExposure says why the private key at path could end up in a
+// repository: it lies in a git work tree that does not ignore it, where a
+// `git add .` commits it. "" when it does not (outside any work tree, or
+// ignored). Git decides what it ignores (.gitignore files, info/exclude,
+// core.excludesFile); without git, or when git cannot say, any work tree
+// above the key is reported.
 func keyExposure(path string) string {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return ""
 	}
-	dir := filepath.Dir(abs)
-	if git, err := exec.LookPath("git"); err == nil {
-		err := exec.Command(git, "-C", dir, "check-ignore", "-q", "--", abs).Run()
+	root := workTreeAbove(filepath.Dir(abs))
+	if root == "" {
+		return ""
+	}
+	risk := "which does not ignore it: a `git add .` would commit the private key"
+	git, err := exec.LookPath("git")
+	if err != nil {
+		risk = "and git is not installed to tell whether it ignores the key: a `git add .` may commit it"
+	} else {
+		err := exec.Command(git, "-C", root, "check-ignore", "-q", "--", abs).Run()
 		var exit *exec.ExitError
 		switch {
 		case err == nil:
 			return "" // ignored
-		case errors.As(err, &exit) && exit.ExitCode() == 1:
-			root := dir
-			if out, err := exec.Command(git, "-C", dir, "rev-parse", "--show-toplevel").Output(); err == nil {
-				root = strings.TrimSpace(string(out))
-			}
-			return fmt.Sprintf("%s is inside the git work tree %s, which does not ignore it: a `git add .` would commit the private key. %s",
-				path, root, remedy(root, dir))
+		case !errors.As(err, &exit) || exit.ExitCode() != 1:
+			// 128: git refused (a repository owned by another user…).
+			risk = "and git could not tell whether it ignores the key: a `git add .` may commit it"
 		}
-		// 128: not in a work tree, or git refused to say (a repository
-		// owned by another user): look for one.
 	}
-	root := workTreeAbove(dir)
-	if root == "" {
-		return ""
-	}
-	return fmt.Sprintf("%s is inside the git work tree %s, and git is not installed to tell whether it ignores the key: a `git add .` may commit it. %s",
-		path, root, remedy(root, dir))
+	return fmt.Sprintf("%s is inside the git work tree %s, %s. %s", path, root, risk, remedy(root, filepath.Dir(abs)))
 }
 
 // remedy tells how to keep the key out of the repository at root.
