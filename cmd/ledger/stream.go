@@ -73,7 +73,7 @@ func (f *maintFlags) connect(name string, log *slog.Logger, online bool) (*strea
 	if f.NATSURL != "" {
 		nc, err := natsbus.Connect(f.ConnConfig(name, log))
 		if err != nil {
-			return nil, unavailable("%v", err)
+			return nil, unavailable("%w", err)
 		}
 		return &streamConn{nc: nc, where: "NATS_URL " + f.NATSURL, closer: closeConn(nc)}, nil
 	}
@@ -90,7 +90,7 @@ func (f *maintFlags) connect(name string, log *slog.Logger, online bool) (*strea
 			}
 			nc, err := natsbus.Connect(cfg)
 			if err != nil {
-				return nil, unavailable("%v", err)
+				return nil, unavailable("%w", err)
 			}
 			return &streamConn{nc: nc, where: "the running ledger's NATS at " + cfg.URL, closer: closeConn(nc)}, nil
 		}
@@ -101,12 +101,12 @@ func (f *maintFlags) connect(name string, log *slog.Logger, online bool) (*strea
 			"stop it, or give the address it listens on", err, f.NATSListen)}
 	}
 	if err != nil {
-		return nil, unavailable("%v", err)
+		return nil, unavailable("%w", err)
 	}
 	nc, err := off.Connect(name)
 	if err != nil {
 		off.Close()
-		return nil, unavailable("%v", err)
+		return nil, unavailable("%w", err)
 	}
 	return &streamConn{nc: nc, offline: true, where: "the embedded store " + filepath.Join(f.DataDir, "nats") + " (ledger serve stopped)",
 		closer: func() error { nc.Close(); return off.Close() }}, nil
