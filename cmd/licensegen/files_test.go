@@ -127,7 +127,7 @@ func TestSignKeyAndOutputModes(t *testing.T) {
 		os.Chmod(key, m)
 		for _, k := range []string{key, link} {
 			code, out, errs := runCmd(t, "", args(k)...)
-			if code != cli.ExitFailed || out != "" || !strings.Contains(errs, k+" is accessible by group or others") || !strings.Contains(errs, "run chmod 600 "+k) {
+			if code != cli.ExitUsage || out != "" || !strings.Contains(errs, k+" is accessible by group or others") || !strings.Contains(errs, "run chmod 600 "+k) {
 				t.Errorf("key mode %04o via %s: exit %d, %q, %s", m, k, code, out, errs)
 			}
 		}
