@@ -42,6 +42,17 @@ func TestExposedSecretsRefused(t *testing.T) {
 	if b, _ := os.ReadFile(seed); len(b) == 0 {
 		t.Fatal("the refused seed was changed")
 	}
+	// The operator token of a single node.
+	tokenData := t.TempDir()
+	token := filepath.Join(tokenData, "admin.token")
+	if err := os.WriteFile(token, []byte(strings.Repeat("a", 64)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(token, 0o644)
+	code, _, errOut = cliRun(t, "", "serve", "--data-dir", tokenData, "--listen", "127.0.0.1:0", "--nats-listen", "off")
+	if code != cli.ExitUsage || !strings.Contains(errOut, token+" is accessible by group or others (mode 0644): run chmod 600 "+token) {
+		t.Fatalf("serve with a 0644 admin.token: exit %d\n%s", code, errOut)
+	}
 
 	// The maintenance commands, with NATS_NKEY or NATS_CREDS: refused
 	// before they connect (nothing listens at the URL).

@@ -26,6 +26,7 @@ import (
 	"github.com/licenseledger/ledger/internal/keyringmetric"
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/secfile"
 	"github.com/licenseledger/ledger/internal/tick"
 	"github.com/licenseledger/ledger/internal/webui"
 	"github.com/licenseledger/ledger/license"
@@ -251,6 +252,14 @@ func (c *serveCmd) tokens(ctx context.Context, log *slog.Logger) (*auth.Tokens, 
 		path := filepath.Join(c.DataDir, "admin.token")
 		_, statErr := os.Stat(path)
 		if (c.AdminToken == "" && len(fileEntries) == 0) || statErr == nil {
+			if statErr == nil {
+				// Refused like every exposed secret: exit 2, the fix named.
+				f, err := secfile.Open(path)
+				if err != nil {
+					return nil, fmt.Errorf("admin token: %w", err)
+				}
+				f.Close()
+			}
 			tok, created, err := auth.LoadOrCreateAdminToken(path)
 			if err != nil {
 				return nil, fmt.Errorf("admin token: %w", err)
