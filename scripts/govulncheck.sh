@@ -4,8 +4,9 @@
 # module golang.org/x/vulndb at the version pinned below, fetched by the go
 # command like any module (GOPROXY, then the module cache): the same data
 # on every run until the pin moves. govulncheck reports only vulnerable code
-# the packages can reach (symbol level) and exits 3 when there is any: the
-# fix is usually a newer Go (go.mod's go line, GOTOOLCHAIN below) or module.
+# the packages can reach (symbol level) and fails when there is any (go run
+# exits 1 for govulncheck's 3): the fix is usually a newer Go (go.mod's go
+# line, GOTOOLCHAIN below) or module.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=go1.27.3
