@@ -21,5 +21,9 @@ osv="$(go env GOMODCACHE)/golang.org/x/vulndb@$VULNDB_VERSION/data/osv"
 echo "vulnerability database: golang.org/x/vulndb@$VULNDB_VERSION ($(find "$osv" -name 'GO-*.json' | wc -l) entries)"
 # govulncheck takes a directory of OSV files as a database and indexes it
 # itself, so the module's data/osv serves as it is (its "DB updated" line
-# then says 0001-01-01: the version above is the data's date).
+# then says 0001-01-01: the version above is the data's date). That reading
+# is undocumented; should a newer govulncheck drop it, it says "unrecognized
+# vulndb format", and the vulndb module's own indexer writes the documented
+# layout: go run golang.org/x/vulndb/cmd/indexdb@"$VULNDB_VERSION" -vulns
+# "$osv" -out DIR, then -db file://DIR (it fetches about 1 GB of modules).
 exec go run golang.org/x/vuln/cmd/govulncheck@"$GOVULNCHECK_VERSION" -show version -db "file://$osv" "${@:-./...}"
