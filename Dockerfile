@@ -14,7 +14,7 @@
 # The final stage is distroless/static: no shell, no package manager, user
 # 65532 (nonroot). See docs/deploy.md.
 
-ARG GO_VERSION=1.26
+ARG GO_VERSION=1.27.3
 
 FROM golang:${GO_VERSION} AS build
 WORKDIR /src

@@ -1,6 +1,6 @@
 module github.com/licenseledger/ledger
 
-go 1.26.0
+go 1.27.3
 
 require (
 	github.com/alecthomas/kong v1.17.0

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/proxies"
 )
@@ -164,13 +165,19 @@ func TestStartupRefusals(t *testing.T) {
 	open := writeFile(t, filepath.Join(dir, "open"), "a-long-enough-secret-0123\n", 0o640)
 	short := writeFile(t, filepath.Join(dir, "short"), "s3cret\n", 0o600)
 	empty := writeFile(t, filepath.Join(dir, "empty"), "\n", 0o600)
+	id, err := natsauth.GenerateIdentity(natsauth.RoleReader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := writeFile(t, filepath.Join(dir, "reader.nk"), string(id.Seed)+"\n", 0o644)
 	key := []string{"--public-keys", licensetest.RingEntry("k1")}
 	for _, c := range []struct {
 		args []string
 		want []string
 	}{
-		{append(key, "--authz-secret-file", open), []string{"--authz-secret-file", "chmod 600"}},
+		{append(key, "--authz-secret-file", open), []string{"--authz-secret-file", open + " is accessible by group or others (mode 0640): run chmod 600 " + open}},
 		{append(key, "--authz-secret-file", short), []string{"--authz-secret-file", "at least 16"}},
+		{append(key, "--nats-nkey", seed), []string{"NATS_NKEY", seed + " is accessible by group or others (mode 0644): run chmod 600 " + seed}},
 		{append(key, "--authz-secret-file", empty), []string{"--authz-secret-file", "at least 16"}},
 		{append(key, "--authz-secret-file", filepath.Join(dir, "none")), []string{"--authz-secret-file"}},
 		{append(key, "--authz-trusted", "10.0.0.0/33"), []string{"--authz-trusted"}},

@@ -18,6 +18,7 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
 // manifest is the ledger's description of a backup directory, beside the
@@ -54,6 +55,8 @@ func (c *backupCmd) Help() string {
 
 While ledger serve runs, the backup goes through its embedded NATS (--nats-listen, default 127.0.0.1:4223) with $DATA_DIR/nats/ledger.nk; uploads go on meanwhile. When nothing answers there, the command starts the embedded server on $DATA_DIR itself (ledger serve must be stopped). With NATS_URL it snapshots that server's stream with the credentials given.
 
+DIR is made 0700 and every file in it 0600: readable by the backup's owner only.
+
 The snapshot holds the stream only: keep $DATA_DIR/nats/*.nk, admin.token and tokens with your other secrets. Restore with 'ledger restore DIR'.
 
 ` + backupExitCodes
@@ -66,6 +69,15 @@ func (c *backupCmd) Run(env *cli.Env) error {
 func (c *backupCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) error {
 	if err := checkEmptyDir(c.Dir); err != nil {
 		return err
+	}
+	// The directory is the backup's (new or empty): 0700, as its files are
+	// 0600, from before the first byte is written.
+	was, err := secfile.MkdirPrivate(c.Dir)
+	if err != nil {
+		return &cli.Error{Code: cli.ExitFailed, Err: err}
+	}
+	if was != 0 {
+		fmt.Fprintf(env.Stderr, "backup: %s was mode %04o; set to 0700 (a backup is readable by its owner only)\n", c.Dir, was)
 	}
 	sc, err := c.connect("ledger-backup", natsauth.RoleLedger, log, true)
 	if err != nil {
@@ -85,7 +97,7 @@ func (c *backupCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) err
 		return streamError(err)
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
-	if err := writeFileAtomic(filepath.Join(c.Dir, natsbus.ManifestFile), append(b, '\n')); err != nil {
+	if err := secfile.WriteFile(filepath.Join(c.Dir, natsbus.ManifestFile), append(b, '\n')); err != nil {
 		return err
 	}
 	if err := sc.finish(); err != nil {
@@ -230,26 +242,6 @@ func checkEmptyDir(dir string) error {
 		return &cli.Error{Code: cli.ExitFailed, Err: fmt.Errorf("%s is not empty: a backup goes into a new or empty directory", dir)}
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func orNone(s string) string {

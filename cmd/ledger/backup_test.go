@@ -36,6 +36,29 @@ func readManifestFile(t *testing.T, dir string) manifest {
 	return m
 }
 
+// backupFiles checks that dir holds a backup readable by its owner only:
+// the directory 0700, each file 0600.
+func backupFiles(t *testing.T, dir string) {
+	t.Helper()
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("backup directory %s: %v %v, want mode 0700", dir, fi.Mode(), err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 3 {
+		t.Errorf("backup files %v, want backup.json, manifest.json, stream.arc.s2", entries)
+	}
+	for _, f := range []string{"backup.json", "stream.arc.s2", "manifest.json"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatalf("the backup lacks %s: %v", f, err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s is mode %04o, want 0600", f, fi.Mode().Perm())
+		}
+	}
+}
+
 // A backup taken while ledger serve runs and takes uploads restores into
 // a fresh data directory, where ledger serve starts with every event of
 // the backup and the audit verifies.
@@ -78,11 +101,7 @@ func TestBackupWhileServingRestore(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "from the running ledger's NATS at nats://"+natsAddr) {
 		t.Fatalf("backup while serving: exit %d\n%s\n%s", code, out, errOut)
 	}
-	for _, f := range []string{"backup.json", "stream.arc.s2", "manifest.json"} {
-		if _, err := os.Stat(filepath.Join(bdir, f)); err != nil {
-			t.Fatalf("the backup lacks %s: %v", f, err)
-		}
-	}
+	backupFiles(t, bdir)
 	// Into a directory that holds something: refused.
 	if code, _, errOut := cliRun(t, "", "backup", bdir, "--data-dir", dir, "--nats-listen", natsAddr); code != 1 || !strings.Contains(errOut, "not empty") {
 		t.Fatalf("backup into a full directory: %d %q", code, errOut)
@@ -135,12 +154,18 @@ func TestBackupWhileServingRestore(t *testing.T) {
 	}
 	l.stop()
 
-	// With ledger serve stopped, the command starts the store itself.
+	// With ledger serve stopped, the command starts the store itself. An
+	// empty directory made beforehand, open to others, is set to 0700.
 	off := filepath.Join(t.TempDir(), "offline")
+	if err := os.Mkdir(off, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(off, 0o755)
 	code, out, errOut = cliRun(t, "", "backup", off, "--data-dir", fresh, "--nats-listen", natsAddr)
-	if code != 0 || !strings.Contains(out, "(ledger serve stopped)") {
+	if code != 0 || !strings.Contains(out, "(ledger serve stopped)") || !strings.Contains(errOut, off+" was mode 0755; set to 0700") {
 		t.Fatalf("offline backup: exit %d\n%s\n%s", code, out, errOut)
 	}
+	backupFiles(t, off)
 	if mo := readManifestFile(t, off); mo.LastSeq != m.LastSeq+1 || mo.Digest != chainOf(streamContents(t, fresh)) {
 		t.Fatalf("offline manifest %+v", mo)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/bench"
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
 // benchCmd measures the performance figures of design §9, each beside its
@@ -21,7 +22,7 @@ type benchCmd struct {
 	JSON       bool     `name:"json" help:"Print the rows as JSON instead of a table."`
 	Markdown   bool     `help:"Print the table as Markdown."`
 	Only       []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, memory."`
-	CPUProfile string   `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run to FILE (go tool pprof FILE)."`
+	CPUProfile string   `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run to FILE, mode 0600 (go tool pprof FILE)."`
 }
 
 func (c *benchCmd) Run(env *cli.Env) error {
@@ -41,7 +42,7 @@ func (c *benchCmd) Run(env *cli.Env) error {
 	defer stop()
 	exe, _ := os.Executable()
 	if c.CPUProfile != "" {
-		f, err := os.Create(c.CPUProfile)
+		f, err := secfile.Create(c.CPUProfile)
 		if err != nil {
 			return cli.Usage("--cpuprofile: %v", err)
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -51,11 +53,20 @@ func TestBenchUsageAndUnmeasurable(t *testing.T) {
 	if code, _, errOut := runCmd(t, nil, "bench", "--only", "everything"); code != 2 || !strings.Contains(errOut, "everything") {
 		t.Errorf("unknown figure: exit %d, %q", code, errOut)
 	}
-	// PostgreSQL pointed at nothing: the replay cannot be measured.
+	// PostgreSQL pointed at nothing: the replay cannot be measured. The
+	// CPU profile is written all the same, 0600 even over a 0644 file.
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	if err := os.WriteFile(profile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(profile, 0o644)
 	code, out, errOut := runCmd(t, map[string]string{"LEDGER_TEST_DATABASE_URL": "postgres://nobody@127.0.0.1:1/none?connect_timeout=1"},
-		"bench", "--quick", "--only", "replay")
+		"bench", "--quick", "--only", "replay", "--cpuprofile", profile)
 	if code != 4 || !strings.Contains(errOut, "replay") {
 		t.Errorf("unmeasurable replay: exit %d, stderr %q", code, errOut)
+	}
+	if fi, err := os.Stat(profile); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Errorf("--cpuprofile %s: %v %v, want a profile of mode 0600", profile, fi, err)
 	}
 	if !strings.HasPrefix(out, "figure") {
 		t.Errorf("the table is printed even so: %q", out)

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
 // How the API client commands (client_commands.go) reach a ledger and
@@ -174,7 +175,10 @@ func (f *clientFlags) bearer() (string, error) {
 	token, from := strings.TrimSpace(f.Token), "--token/LEDGER_TOKEN"
 	if token == "" {
 		from = filepath.Join(f.DataDir, "admin.token")
-		b, err := readSmall(from, 4096)
+		b, err := secfile.ReadFile(from, 4096)
+		if errors.Is(err, secfile.ErrExposed) {
+			return "", cli.Usage("%v", err)
+		}
 		if err != nil {
 			return "", cli.Usage("no token: set --token or LEDGER_TOKEN, or --data-dir/DATA_DIR to a ledger's data directory (%v)", err)
 		}

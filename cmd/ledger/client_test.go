@@ -370,6 +370,14 @@ func TestClientTokenSources(t *testing.T) {
 	if m := jsonObject(t, out); code != cli.ExitOK || m["status"] != "missing" {
 		t.Fatalf("LEDGER_SERVER and a padded token from DATA_DIR: exit %d, %v, %s", code, m, errs)
 	}
+	// A token file group or others may read is refused, the fix named.
+	tokenFile := filepath.Join(other, "admin.token")
+	os.Chmod(tokenFile, 0o644)
+	code, _, errs = cliRun(t, "", "status", "--org", "acme")
+	if code != cli.ExitUsage || !strings.Contains(errs, tokenFile+" is accessible by group or others (mode 0644): run chmod 600 "+tokenFile) {
+		t.Fatalf("admin.token 0644: exit %d, %s", code, errs)
+	}
+	os.Chmod(tokenFile, 0o600)
 	// LEDGER_TOKEN wins over the file.
 	t.Setenv("LEDGER_TOKEN", strings.Repeat("z", 43))
 	code, _, errs = cliRun(t, "", "status", "--org", "acme")

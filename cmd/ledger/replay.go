@@ -216,7 +216,7 @@ func (c *replayCmd) openStream(ctx context.Context) (*natsbus.Bus, func(), error
 	}
 	nc, err := natsbus.Connect(cfg)
 	if err != nil {
-		return nil, nil, unavailable("the stream: %v", err)
+		return nil, nil, unavailable("the stream: %w", err)
 	}
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -28,6 +28,7 @@ import (
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/secfile"
 	"github.com/licenseledger/ledger/internal/tick"
 	"github.com/licenseledger/ledger/internal/webui"
 	"github.com/licenseledger/ledger/license"
@@ -297,6 +298,14 @@ func (c *serveCmd) tokens(ctx context.Context, log *slog.Logger) (*auth.Watcher,
 		path := filepath.Join(c.DataDir, "admin.token")
 		_, statErr := os.Stat(path)
 		if (c.AdminToken == "" && !fileMeantTokens) || statErr == nil {
+			if statErr == nil {
+				// Refused like every exposed secret: exit 2, the fix named.
+				f, err := secfile.Open(path)
+				if err != nil {
+					return nil, fmt.Errorf("admin token: %w", err)
+				}
+				f.Close()
+			}
 			tok, created, err := auth.LoadOrCreateAdminToken(path)
 			if err != nil {
 				return nil, fmt.Errorf("admin token: %w", err)

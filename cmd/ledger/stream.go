@@ -77,7 +77,7 @@ func (f *maintFlags) connect(name string, role natsauth.Role, log *slog.Logger, 
 	if f.NATSURL != "" {
 		nc, err := natsbus.Connect(f.ConnConfig(name, role, log))
 		if err != nil {
-			return nil, unavailable("%v", err)
+			return nil, unavailable("%w", err)
 		}
 		return &streamConn{nc: nc, where: "NATS_URL " + f.NATSURL, closer: closeConn(nc)}, nil
 	}
@@ -94,7 +94,7 @@ func (f *maintFlags) connect(name string, role natsauth.Role, log *slog.Logger, 
 			}
 			nc, err := natsbus.Connect(cfg)
 			if err != nil {
-				return nil, unavailable("%v", err)
+				return nil, unavailable("%w", err)
 			}
 			return &streamConn{nc: nc, where: "the running ledger's NATS at " + cfg.URL, closer: closeConn(nc)}, nil
 		}
@@ -105,12 +105,12 @@ func (f *maintFlags) connect(name string, role natsauth.Role, log *slog.Logger, 
 			"stop it, or give the address it listens on", err, f.NATSListen)}
 	}
 	if err != nil {
-		return nil, unavailable("%v", err)
+		return nil, unavailable("%w", err)
 	}
 	nc, err := off.Connect(name)
 	if err != nil {
 		off.Close()
-		return nil, unavailable("%v", err)
+		return nil, unavailable("%w", err)
 	}
 	return &streamConn{nc: nc, offline: true, where: "the embedded store " + filepath.Join(f.DataDir, "nats") + " (ledger serve stopped)",
 		closer: func() error { nc.Close(); return off.Close() }}, nil

@@ -13,12 +13,13 @@ import (
 	"path/filepath"
 
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/secfile"
 	"github.com/licenseledger/ledger/license"
 )
 
 type keygenCmd struct {
 	Kid   string `required:"" help:"Key id, [A-Za-z0-9_-]{1,64}; installs look keys up by it."`
-	Out   string `required:"" placeholder:"DIR" help:"Directory to write KID.key and KID.pub into (created 0700 if absent)."`
+	Out   string `required:"" placeholder:"DIR" help:"Directory to write KID.key and KID.pub into (created 0700 if absent); outside any git checkout, or in a directory it ignores (a warning says otherwise)."`
 	Force bool   `help:"Overwrite an existing key pair of the same kid."`
 }
 
@@ -34,7 +35,7 @@ func (c *keygenCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.Out, 0o700); err != nil {
+	if err := secfile.MkdirAll(c.Out); err != nil {
 		return err
 	}
 	keyPath := filepath.Join(c.Out, c.Kid+".key")
@@ -47,6 +48,14 @@ func (c *keygenCmd) Run(env *cli.Env) error {
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "wrote %s (private, keep it safe) and %s (give it to installs)\n", keyPath, pubPath)
+	// The key is written; what follows only warns (exit 0).
+	if perm, exposed, err := secfile.Exposed(c.Out); err == nil && exposed {
+		fmt.Fprintf(env.Stderr, "licensegen: warning: %s is mode %04o: other users can see the key files' names; chmod 700 %s\n",
+			c.Out, perm, secfile.Quote(c.Out))
+	}
+	if why := keyExposure(keyPath); why != "" {
+		fmt.Fprintf(env.Stderr, "licensegen: warning: %s\n", why)
+	}
 	fmt.Fprint(env.Stdout, pubLine)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,15 +18,16 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/secfile"
 	"github.com/licenseledger/ledger/license"
 )
 
 type signCmd struct {
-	Key     string `required:"" env:"LICENSEGEN_KEY" placeholder:"FILE" help:"Private key file (PKCS#8 PEM) from keygen or openssl genpkey -algorithm ed25519."`
+	Key     string `required:"" env:"LICENSEGEN_KEY" placeholder:"FILE" help:"Private key file (PKCS#8 PEM) from keygen or openssl genpkey -algorithm ed25519; refused unless only its owner may read it (chmod 600)."`
 	Kid     string `env:"LICENSEGEN_KID" help:"Key id; default: from the .pub file beside the key, else the key file's name."`
 	Payload string `arg:"" optional:"" placeholder:"PAYLOAD.json" help:"Payload JSON file, or - for standard input. license_id and issued_at are filled in when absent. Not with the payload flags."`
 	Format  string `enum:"compact,json" default:"compact" help:"Output form: compact key or license.json."`
-	Output  string `short:"o" placeholder:"FILE" help:"Write the license to FILE instead of standard output."`
+	Output  string `short:"o" placeholder:"FILE" help:"Write the license to FILE (mode 0600) instead of standard output."`
 
 	Org        string   `placeholder:"SLUG" help:"Org slug the license is for; * for instance-wide."`
 	Customer   string   `help:"Customer name."`
@@ -42,7 +44,7 @@ type signCmd struct {
 }
 
 func (c *signCmd) Run(env *cli.Env) error {
-	priv, err := loadPrivateKey(env, c.Key)
+	priv, err := loadPrivateKey(c.Key)
 	if err != nil {
 		return err
 	}
@@ -63,7 +65,7 @@ func (c *signCmd) Run(env *cli.Env) error {
 		out = l.EncodeJSON()
 	}
 	if c.Output != "" {
-		return os.WriteFile(c.Output, out, 0o644)
+		return writeOutput(c.Output, out)
 	}
 	_, err = env.Stdout.Write(out)
 	return err
@@ -190,15 +192,22 @@ func fillPayload(data []byte, id string, issued time.Time) ([]byte, error) {
 	return []byte("{" + strings.Join(add, ",") + sep + string(rest)), nil
 }
 
-func loadPrivateKey(env *cli.Env, path string) (ed25519.PrivateKey, error) {
-	fi, err := os.Stat(path)
+// writeOutput writes the license to path, mode 0600 (a license is the
+// customer's to hand out, not the world's).
+func writeOutput(path string, data []byte) error {
+	f, err := secfile.Create(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		fmt.Fprintf(env.Stderr, "licensegen: warning: %s is readable by others (mode %04o); chmod 600 it\n", path, fi.Mode().Perm())
-	}
-	data, err := os.ReadFile(path)
+	_, err = f.Write(data)
+	return errors.Join(err, f.Close())
+}
+
+// loadPrivateKey reads the vendor's private key, refusing a file that
+// group or others may access: the key may already have leaked, and
+// signing with it would hide that.
+func loadPrivateKey(path string) (ed25519.PrivateKey, error) {
+	data, err := secfile.ReadFile(path, 1<<16)
 	if err != nil {
 		return nil, err
 	}

@@ -134,13 +134,30 @@ func (df *dockerfile) finalBinaries() []string {
 	return out
 }
 
-// goVersion is the go directive of go.mod as major.minor.
+// goVersion is the go directive of go.mod: major.minor, or
+// major.minor.patch.
 func goVersion(t testing.TB) string {
-	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(readRepoFile(t, "go.mod"))
+	m := regexp.MustCompile(`(?m)^go (\d+\.\d+(?:\.\d+)?)\s*$`).FindSubmatch(readRepoFile(t, "go.mod"))
 	if m == nil {
 		t.Fatal("go.mod has no go directive")
 	}
 	return string(m[1])
+}
+
+// olderGo reports whether the Go release named by the image tag (1.27,
+// 1.27.3, 1.27.3-bookworm…) is known to be older than goVer, go.mod's go
+// line. A tag without a patch (1.27) floats to the newest patch release.
+func olderGo(tag, goVer string) bool {
+	tag, _, _ = strings.Cut(tag, "-")
+	a, b := strings.Split(tag, "."), strings.Split(goVer, ".")
+	for i := 0; i < len(a) && i < len(b); i++ {
+		x, _ := strconv.Atoi(a[i])
+		y, _ := strconv.Atoi(b[i])
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
 
 // runtimeUID is the user every manifest runs as.
@@ -159,7 +176,8 @@ func checkDockerfile(df *dockerfile, goVer string) []string {
 		p = append(p, fmt.Sprintf("the builder %q is pinned by digest; use a version tag", builder.Image))
 	default:
 		tag := strings.TrimPrefix(builder.Image, "golang:")
-		if tag != goVer && !strings.HasPrefix(tag, goVer+".") && !strings.HasPrefix(tag, goVer+"-") {
+		minor := strings.Join(strings.SplitN(goVer, ".", 3)[:2], ".")
+		if tag != minor && !strings.HasPrefix(tag, minor+".") && !strings.HasPrefix(tag, minor+"-") || olderGo(tag, goVer) {
 			p = append(p, fmt.Sprintf("the builder is golang:%s, go.mod wants go %s", tag, goVer))
 		}
 	}
@@ -247,6 +265,20 @@ func TestDockerfile(t *testing.T) {
 	t.Logf("stages: %d; final %s; binaries %v", len(df.Stages), df.final().Image, df.finalBinaries())
 }
 
+func TestOlderGo(t *testing.T) {
+	for _, c := range []struct {
+		tag, goVer string
+		older      bool
+	}{
+		{"1.27", "1.27.3", false}, {"1.27.3", "1.27.3", false}, {"1.27.4-bookworm", "1.27.3", false},
+		{"1.27.2", "1.27.3", true}, {"1.27.2-alpine", "1.27.3", true}, {"1.26", "1.27", true}, {"1.26.9", "1.27.3", true},
+	} {
+		if got := olderGo(c.tag, c.goVer); got != c.older {
+			t.Errorf("olderGo(%q, %q) = %v", c.tag, c.goVer, got)
+		}
+	}
+}
+
 func TestDockerfileChecksCanFail(t *testing.T) {
 	orig := string(readRepoFile(t, "Dockerfile"))
 	cases := []struct{ old, new, want string }{
@@ -257,7 +289,9 @@ func TestDockerfileChecksCanFail(t *testing.T) {
 		{" ./cmd/licensegen", "", "does not build ./cmd/licensegen"},
 		{"/out/licensegen /", "/", "does not hold /licensegen"},
 		{`ENTRYPOINT ["/ledger"]`, "ENTRYPOINT /ledger", "exec form"},
-		{"ARG GO_VERSION=1.26", "ARG GO_VERSION=1.22", "go.mod wants go"},
+		{"ARG GO_VERSION=1.27.3", "ARG GO_VERSION=1.22", "go.mod wants go"},
+		{"ARG GO_VERSION=1.27.3", "ARG GO_VERSION=1.27.2", "go.mod wants go"},
+		{"ARG GO_VERSION=1.27.3", "ARG GO_VERSION=1.28", "go.mod wants go"},
 		{`COPY --from=build --chown=65532:65532 /out/data /data`, "RUN mkdir /data", "RUN in the final stage"},
 		{"-trimpath ", "", "lacks -trimpath"},
 	}

@@ -4,9 +4,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
+
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
 // SecretHeader carries the shared secret of /authz's callers
@@ -27,7 +28,7 @@ type Secret struct {
 
 // LoadSecret reads the secret in path: the file's content without its
 // trailing newline, at least MinSecretLen bytes, in a file that no group
-// or other user may read or write (chmod 600).
+// or other user may read or write (chmod 600; links are followed).
 func LoadSecret(path string) (*Secret, error) {
 	s := &Secret{path: path}
 	if err := s.Reload(); err != nil {
@@ -38,14 +39,7 @@ func LoadSecret(path string) (*Secret, error) {
 
 // Reload reads the file again. On error the secret in force stays.
 func (s *Secret) Reload() error {
-	fi, err := os.Stat(s.path)
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%s is accessible to group or others (mode %v): chmod 600 it", s.path, fi.Mode().Perm())
-	}
-	raw, err := os.ReadFile(s.path)
+	raw, err := secfile.ReadFile(s.path, 1<<16)
 	if err != nil {
 		return err
 	}

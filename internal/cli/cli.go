@@ -12,13 +12,15 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
 // Exit codes shared by every command.
 const (
 	ExitOK          = 0 // success; for `license verify`, valid or grace
 	ExitFailed      = 1 // not valid, verification failed, differences found
-	ExitUsage       = 2 // bad flags or arguments
+	ExitUsage       = 2 // bad flags, arguments or configuration (a secret others may read)
 	ExitRejected    = 3 // the API answered 4xx (its code on stderr)
 	ExitUnavailable = 4 // a server or store could not be reached
 )
@@ -98,7 +100,10 @@ func Run(name, description string, grammar any, args []string, env *Env, opts ..
 	return ExitCode(env.Stderr, name, ctx.Run())
 }
 
-// ExitCode prints err (unless silent) and returns its exit code.
+// ExitCode prints err (unless silent) and returns its exit code. A secret
+// file that group or others may read (secfile.ErrExposed) is a
+// configuration error, ExitUsage, whatever the command was doing: no retry
+// fixes it, and a service manager should not restart into it.
 func ExitCode(stderr io.Writer, name string, err error) int {
 	if err == nil {
 		return ExitOK
@@ -110,6 +115,9 @@ func ExitCode(stderr io.Writer, name string, err error) int {
 		if errors.Is(ce.Err, errSilent) {
 			return code
 		}
+	}
+	if errors.Is(err, secfile.ErrExposed) {
+		code = ExitUsage
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", name, err)
 	return code

@@ -4,16 +4,17 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
-// ErrInsecureSeedFile is returned for seed files that users other than the
-// owner could read or write.
-var ErrInsecureSeedFile = errors.New("natsauth: seed file is accessible by group or others")
+// ErrInsecureSeedFile is wrapped by the error for a seed file that users
+// other than the owner could read or write. It is secfile.ErrExposed.
+var ErrInsecureSeedFile = secfile.ErrExposed
 
 // maxSeedFileSize bounds reads; a user seed is 58 characters.
 const maxSeedFileSize = 4096
@@ -31,11 +32,12 @@ type Seeds struct {
 // LoadOrCreateSeeds returns the ledger, reader and admin identities stored
 // in dir/ledger.nk, dir/reader.nk and dir/admin.nk, generating any missing
 // one (a directory written before the admin identity existed gets its
-// admin.nk here). The directory is created with mode 0700 and new files
-// with 0600; existing files readable by group or others are refused rather
+// admin.nk here). The directory is created with mode 0700 (an existing one
+// wider than that is set to 0700: it is the seeds') and new files with
+// 0600; existing files that group or others may access are refused rather
 // than fixed, because the secret may already have leaked.
 func LoadOrCreateSeeds(dir string) (Seeds, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if _, err := secfile.MkdirPrivate(dir); err != nil {
 		return Seeds{}, fmt.Errorf("natsauth: create seed directory: %w", err)
 	}
 	var s Seeds
@@ -58,42 +60,22 @@ func loadOrCreate(dir string, role Role) (Identity, error) {
 
 // LoadIdentity reads the seed file at path, as written by LoadOrCreateSeeds
 // or `nk -gen user`: the seed text and an optional trailing newline. A seed
-// does not record its role; role only labels the returned Identity.
+// does not record its role; role only labels the returned Identity. A file
+// that group or others may access is refused with an error wrapping
+// ErrInsecureSeedFile; links are followed (see secfile).
 func LoadIdentity(path string, role Role) (Identity, error) {
-	f, err := os.Open(path)
+	raw, err := secfile.ReadFile(path, maxSeedFileSize)
+	if errors.Is(err, ErrInsecureSeedFile) {
+		return Identity{}, fmt.Errorf("natsauth: seed %w, and consider rotating the key", err)
+	}
 	if err != nil {
 		return Identity{}, fmt.Errorf("natsauth: read seed: %w", err)
-	}
-	defer f.Close()
-	// Checking the opened file, not the path, avoids racing a replacement.
-	if err := checkSeedFileMode(f); err != nil {
-		return Identity{}, err
-	}
-	raw, err := io.ReadAll(io.LimitReader(f, maxSeedFileSize))
-	if err != nil {
-		return Identity{}, fmt.Errorf("natsauth: read %s: %w", path, err)
 	}
 	id, err := IdentityFromSeed(role, trimNewline(raw))
 	if err != nil {
 		return Identity{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return id, nil
-}
-
-func checkSeedFileMode(f *os.File) error {
-	info, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("natsauth: stat %s: %w", f.Name(), err)
-	}
-	if !info.Mode().IsRegular() {
-		return fmt.Errorf("natsauth: seed file %s is not a regular file", f.Name())
-	}
-	// Windows has no meaningful permission bits to check.
-	if runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%w: %s has mode %04o, run chmod 600 on it (and consider rotating the key)",
-			ErrInsecureSeedFile, f.Name(), info.Mode().Perm())
-	}
-	return nil
 }
 
 func trimNewline(b []byte) []byte {

@@ -136,9 +136,25 @@ func TestLoadOrCreateSeedsRefusesReadableSeed(t *testing.T) {
 	if !errors.Is(err, ErrInsecureSeedFile) {
 		t.Fatalf("err = %v, want ErrInsecureSeedFile", err)
 	}
-	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "chmod 600") {
+	if !strings.Contains(err.Error(), "run chmod 600 "+path) {
 		t.Errorf("error does not name the file and the fix: %v", err)
 	}
+}
+
+// The seeds' directory is the product's own: one wider than 0700 (made by
+// hand, or by an older release) is set to 0700.
+func TestLoadOrCreateSeedsTightensDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nats")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateSeeds(dir); err != nil {
+		t.Fatal(err)
+	}
+	assertMode(t, dir, 0o700)
 }
 
 func TestLoadIdentityFormats(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
 // ConnConfig says how to reach NATS. Exactly one credential source applies:
@@ -170,9 +170,13 @@ func credentialOptions(cfg ConnConfig) ([]nats.Option, error) {
 	}
 	if cfg.CredsFile != "" {
 		n++
-		if _, err := os.Stat(cfg.CredsFile); err != nil {
+		// nats.go reads the file at each connect; a file others may read
+		// is refused now, as a seed is.
+		f, err := secfile.Open(cfg.CredsFile)
+		if err != nil {
 			return nil, fmt.Errorf("NATS_CREDS: %w", err)
 		}
+		f.Close()
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
 	if cfg.User != "" {

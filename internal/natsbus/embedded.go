@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -63,9 +61,13 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err := CheckListen(listen, cfg.TLSCert, cfg.TLSKey); err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(cfg.DataDir, "nats")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir, was, err := storeDir(cfg.DataDir)
+	if err != nil {
 		return nil, err
+	}
+	if was != 0 && cfg.Logger != nil {
+		cfg.Logger.Warn("the NATS store and seed directory was accessible by group or others: set to 0700",
+			"dir", dir, "was", fmt.Sprintf("%04o", was))
 	}
 	unlock, err := lockStore(dir)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
 // ErrStoreInUse is returned when another process (a running ledger serve)
@@ -33,11 +35,11 @@ type Offline struct {
 }
 
 // StartOffline starts the server on DataDir/nats, creating the directory
-// when it is missing (a lost store). It fails with ErrStoreInUse when a
-// ledger runs on it.
+// when it is missing (a lost store) and setting it to 0700 (see storeDir).
+// It fails with ErrStoreInUse when a ledger runs on it.
 func StartOffline(dataDir string) (*Offline, error) {
-	dir := filepath.Join(dataDir, "nats")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir, _, err := storeDir(dataDir)
+	if err != nil {
 		return nil, err
 	}
 	unlock, err := lockStore(dir)
@@ -115,4 +117,13 @@ func syncTree(dir string) error {
 		}
 		return nil
 	})
+}
+
+// storeDir creates dataDir/nats, the JetStream store and the seeds, mode
+// 0700, or sets an existing one to 0700 when group or others may access
+// it: the directory is the product's own. was is the mode it had then.
+func storeDir(dataDir string) (dir string, was fs.FileMode, err error) {
+	dir = filepath.Join(dataDir, "nats")
+	was, err = secfile.MkdirPrivate(dir)
+	return dir, was, err
 }

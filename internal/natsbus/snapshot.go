@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/jsm.go/api"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
 // The files of a stream backup directory: the JetStream snapshot exactly
@@ -34,10 +36,12 @@ type SnapshotState struct {
 	Bytes    uint64
 }
 
-// Snapshot writes a consistent snapshot of stream into dir (created 0700;
-// it must not hold a snapshot yet) through the JetStream snapshot API
-// ($JS.API.STREAM.SNAPSHOT.<stream>). progress, if set, is called with the
-// bytes received so far and the bytes expected.
+// Snapshot writes a consistent snapshot of stream into dir (created 0700
+// when missing; it must not hold a snapshot yet) through the JetStream
+// snapshot API ($JS.API.STREAM.SNAPSHOT.<stream>). The files are 0600 once
+// it returns: the archive is written with the umask's mode, so dir should
+// be 0700 (secfile.MkdirPrivate) to keep it private meanwhile. progress,
+// if set, is called with the bytes received so far and the bytes expected.
 func Snapshot(ctx context.Context, nc *nats.Conn, stream, dir string, progress func(done, total uint64)) (SnapshotState, error) {
 	mgr, err := jsm.New(nc, jsm.WithTimeout(30*time.Second))
 	if err != nil {
@@ -53,6 +57,9 @@ func Snapshot(ctx context.Context, nc *nats.Conn, stream, dir string, progress f
 	}
 	if _, err := s.SnapshotToDirectory(ctx, dir, opts...); err != nil {
 		return SnapshotState{}, fmt.Errorf("snapshot of %s: %w", stream, wrapJSM(err))
+	}
+	if err := secfile.RestrictFiles(dir); err != nil {
+		return SnapshotState{}, err
 	}
 	st, err := ReadSnapshotState(dir)
 	if err != nil {
