@@ -21,6 +21,26 @@ import (
 // or ("", nil, nil) when the stream holds no message there.
 type StreamLookup func(ctx context.Context, seq uint64) (subject string, raw []byte, err error)
 
+// differs compares r with the stream's message of the same seq: the column
+// that differs (ColEnvelopeRaw, ColSubject), or "" when they agree or
+// there is no stream to compare with.
+func (lookup StreamLookup) differs(ctx context.Context, r *Record) (string, error) {
+	if lookup == nil {
+		return "", nil
+	}
+	subject, raw, err := lookup(ctx, r.Seq)
+	if err != nil {
+		return "", fmt.Errorf("stream message %d: %w", r.Seq, err)
+	}
+	switch {
+	case subject == "" || !bytes.Equal(raw, r.Raw):
+		return ColEnvelopeRaw, nil
+	case subject != r.Subject:
+		return ColSubject, nil
+	}
+	return "", nil
+}
+
 // VerifyOptions are the optional checks of Verify.
 type VerifyOptions struct {
 	// Digest, "SEQ:HEX", must be on the chain: the record at SEQ has hash
@@ -229,17 +249,11 @@ func (v *verifier) check(r *Record) error {
 	if r.Unreadable != "" {
 		return v.fail(r.Seq, r.Unreadable)
 	}
-	if v.stream != nil {
-		subject, raw, err := v.stream(v.ctx, r.Seq)
+	if col, err := v.stream.differs(v.ctx, r); err != nil || col != "" {
 		if err != nil {
-			return fmt.Errorf("stream message %d: %w", r.Seq, err)
+			return err
 		}
-		switch {
-		case subject == "" || !bytes.Equal(raw, r.Raw):
-			return v.fail(r.Seq, ColEnvelopeRaw)
-		case subject != r.Subject:
-			return v.fail(r.Seq, ColSubject)
-		}
+		return v.fail(r.Seq, col)
 	}
 	if h := Next(v.head, r.Seq, r.Raw); h != r.Hash {
 		v.pending, v.pendSeq, v.pendStored, v.pendHash = true, r.Seq, r.Hash, h

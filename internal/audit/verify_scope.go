@@ -1,10 +1,8 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/licenseledger/ledger/internal/events"
@@ -100,17 +98,11 @@ func (v *scopedVerifier) check(r *Record) error {
 	case r.Unreadable != "":
 		return v.fail(r.Seq, r.Unreadable)
 	}
-	if v.stream != nil {
-		subject, raw, err := v.stream(v.ctx, r.Seq)
+	if col, err := v.stream.differs(v.ctx, r); err != nil || col != "" {
 		if err != nil {
-			return fmt.Errorf("stream message %d: %w", r.Seq, err)
+			return err
 		}
-		switch {
-		case subject == "" || !bytes.Equal(raw, r.Raw):
-			return v.fail(r.Seq, ColEnvelopeRaw)
-		case subject != r.Subject:
-			return v.fail(r.Seq, ColSubject)
-		}
+		return v.fail(r.Seq, col)
 	}
 	hashOK := Next(r.PrevHash, r.Seq, r.Raw) == r.Hash
 	if hashOK {

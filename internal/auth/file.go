@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"github.com/licenseledger/ledger/internal/secfile"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -450,33 +451,15 @@ func editTokensFile(path string, create bool, edit func(data []byte, p Parsed) (
 	return WriteFileAtomic(path, out)
 }
 
-// WriteFileAtomic replaces path with data: a temporary file in the same
-// directory, mode 0600, synced, then renamed over path, and the directory
-// synced. Readers see the old content or the new, never a mix.
+// WriteFileAtomic replaces path with data (secfile.WriteFile: a temporary
+// file, mode 0600, synced and renamed over path), then syncs the directory
+// so that the rename survives a crash. Readers see the old content or the
+// new, never a mix.
 func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*.tmp")
-	if err != nil {
+	if err := secfile.WriteFile(path, data); err != nil {
 		return err
 	}
-	tmp := f.Name()
-	// CreateTemp already uses 0600; Chmod guards against a future change of
-	// that default.
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if err = errors.Join(err, f.Close()); err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
+	return syncDir(filepath.Dir(path))
 }
 
 // syncDir makes a new directory entry durable.

@@ -213,16 +213,7 @@ type history struct{ total, onSubject uint64 }
 
 func (tg Target) history(t *testing.T, nc *nats.Conn) history {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(ctx, tg.stream())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, s := tg.streamOf(t, nc)
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(tg.Subject))
 	if err != nil {
 		t.Fatal(err)
@@ -232,8 +223,16 @@ func (tg Target) history(t *testing.T, nc *nats.Conn) history {
 
 func (tg Target) config(t *testing.T, nc *nats.Conn) jetstream.StreamConfig {
 	t.Helper()
+	_, s := tg.streamOf(t, nc)
+	return s.CachedInfo().Config
+}
+
+// streamOf looks the stream up as nc's user, with a context bounded for
+// the rest of the test's call.
+func (tg Target) streamOf(t *testing.T, nc *nats.Conn) (context.Context, jetstream.Stream) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +241,7 @@ func (tg Target) config(t *testing.T, nc *nats.Conn) jetstream.StreamConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.CachedInfo().Config
+	return ctx, s
 }
 
 // consumer returns the consumer's info, or nil when it does not exist.
