@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"github.com/licenseledger/ledger/internal/secfile"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +15,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/licenseledger/ledger/internal/secfile"
 	"github.com/licenseledger/ledger/license"
 )
 
