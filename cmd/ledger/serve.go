@@ -90,6 +90,18 @@ func (c *serveCmd) validate() error {
 	if c.StreamCheck < 0 {
 		return cli.Usage("--stream-check-interval must be positive")
 	}
+	// The listeners' private keys are secrets like the seeds: refused when
+	// group or others may read them.
+	for _, k := range []struct{ flag, path string }{{"--tls-key", c.TLSKey}, {"--nats-listen-tls-key", c.NATSListenTLSKey}} {
+		if k.path == "" {
+			continue
+		}
+		f, err := secfile.Open(k.path)
+		if err != nil {
+			return cli.Usage("%s: %v", k.flag, err)
+		}
+		f.Close()
+	}
 	return nil
 }
 

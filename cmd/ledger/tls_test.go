@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -162,5 +163,32 @@ func TestEmbeddedNATSOffLoopbackNeedsTLS(t *testing.T) {
 	if nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.NoReconnect()); err == nil {
 		nc.Close()
 		t.Fatal("a client without the CA connected")
+	}
+}
+
+// A listener's private key that group or others may read is refused, the
+// fix named, before anything starts.
+func TestServeRefusesAnExposedTLSKey(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := selfSigned(t, dir)
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, set := range map[string]func(*serveCmd){
+		"--tls-key":             func(c *serveCmd) { c.TLSCert, c.TLSKey = certFile, keyFile },
+		"--nats-listen-tls-key": func(c *serveCmd) { c.NATSListenTLSCert, c.NATSListenTLSKey = certFile, keyFile },
+	} {
+		cmd := &serveCmd{Listen: "127.0.0.1:0", Replicas: 1, NATSListen: "127.0.0.1:0"}
+		set(cmd)
+		err := cmd.validate()
+		var ce *cli.Error
+		if !errors.As(err, &ce) || ce.Code != cli.ExitUsage || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "chmod 600 "+keyFile) {
+			t.Errorf("%s 0644: %v, want a usage error naming the flag and chmod 600", name, err)
+		}
+	}
+	os.Chmod(keyFile, 0o600)
+	cmd := &serveCmd{Listen: "127.0.0.1:0", Replicas: 1, NATSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile}
+	if err := cmd.validate(); err != nil {
+		t.Errorf("a 0600 key: %v", err)
 	}
 }
