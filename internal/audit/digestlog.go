@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/tick"
 )
 
 // LogDigests logs the trail's digest every interval until ctx ends:
@@ -15,21 +17,14 @@ func LogDigests(ctx context.Context, r Reader, interval time.Duration, log *slog
 	if interval <= 0 {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, interval, func() {
 		seq, h, err := r.Head(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("audit digest unavailable", "err", err)
 			}
-			continue
+			return
 		}
 		log.Info("audit digest", "digest", Digest(seq, h), "rows", seq)
-	}
+	})
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/tick"
 )
 
 // PollInterval is how often a running server looks at the tokens file, so
@@ -105,16 +107,7 @@ func (w *Watcher) Status() FileStatus {
 
 // Run polls the file every interval until ctx ends.
 func (w *Watcher) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			w.Poll()
-		}
-	}
+	tick.Every(ctx, interval, w.Poll)
 }
 
 // Poll looks at the file once and applies a change. It reads the content

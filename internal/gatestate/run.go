@@ -159,16 +159,7 @@ func (b *buffer) release(apply func(*events.Message)) {
 // consumer that stays behind without progress is restarted, and a
 // recreated stream is loaded again.
 func (f *Follower) watch(ctx context.Context) {
-	t := time.NewTicker(f.cfg.CheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			f.check(ctx)
-		}
-	}
+	tick.Every(ctx, f.cfg.CheckInterval, func() { f.check(ctx) })
 }
 
 func (f *Follower) check(ctx context.Context) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/internal/tick"
 )
 
 // dueNamespace makes scheduler event ids deterministic: every replica
@@ -55,16 +56,8 @@ func (s *Service) RunScheduler(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		s.ScheduleDue(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	s.ScheduleDue(ctx)
+	tick.Every(ctx, interval, func() { s.ScheduleDue(ctx) })
 }
 
 // ScheduleDue appends every event due now, once.

@@ -16,6 +16,7 @@ import (
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/internal/tick"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -258,18 +259,11 @@ func (p *Projector) project(ctx context.Context, conn *pgx.Conn) error {
 
 // watchHead refreshes the stream head for the lag metric.
 func (p *Projector) watchHead(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, head, err := p.cfg.Source.Stream(ctx); err == nil {
-				p.head.Store(head)
-			}
+	tick.Every(ctx, 2*time.Second, func() {
+		if _, head, err := p.cfg.Source.Stream(ctx); err == nil {
+			p.head.Store(head)
 		}
-	}
+	})
 }
 
 type checkpointRow struct {
