@@ -15,7 +15,6 @@ import (
 
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
@@ -104,7 +103,7 @@ func (c *replayCmd) run(ctx context.Context, env *cli.Env) error {
 		return err
 	}
 	defer closeBus()
-	installID, err := ledger.InstallIDFromStream(ctx, bus)
+	installID, _, err := events.InstallID(ctx, bus)
 	if err != nil {
 		return unavailable("the stream: %v", err)
 	}

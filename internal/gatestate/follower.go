@@ -30,7 +30,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -617,22 +616,6 @@ func (f *Follower) adoptInstallID(id string) {
 	f.installID.Store(&id)
 	f.log.Info("install id adopted from the stream", "install_id", id)
 	f.Reverify()
-}
-
-// installIDOf returns the install id a ledger.started message records.
-func installIDOf(m *events.Message) string {
-	if m.Subject != events.AuditSubject(license.InstanceOrg) || m.Type() != events.TypeLedgerStarted {
-		return ""
-	}
-	var d events.LedgerStarted
-	if m.Envelope.DecodeData(&d) != nil {
-		return ""
-	}
-	u, err := uuid.Parse(d.InstallID)
-	if err != nil {
-		return ""
-	}
-	return u.String()
 }
 
 // entry is one org's cached state. Readers load st without locking;

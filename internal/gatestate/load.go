@@ -308,7 +308,7 @@ func (f *Follower) apply(m *events.Message, live bool) {
 	if h := f.hookDeliver; h != nil {
 		h(m)
 	}
-	if id := installIDOf(m); id != "" && f.InstallID() == "" {
+	if id := events.InstallIDOf(m); id != "" && f.InstallID() == "" {
 		f.adoptInstallID(id)
 	}
 	if m.IsOrgSubject() && events.ValidOrg(m.Org()) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/tick"
 )
 
@@ -74,7 +73,7 @@ func (f *Follower) session(ctx context.Context) error {
 	if resync {
 		f.log.Error("the stream was recreated: loading every org again", "was_created", f.createdTime(), "created", created)
 	}
-	if id, err := ledger.InstallIDFromStream(ctx, readOnly{f.bus}); err != nil {
+	if id, _, err := events.InstallID(ctx, f.bus); err != nil {
 		return fmt.Errorf("install id: %w", err)
 	} else if id != "" {
 		f.adoptInstallID(id)
@@ -224,16 +223,4 @@ func (f *Follower) tickStale(ctx context.Context) {
 			f.setStale(f.Staleness() > f.cfg.MaxStaleness)
 		}
 	})
-}
-
-// readOnly adapts the stream to ledger.Store for InstallIDFromStream,
-// which only reads.
-type readOnly struct{ Stream }
-
-func (readOnly) Append(context.Context, string, *events.Envelope, uint64) (uint64, error) {
-	return 0, errors.New("gatestate: the stream is read-only here")
-}
-
-func (r readOnly) Newest(ctx context.Context) (*events.Message, error) {
-	return nil, errors.New("gatestate: the stream is read-only here")
 }

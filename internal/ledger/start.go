@@ -27,7 +27,7 @@ func (s *Service) Start(ctx context.Context, extra events.LedgerStarted) error {
 	subject := events.AuditSubject(license.InstanceOrg)
 	actor := events.Actor{Kind: events.ActorSystem, ID: "ledger"}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		id, head, err := s.findInstallID(ctx)
+		id, head, err := events.InstallID(ctx, s.store)
 		if err != nil {
 			return err
 		}
@@ -82,46 +82,10 @@ func (s *Service) checkClock(ctx context.Context, ignore bool) error {
 	return nil
 }
 
-// findInstallID returns the install id of the first valid ledger.started
-// on _instance's audit subject ("" if none) and that subject's head.
-func (s *Service) findInstallID(ctx context.Context) (string, uint64, error) {
-	subject := events.AuditSubject(license.InstanceOrg)
-	head, err := s.store.Head(ctx, subject)
-	if err != nil || head == 0 {
-		return "", head, err
-	}
-	var found string
-	errFound := fmt.Errorf("found")
-	err = s.store.ReadSubject(ctx, subject, 0, head, func(m *events.Message) error {
-		if m.Type() != events.TypeLedgerStarted {
-			return nil
-		}
-		var d events.LedgerStarted
-		if m.Envelope.DecodeData(&d) == nil {
-			if u, perr := uuid.Parse(d.InstallID); perr == nil {
-				found = u.String()
-				return errFound
-			}
-		}
-		return nil
-	})
-	if err != nil && err != errFound {
-		return "", 0, err
-	}
-	return found, head, nil
-}
-
-// InstallIDFromStream looks up the install id without appending (readers).
-func InstallIDFromStream(ctx context.Context, store Store) (string, error) {
-	s := &Service{store: store}
-	id, _, err := s.findInstallID(ctx)
-	return id, err
-}
-
 // AdoptInstallID sets the install id from the stream, if it has one, so the
 // initial fold verifies install-bound licenses without a second pass.
 func (s *Service) AdoptInstallID(ctx context.Context) error {
-	id, _, err := s.findInstallID(ctx)
+	id, _, err := events.InstallID(ctx, s.store)
 	if err == nil && id != "" {
 		s.installID.Store(id)
 	}
