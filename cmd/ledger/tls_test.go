@@ -75,6 +75,7 @@ func TestServeTLS(t *testing.T) {
 }
 
 func TestNonLoopbackListenNeedsTLS(t *testing.T) {
+	certFile, keyFile, _ := selfSigned(t, t.TempDir())
 	for _, c := range []struct {
 		listen string
 		tls    bool
@@ -91,7 +92,7 @@ func TestNonLoopbackListenNeedsTLS(t *testing.T) {
 	} {
 		cmd := &serveCmd{Listen: c.listen, GraceDays: 7, Replicas: 1, InsecureHTTP: c.flag}
 		if c.tls {
-			cmd.TLSCert, cmd.TLSKey = "c", "k"
+			cmd.TLSCert, cmd.TLSKey = certFile, keyFile
 		}
 		err := cmd.validate()
 		if (err == nil) != c.ok {
