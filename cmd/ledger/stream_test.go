@@ -100,7 +100,6 @@ type reseedFixture struct {
 	head            uint64
 	old             []storedMsg    // the stream before it was lost
 	status          map[string]any // acme's status payload at the checkpoint
-	orgs            []string       // orgs with events up to the checkpoint
 	rows            map[string]projection.Row
 }
 
