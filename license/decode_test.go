@@ -11,8 +11,6 @@ import (
 	"github.com/licenseledger/ledger/license"
 )
 
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
 func TestBothFormsVerifyToTheSameCanonicalKey(t *testing.T) {
 	ring := testRing(t, "k1")
 	l := sign(t, "k1", basePayload())

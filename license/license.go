@@ -2,9 +2,12 @@
 // Ed25519 verification against a key ring, and the status of a license at a
 // given time.
 //
-// The package is pure: it imports neither NATS nor PostgreSQL and never reads
-// the clock. Callers pass the time they decide at, so every replica that holds
-// the same licenses and the same time reaches the same status.
+// Verification and status are pure: they import neither NATS nor
+// PostgreSQL and never read the clock. Callers pass the time they decide
+// at, so every replica that holds the same licenses and the same time
+// reaches the same status. Only the key ring (Keys) touches the outside
+// world: it may read a key file, which ReloadOnSIGHUP reads again on
+// SIGHUP.
 package license
 
 import (

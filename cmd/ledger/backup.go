@@ -17,6 +17,7 @@ import (
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/natsbackup"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/secfile"
 )
@@ -86,7 +87,7 @@ func (c *backupCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) err
 	defer sc.close()
 	started := time.Now().UTC()
 	prog := newProgress(env.Stderr, "auto", log, "snapshot", "bytes", true)
-	st, err := natsbus.Snapshot(ctx, sc.nc, c.Stream, c.Dir, prog.update)
+	st, err := natsbackup.Snapshot(ctx, sc.nc, c.Stream, c.Dir, prog.update)
 	prog.finish()
 	if err != nil {
 		return streamError(err)
@@ -97,7 +98,7 @@ func (c *backupCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) err
 		return streamError(err)
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
-	if err := secfile.WriteFile(filepath.Join(c.Dir, natsbus.ManifestFile), append(b, '\n')); err != nil {
+	if err := secfile.WriteFile(filepath.Join(c.Dir, natsbackup.ManifestFile), append(b, '\n')); err != nil {
 		return err
 	}
 	if err := sc.finish(); err != nil {
@@ -126,7 +127,7 @@ func (c *restoreCmd) Run(env *cli.Env) error {
 }
 
 func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) error {
-	st, err := natsbus.ReadSnapshotState(c.Dir)
+	st, err := natsbackup.ReadSnapshotState(c.Dir)
 	if err != nil {
 		return &cli.Error{Code: cli.ExitFailed, Err: fmt.Errorf("%s is not a stream backup: %w", c.Dir, err)}
 	}
@@ -157,7 +158,7 @@ func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) er
 		fmt.Fprintf(env.Stdout, "stream %s: existed without a message; replaced\n", c.Stream)
 	}
 	prog := newProgress(env.Stderr, "auto", log, "restore", "bytes", true)
-	got, err := natsbus.Restore(ctx, sc.nc, c.Dir, prog.update)
+	got, err := natsbackup.Restore(ctx, sc.nc, c.Dir, prog.update)
 	prog.finish()
 	if err != nil {
 		return streamError(err)
@@ -216,7 +217,7 @@ func chainDigest(ctx context.Context, nc *nats.Conn, stream string, first, last 
 }
 
 func readManifest(dir string) (*manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, natsbus.ManifestFile))
+	b, err := os.ReadFile(filepath.Join(dir, natsbackup.ManifestFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -225,7 +226,7 @@ func readManifest(dir string) (*manifest, error) {
 	}
 	var m manifest
 	if err := json.Unmarshal(b, &m); err != nil || m.Format != manifestFormat {
-		return nil, fmt.Errorf("%s: not a %s manifest", filepath.Join(dir, natsbus.ManifestFile), manifestFormat)
+		return nil, fmt.Errorf("%s: not a %s manifest", filepath.Join(dir, natsbackup.ManifestFile), manifestFormat)
 	}
 	return &m, nil
 }

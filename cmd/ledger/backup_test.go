@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/audit"
-	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsbackup"
 )
 
 // chainOf is the audit chain's digest over msgs (from seq 1).
@@ -25,7 +25,7 @@ func chainOf(msgs []storedMsg) string {
 
 func readManifestFile(t *testing.T, dir string) manifest {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, natsbus.ManifestFile))
+	b, err := os.ReadFile(filepath.Join(dir, natsbackup.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,8 +200,8 @@ func TestRestoreRefusals(t *testing.T) {
 		t.Fatalf("restore without the archive: %d %q", code, errOut)
 	}
 	// A manifest that does not match the snapshot: the restore says so.
-	b, _ = os.ReadFile(filepath.Join(bdir, natsbus.ManifestFile))
-	os.WriteFile(filepath.Join(bdir, natsbus.ManifestFile), []byte(strings.Replace(string(b), `"digest": "1:`, `"digest": "1:0`, 1)), 0o600)
+	b, _ = os.ReadFile(filepath.Join(bdir, natsbackup.ManifestFile))
+	os.WriteFile(filepath.Join(bdir, natsbackup.ManifestFile), []byte(strings.Replace(string(b), `"digest": "1:`, `"digest": "1:0`, 1)), 0o600)
 	if code, out, _ := cliRun(t, "", "restore", bdir, "--data-dir", t.TempDir(), "--nats-listen", "off"); code != 1 || !strings.Contains(out, "manifest: MISMATCH") {
 		t.Fatalf("restore against a wrong manifest: %d %q", code, out)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -75,7 +76,7 @@ func closedPort(t *testing.T) string {
 // ledger left in dataDir.
 func streamMessages(t *testing.T, dataDir, subject string) []*events.Message {
 	t.Helper()
-	emb, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dataDir, Listen: "off", SyncAlways: true, Stream: "LICENSES"})
+	emb, err := natsembed.Start(natsembed.Config{DataDir: dataDir, Listen: "off", SyncAlways: true, Stream: "LICENSES"})
 	if err != nil {
 		t.Fatal(err)
 	}

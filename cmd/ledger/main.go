@@ -1,6 +1,8 @@
-// Command ledger runs and administers the license ledger. This build holds
-// the offline license commands; every command shares the exit codes of the
-// contract (0 ok, 1 not valid/failed, 2 usage, 3 API 4xx, 4 unavailable).
+// Command ledger runs and administers the license ledger: the server
+// (serve), its maintenance commands, the API clients, the offline license
+// commands and the performance figures (bench). Every command shares the
+// exit codes of the contract (0 ok, 1 not valid/failed, 2 usage, 3 API
+// 4xx, 4 unavailable).
 package main
 
 import (

@@ -28,6 +28,7 @@ import (
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 	"github.com/licenseledger/ledger/internal/secfile"
 	"github.com/licenseledger/ledger/internal/tick"
 	"github.com/licenseledger/ledger/internal/webui"
@@ -83,7 +84,7 @@ func (c *serveCmd) validate() error {
 	}
 	if c.NATSURL == "" {
 		// The embedded NATS carries license keys and org names too.
-		if err := natsbus.CheckListen(c.NATSListen, c.NATSListenTLSCert, c.NATSListenTLSKey); err != nil {
+		if err := natsembed.CheckListen(c.NATSListen, c.NATSListenTLSCert, c.NATSListenTLSKey); err != nil {
 			return cli.Usage("%v", err)
 		}
 	}
@@ -105,7 +106,7 @@ func (c *serveCmd) validate() error {
 	return nil
 }
 
-func isLoopback(host string) bool { return natsbus.IsLoopback(host) }
+func isLoopback(host string) bool { return natsembed.IsLoopback(host) }
 
 func (c *serveCmd) Run(env *cli.Env) error {
 	if err := c.validate(); err != nil {
@@ -244,7 +245,7 @@ func (c *serveCmd) connect(ctx context.Context, log *slog.Logger) (*nats.Conn, f
 		nc, err := natsbus.Connect(c.ConnConfig("ledger", natsauth.RoleLedger, log))
 		return nc, func() {}, err
 	}
-	emb, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: c.DataDir, Listen: c.NATSListen,
+	emb, err := natsembed.Start(natsembed.Config{DataDir: c.DataDir, Listen: c.NATSListen,
 		TLSCert: c.NATSListenTLSCert, TLSKey: c.NATSListenTLSKey,
 		SyncAlways: c.NATSSync == "always", Stream: c.Stream, Logger: log})
 	if err != nil {
@@ -269,7 +270,7 @@ func (c *serveCmd) connect(ctx context.Context, log *slog.Logger) (*nats.Conn, f
 // bootstrap creates the embedded server's stream on first start, and
 // applies what this release changes in its configuration; anything else
 // that differs is left for the stream check to report.
-func (c *serveCmd) bootstrap(ctx context.Context, emb *natsbus.Embedded, log *slog.Logger) error {
+func (c *serveCmd) bootstrap(ctx context.Context, emb *natsembed.Embedded, log *slog.Logger) error {
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	res, err := emb.Bootstrap(bctx, c.Stream, c.Replicas)

@@ -21,6 +21,7 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 	"github.com/licenseledger/ledger/internal/postgres"
 )
 
@@ -99,8 +100,8 @@ func (f *maintFlags) connect(name string, role natsauth.Role, log *slog.Logger, 
 			return &streamConn{nc: nc, where: "the running ledger's NATS at " + cfg.URL, closer: closeConn(nc)}, nil
 		}
 	}
-	off, err := natsbus.StartOffline(f.DataDir)
-	if errors.Is(err, natsbus.ErrStoreInUse) {
+	off, err := natsembed.StartOffline(f.DataDir)
+	if errors.Is(err, natsembed.ErrStoreInUse) {
 		return nil, &cli.Error{Code: cli.ExitFailed, Err: fmt.Errorf("%v; its NATS does not answer at --nats-listen %s: "+
 			"stop it, or give the address it listens on", err, f.NATSListen)}
 	}

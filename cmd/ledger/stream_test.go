@@ -14,6 +14,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
@@ -33,7 +34,7 @@ type storedMsg struct {
 // administrator's connection).
 func offline(t *testing.T, dataDir string, fn func(ctx context.Context, js jetstream.JetStream)) {
 	t.Helper()
-	off, err := natsbus.StartOffline(dataDir)
+	off, err := natsembed.StartOffline(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,6 @@ type reseedFixture struct {
 	head            uint64
 	old             []storedMsg    // the stream before it was lost
 	status          map[string]any // acme's status payload at the checkpoint
-	orgs            []string       // orgs with events up to the checkpoint
 	rows            map[string]projection.Row
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 )
 
 // The shipped cluster configuration, as nats-server reads it, grants the
@@ -36,7 +37,7 @@ func TestNATSConfigMatchesEmbedded(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s: no user for the %s key", n.file, id.Role)
 			}
-			want, err := natsauth.Permissions(id.Role, natsauth.DefaultStream)
+			want, err := natsembed.Permissions(id.Role, natsauth.DefaultStream)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +62,7 @@ func TestNATSConfigOptionalBreakGlass(t *testing.T) {
 		t.Fatalf("break-glass user: present %v, permissions %+v (want none: unrestricted)", ok, u)
 	}
 	for _, id := range []natsauth.Identity{l.reader, l.admin} {
-		want, _ := natsauth.Permissions(id.Role, "")
+		want, _ := natsembed.Permissions(id.Role, "")
 		samePermissions(t, string(id.Role), users[id.PublicKey].Permissions, want)
 	}
 }

@@ -304,6 +304,7 @@ func binaries(t *testing.T) string {
 	binOnce.Do(func() {
 		goTool, err := exec.LookPath("go")
 		if err != nil {
+			//lint:ignore SA1019 only when go is not on PATH: the toolchain that built the test
 			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
 		if binDir, binErr = os.MkdirTemp("", "deploytest-bin-"); binErr != nil {

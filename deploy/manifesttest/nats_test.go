@@ -21,6 +21,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 	"github.com/licenseledger/ledger/internal/testenv/natsroletest"
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
@@ -203,7 +204,7 @@ func checkNATSPermissions(v *natsValues) []string {
 			p = append(p, fmt.Sprintf("no %s user", role))
 			continue
 		}
-		want, err := natsauth.Permissions(role, "")
+		want, err := natsembed.Permissions(role, "")
 		if err != nil {
 			return append(p, err.Error())
 		}
@@ -367,7 +368,7 @@ func TestNATSServerReadsValues(t *testing.T) {
 			t.Errorf("%s: nats-server has no user with the public key from $%s", role, strings.ToUpper(string(role))+"_NKEY")
 			continue
 		}
-		want, _ := natsauth.Permissions(role, "")
+		want, _ := natsembed.Permissions(role, "")
 		normalize := func(p *server.Permissions) string {
 			sorted := func(s []string) []string { out, _ := sortedSet(s); return out }
 			b, _ := json.Marshal(struct {

@@ -2,16 +2,12 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"runtime"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/licenseledger/ledger/gatekeeper"
@@ -134,7 +130,10 @@ func (r *runner) decisionFigure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req := httptest.NewRequest(http.MethodGet, "/api/projects/42", nil)
+	req, err := inboundRequest("/api/projects/42")
+	if err != nil {
+		return err
+	}
 	req.RemoteAddr = "127.0.0.1:53412"
 	req.Header.Set("X-Org-Slug", benchOrg)
 	req.Header.Set("User-Agent", "bench")
@@ -153,31 +152,12 @@ func (r *runner) decisionFigure(ctx context.Context) error {
 	var sink int64
 	ns, jwtNs, refNs := math.Inf(1), math.Inf(1), math.Inf(1)
 	var allocs, jwtAllocs int64
-	perOp := func(b testing.BenchmarkResult) float64 { return float64(b.T.Nanoseconds()) / float64(b.N) }
 	for range r.benchRuns() {
-		runtime.GC()
-		dec := testing.Benchmark(func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				ge.gate.Decide(req)
-			}
-		})
-		jdec := testing.Benchmark(func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				jg.Decide(jreq)
-			}
-		})
-		ref := testing.Benchmark(func(b *testing.B) {
-			for b.Loop() {
-				sink += time.Now().UnixNano()
-			}
-		})
-		if dec.N == 0 || jdec.N == 0 || ref.N == 0 {
-			return errors.New("benchmark did not run")
-		}
-		ns, jwtNs, refNs = min(ns, perOp(dec)), min(jwtNs, perOp(jdec)), min(refNs, perOp(ref))
-		allocs, jwtAllocs = max(allocs, dec.AllocsPerOp()), max(jwtAllocs, jdec.AllocsPerOp())
+		dec := measure(r.benchTime(), func() { ge.gate.Decide(req) })
+		jdec := measure(r.benchTime(), func() { jg.Decide(jreq) })
+		ref := measure(r.benchTime(), func() { sink += time.Now().UnixNano() })
+		ns, jwtNs, refNs = min(ns, dec.nsPerOp()), min(jwtNs, jdec.nsPerOp()), min(refNs, ref.nsPerOp())
+		allocs, jwtAllocs = max(allocs, dec.allocsPerOp()), max(jwtAllocs, jdec.allocsPerOp())
 	}
 	_ = sink
 	r.add("decision, cached entry (ns/op)", fmt.Sprintf("%.1f ns", ns), fmt.Sprintf("time.Now %.1f ns", refNs), ns/refNs,
@@ -189,7 +169,8 @@ func (r *runner) decisionFigure(ctx context.Context) error {
 	return nil
 }
 
-// benchRuns is how many times each Go benchmark runs (the fastest counts).
+// benchRuns is how many times each timed operation runs (the fastest
+// counts).
 func (r *runner) benchRuns() int {
 	if r.cfg.Quick {
 		return 2

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -94,7 +92,11 @@ func (r *runner) heldHeap(ctx context.Context, ne *natsEnv, v *vendor, n int) (f
 		stop()
 		return 0, err
 	}
-	req := httptest.NewRequest(http.MethodGet, "/api/projects/42", nil)
+	req, err := inboundRequest("/api/projects/42")
+	if err != nil {
+		stop()
+		return 0, err
+	}
 	req.RemoteAddr = "127.0.0.1:53412"
 	for i := range n {
 		req.Header.Set("X-Org-Slug", "org-"+strconv.Itoa(i))

@@ -19,27 +19,8 @@ import (
 
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/postgres"
-	"github.com/licenseledger/ledger/internal/testenv/pgtest"
 	"github.com/licenseledger/ledger/license"
 )
-
-// pgServer finds PostgreSQL once per run, as the test suite does.
-func (r *runner) pgServer() (*pgtest.Server, error) {
-	if r.pg != nil {
-		return r.pg, nil
-	}
-	r.progress("finding PostgreSQL (LEDGER_TEST_DATABASE_URL, 127.0.0.1:5432, else a throwaway cluster)")
-	s, err := pgtest.Find()
-	if err != nil {
-		return nil, err
-	}
-	if s.Throwaway() {
-		r.progress("using a throwaway PostgreSQL cluster")
-	}
-	r.pg = s
-	r.defer_(func() { s.Close() })
-	return s, nil
-}
 
 // replayEvents is how many events the replay figure projects.
 func (r *runner) replayEvents() int {
@@ -85,7 +66,7 @@ func checkpoint(ctx context.Context, pool *pgxpool.Pool) {
 // the server's default settings.
 func (r *runner) replayFigure(ctx context.Context) error {
 	n := r.replayEvents()
-	pg, err := r.pgServer()
+	pg, err := r.pgServer(ctx)
 	if err != nil {
 		return err
 	}

@@ -3,9 +3,7 @@ package faulttest
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,23 +46,6 @@ func startLedger(t *testing.T, name string, env map[string]string) *ledgerProc {
 }
 
 var httpClient = proctest.HTTPClient
-
-// getJSON GETs url with the token and decodes the answer.
-func (l *ledgerProc) getJSON(path string) (int, map[string]any, error) {
-	req, err := http.NewRequest("GET", l.api+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+l.token)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	err = json.NewDecoder(resp.Body).Decode(&m)
-	return resp.StatusCode, m, err
-}
 
 func randomHex(t testing.TB, n int) string {
 	t.Helper()

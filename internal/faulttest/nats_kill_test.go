@@ -15,14 +15,13 @@ import (
 // port and store: the ledger reconnects by itself and nothing it
 // acknowledged is lost, duplicated or reordered.
 func TestNATSServerKilledDuringUploads(t *testing.T) {
-	began := time.Now()
 	b := binaries(t)
 	n := proctest.StartNATS(t, b["nats-server"], natsbus.DefaultStream)
 	n.CreateStream(t, 1)
 	super := pgtest.NewDatabase(t)
 	l := startLedger(t, "ledger", map[string]string{"NATS_URL": n.URL(), "NATS_NKEY": n.LedgerSeedFile,
 		"DATABASE_URL": ledgerAppDSN(t, super)})
-	began = time.Now()
+	began := time.Now()
 	ld := startLoad(t, l, orgNames("kill", 6), 4)
 	for range natsKills {
 		ld.waitAcks(acksPerStep, stepTimeout, l.p)

@@ -375,8 +375,7 @@ func TestPropagationEightReplicas(t *testing.T) {
 	for i := range replicas {
 		ch := make(chan applied, 4*n)
 		chans[i] = ch
-		var f *Follower
-		f = start(t, Config{Bus: e.readerBus(t)}, true, func(g *Follower) {
+		f := start(t, Config{Bus: e.readerBus(t)}, true, func(g *Follower) {
 			g.hookChanged = func(org string) {
 				if org == "acme" {
 					ch <- applied{seqOf(g.cached(org)), time.Now()}

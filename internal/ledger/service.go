@@ -37,8 +37,8 @@ type Store interface {
 type Config struct {
 	Store Store
 	Keys  *license.Keys
-	// DefaultGraceDays applies to licenses without grace_days. Defaults to 7
-	// when negative... callers pass LICENSE_GRACE_DAYS.
+	// DefaultGraceDays applies to licenses without grace_days: callers pass
+	// LICENSE_GRACE_DAYS (7 unless set). New keeps it as given, 0 included.
 	DefaultGraceDays int
 	// RejectAuditPerMinute caps license.rejected events per org
 	// (LEDGER_REJECT_AUDIT_RATE). Defaults to 10.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
@@ -63,23 +62,6 @@ func userKeyPair(seed []byte) (nkeys.KeyPair, error) {
 		return nil, fmt.Errorf("natsauth: nkey seed is a %s key, want a user key", prefix)
 	}
 	return nkeys.FromSeed(seed)
-}
-
-// ServerUsers returns the nkey users to put in server.Options.Nkeys, each
-// restricted to its role's permissions on stream (empty means DefaultStream).
-func ServerUsers(stream string, ids ...Identity) ([]*server.NkeyUser, error) {
-	users := make([]*server.NkeyUser, 0, len(ids))
-	for _, id := range ids {
-		if !nkeys.IsValidPublicUserKey(id.PublicKey) {
-			return nil, fmt.Errorf("natsauth: %s identity has invalid public key %q", id.Role, id.PublicKey)
-		}
-		perms, err := Permissions(id.Role, stream)
-		if err != nil {
-			return nil, err
-		}
-		users = append(users, &server.NkeyUser{Nkey: id.PublicKey, Permissions: perms})
-	}
-	return users, nil
 }
 
 // ConnectOption authenticates a NATS connection as the user owning seed by

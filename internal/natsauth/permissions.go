@@ -16,15 +16,28 @@
 // publish acknowledgements.
 //
 // Seeds live in $DATA_DIR/nats/ledger.nk, reader.nk and admin.nk (see
-// LoadOrCreateSeeds) and the server side is configured with ServerUsers.
+// LoadOrCreateSeeds). Permissions are plain subject lists: the package
+// links no NATS server, so clients such as the gatekeeper can use it. The
+// embedded server turns them into its own users (natsembed.ServerUsers).
 package natsauth
 
 import (
 	"fmt"
 	"strings"
-
-	"github.com/nats-io/nats-server/v2/server"
 )
+
+// SubjectPermission lists the subjects a user may (Allow) and may not
+// (Deny) use; a deny always wins. Its fields mirror nats-server's.
+type SubjectPermission struct {
+	Allow []string
+	Deny  []string
+}
+
+// Permissions is what a user may publish and subscribe to.
+type Permissions struct {
+	Publish   *SubjectPermission
+	Subscribe *SubjectPermission
+}
 
 // Role names a NATS identity of the ledger.
 type Role string
@@ -60,16 +73,16 @@ func InboxPrefix(role Role) string { return "_INBOX." + string(role) }
 // everything below it.
 func InboxSubjects(role Role) string { return InboxPrefix(role) + ".>" }
 
-// Permissions returns the server-side permissions of role on stream (empty
+// RolePermissions returns the server-side permissions of role on stream (empty
 // means DefaultStream). Unknown roles and malformed stream names are errors
 // rather than an empty permission set, because nil permissions would grant
 // everything.
-func Permissions(role Role, stream string) (*server.Permissions, error) {
+func RolePermissions(role Role, stream string) (*Permissions, error) {
 	stream, err := streamName(stream)
 	if err != nil {
 		return nil, err
 	}
-	var pub *server.SubjectPermission
+	var pub *SubjectPermission
 	switch role {
 	case RoleLedger:
 		pub = ledgerPublish(stream)
@@ -80,9 +93,9 @@ func Permissions(role Role, stream string) (*server.Permissions, error) {
 	default:
 		return nil, fmt.Errorf("natsauth: unknown role %q", role)
 	}
-	return &server.Permissions{
+	return &Permissions{
 		Publish:   pub,
-		Subscribe: &server.SubjectPermission{Allow: []string{InboxSubjects(role)}},
+		Subscribe: &SubjectPermission{Allow: []string{InboxSubjects(role)}},
 	}, nil
 }
 
@@ -109,35 +122,35 @@ func ledgerAllow(stream string) []string {
 	return append(allow, readSubjects(stream)...)
 }
 
-func ledgerPublish(stream string) *server.SubjectPermission {
+func ledgerPublish(stream string) *SubjectPermission {
 	// The running ledger's credentials cannot change the stream: a limit
 	// set by mistake or malice (max messages per subject, max age) makes
 	// JetStream drop history at once. Explicit denies keep it so even if
-	// the allow list is widened later: a deny always wins in nats-server.
+	// the allow list is widened later: a deny always wins in nats-
 	deny := append([]string{
 		"$JS.API.STREAM.CREATE.>",
 		"$JS.API.STREAM.UPDATE.>",
 		durableCreate,
 	}, destructiveSubjects()...)
-	return &server.SubjectPermission{Allow: ledgerAllow(stream), Deny: deny}
+	return &SubjectPermission{Allow: ledgerAllow(stream), Deny: deny}
 }
 
-func readerPublish(stream string) *server.SubjectPermission {
+func readerPublish(stream string) *SubjectPermission {
 	deny := append([]string{
 		EventSubjects,
 		"$JS.API.STREAM.CREATE.>",
 		"$JS.API.STREAM.UPDATE.>",
 		durableCreate,
 	}, destructiveSubjects()...)
-	return &server.SubjectPermission{Allow: readSubjects(stream), Deny: deny}
+	return &SubjectPermission{Allow: readSubjects(stream), Deny: deny}
 }
 
-func adminPublish(stream string) *server.SubjectPermission {
+func adminPublish(stream string) *SubjectPermission {
 	allow := append([]string{
 		"$JS.API.STREAM.CREATE." + stream,
 		"$JS.API.STREAM.UPDATE." + stream,
 	}, ledgerAllow(stream)...)
-	return &server.SubjectPermission{Allow: allow, Deny: destructiveSubjects()}
+	return &SubjectPermission{Allow: allow, Deny: destructiveSubjects()}
 }
 
 // durableCreate is the legacy API that creates durable consumers. The

@@ -10,7 +10,7 @@ import (
 
 // allowed mirrors how nats-server evaluates a publish or subscribe: the
 // subject must match an allow entry and no deny entry.
-func allowed(p *server.SubjectPermission, subject string) bool {
+func allowed(p *SubjectPermission, subject string) bool {
 	match := func(filters []string) bool {
 		return slices.ContainsFunc(filters, func(f string) bool {
 			return server.SubjectMatchesFilter(subject, f)
@@ -59,7 +59,7 @@ var readerDenied = []string{
 }
 
 func TestReaderPublish(t *testing.T) {
-	p, err := Permissions(RoleReader, "")
+	p, err := RolePermissions(RoleReader, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestReaderPublish(t *testing.T) {
 // The running ledger appends and reads, and may not change the stream's
 // configuration: a limit set with its credentials would drop history.
 func TestLedgerPublish(t *testing.T) {
-	p, err := Permissions(RoleLedger, DefaultStream)
+	p, err := RolePermissions(RoleLedger, DefaultStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestLedgerPublish(t *testing.T) {
 // The stream administrator may do what the ledger may, and create and
 // update the stream; never delete or purge it.
 func TestAdminPublish(t *testing.T) {
-	p, err := Permissions(RoleAdmin, DefaultStream)
+	p, err := RolePermissions(RoleAdmin, DefaultStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestAdminPublish(t *testing.T) {
 // see the ledger's publish acknowledgements, nor the ledger the reader's.
 func TestSubscribeOnlyOwnInbox(t *testing.T) {
 	for _, role := range Roles() {
-		p, err := Permissions(role, "")
+		p, err := RolePermissions(role, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func TestSubscribeOnlyOwnInbox(t *testing.T) {
 
 func TestCustomStream(t *testing.T) {
 	for _, role := range Roles() {
-		p, err := Permissions(role, "ORDERS")
+		p, err := RolePermissions(role, "ORDERS")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,47 +187,12 @@ func TestCustomStream(t *testing.T) {
 }
 
 func TestPermissionsRejectsBadInput(t *testing.T) {
-	if _, err := Permissions("root", ""); err == nil {
+	if _, err := RolePermissions("root", ""); err == nil {
 		t.Error("unknown role accepted")
 	}
 	for _, stream := range []string{"A.B", "A*", "A>", "A B"} {
-		if _, err := Permissions(RoleReader, stream); err == nil || !strings.Contains(err.Error(), "stream") {
+		if _, err := RolePermissions(RoleReader, stream); err == nil || !strings.Contains(err.Error(), "stream") {
 			t.Errorf("stream %q: err = %v", stream, err)
-		}
-	}
-}
-
-func TestServerUsers(t *testing.T) {
-	ledger, err := GenerateIdentity(RoleLedger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reader, err := GenerateIdentity(RoleReader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users, err := ServerUsers("", ledger, reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(users) != 2 || users[0].Nkey != ledger.PublicKey || users[1].Nkey != reader.PublicKey {
-		t.Fatalf("users = %+v", users)
-	}
-	if allowed(users[1].Permissions.Publish, "licenses.org.acme") {
-		t.Error("reader user got ledger permissions")
-	}
-	if !allowed(users[0].Permissions.Publish, "licenses.org.acme") {
-		t.Error("ledger user cannot publish events")
-	}
-
-	bad := []Identity{
-		{Role: "root", PublicKey: ledger.PublicKey},
-		{Role: RoleReader, PublicKey: "not-a-key"},
-		{Role: RoleReader, PublicKey: string(ledger.Seed)},
-	}
-	for _, id := range bad {
-		if _, err := ServerUsers("", id); err == nil {
-			t.Errorf("ServerUsers accepted %+v", id)
 		}
 	}
 }

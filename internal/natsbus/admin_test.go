@@ -17,6 +17,7 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 	"github.com/licenseledger/ledger/internal/testenv/natsroletest"
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
@@ -62,7 +63,7 @@ func previousReleaseStore(t *testing.T, dataDir string, n int) {
 			t.Fatal(err)
 		}
 	}
-	off, err := natsbus.StartOffline(dataDir)
+	off, err := natsembed.StartOffline(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +196,7 @@ func TestApplyStreamNeedsTheAdmin(t *testing.T) {
 	}
 }
 
-func connectAs(t *testing.T, e *natsbus.Embedded, seedFile string, role natsauth.Role) *nats.Conn {
+func connectAs(t *testing.T, e *natsembed.Embedded, seedFile string, role natsauth.Role) *nats.Conn {
 	t.Helper()
 	nc, err := natsbus.Connect(natsbus.ConnConfig{URL: e.ClientURL, NKeyFile: seedFile, Role: role})
 	if err != nil {
@@ -270,12 +271,12 @@ func TestCheckListen(t *testing.T) {
 		{"10.1.2.3:4223", "", "", "is not loopback"},
 		{"127.0.0.1:4223", "c.pem", "", "go together"},
 	} {
-		err := natsbus.CheckListen(c.listen, c.cert, c.key)
+		err := natsembed.CheckListen(c.listen, c.cert, c.key)
 		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("CheckListen(%q, %q, %q) = %v, want %q", c.listen, c.cert, c.key, err, c.want)
 		}
 	}
-	_, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: t.TempDir(), Listen: "0.0.0.0:0", Stream: "LICENSES"})
+	_, err := natsembed.Start(natsembed.Config{DataDir: t.TempDir(), Listen: "0.0.0.0:0", Stream: "LICENSES"})
 	if err == nil || !strings.Contains(err.Error(), "is not loopback") {
 		t.Fatalf("embedded on 0.0.0.0 without TLS: %v", err)
 	}

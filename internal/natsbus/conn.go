@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
@@ -39,8 +38,9 @@ type ConnConfig struct {
 	// PingInterval detects a dead connection. Defaults to 10 s (nats.go's
 	// 2 minutes would let a black-holed connection look alive for minutes).
 	PingInterval time.Duration
-	// InProcess connects to an embedded server without TCP.
-	InProcess *server.Server
+	// InProcess connects to an embedded server without TCP (a
+	// *server.Server, see package natsembed).
+	InProcess nats.InProcessConnProvider
 	Logger    *slog.Logger
 }
 

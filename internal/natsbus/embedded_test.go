@@ -16,11 +16,12 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 )
 
-func startEmbedded(t *testing.T, dir string) *natsbus.Embedded {
+func startEmbedded(t *testing.T, dir string) *natsembed.Embedded {
 	t.Helper()
-	e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", SyncAlways: true, Stream: "LICENSES"})
+	e, err := natsembed.Start(natsembed.Config{DataDir: dir, Listen: "127.0.0.1:0", SyncAlways: true, Stream: "LICENSES"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func startEmbedded(t *testing.T, dir string) *natsbus.Embedded {
 	return e
 }
 
-func connect(t *testing.T, e *natsbus.Embedded, seedFile string) *nats.Conn {
+func connect(t *testing.T, e *natsembed.Embedded, seedFile string) *nats.Conn {
 	t.Helper()
 	nc, err := natsbus.Connect(natsbus.ConnConfig{URL: e.ClientURL, NKeyFile: seedFile, Name: "test"})
 	if err != nil {
@@ -111,7 +112,7 @@ func TestEmbeddedPortTakenIsAClearError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, err = natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: t.TempDir(), Listen: l.Addr().String(), Stream: "LICENSES"})
+	_, err = natsembed.Start(natsembed.Config{DataDir: t.TempDir(), Listen: l.Addr().String(), Stream: "LICENSES"})
 	if err == nil || !strings.Contains(err.Error(), "--nats-listen") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("taken port: %v", err)
 	}
@@ -119,7 +120,7 @@ func TestEmbeddedPortTakenIsAClearError(t *testing.T) {
 
 func TestEmbeddedInProcessOnly(t *testing.T) {
 	dir := t.TempDir()
-	e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: "off", Stream: "LICENSES"})
+	e, err := natsembed.Start(natsembed.Config{DataDir: dir, Listen: "off", Stream: "LICENSES"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestEmbeddedInProcessOnly(t *testing.T) {
 	// A restart keeps the seeds (the reader's credentials stay valid).
 	before, _ := os.ReadFile(filepath.Join(dir, "nats", "reader.nk"))
 	e.Shutdown()
-	e2, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: "off", Stream: "LICENSES"})
+	e2, err := natsembed.Start(natsembed.Config{DataDir: dir, Listen: "off", Stream: "LICENSES"})
 	if err != nil {
 		t.Fatal(err)
 	}

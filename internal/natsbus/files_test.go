@@ -9,6 +9,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 	"github.com/licenseledger/ledger/internal/testenv"
 )
 
@@ -31,7 +32,7 @@ func TestEmbeddedTightensStoreDirectory(t *testing.T) {
 	}
 	os.Chmod(dir, 0o755)
 	var logs testenv.Buffer
-	e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: data, Listen: "off", Stream: "LICENSES",
+	e, err := natsembed.Start(natsembed.Config{DataDir: data, Listen: "off", Stream: "LICENSES",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +51,7 @@ func TestEmbeddedTightensStoreDirectory(t *testing.T) {
 	}
 	// The offline server (backup, restore, reseed) tightens it too.
 	os.Chmod(dir, 0o750)
-	off, err := natsbus.StartOffline(data)
+	off, err := natsembed.StartOffline(data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
-// Package natsbus is the NATS JetStream adapter: it connects (embedded
-// server or external cluster), provisions and checks the LICENSES stream,
-// appends events with per-subject optimistic concurrency, and reads them
-// back. It maps JetStream's errors to the event store errors of package
-// events.
+// Package natsbus is the NATS JetStream client adapter: it connects (to
+// the embedded server of package natsembed or an external cluster),
+// provisions and checks the LICENSES stream, appends events with
+// per-subject optimistic concurrency, and reads them back. It maps
+// JetStream's errors to the event store errors of package events. It links
+// no NATS server: the gatekeeper and the CLI clients use it.
 package natsbus
 
 import (

@@ -185,16 +185,17 @@ func (r *Replayer) firstDivergence(ctx context.Context, q querier, after, upTo u
 		return 0, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var seq int64
-		var missing, extra bool
-		var cols []string
-		if err := rows.Scan(&seq, &missing, &extra, &cols); err != nil {
-			return 0, err
-		}
-		return uint64(seq), nil
+	// The rows come in seq order: the first one is the answer.
+	if !rows.Next() {
+		return 0, rows.Err()
 	}
-	return 0, rows.Err()
+	var seq int64
+	var missing, extra bool
+	var cols []string
+	if err := rows.Scan(&seq, &missing, &extra, &cols); err != nil {
+		return 0, err
+	}
+	return uint64(seq), nil
 }
 
 // mergeReadModel makes live org_licenses, revoked_licenses and the

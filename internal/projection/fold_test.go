@@ -1,7 +1,6 @@
 package projection_test
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"strings"
 	"testing"
@@ -12,8 +11,6 @@ import (
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/license"
 )
-
-func testKey(name string) (ed25519.PublicKey, ed25519.PrivateKey) { return licensetest.Key(name) }
 
 func testRing(t testing.TB, kids ...string) *license.Ring { return licensetest.Ring(t, kids...) }
 
@@ -27,8 +24,7 @@ const (
 )
 
 var (
-	// The base license is issued at issued, expires at expires, 14 days of grace.
-	issued  = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	// The base license expires at expires, 14 days of grace.
 	expires = time.Date(2027, 11, 1, 0, 0, 0, 0, time.UTC)
 	// t1 is a moment well inside the base license's validity.
 	t1 = time.Date(2026, 11, 29, 13, 1, 2, 123456000, time.UTC)
@@ -63,8 +59,6 @@ func pendingPayload() map[string]any {
 	p["expires"] = "2028-11-01T00:00:00Z"
 	return p
 }
-
-func mustJSON(t testing.TB, v any) []byte { return licensetest.JSON(t, v) }
 
 func signAs(t testing.TB, keyName, kid string, p map[string]any) *license.License {
 	t.Helper()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -77,7 +78,7 @@ func newIdentities(t testing.TB, opts []Option) *identities {
 }
 
 func (ids *identities) users() ([]*server.NkeyUser, error) {
-	return natsauth.ServerUsers(ids.cfg.stream, ids.ledger, ids.reader, ids.admin)
+	return natsembed.ServerUsers(ids.cfg.stream, ids.ledger, ids.reader, ids.admin)
 }
 
 func (ids *identities) seed(t testing.TB, role natsauth.Role) []byte {

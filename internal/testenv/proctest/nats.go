@@ -15,6 +15,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 )
 
 // NATS is a nats-server process with a JetStream file store (fsync on
@@ -51,7 +52,7 @@ func StartNATS(t testing.TB, bin, stream string) *NATS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users, err := natsauth.ServerUsers(stream, ledger, reader, admin)
+	users, err := natsembed.ServerUsers(stream, ledger, reader, admin)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package natsbus
+package natsembed
 
 // lockStore is a no-op where flock does not exist: keep one process per
 // data directory by other means there.

@@ -1,6 +1,6 @@
 //go:build unix
 
-package natsbus
+package natsembed
 
 import (
 	"errors"

@@ -1,4 +1,8 @@
-package natsbus
+// Package natsembed runs the NATS server inside the ledger: the
+// single-node server of ledger serve when no NATS_URL is set (Start), and
+// the offline one of the maintenance commands (StartOffline). It is the
+// only production package that links nats-server; clients use natsbus.
+package natsembed
 
 import (
 	"context"
@@ -12,11 +16,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
+	"github.com/licenseledger/ledger/internal/natsbus"
 )
 
-// EmbeddedConfig configures the single-node server the ledger runs when no
+// Config configures the single-node server the ledger runs when no
 // NATS_URL is set.
-type EmbeddedConfig struct {
+type Config struct {
 	// DataDir holds the JetStream store in DataDir/nats and the nkey seeds
 	// in DataDir/nats/ledger.nk, reader.nk and admin.nk (created 0600 when
 	// absent).
@@ -51,9 +56,9 @@ type Embedded struct {
 	unlock    func()
 }
 
-// StartEmbedded starts the server and waits until it accepts connections.
+// Start starts the server and waits until it accepts connections.
 // Authentication is always required, and TLS off loopback.
-func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+func Start(cfg Config) (*Embedded, error) {
 	listen := cfg.Listen
 	if listen == "" {
 		listen = "127.0.0.1:4223"
@@ -83,7 +88,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	users, err := natsauth.ServerUsers(cfg.Stream, seeds.Ledger, seeds.Reader, seeds.Admin)
+	users, err := ServerUsers(cfg.Stream, seeds.Ledger, seeds.Reader, seeds.Admin)
 	if err != nil {
 		return nil, err
 	}
@@ -147,13 +152,13 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 // returns: it creates the stream on first start, and applies what a new
 // release changes in the configuration (ApplyStream with upgradeOnly). Any
 // other difference is left for the ledger to report.
-func (e *Embedded) Bootstrap(ctx context.Context, stream string, replicas int) (ApplyResult, error) {
-	nc, err := Connect(ConnConfig{InProcess: e.Server, NKeyFile: e.AdminSeedFile, Role: natsauth.RoleAdmin, Name: "ledger-bootstrap"})
+func (e *Embedded) Bootstrap(ctx context.Context, stream string, replicas int) (natsbus.ApplyResult, error) {
+	nc, err := natsbus.Connect(natsbus.ConnConfig{InProcess: e.Server, NKeyFile: e.AdminSeedFile, Role: natsauth.RoleAdmin, Name: "ledger-bootstrap"})
 	if err != nil {
-		return ApplyResult{}, err
+		return natsbus.ApplyResult{}, err
 	}
 	defer nc.Close()
-	return ApplyStream(ctx, nc, stream, replicas, true)
+	return natsbus.ApplyStream(ctx, nc, stream, replicas, true)
 }
 
 // Shutdown stops the server, waits for it and releases the store.

@@ -1,4 +1,4 @@
-package natsbus_test
+package natsembed_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/licenseledger/ledger/internal/natsbus"
+	"github.com/licenseledger/ledger/internal/natsembed"
 )
 
 // One process at a time on a store: the offline server and a ledger's
@@ -13,19 +14,19 @@ import (
 // stops.
 func TestOfflineAndEmbeddedShareNoStore(t *testing.T) {
 	dir := t.TempDir()
-	e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: "off", Stream: "LICENSES"})
+	e, err := natsembed.Start(natsembed.Config{DataDir: dir, Listen: "off", Stream: "LICENSES"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := natsbus.StartOffline(dir); !errors.Is(err, natsbus.ErrStoreInUse) {
+	if _, err := natsembed.StartOffline(dir); !errors.Is(err, natsembed.ErrStoreInUse) {
 		t.Fatalf("offline next to a running ledger: %v", err)
 	}
-	if _, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: "off", Stream: "LICENSES"}); !errors.Is(err, natsbus.ErrStoreInUse) {
+	if _, err := natsembed.Start(natsembed.Config{DataDir: dir, Listen: "off", Stream: "LICENSES"}); !errors.Is(err, natsembed.ErrStoreInUse) {
 		t.Fatalf("a second ledger on one store: %v", err)
 	}
 	e.Shutdown()
 
-	off, err := natsbus.StartOffline(dir)
+	off, err := natsembed.StartOffline(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,14 +38,14 @@ func TestOfflineAndEmbeddedShareNoStore(t *testing.T) {
 	if _, _, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: "off", Stream: "LICENSES"}); !errors.Is(err, natsbus.ErrStoreInUse) {
+	if _, err := natsembed.Start(natsembed.Config{DataDir: dir, Listen: "off", Stream: "LICENSES"}); !errors.Is(err, natsembed.ErrStoreInUse) {
 		t.Fatalf("a ledger next to the offline server: %v", err)
 	}
 	nc.Close()
 	if err := off.Close(); err != nil {
 		t.Fatal(err)
 	}
-	e, err = natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: "off", Stream: "LICENSES"})
+	e, err = natsembed.Start(natsembed.Config{DataDir: dir, Listen: "off", Stream: "LICENSES"})
 	if err != nil {
 		t.Fatalf("after the offline server: %v", err)
 	}
