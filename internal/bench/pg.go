@@ -6,13 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"os/user"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/licenseledger/ledger/internal/pgserver"
 )
 
 // EnvDatabaseURL is the variable the test suite reads too: a PostgreSQL
@@ -53,8 +51,8 @@ func findPostgres(ctx context.Context, given string) (*pgServer, error) {
 	}
 	if dsns[0] == "" {
 		from, dsns = localServer, nil
-		for _, u := range localUsers() {
-			dsns = append(dsns, fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable", url.PathEscape(u), localServer))
+		for _, u := range pgserver.LocalUsers() {
+			dsns = append(dsns, pgserver.LocalDSN(localServer, u))
 		}
 	}
 	var tried []string
@@ -69,23 +67,10 @@ func findPostgres(ctx context.Context, given string) (*pgServer, error) {
 		errNoPostgres, from, strings.Join(tried, "; "), EnvDatabaseURL)
 }
 
-func localUsers() []string {
-	users := []string{"postgres"}
-	if u, err := user.Current(); err == nil && u.Username != "postgres" {
-		users = append(users, u.Username)
-	}
-	return users
-}
-
 func ping(ctx context.Context, dsn string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	return conn.Ping(ctx)
+	return pgserver.Ping(ctx, dsn)
 }
 
 // CreateDatabase creates an empty database, ledger_bench_<random>, and
@@ -94,42 +79,15 @@ func (s *pgServer) CreateDatabase() (dsn string, drop func() error, err error) {
 	b := make([]byte, 6)
 	rand.Read(b)
 	name := "ledger_bench_" + hex.EncodeToString(b)
-	if dsn, err = withDatabase(s.adminDSN, name); err != nil {
-		return "", nil, err
-	}
-	// template0 never carries objects someone added to template1.
-	if err := s.exec("CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE template0"); err != nil {
-		return "", nil, fmt.Errorf("create database %s: %w", name, err)
-	}
-	drop = func() error {
-		// FORCE ends sessions still open, such as pools not yet closed.
-		return s.exec("DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)")
-	}
-	return dsn, drop, nil
-}
-
-func (s *pgServer) exec(sql string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, s.adminDSN)
-	if err != nil {
-		return err
+	if dsn, err = pgserver.CreateDatabase(ctx, s.adminDSN, name); err != nil {
+		return "", nil, err
 	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
-
-func withDatabase(dsn, name string) (string, error) {
-	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
-		// For keyword/value strings the last occurrence of a key wins.
-		return dsn + " dbname=" + name, nil
+	drop = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return pgserver.DropDatabase(ctx, s.adminDSN, name)
 	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "", errors.New("cannot parse the database URL")
-	}
-	u.Path = "/" + name
-	u.RawPath = ""
-	return u.String(), nil
+	return dsn, drop, nil
 }

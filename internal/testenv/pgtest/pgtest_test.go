@@ -222,25 +222,3 @@ func TestDatabaseName(t *testing.T) {
 		t.Error("names are not random")
 	}
 }
-
-func TestWithDatabase(t *testing.T) {
-	cases := map[string]string{
-		"postgres://u:p@h:5432/postgres?sslmode=disable": "postgres://u:p@h:5432/x?sslmode=disable",
-		"postgresql://h/":               "postgresql://h/x",
-		"host=h user=u dbname=postgres": "host=h user=u dbname=postgres dbname=x",
-	}
-	for in, want := range cases {
-		got, err := withDatabase(in, "x")
-		if err != nil || got != want {
-			t.Errorf("withDatabase(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	cfg, err := pgx.ParseConfig("host=h user=u dbname=postgres dbname=x")
-	if err != nil || cfg.Database != "x" {
-		t.Fatalf("keyword/value override not honoured: %v %v", cfg, err)
-	}
-	// The URL may hold a password, so it must not appear in the error.
-	if _, err := withDatabase("postgres://u:secret@%zz", "x"); err == nil || strings.Contains(err.Error(), "secret") {
-		t.Errorf("bad URL: %v", err)
-	}
-}

@@ -4,17 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/licenseledger/ledger/internal/pgserver"
 )
 
 // localServer is probed before falling back to a throwaway cluster, for
@@ -45,8 +42,8 @@ func discover(envURL string) (*server, error) {
 		return &server{adminDSN: envURL}, nil
 	}
 	var tried []string
-	for _, u := range localUsers() {
-		dsn := fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable", url.PathEscape(u), localServer)
+	for _, u := range pgserver.LocalUsers() {
+		dsn := pgserver.LocalDSN(localServer, u)
 		err := ping(dsn, localPingTimeout)
 		if err == nil {
 			return &server{adminDSN: dsn}, nil
@@ -68,24 +65,10 @@ func noServerError(tried []string) error {
 		EnvDatabaseURL, strings.Join(tried, "\n  - "), EnvDatabaseURL)
 }
 
-// localUsers are the roles a default or developer installation trusts.
-func localUsers() []string {
-	users := []string{"postgres"}
-	if u, err := user.Current(); err == nil && u.Username != "postgres" {
-		users = append(users, u.Username)
-	}
-	return users
-}
-
 func ping(dsn string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	return conn.Ping(ctx)
+	return pgserver.Ping(ctx, dsn)
 }
 
 func (s *server) createDatabase() (*database, error) {
@@ -93,38 +76,19 @@ func (s *server) createDatabase() (*database, error) {
 	if err != nil {
 		return nil, err
 	}
-	dsn, err := withDatabase(s.adminDSN, name)
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	dsn, err := pgserver.CreateDatabase(ctx, s.adminDSN, name)
 	if err != nil {
-		return nil, err
-	}
-	// template0 never carries objects someone added to template1, and
-	// nobody connects to it, which CREATE DATABASE requires of its template.
-	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE template0"
-	if err := s.exec(sql); err != nil {
-		return nil, fmt.Errorf("pgtest: create database %s: %w", name, err)
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	return &database{name: name, dsn: dsn}, nil
 }
 
 func (s *server) dropDatabase(name string) error {
-	// FORCE ends sessions a test left open, such as pools not yet closed.
-	sql := "DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"
-	if err := s.exec(sql); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
-	return nil
-}
-
-func (s *server) exec(sql string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, s.adminDSN)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, sql)
-	return err
+	return pgserver.DropDatabase(ctx, s.adminDSN, name)
 }
 
 // packageName guesses the package under test from the binary go test
@@ -158,19 +122,4 @@ func databaseName(pkg string) (string, error) {
 		name = name[:room]
 	}
 	return name + suffix, nil
-}
-
-// withDatabase points dsn, in URL or keyword/value form, at database name.
-func withDatabase(dsn, name string) (string, error) {
-	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
-		// For keyword/value strings the last occurrence of a key wins.
-		return dsn + " dbname=" + name, nil
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "", errors.New("pgtest: cannot parse database URL")
-	}
-	u.Path = "/" + name
-	u.RawPath = ""
-	return u.String(), nil
 }
