@@ -75,9 +75,8 @@ func (g *Gate) WriteDenial(w http.ResponseWriter, r *http.Request, d Decision) {
 		// The body of a denied request is never read: answer at once and
 		// close, rather than let net/http drain the body before it sends
 		// the answer (a slow body would hold the denial back until the
-		// read timeout).
+		// read timeout). HTTP/2 ignores the header and needs none of this.
 		w.Header().Set("Connection", "close")
-		_ = http.NewResponseController(w).EnableFullDuplex() // not on HTTP/2, which needs none of this
 	}
 	if r == nil || !PrefersHTML(r.Header.Get("Accept")) {
 		WriteDenial(w, d)
