@@ -95,7 +95,7 @@ func checkAllowed(t *testing.T, g *Gate, uri, org, host, peer string, d Decision
 	}
 	switch g.orgFrom.kind {
 	case OrgFromHeader:
-		if d.Org != org || !g.trustedPeer(peer) {
+		if d.Org != org || !g.proxies.trusted(peer) {
 			t.Fatalf("header org %q from %q decided as %q", org, peer, d.Org)
 		}
 	case OrgFromHost:

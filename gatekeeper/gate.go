@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -22,8 +21,7 @@ type Gate struct {
 	fast        CachedSource     // src, when it has the fast path
 	gens        GenerationSource // src, when it has generations
 	orgFrom     OrgSource
-	trust       trustList
-	peers       peerCache
+	proxies     *Peers // whose org header is honoured (header mode)
 	allowNoOrg  bool
 	enforce     *bool
 	timeout     time.Duration
@@ -68,14 +66,10 @@ func New(src Source, cfg Config) (*Gate, error) {
 	if proxies == nil {
 		proxies = DefaultTrustedProxies()
 	}
-	ps := make([]netip.Prefix, 0, len(proxies))
-	for _, p := range proxies {
-		if !p.IsValid() {
-			return nil, fmt.Errorf("gatekeeper: invalid trusted proxy prefix %v", p)
-		}
-		ps = append(ps, normalizePrefix(p))
+	var err error
+	if g.proxies, err = NewPeers(proxies); err != nil {
+		return nil, fmt.Errorf("gatekeeper: trusted proxies: %w", err)
 	}
-	g.trust = newTrustList(ps)
 	rt, err := newRouter(cfg.Allow, cfg.NoDefaultAllow, cfg.Features)
 	if err != nil {
 		return nil, fmt.Errorf("gatekeeper: %w", err)

@@ -3,6 +3,7 @@ package gatekeeper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -62,7 +63,7 @@ func (g *Gate) orgOf(ctx context.Context, path, host string, hdr http.Header, re
 		if len(vals) == 0 {
 			return "", orgNone
 		}
-		if !g.trusted(remoteAddr) {
+		if !g.proxies.Trusted(remoteAddr) {
 			return "", orgIgnored
 		}
 		if len(vals) > 1 {
@@ -161,37 +162,57 @@ func newTrustList(ps []netip.Prefix) trustList {
 	return t
 }
 
-// peerCache remembers the trust of recently seen peers: a connection's
-// RemoteAddr is the same string for each of its requests, so a hit is one
-// string comparison. Direct-mapped and bounded.
-type peerCache struct{ slots [256]atomic.Pointer[peer] }
+// Peers is a set of trusted peers, matched against a request's RemoteAddr
+// (the connection's address, never a forwarded one): without parsing in
+// the common "a.b.c.d:port" form, and with the answer for recently seen
+// peers cached (a connection's RemoteAddr is the same string for each of
+// its requests, so a hit is one string comparison). It is safe for
+// concurrent use; its memory is bounded whatever peers connect.
+type Peers struct {
+	trust trustList
+	cache [256]atomic.Pointer[peer] // direct-mapped
+}
 
 type peer struct {
 	addr    string
 	trusted bool
 }
 
-// trusted reports whether remoteAddr ("ip:port", "[ip]:port" or a bare
+// NewPeers returns the peers within prefixes (an IPv4-mapped IPv6 prefix
+// counts as its IPv4 one). An empty list trusts no peer; an invalid
+// prefix is an error.
+func NewPeers(prefixes []netip.Prefix) (*Peers, error) {
+	ps := make([]netip.Prefix, 0, len(prefixes))
+	for _, p := range prefixes {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("invalid trusted peer prefix %v", p)
+		}
+		ps = append(ps, normalizePrefix(p))
+	}
+	return &Peers{trust: newTrustList(ps)}, nil
+}
+
+// Trusted reports whether remoteAddr ("ip:port", "[ip]:port" or a bare
 // ip) is a trusted peer. Anything unparseable (a Unix socket's "@", "") is
 // not.
-func (g *Gate) trusted(remoteAddr string) bool {
+func (ps *Peers) Trusted(remoteAddr string) bool {
 	n := len(remoteAddr)
 	if n < 2 {
 		return false
 	}
-	slot := &g.peers.slots[(uint(remoteAddr[n-1])^uint(remoteAddr[n-2])<<3^uint(n)<<5)&255]
+	slot := &ps.cache[(uint(remoteAddr[n-1])^uint(remoteAddr[n-2])<<3^uint(n)<<5)&255]
 	if p := slot.Load(); p != nil && p.addr == remoteAddr {
 		return p.trusted
 	}
-	t := g.trustedPeer(remoteAddr)
+	t := ps.trusted(remoteAddr)
 	slot.Store(&peer{addr: remoteAddr, trusted: t}) // the connection's own string: the next hit compares pointers
 	return t
 }
 
-// trustedPeer is trusted without the cache.
-func (g *Gate) trustedPeer(remoteAddr string) bool {
+// trusted is Trusted without the cache.
+func (ps *Peers) trusted(remoteAddr string) bool {
 	if ip, ok := parseV4HostPort(remoteAddr); ok {
-		for _, n := range g.trust.v4 {
+		for _, n := range ps.trust.v4 {
 			if ip&n.mask == n.ip&n.mask {
 				return true
 			}
@@ -205,7 +226,7 @@ func (g *Gate) trustedPeer(remoteAddr string) bool {
 		return false
 	}
 	a = a.Unmap().WithZone("")
-	for _, p := range g.trust.prefixes {
+	for _, p := range ps.trust.prefixes {
 		if p.Contains(a) {
 			return true
 		}

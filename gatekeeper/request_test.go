@@ -228,12 +228,12 @@ func TestTrustedProxies(t *testing.T) {
 	g = newGate(t, w, newClock(t1), Config{TrustedProxies: nets})
 	for peer, ok := range map[string]bool{"10.1.2.3:4": true, "192.0.2.7:1": true, "192.0.2.8:1": false,
 		"[2001:db8::5]:1": true, "127.0.0.1:1": false, "198.51.100.9:1": true, "[::ffff:198.51.100.10]:1": true} {
-		if got := g.trusted(peer); got != ok {
+		if got := g.proxies.Trusted(peer); got != ok {
 			t.Errorf("%v: trusted %v, want %v", peer, got, ok)
 		}
 	}
 	g = newGate(t, w, newClock(t1), Config{TrustedProxies: []netip.Prefix{}})
-	if g.trusted(local) {
+	if g.proxies.Trusted(local) {
 		t.Fatal("an empty list trusts loopback")
 	}
 	if _, err := ParseTrustedProxies([]string{"10.0.0.0/33"}); err == nil {

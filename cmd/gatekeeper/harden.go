@@ -27,7 +27,11 @@ func (c *gatekeeperCmd) limits() (limits, error) {
 // authzOptions validates who may ask /authz. The secret, when there is
 // one, is returned too, to be reloaded on SIGHUP.
 func (c *gatekeeperCmd) authzOptions(log *slog.Logger) ([]frontend.AuthzOption, *frontend.Secret, error) {
-	trusted, err := gatekeeper.ParseTrustedProxies(c.AuthzTrusted)
+	prefixes, err := gatekeeper.ParseTrustedProxies(c.AuthzTrusted)
+	if err != nil {
+		return nil, nil, cli.Usage("--authz-trusted: %v", err)
+	}
+	trusted, err := gatekeeper.NewPeers(prefixes)
 	if err != nil {
 		return nil, nil, cli.Usage("--authz-trusted: %v", err)
 	}

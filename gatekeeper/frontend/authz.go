@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 
@@ -30,7 +29,8 @@ import (
 // authz_headers_mismatch, naming the --authz-headers value to set: a
 // misconfigured proxy is told, not silently denied path_invalid.
 func Authz(gate *gatekeeper.Gate, family string, opts ...AuthzOption) http.Handler {
-	a := &authz{gate: gate, family: family, trusted: gatekeeper.DefaultTrustedProxies(), log: slog.New(slog.DiscardHandler)}
+	loopback, _ := gatekeeper.NewPeers(gatekeeper.DefaultTrustedProxies())
+	a := &authz{gate: gate, family: family, trusted: loopback, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(a)
 	}
@@ -51,18 +51,10 @@ func Authz(gate *gatekeeper.Gate, family string, opts ...AuthzOption) http.Handl
 type AuthzOption func(*authz)
 
 // AuthzTrusted answers only peers (by the connection's address, never a
-// forwarded one) within prefixes; default loopback
-// (gatekeeper.DefaultTrustedProxies). An empty list trusts no peer.
-func AuthzTrusted(prefixes []netip.Prefix) AuthzOption {
-	return func(a *authz) {
-		a.trusted = make([]netip.Prefix, 0, len(prefixes))
-		for _, p := range prefixes {
-			if p.Addr().Is4In6() && p.Bits() >= 96 {
-				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-			}
-			a.trusted = append(a.trusted, p.Masked())
-		}
-	}
+// forwarded one) in peers; default loopback
+// (gatekeeper.DefaultTrustedProxies).
+func AuthzTrusted(peers *gatekeeper.Peers) AuthzOption {
+	return func(a *authz) { a.trusted = peers }
 }
 
 // AuthzSecret also requires s in the X-Gatekeeper-Secret header of every
@@ -76,7 +68,7 @@ func AuthzLogger(log *slog.Logger) AuthzOption { return func(a *authz) { a.log =
 type authz struct {
 	gate    *gatekeeper.Gate
 	family  string
-	trusted []netip.Prefix
+	trusted *gatekeeper.Peers
 	secret  *Secret
 	log     *slog.Logger
 	warned  [4]atomic.Bool // by warning: badPeer, badSecret, sentOriginal, sentForwarded
@@ -118,8 +110,7 @@ func (a *authz) serve(w http.ResponseWriter, r *http.Request) {
 // permitted reports whether r's peer is trusted and r carries the secret
 // (when one is required).
 func (a *authz) permitted(r *http.Request) bool {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil || !contains(a.trusted, ap.Addr().Unmap().WithZone("")) {
+	if !a.trusted.Trusted(r.RemoteAddr) {
 		a.warnOnce(warnPeer, "/authz refused a peer outside --authz-trusted (403 authz_forbidden)", "peer", r.RemoteAddr)
 		return false
 	}
@@ -128,15 +119,6 @@ func (a *authz) permitted(r *http.Request) bool {
 		return false
 	}
 	return true
-}
-
-func contains(list []netip.Prefix, a netip.Addr) bool {
-	for _, p := range list {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // mismatch answers a request that carries the family sent instead of the
