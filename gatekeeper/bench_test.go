@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -17,8 +16,8 @@ import (
 // between events, with a generation (GenerationSource) like a follower's:
 // whoever changes states bumps gen.
 type frozen struct {
-	states map[string]*projection.OrgState
-	inst   *projection.OrgState
+	states map[string]*license.OrgState
+	inst   *license.OrgState
 	gen    atomic.Uint64
 }
 
@@ -27,24 +26,24 @@ func (f *frozen) Generation() uint64 { return f.gen.Load() }
 func (w *world) freeze() *frozen {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	f := &frozen{states: map[string]*projection.OrgState{}, inst: w.states[license.InstanceOrg]}
+	f := &frozen{states: map[string]*license.OrgState{}, inst: w.states[license.InstanceOrg]}
 	for k, v := range w.states {
 		f.states[k] = v
 	}
 	if f.inst == nil {
-		f.inst = projection.NewOrgState(license.InstanceOrg)
+		f.inst = license.NewOrgState(license.InstanceOrg)
 	}
 	return f
 }
 
-func (f *frozen) State(_ context.Context, org string, minSeq uint64) (own, inst *projection.OrgState, err error) {
+func (f *frozen) State(_ context.Context, org string, minSeq uint64) (own, inst *license.OrgState, err error) {
 	own, inst, _ = f.CachedState(org, minSeq)
 	return own, inst, nil
 }
 
-var emptyOwn = projection.NewOrgState("")
+var emptyOwn = license.NewOrgState("")
 
-func (f *frozen) CachedState(org string, _ uint64) (own, inst *projection.OrgState, ok bool) {
+func (f *frozen) CachedState(org string, _ uint64) (own, inst *license.OrgState, ok bool) {
 	own = f.states[org]
 	if own == nil {
 		own = emptyOwn
@@ -61,7 +60,7 @@ func benchGate(tb testing.TB) (*Gate, *frozen) {
 		return mod(p, "issued_at", now.Add(-24*time.Hour).Format(time.RFC3339), "expires", now.Add(365*24*time.Hour).Format(time.RFC3339))
 	}
 	w := newWorld(tb)
-	w.enforcement(events.EnforceOn)
+	w.enforcement(license.EnforceOn)
 	w.upload("acme", "k1", dates(basePayload("acme")), events.SlotCurrent)
 	w.upload("revoked", "k1", dates(basePayload("revoked")), events.SlotCurrent)
 	w.fold("revoked", events.TypeInvalidated, issued, events.Invalidated{LicenseID: idA})

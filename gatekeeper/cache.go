@@ -9,9 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/fasthash"
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -25,7 +23,7 @@ import (
 // pending license's switch time; expires; grace end) and by the day
 // boundaries of X-License-Days-Remaining. Outside it the view is built
 // again at the new time. The status itself always comes from
-// projection.Report (license.Held.Status): nothing here re-derives it.
+// license.ReportOf (license.Held.Status): nothing here re-derives it.
 //
 // An org's entry is kept in the Memo its Source holds for the org
 // (MemoSource), so that it lives and dies with the source's own cache
@@ -66,11 +64,11 @@ type MemoSource interface {
 }
 
 type entry struct {
-	gen       atomic.Uint64        // the source generation it was last found current at (byOrg)
-	own, inst *projection.OrgState // own nil: no events of its own
-	cache     *entryCache          // the Gate's cache it belongs to (memos)
-	orgHdr    [1]string            // the org; X-License-Org's value
-	enforced  bool                 // install mode on (auto counts as off)
+	gen       atomic.Uint64     // the source generation it was last found current at (byOrg)
+	own, inst *license.OrgState // own nil: no events of its own
+	cache     *entryCache       // the Gate's cache it belongs to (memos)
+	orgHdr    [1]string         // the org; X-License-Org's value
+	enforced  bool              // install mode on (auto counts as off)
 	view      atomic.Pointer[view]
 }
 
@@ -110,7 +108,7 @@ type lookKey struct {
 }
 
 // hasNoEvents reports whether s is the state of an org with no events.
-func hasNoEvents(s *projection.OrgState) bool {
+func hasNoEvents(s *license.OrgState) bool {
 	return s == nil || s.Seq == 0 && s.Current == nil && s.Pending == nil && len(s.Revoked) == 0 && s.Enforcement == ""
 }
 
@@ -151,7 +149,7 @@ func (c *entryCache) found(slot *atomic.Pointer[entry], e *entry, gen uint64) {
 
 // get returns org's entry for (own, inst), building it if needed. States
 // with no events count as nil: a Source may allocate them per call.
-func (c *entryCache) get(org string, own, inst *projection.OrgState) *entry {
+func (c *entryCache) get(org string, own, inst *license.OrgState) *entry {
 	if hasNoEvents(inst) {
 		inst = nil
 	}
@@ -190,13 +188,13 @@ func (c *entryCache) get(org string, own, inst *projection.OrgState) *entry {
 	return e
 }
 
-func (c *entryCache) newEntry(org string, own, inst *projection.OrgState) *entry {
+func (c *entryCache) newEntry(org string, own, inst *license.OrgState) *entry {
 	if own != nil && own.Org == org {
 		org = own.Org // held by the state already
 	} else {
 		org = strings.Clone(org)
 	}
-	return &entry{orgHdr: [1]string{org}, own: own, inst: inst, cache: c, enforced: inst.EnforcementMode() == events.EnforceOn}
+	return &entry{orgHdr: [1]string{org}, own: own, inst: inst, cache: c, enforced: inst.EnforcementMode() == license.EnforceOn}
 }
 
 // at returns e's view at now (Unix nanoseconds).
@@ -212,16 +210,16 @@ func (e *entry) at(now int64) *view {
 // build computes e's view at now.
 func (e *entry) build(now int64) *view {
 	t := time.Unix(0, now).UTC()
-	rep := projection.Report(e.org(), e.own, e.inst, t)
+	rep := license.ReportOf(e.org(), e.own, e.inst, t)
 	v := &view{from: math.MinInt64, until: math.MaxInt64}
 	// The window: between the thresholds of every license of both states
 	// around t (a superset of those of the license in force), and within
 	// the day of each one's days_remaining.
-	for _, st := range [2]*projection.OrgState{e.own, e.inst} {
+	for _, st := range [2]*license.OrgState{e.own, e.inst} {
 		if st == nil {
 			continue
 		}
-		for _, s := range [2]*projection.Slot{st.Current, st.Pending} {
+		for _, s := range [2]*license.Slot{st.Current, st.Pending} {
 			if s == nil || s.License == nil || s.License.Payload == nil {
 				continue
 			}

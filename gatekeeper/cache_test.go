@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -116,7 +115,7 @@ func TestDayWindow(t *testing.T) {
 // fresh projection.Report at the same instant.
 func TestCachedDecisionsAgreeWithReport(t *testing.T) {
 	w := newWorld(t)
-	w.enforcement(events.EnforceOn)
+	w.enforcement(license.EnforceOn)
 	nbB := time.Date(2027, 10, 25, 0, 0, 0, 0, time.UTC)
 	// acme: current A, pending B (starts at nbB − 5 min).
 	w.upload("acme", "k1", basePayload("acme"), events.SlotCurrent)
@@ -161,7 +160,7 @@ func TestCachedDecisionsAgreeWithReport(t *testing.T) {
 		for _, org := range []string{"acme", "zero", "later", "nobody"} {
 			d := g.Decide(req(t, "GET", "/app", org, local))
 			own, inst := w.get(org)
-			rep := projection.Report(org, own, inst, at)
+			rep := license.ReportOf(org, own, inst, at)
 			want := map[string]string{HeaderOrg: org, HeaderStatus: string(rep.Status)}
 			if rep.Status == license.StatusValid || rep.Status == license.StatusGrace || rep.Status == license.StatusExpired {
 				want[HeaderTier] = string(*rep.Tier)

@@ -19,16 +19,16 @@ import (
 
 // staticSource serves fixed org states. A gatekeeper replica gets them from
 // the stream (internal/gatestate); tests and small embeddings can use a map.
-type staticSource map[string]*projection.OrgState
+type staticSource map[string]*license.OrgState
 
-func (s staticSource) State(_ context.Context, org string, _ uint64) (own, instance *projection.OrgState, err error) {
+func (s staticSource) State(_ context.Context, org string, _ uint64) (own, instance *license.OrgState, err error) {
 	own = s[org]
 	if own == nil {
-		own = projection.NewOrgState(org) // no events: an empty state
+		own = license.NewOrgState(org) // no events: an empty state
 	}
 	instance = s[license.InstanceOrg]
 	if instance == nil {
-		instance = projection.NewOrgState(license.InstanceOrg)
+		instance = license.NewOrgState(license.InstanceOrg)
 	}
 	return own, instance, nil
 }
@@ -56,7 +56,7 @@ func ExampleGate_Middleware() {
 		Slot: events.SlotCurrent, GraceDaysEffective: 7, Source: events.SourceAPI}
 	src := staticSource{
 		"acme":              {Org: "acme", Seq: 2, Current: projection.NewSlot(trust, "acme", upload)},
-		license.InstanceOrg: {Org: license.InstanceOrg, Seq: 1, Enforcement: events.EnforceOn},
+		license.InstanceOrg: {Org: license.InstanceOrg, Seq: 1, Enforcement: license.EnforceOn},
 	}
 
 	rules, err := gatekeeper.ParseFeatures(strings.NewReader(`

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/coarseclock"
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -310,7 +309,7 @@ func (g *Gate) entryFor(ctx context.Context, org string, minSeq uint64) (*entry,
 // state asks the Source: the fast path first, then State under the
 // decision deadline. A state delivered after the deadline counts as
 // unavailable.
-func (g *Gate) state(ctx context.Context, org string, minSeq uint64) (own, inst *projection.OrgState, err error) {
+func (g *Gate) state(ctx context.Context, org string, minSeq uint64) (own, inst *license.OrgState, err error) {
 	if g.fast != nil {
 		if own, inst, ok := g.fast.CachedState(org, minSeq); ok {
 			return own, inst, nil

@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
 )
 
 // genSource is a frozen source with generations, counting CachedState
@@ -16,7 +16,7 @@ type genSource struct {
 	calls atomic.Int64
 }
 
-func (s *genSource) CachedState(org string, minSeq uint64) (own, inst *projection.OrgState, ok bool) {
+func (s *genSource) CachedState(org string, minSeq uint64) (own, inst *license.OrgState, ok bool) {
 	s.calls.Add(1)
 	return s.frozen.CachedState(org, minSeq)
 }

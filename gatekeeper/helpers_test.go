@@ -73,7 +73,7 @@ type world struct {
 	trust projection.Trust
 
 	mu     sync.RWMutex
-	states map[string]*projection.OrgState
+	states map[string]*license.OrgState
 	err    error         // State and CachedState fail with it
 	slow   time.Duration // State sleeps this long, ignoring ctx
 	block  bool          // State waits for ctx
@@ -86,7 +86,7 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	return &world{t: t, trust: projection.Trust{Ring: licensetest.Ring(t, "k1"), InstallID: installID},
-		states: map[string]*projection.OrgState{}}
+		states: map[string]*license.OrgState{}}
 }
 
 // fold appends an event to org's subject and folds it.
@@ -96,7 +96,7 @@ func (w *world) fold(org, typ string, at time.Time, data any) {
 	defer w.mu.Unlock()
 	s := w.states[org]
 	if s == nil {
-		s = projection.NewOrgState(org)
+		s = license.NewOrgState(org)
 	}
 	e, err := events.New(typ, org, at, actor, s.Seq, data)
 	if err != nil {
@@ -131,20 +131,20 @@ func (w *world) enforcement(mode string) {
 	w.fold(license.InstanceOrg, events.TypeEnforcementChanged, issued, events.EnforcementChanged{Mode: mode})
 }
 
-func (w *world) get(org string) (own, inst *projection.OrgState) {
+func (w *world) get(org string) (own, inst *license.OrgState) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	own, inst = w.states[org], w.states[license.InstanceOrg]
 	if own == nil {
-		own = projection.NewOrgState(org) // a fresh pointer per call, as a follower does
+		own = license.NewOrgState(org) // a fresh pointer per call, as a follower does
 	}
 	if inst == nil {
-		inst = projection.NewOrgState(license.InstanceOrg)
+		inst = license.NewOrgState(license.InstanceOrg)
 	}
 	return own, inst
 }
 
-func (w *world) State(ctx context.Context, org string, minSeq uint64) (own, inst *projection.OrgState, err error) {
+func (w *world) State(ctx context.Context, org string, minSeq uint64) (own, inst *license.OrgState, err error) {
 	w.stateCalls.Add(1)
 	w.lastMinSeq.Store(minSeq)
 	w.mu.RLock()
@@ -164,7 +164,7 @@ func (w *world) State(ctx context.Context, org string, minSeq uint64) (own, inst
 	return own, inst, nil
 }
 
-func (w *world) CachedState(org string, minSeq uint64) (own, inst *projection.OrgState, ok bool) {
+func (w *world) CachedState(org string, minSeq uint64) (own, inst *license.OrgState, ok bool) {
 	w.cachedCalls.Add(1)
 	w.mu.RLock()
 	skip := w.noFast || w.err != nil || w.block || w.slow > 0

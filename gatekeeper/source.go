@@ -10,7 +10,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
 )
 
 // ErrUnavailable means an org's state cannot be known now (no stream, no
@@ -26,7 +26,7 @@ type Source interface {
 	// as new as minSeq on org's subject (0: whatever is current). An org
 	// with no events has an empty own state (Seq 0), never nil. Errors
 	// wrap ErrUnavailable.
-	State(ctx context.Context, org string, minSeq uint64) (own, instance *projection.OrgState, err error)
+	State(ctx context.Context, org string, minSeq uint64) (own, instance *license.OrgState, err error)
 }
 
 // CachedSource is an optional fast path a Source may add. CachedState
@@ -38,7 +38,7 @@ type Source interface {
 // is allocation-free only through this method.
 type CachedSource interface {
 	Source
-	CachedState(org string, minSeq uint64) (own, instance *projection.OrgState, ok bool)
+	CachedState(org string, minSeq uint64) (own, instance *license.OrgState, ok bool)
 }
 
 // GenerationSource is an optional addition to CachedSource. Generation

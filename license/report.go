@@ -73,7 +73,7 @@ func Describe(org string, h *Held, revoked bool, waiting *Held, t time.Time) Rep
 	if reason != "" {
 		r.Reason = &reason
 	}
-	if p := h.payload(); p != nil {
+	if p := h.Payload(); p != nil {
 		if r.Org == nil {
 			r.Org = ptr(p.Org())
 		}
@@ -89,7 +89,7 @@ func Describe(org string, h *Held, revoked bool, waiting *Held, t time.Time) Rep
 		r.DaysRemaining = ptr(DaysRemaining(p.Expires, t))
 		r.UsersLimit = ptr(p.UsersLimit)
 	}
-	if p := waiting.payload(); p != nil {
+	if p := waiting.Payload(); p != nil {
 		r.Pending = &Pending{LicenseID: p.LicenseID, NotBefore: FormatTime(p.NotBefore)}
 	}
 	return r

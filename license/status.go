@@ -40,8 +40,8 @@ func EffectiveGrace(p *Payload, defaultDays int) int {
 	return defaultDays
 }
 
-// payload returns the payload, or nil when there is none to read.
-func (h *Held) payload() *Payload {
+// Payload returns the license payload, nil when there is none to read.
+func (h *Held) Payload() *Payload {
 	if h == nil || h.License == nil {
 		return nil
 	}
@@ -50,7 +50,7 @@ func (h *Held) payload() *Payload {
 
 // GraceEnds returns expires + the effective grace.
 func (h *Held) GraceEnds() time.Time {
-	p := h.payload()
+	p := h.Payload()
 	if p == nil {
 		return time.Time{}
 	}
@@ -93,7 +93,7 @@ func StartsLater(p *Payload, t time.Time) bool {
 // one stays in force. It returns the license in force (nil if none) and the
 // one still waiting (nil if none).
 func Applicable(current, pending *Held, t time.Time) (inForce, waiting *Held) {
-	if pending == nil || StartsLater(pending.payload(), t) {
+	if pending == nil || StartsLater(pending.Payload(), t) {
 		return current, pending
 	}
 	return pending, nil

@@ -145,9 +145,9 @@ type foldSource struct {
 	trust projection.Trust
 }
 
-func (s foldSource) fold(ctx context.Context, org string) (*projection.OrgState, error) {
+func (s foldSource) fold(ctx context.Context, org string) (*license.OrgState, error) {
 	subject := events.OrgSubject(org)
-	st := projection.NewOrgState(org)
+	st := license.NewOrgState(org)
 	head, err := s.bus.Head(ctx, subject)
 	if err != nil {
 		return nil, err
@@ -159,7 +159,7 @@ func (s foldSource) fold(ctx context.Context, org string) (*projection.OrgState,
 	return st, err
 }
 
-func (s foldSource) State(ctx context.Context, org string, _ uint64) (own, inst *projection.OrgState, err error) {
+func (s foldSource) State(ctx context.Context, org string, _ uint64) (own, inst *license.OrgState, err error) {
 	if own, err = s.fold(ctx, org); err != nil {
 		return nil, nil, err
 	}

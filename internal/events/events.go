@@ -196,9 +196,9 @@ type EnforcementChanged struct {
 
 // Enforcement modes.
 const (
-	EnforceOn   = "on"
-	EnforceOff  = "off"
-	EnforceAuto = "auto"
+	EnforceOn   = license.EnforceOn
+	EnforceOff  = license.EnforceOff
+	EnforceAuto = license.EnforceAuto
 )
 
 // Rejected is the data of license.rejected. It never holds the key.

@@ -24,7 +24,7 @@ import (
 
 // compact returns st in its compact form. States are immutable, so st
 // itself is left alone: slots that shrink are copied.
-func compact(st *projection.OrgState) *projection.OrgState {
+func compact(st *license.OrgState) *license.OrgState {
 	if st == nil || !heavy(st.Current) && !heavy(st.Pending) {
 		return st
 	}
@@ -34,24 +34,21 @@ func compact(st *projection.OrgState) *projection.OrgState {
 }
 
 // heavy reports whether s still holds its key text.
-func heavy(s *projection.Slot) bool {
-	return s != nil && (s.Upload.Key != "" || s.License != nil && s.License.Key != "")
+func heavy(s *license.Slot) bool {
+	return s != nil && (s.Key != "" || s.License != nil && s.License.Key != "")
 }
 
-func slim(org string, s *projection.Slot) *projection.Slot {
+func slim(org string, s *license.Slot) *license.Slot {
 	if !heavy(s) {
 		return s
 	}
 	c := *s
-	c.Upload.Key = ""
-	c.Upload.Slot = constant(c.Upload.Slot, events.SlotCurrent, events.SlotPending)
-	c.Upload.Source = constant(c.Upload.Source, events.SourceAPI, events.SourceUI, events.SourceCLI, events.SourceInstall)
-	c.Upload.Replaces = nil
+	c.Key = ""
 	if l := s.License; l != nil {
 		l = l.WithoutKey()
 		l.Kid = shared(l.Kid)
-		if l.Fingerprint == c.Upload.Fingerprint {
-			c.Upload.Fingerprint = l.Fingerprint
+		if l.Fingerprint == c.Fingerprint {
+			c.Fingerprint = l.Fingerprint
 		}
 		if p := l.Payload; p != nil {
 			q := *p
@@ -63,24 +60,14 @@ func slim(org string, s *projection.Slot) *projection.Slot {
 			q.Tier = license.Tier(shared(string(q.Tier)))
 			q.InstallID = shared(q.InstallID)
 			q.Products, q.Features = sharedList(q.Products), sharedList(q.Features)
-			if c.Upload.LicenseID == q.LicenseID {
-				c.Upload.LicenseID = q.LicenseID
+			if c.LicenseID == q.LicenseID {
+				c.LicenseID = q.LicenseID
 			}
 			l.Payload = &q
 		}
 		c.License = l
 	}
 	return &c
-}
-
-// constant returns the constant among cs equal to s, else s.
-func constant(s string, cs ...string) string {
-	for _, c := range cs {
-		if s == c {
-			return c
-		}
-	}
-	return s
 }
 
 // Values repeated across orgs are kept once, up to sharedMax of them.
@@ -139,18 +126,18 @@ func sharedList(list []string) []string {
 
 // keyless reports whether s's key text was dropped (compact) and must be
 // read back before s can be verified again.
-func keyless(s *projection.Slot) bool {
-	return s != nil && s.Upload.Key == "" && s.License != nil && s.License.Fingerprint != ""
+func keyless(s *license.Slot) bool {
+	return s != nil && s.Key == "" && s.License != nil && s.License.Fingerprint != ""
 }
 
 // withKeys returns st with the key text of its compact slots read back
 // from the stream.
-func (f *Follower) withKeys(ctx context.Context, st *projection.OrgState) (*projection.OrgState, error) {
+func (f *Follower) withKeys(ctx context.Context, st *license.OrgState) (*license.OrgState, error) {
 	if !keyless(st.Current) && !keyless(st.Pending) {
 		return st, nil
 	}
 	c := *st
-	for _, p := range []**projection.Slot{&c.Current, &c.Pending} {
+	for _, p := range []**license.Slot{&c.Current, &c.Pending} {
 		if !keyless(*p) {
 			continue
 		}
@@ -159,7 +146,7 @@ func (f *Follower) withKeys(ctx context.Context, st *projection.OrgState) (*proj
 			return nil, err
 		}
 		s := **p
-		s.Upload.Key = key
+		s.Key = key
 		*p = &s
 	}
 	return &c, nil
@@ -168,7 +155,7 @@ func (f *Follower) withKeys(ctx context.Context, st *projection.OrgState) (*proj
 // keyOf reads the key of slot s of st back from the stream: the upload
 // event at s.Seq, or, for a slot without one (loaded from PostgreSQL), the
 // last upload on the org's subject with the slot's fingerprint.
-func (f *Follower) keyOf(ctx context.Context, st *projection.OrgState, s *projection.Slot) (string, error) {
+func (f *Follower) keyOf(ctx context.Context, st *license.OrgState, s *license.Slot) (string, error) {
 	subject := events.OrgSubject(st.Org)
 	if s.Seq > 0 {
 		m, err := f.bus.Next(ctx, subject, s.Seq)
@@ -192,25 +179,25 @@ func (f *Follower) keyOf(ctx context.Context, st *projection.OrgState, s *projec
 		err = errors.New("no upload event holds it")
 	}
 	if err != nil {
-		return "", fmt.Errorf("the key of %s's license %s: %w", st.Org, s.Upload.LicenseID, err)
+		return "", fmt.Errorf("the key of %s's license %s: %w", st.Org, s.LicenseID, err)
 	}
 	return key, nil
 }
 
 // uploadedKey returns the key m uploads if m is the upload of slot s.
-func uploadedKey(m *events.Message, s *projection.Slot) (string, bool) {
+func uploadedKey(m *events.Message, s *license.Slot) (string, bool) {
 	if m.Envelope == nil || m.Type() != events.TypeUploaded {
 		return "", false
 	}
 	var d events.Uploaded
-	if m.Envelope.DecodeData(&d) != nil || d.Fingerprint != s.Upload.Fingerprint || d.Key == "" {
+	if m.Envelope.DecodeData(&d) != nil || d.Fingerprint != s.Fingerprint || d.Key == "" {
 		return "", false
 	}
 	return d.Key, true
 }
 
 // reverified returns st verified again under trust, in compact form.
-func (f *Follower) reverified(ctx context.Context, st *projection.OrgState, trust projection.Trust) (*projection.OrgState, error) {
+func (f *Follower) reverified(ctx context.Context, st *license.OrgState, trust projection.Trust) (*license.OrgState, error) {
 	full, err := f.withKeys(ctx, st)
 	if err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -21,23 +20,23 @@ func TestCachedStateHoldsNoKeyText(t *testing.T) {
 	loaded := f.cached("acme")
 	_, res := e.upload(t, "acme") // applied live, not only loaded
 	eventually(t, 5*time.Second, "the upload applied", func() bool { return seqOf(f.cached("acme")) >= res.Seq })
-	for name, st := range map[string]*projection.OrgState{"loaded": loaded, "applied": f.cached("acme")} {
+	for name, st := range map[string]*license.OrgState{"loaded": loaded, "applied": f.cached("acme")} {
 		cur := st.Current
 		if cur == nil || cur.License == nil || cur.Err != nil {
 			t.Fatalf("%s: no verified current license: %+v", name, st)
 		}
-		if cur.Upload.Key != "" || cur.License.Key != "" {
+		if cur.Key != "" || cur.License.Key != "" {
 			t.Errorf("%s: the key text is held", name)
 		}
 	}
 	st := f.cached("acme")
 	want := e.svc.State("acme")
 	at := time.Now()
-	if got, exp := projection.Report("acme", st, nil, at), projection.Report("acme", want, nil, at); !reflect.DeepEqual(got, exp) {
+	if got, exp := license.ReportOf("acme", st, nil, at), license.ReportOf("acme", want, nil, at); !reflect.DeepEqual(got, exp) {
 		t.Errorf("the replica reports\n%+v\nthe ledger\n%+v", got, exp)
 	}
-	if st.Current.Upload.Fingerprint != want.Current.Upload.Fingerprint || st.Current.LicenseID() != want.Current.LicenseID() {
-		t.Errorf("fingerprint or license id differ: %+v", st.Current.Upload)
+	if st.Current.Fingerprint != want.Current.Fingerprint || st.Current.LicenseID != want.Current.LicenseID {
+		t.Errorf("fingerprint or license id differ: %s %s", st.Current.Fingerprint, st.Current.LicenseID)
 	}
 }
 
@@ -88,11 +87,11 @@ func TestReverifyReadsKeysBack(t *testing.T) {
 				if got := license.ReasonOf(own.Current.Err); got != want {
 					t.Errorf("from PostgreSQL %v, %s, %s: reason %q, want %q", fromPG, when, org, got, want)
 				}
-				if own.Current.Upload.Key != "" {
+				if own.Current.Key != "" {
 					t.Errorf("from PostgreSQL %v, %s, %s: the key text is held after re-verification", fromPG, when, org)
 				}
-				if want := e.svc.State(org).Current.Upload.Fingerprint; own.Current.Upload.Fingerprint != want {
-					t.Errorf("from PostgreSQL %v, %s, %s: another license: %s", fromPG, when, org, own.Current.Upload.Fingerprint)
+				if want := e.svc.State(org).Current.Fingerprint; own.Current.Fingerprint != want {
+					t.Errorf("from PostgreSQL %v, %s, %s: another license: %s", fromPG, when, org, own.Current.Fingerprint)
 				}
 			}
 		}

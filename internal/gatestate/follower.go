@@ -223,7 +223,7 @@ func (f *Follower) setStale(v bool) {
 // load, for an org with no cache entry (an org with no events included:
 // State answers those, still without I/O), when minSeq is above the
 // cached sequence, and while the follower is stale.
-func (f *Follower) CachedState(org string, minSeq uint64) (own, instance *projection.OrgState, ok bool) {
+func (f *Follower) CachedState(org string, minSeq uint64) (own, instance *license.OrgState, ok bool) {
 	if !f.loaded.Load() || f.stale.Load() {
 		return nil, nil, false
 	}
@@ -246,7 +246,7 @@ func (f *Follower) CachedState(org string, minSeq uint64) (own, instance *projec
 // to MinSeqWait for the consumer, then folds the org's subject from the
 // stream (or, if the stream cannot be read, uses a PostgreSQL row at least
 // as new as minSeq). Errors wrap gatekeeper.ErrUnavailable.
-func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, instance *projection.OrgState, err error) {
+func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, instance *license.OrgState, err error) {
 	if own, instance, ok := f.CachedState(org, minSeq); ok {
 		return own, instance, nil
 	}
@@ -264,7 +264,7 @@ func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, i
 	return own, instance, nil
 }
 
-func (f *Follower) stateOf(ctx context.Context, org string, minSeq uint64) (*projection.OrgState, error) {
+func (f *Follower) stateOf(ctx context.Context, org string, minSeq uint64) (*license.OrgState, error) {
 	loaded := f.loaded.Load()
 	if loaded {
 		// A cached org, no newer token, not stale (for _instance when the
@@ -278,7 +278,7 @@ func (f *Follower) stateOf(ctx context.Context, org string, minSeq uint64) (*pro
 		if minSeq > 0 {
 			return nil, unavailable("org %q has no subject: min seq %d cannot be met", org, minSeq)
 		}
-		return projection.NewOrgState(org), nil
+		return license.NewOrgState(org), nil
 	}
 	if !loaded {
 		// Before the initial load: bring this org to its subject head (the
@@ -293,14 +293,14 @@ func (f *Follower) stateOf(ctx context.Context, org string, minSeq uint64) (*pro
 		return f.staleState(ctx, org, st)
 	}
 	if st == nil {
-		return projection.NewOrgState(org), nil
+		return license.NewOrgState(org), nil
 	}
 	return st, nil
 }
 
 // awaitSeq waits up to MinSeqWait for the consumer to bring org to minSeq,
 // then folds the org's subject directly.
-func (f *Follower) awaitSeq(ctx context.Context, org string, minSeq uint64) (*projection.OrgState, error) {
+func (f *Follower) awaitSeq(ctx context.Context, org string, minSeq uint64) (*license.OrgState, error) {
 	timer := time.NewTimer(f.cfg.MinSeqWait)
 	defer timer.Stop()
 	for {
@@ -328,14 +328,14 @@ func (f *Follower) awaitSeq(ctx context.Context, org string, minSeq uint64) (*pr
 // A PostgreSQL row at least as new as minSeq (and as the cache) also
 // answers: first when the follower is stale (the stream is probably out of
 // reach), else when the stream cannot be read.
-func (f *Follower) reachSeq(ctx context.Context, org string, minSeq uint64, initial bool) (*projection.OrgState, error) {
+func (f *Follower) reachSeq(ctx context.Context, org string, minSeq uint64, initial bool) (*license.OrgState, error) {
 	rowFirst := minSeq > 0 && f.pool != nil && fromRows(org) && f.stale.Load()
 	if rowFirst {
 		if st, err := f.reloadFromPG(ctx, org); err == nil && st.Seq >= minSeq {
 			return st, nil
 		}
 	}
-	var st *projection.OrgState
+	var st *license.OrgState
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
@@ -345,7 +345,7 @@ func (f *Follower) reachSeq(ctx context.Context, org string, minSeq uint64, init
 			case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
 			}
 		}
-		st, err = f.shared(ctx, "head:"+org, func(ctx context.Context) (*projection.OrgState, error) {
+		st, err = f.shared(ctx, "head:"+org, func(ctx context.Context) (*license.OrgState, error) {
 			return f.toHead(ctx, org, initial)
 		})
 		if err != nil {
@@ -369,7 +369,7 @@ func (f *Follower) reachSeq(ctx context.Context, org string, minSeq uint64, init
 // staleState answers org when the follower is stale: reloaded from
 // PostgreSQL with the version guard, else the cached state (fail static),
 // else unavailable.
-func (f *Follower) staleState(ctx context.Context, org string, cached *projection.OrgState) (*projection.OrgState, error) {
+func (f *Follower) staleState(ctx context.Context, org string, cached *license.OrgState) (*license.OrgState, error) {
 	switch {
 	case f.pool == nil || !fromRows(org):
 	case time.Now().UnixNano() < f.pgDownUntil.Load():
@@ -388,7 +388,7 @@ func (f *Follower) staleState(ctx context.Context, org string, cached *projectio
 // shared runs fn once per key at a time. fn gets a context detached from
 // the callers' (bounded by PGTimeout or the stream's own limits); each
 // caller waits at most until its own context ends.
-func (f *Follower) shared(ctx context.Context, key string, fn func(context.Context) (*projection.OrgState, error)) (*projection.OrgState, error) {
+func (f *Follower) shared(ctx context.Context, key string, fn func(context.Context) (*license.OrgState, error)) (*license.OrgState, error) {
 	ch := f.sf.DoChan(key, func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(f.cfg.PGTimeout, 2*time.Second))
 		defer cancel()
@@ -399,21 +399,21 @@ func (f *Follower) shared(ctx context.Context, key string, fn func(context.Conte
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		return r.Val.(*projection.OrgState), nil
+		return r.Val.(*license.OrgState), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
 // cached returns org's cached state, nil if it has no entry.
-func (f *Follower) cached(org string) *projection.OrgState {
+func (f *Follower) cached(org string) *license.OrgState {
 	if e := f.orgs.Load().get(org); e != nil {
 		return e.st.Load()
 	}
 	return nil
 }
 
-func seqOf(st *projection.OrgState) uint64 {
+func seqOf(st *license.OrgState) uint64 {
 	if st == nil {
 		return 0
 	}
@@ -622,7 +622,7 @@ func (f *Follower) adoptInstallID(id string) {
 // writers hold mu so that each replacement is computed from the latest.
 type entry struct {
 	mu   sync.Mutex
-	st   atomic.Pointer[projection.OrgState]
+	st   atomic.Pointer[license.OrgState]
 	memo gatekeeper.Memo // the Gate's decision entry for the org
 }
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/license"
 )
@@ -33,11 +32,11 @@ func sameAsLedger(t *testing.T, e *env, f *Follower) {
 			t.Errorf("%s: row\n got %+v\nwant %+v", org, got, w)
 		}
 		if (own.Pending == nil) != (want.Pending == nil) ||
-			own.Pending != nil && (own.Pending.Upload.GraceDaysEffective != want.Pending.Upload.GraceDaysEffective || own.Pending.Err != nil) {
+			own.Pending != nil && (own.Pending.GraceDays != want.Pending.GraceDays || own.Pending.Err != nil) {
 			t.Errorf("%s: pending %+v, want %+v", org, own.Pending, want.Pending)
 		}
 		got, _ := json.Marshal(report(org, own, inst, now))
-		w, _ := json.Marshal(projection.Report(org, want, e.svc.State(license.InstanceOrg), now))
+		w, _ := json.Marshal(license.ReportOf(org, want, e.svc.State(license.InstanceOrg), now))
 		if string(got) != string(w) {
 			t.Errorf("%s: status\n got %s\nwant %s", org, got, w)
 		}
@@ -117,8 +116,8 @@ func TestStartOnAnEmptyStreamAdoptsTheInstallIDLater(t *testing.T) {
 	eventually(t, 2*time.Second, "install id adopted", func() bool { return f.InstallID() == e.svc.InstallID() })
 	id, res := e.upload(t, "acme")
 	own, _ = mustState(t, f, "acme", res.Seq)
-	if own.Current.LicenseID() != id || own.Current.Err != nil {
-		t.Fatalf("acme: %s %v", own.Current.LicenseID(), own.Current.Err)
+	if own.Current.LicenseID != id || own.Current.Err != nil {
+		t.Fatalf("acme: %s %v", own.Current.LicenseID, own.Current.Err)
 	}
 }
 
@@ -138,8 +137,8 @@ func TestEventsAreAppliedAtOnce(t *testing.T) {
 		})
 		worst = max(worst, d)
 		own, _ := mustState(t, f, "acme", 0)
-		if own.Current.LicenseID() != id || own.Current.Err != nil {
-			t.Fatalf("acme holds %s (err %v), want %s", own.Current.LicenseID(), own.Current.Err, id)
+		if own.Current.LicenseID != id || own.Current.Err != nil {
+			t.Fatalf("acme holds %s (err %v), want %s", own.Current.LicenseID, own.Current.Err, id)
 		}
 	}
 	t.Logf("slowest of 20 uploads applied %s after the ledger's response", worst)
@@ -188,7 +187,7 @@ func TestForgedUploadNeverValid(t *testing.T) {
 		seq := e.publish(t, events.OrgSubject(tc.org), raw)
 		eventually(t, 2*time.Second, "forged event applied", func() bool { return seqOf(f.cached(tc.org)) >= seq })
 		own, inst := mustState(t, f, tc.org, seq)
-		if own.Current == nil || own.Current.LicenseID() != id {
+		if own.Current == nil || own.Current.LicenseID != id {
 			t.Fatalf("%s: the forged upload was not folded: %+v", tc.org, own.Current)
 		}
 		if license.ReasonOf(own.Current.Err) != tc.reason {

@@ -212,14 +212,14 @@ func start(t testing.TB, cfg Config, wait bool, setup ...func(*Follower)) *Follo
 }
 
 // state calls State with a bounded context.
-func state(t testing.TB, f *Follower, org string, minSeq uint64) (own, inst *projection.OrgState, err error) {
+func state(t testing.TB, f *Follower, org string, minSeq uint64) (own, inst *license.OrgState, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return f.State(ctx, org, minSeq)
 }
 
-func mustState(t testing.TB, f *Follower, org string, minSeq uint64) (own, inst *projection.OrgState) {
+func mustState(t testing.TB, f *Follower, org string, minSeq uint64) (own, inst *license.OrgState) {
 	t.Helper()
 	own, inst, err := state(t, f, org, minSeq)
 	if err != nil {
@@ -354,8 +354,8 @@ func value(t testing.TB, c prometheus.Collector) float64 {
 func isUnavailable(err error) bool { return errors.Is(err, gatekeeper.ErrUnavailable) }
 
 // report is the status payload of org from a follower's states at t.
-func report(org string, own, inst *projection.OrgState, t time.Time) license.Report {
-	return projection.Report(org, own, inst, t)
+func report(org string, own, inst *license.OrgState, t time.Time) license.Report {
+	return license.ReportOf(org, own, inst, t)
 }
 
 // keyFile writes a key ring file trusting kids.
@@ -374,7 +374,7 @@ func keyFile(t testing.TB, kids ...string) string {
 
 // keylessRow is st's read-model row without the key text, which a replica
 // does not keep (compact): the fingerprints still name the keys.
-func keylessRow(st *projection.OrgState) projection.Row {
+func keylessRow(st *license.OrgState) projection.Row {
 	r := projection.RowOf(st)
 	r.LicenseKey, r.PendingLicenseKey = nil, nil
 	return r

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -31,11 +30,11 @@ type keyMark struct {
 	unknown bool
 }
 
-func markOf(st *projection.OrgState) (m keyMark) {
+func markOf(st *license.OrgState) (m keyMark) {
 	if st == nil {
 		return m
 	}
-	for i, s := range [2]*projection.Slot{st.Current, st.Pending} {
+	for i, s := range [2]*license.Slot{st.Current, st.Pending} {
 		if s == nil || s.License == nil {
 			continue
 		}
@@ -101,13 +100,13 @@ func (k *keyUse) unknownOrgs() int {
 
 // set replaces e's state (e in o) and keeps o's key use current. It
 // reports whether the set of kids in use changed.
-func (o *orgMap) set(e *entry, st *projection.OrgState) bool {
+func (o *orgMap) set(e *entry, st *license.OrgState) bool {
 	return o.use.replace(markOf(e.st.Swap(st)), markOf(st))
 }
 
 // store replaces e's state (e in m, under e.mu) and, once loaded, says so
 // when the kids in use changed the key ring's verdict (checkKeyring).
-func (f *Follower) store(m *orgMap, e *entry, st *projection.OrgState) {
+func (f *Follower) store(m *orgMap, e *entry, st *license.OrgState) {
 	if m.set(e, st) && f.loaded.Load() {
 		f.checkKeyring()
 	}

@@ -19,8 +19,8 @@ import (
 // with the stream's (C, h] folded on top when C < h (so a row is kept only
 // where no later event touched its org: the trust rule), else the fold of
 // the whole stream 1..h.
-func (f *Follower) loadAll(ctx context.Context, created time.Time, h uint64, trust projection.Trust) (map[string]*projection.OrgState, string, error) {
-	states := map[string]*projection.OrgState{}
+func (f *Follower) loadAll(ctx context.Context, created time.Time, h uint64, trust projection.Trust) (map[string]*license.OrgState, string, error) {
+	states := map[string]*license.OrgState{}
 	from, source := uint64(0), "stream"
 	if f.pool != nil && h > 0 {
 		snap, err := f.snapshot(ctx, created, h, trust)
@@ -30,7 +30,7 @@ func (f *Follower) loadAll(ctx context.Context, created time.Time, h uint64, tru
 		case snap != nil:
 			// The read model has no enforcement column: _instance comes
 			// from its subject, up to the checkpoint like the rows.
-			inst, err := f.foldSubject(ctx, license.InstanceOrg, projection.NewOrgState(license.InstanceOrg), snap.Checkpoint, trust)
+			inst, err := f.foldSubject(ctx, license.InstanceOrg, license.NewOrgState(license.InstanceOrg), snap.Checkpoint, trust)
 			if err != nil {
 				return nil, "", err
 			}
@@ -88,7 +88,7 @@ func (f *Follower) snapshot(ctx context.Context, created time.Time, h uint64, tr
 var errFolded = errors.New("folded")
 
 // fold applies the stream's messages in (from, to] to states.
-func (f *Follower) fold(ctx context.Context, states map[string]*projection.OrgState, from, to uint64, trust projection.Trust) error {
+func (f *Follower) fold(ctx context.Context, states map[string]*license.OrgState, from, to uint64, trust projection.Trust) error {
 	err := f.bus.Consume(ctx, from+1, f.cfg.Heartbeat, func(m *events.Message) error {
 		if m.Seq > to {
 			return errFolded
@@ -111,7 +111,7 @@ func (f *Follower) fold(ctx context.Context, states map[string]*projection.OrgSt
 }
 
 // foldSubject folds org's subject from st up to sequence upTo.
-func (f *Follower) foldSubject(ctx context.Context, org string, st *projection.OrgState, upTo uint64, trust projection.Trust) (*projection.OrgState, error) {
+func (f *Follower) foldSubject(ctx context.Context, org string, st *license.OrgState, upTo uint64, trust projection.Trust) (*license.OrgState, error) {
 	err := f.bus.ReadSubject(ctx, events.OrgSubject(org), st.Seq, upTo, func(m *events.Message) error {
 		st, _, _ = projection.Apply(trust, st, m)
 		return nil
@@ -127,7 +127,7 @@ func fromRows(org string) bool { return org != license.InstanceOrg }
 // (initial), an uncached org is taken from its PostgreSQL row when the row
 // is exactly at the subject's head (the trust rule); otherwise, and always
 // after the load, the subject is folded from the cached sequence.
-func (f *Follower) toHead(ctx context.Context, org string, initial bool) (*projection.OrgState, error) {
+func (f *Follower) toHead(ctx context.Context, org string, initial bool) (*license.OrgState, error) {
 	subject := events.OrgSubject(org)
 	head, err := f.bus.Head(ctx, subject)
 	if err != nil {
@@ -141,7 +141,7 @@ func (f *Follower) toHead(ctx context.Context, org string, initial bool) (*proje
 		return cur, nil
 	}
 	if head == 0 {
-		return projection.NewOrgState(org), nil
+		return license.NewOrgState(org), nil
 	}
 	trust := f.trust()
 	if cur == nil && initial && f.pool != nil && fromRows(org) {
@@ -156,7 +156,7 @@ func (f *Follower) toHead(ctx context.Context, org string, initial bool) (*proje
 	}
 	st := cur
 	if st == nil {
-		st = projection.NewOrgState(org)
+		st = license.NewOrgState(org)
 	}
 	st, err = f.foldSubject(ctx, org, st, head, trust)
 	if err != nil {
@@ -177,11 +177,11 @@ func (f *Follower) toHead(ctx context.Context, org string, initial bool) (*proje
 // newer (the version guard: a row behind the cache is never used). An org
 // with no row and no cache is empty and stays uncached. _instance is never
 // reloaded from rows (they cannot hold its enforcement mode).
-func (f *Follower) reloadFromPG(ctx context.Context, org string) (*projection.OrgState, error) {
+func (f *Follower) reloadFromPG(ctx context.Context, org string) (*license.OrgState, error) {
 	if !fromRows(org) {
 		return nil, errors.New("the read model does not hold _instance's enforcement mode")
 	}
-	st, err := f.shared(ctx, "pg:"+org, func(ctx context.Context) (*projection.OrgState, error) {
+	st, err := f.shared(ctx, "pg:"+org, func(ctx context.Context) (*license.OrgState, error) {
 		ctx, cancel := context.WithTimeout(ctx, f.cfg.PGTimeout)
 		defer cancel()
 		trust := f.trust()
@@ -215,7 +215,7 @@ func (f *Follower) reloadFromPG(ctx context.Context, org string) (*projection.Or
 }
 
 // pgLoad reads org's state from its row and revocations in one snapshot.
-func (f *Follower) pgLoad(ctx context.Context, org string, trust projection.Trust) (*projection.OrgState, error) {
+func (f *Follower) pgLoad(ctx context.Context, org string, trust projection.Trust) (*license.OrgState, error) {
 	f.pgCalls.Add(1)
 	tx, err := f.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -229,8 +229,8 @@ func (f *Follower) pgLoad(ctx context.Context, org string, trust projection.Trus
 // (rows do not keep it): from the cached state when it holds the same
 // pending license, else from the org's upload event on the stream.
 func (f *Follower) pendingGrace(ctx context.Context, org, fingerprint string, upTo uint64) (int, error) {
-	if st := f.cached(org); st != nil && st.Pending != nil && st.Pending.Upload.Fingerprint == fingerprint {
-		return st.Pending.Upload.GraceDaysEffective, nil
+	if st := f.cached(org); st != nil && st.Pending != nil && st.Pending.Fingerprint == fingerprint {
+		return st.Pending.GraceDays, nil
 	}
 	g, err := postgres.PendingGraceFrom(f.bus)(ctx, org, fingerprint, upTo)
 	if err != nil {
@@ -246,7 +246,7 @@ var errPendingGrace = errors.New("pending license grace")
 // offer installs st as org's state if it is newer than the cached one and
 // returns the cached state after that. st was built under trust; if the
 // ring or install id changed meanwhile it is verified again.
-func (f *Follower) offer(org string, st *projection.OrgState, trust projection.Trust) *projection.OrgState {
+func (f *Follower) offer(org string, st *license.OrgState, trust projection.Trust) *license.OrgState {
 	if st.Seq == 0 && org != license.InstanceOrg {
 		return st // no events: never cached
 	}
@@ -281,9 +281,9 @@ func (f *Follower) offer(org string, st *projection.OrgState, trust projection.T
 // install puts the initial load into the cache. On a first load the states
 // are merged (orgs loaded on demand meanwhile keep the newer state); after
 // a recreated stream they replace the cache.
-func (f *Follower) install(states map[string]*projection.OrgState, trust projection.Trust, replace bool) {
+func (f *Follower) install(states map[string]*license.OrgState, trust projection.Trust, replace bool) {
 	if _, ok := states[license.InstanceOrg]; !ok {
-		states[license.InstanceOrg] = projection.NewOrgState(license.InstanceOrg)
+		states[license.InstanceOrg] = license.NewOrgState(license.InstanceOrg)
 	}
 	if replace {
 		m := newOrgMap()
@@ -318,7 +318,7 @@ func (f *Follower) apply(m *events.Message, live bool) {
 		e.mu.Lock()
 		cur := e.st.Load()
 		if cur == nil {
-			cur = projection.NewOrgState(org)
+			cur = license.NewOrgState(org)
 		}
 		n, outcome, err := projection.Apply(f.trust(), cur, m)
 		if outcome != projection.Stale {

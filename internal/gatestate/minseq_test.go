@@ -119,7 +119,7 @@ func TestMinSeqNeverOlderWithEightReplicas(t *testing.T) {
 				case own.Seq < res:
 					older.Add(1)
 					errs <- fmt.Errorf("replica %d, %s: answered seq %d for token %d", i, org, own.Seq, res)
-				case own.Current == nil || own.Current.LicenseID() != ids[org] || own.IsRevoked(ids[org]) != revoke:
+				case own.Current == nil || own.Current.LicenseID != ids[org] || own.IsRevoked(ids[org]) != revoke:
 					errs <- fmt.Errorf("replica %d, %s at %d: the command's effect is missing", i, org, res)
 				case own.Seq < last[i][org]:
 					errs <- fmt.Errorf("replica %d, %s went back from %d to %d", i, org, last[i][org], own.Seq)

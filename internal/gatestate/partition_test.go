@@ -104,7 +104,7 @@ func TestPartitionWithoutPostgres(t *testing.T) {
 		t.Errorf("stale only after %s", d)
 	}
 	own, inst := mustState(t, f, "acme", 0)
-	if own.Current.LicenseID() != acmeID || inst.Org != license.InstanceOrg {
+	if own.Current.LicenseID != acmeID || inst.Org != license.InstanceOrg {
 		t.Fatalf("cached acme: %+v", own)
 	}
 	if _, _, err := state(t, f, "newco", 0); !isUnavailable(err) {
@@ -142,7 +142,7 @@ func TestPartitionWithoutPostgres(t *testing.T) {
 		t.Fatal("acme's revocation missing after healing")
 	}
 	own, _ = mustState(t, f, "newco", 0)
-	if own.Current.LicenseID() != newcoID {
+	if own.Current.LicenseID != newcoID {
 		t.Fatal("newco missing after healing")
 	}
 	// And the consumer keeps following.
@@ -177,7 +177,7 @@ func TestPartitionWithPostgres(t *testing.T) {
 
 	// The row is behind the cache: the cache is kept.
 	own, _ := mustState(t, f, "acme", 0)
-	if own.Seq != res.Seq || own.Current.LicenseID() != acme2 {
+	if own.Seq != res.Seq || own.Current.LicenseID != acme2 {
 		t.Fatalf("acme went back to its row: seq %d, want %d", own.Seq, res.Seq)
 	}
 	if value(t, f.m.staleReloads.WithLabelValues("kept")) < 1 {
@@ -195,7 +195,7 @@ func TestPartitionWithPostgres(t *testing.T) {
 		t.Fatal("globex: the newer row was not used")
 	}
 	own, _ = mustState(t, f, "newco", 0)
-	if own.Current == nil || own.Current.LicenseID() != newcoID || own.Current.Err != nil {
+	if own.Current == nil || own.Current.LicenseID != newcoID || own.Current.Err != nil {
 		t.Fatalf("newco from its row: %+v", own.Current)
 	}
 	own, _ = mustState(t, f, "unknown-org", 0)
@@ -207,14 +207,14 @@ func TestPartitionWithPostgres(t *testing.T) {
 	pgProxy.Blackhole(true)
 	began := time.Now()
 	own, inst := mustState(t, f, "acme", 0)
-	if own.Current.LicenseID() != acme2 || inst == nil {
+	if own.Current.LicenseID != acme2 || inst == nil {
 		t.Fatalf("acme while everything is gone: %+v", own)
 	}
 	if _, _, err := state(t, f, "other-org", 0); !isUnavailable(err) {
 		t.Fatalf("uncached org with everything gone: err %v", err)
 	}
 	own, _ = mustState(t, f, "newco", 0) // cached by its reload
-	if own.Current.LicenseID() != newcoID {
+	if own.Current.LicenseID != newcoID {
 		t.Fatal("newco lost")
 	}
 	if d := time.Since(began); d > 2*time.Second {
@@ -231,7 +231,7 @@ func TestPartitionWithPostgres(t *testing.T) {
 	})
 	t.Logf("partition of %s; caught up %s after healing", healed.Sub(cut).Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
 	own, _ = mustState(t, f, "acme", 0)
-	if own.Current.LicenseID() != acme2 {
+	if own.Current.LicenseID != acme2 {
 		t.Fatal("acme after healing")
 	}
 	_ = acmeID

@@ -25,7 +25,7 @@ func TestStartFromPostgres(t *testing.T) {
 	c := &counting{inner: e.readerBus(t)}
 	f := start(t, Config{Bus: c, Pool: pool}, true)
 	sameAsLedger(t, e, f)
-	if own, _ := mustState(t, f, "acme", 0); own.Pending == nil || own.Pending.Upload.GraceDaysEffective != 11 {
+	if own, _ := mustState(t, f, "acme", 0); own.Pending == nil || own.Pending.GraceDays != 11 {
 		t.Fatalf("acme's pending license from its row: %+v", own.Pending)
 	}
 	if got := c.consumeStarts(); !slices.Equal(got, []uint64{h + 1}) {
@@ -52,8 +52,8 @@ func TestStartFromPostgres(t *testing.T) {
 	// Events after the snapshot still arrive.
 	id, res := e.upload(t, "acme")
 	own, _ := mustState(t, f, "acme", res.Seq)
-	if own.Current.LicenseID() != id || own.Current.Err != nil {
-		t.Fatalf("acme: %s %v", own.Current.LicenseID(), own.Current.Err)
+	if own.Current.LicenseID != id || own.Current.Err != nil {
+		t.Fatalf("acme: %s %v", own.Current.LicenseID, own.Current.Err)
 	}
 }
 
@@ -78,7 +78,7 @@ func TestTrustRuleWithTheProjectorHeldBack(t *testing.T) {
 	revoked := func(f *Follower, when string) {
 		t.Helper()
 		own, inst := mustState(t, f, "acme", 0)
-		if !own.IsRevoked(acmeID) || own.Current.LicenseID() != acmeID {
+		if !own.IsRevoked(acmeID) || own.Current.LicenseID != acmeID {
 			t.Fatalf("%s: acme's first answer is not revoked: %+v", when, own)
 		}
 		if r := report("acme", own, inst, time.Now()); r.Status != license.StatusInvalid || *r.Reason != license.ReasonRevoked {
@@ -109,11 +109,11 @@ func TestTrustRuleWithTheProjectorHeldBack(t *testing.T) {
 	}
 	revoked(f, "before the load")
 	own, _ := mustState(t, f, "globex", 0) // its row is at its subject head: trusted
-	if own.Current.LicenseID() != globexID || own.IsRevoked(globexID) {
+	if own.Current.LicenseID != globexID || own.IsRevoked(globexID) {
 		t.Fatalf("globex: %+v", own)
 	}
 	own, _ = mustState(t, f, "newco", 0)
-	if own.Current.LicenseID() != newcoID {
+	if own.Current.LicenseID != newcoID {
 		t.Fatalf("newco: %+v", own)
 	}
 	if p, s := value(t, f.m.loads.WithLabelValues("postgres", "org")), value(t, f.m.loads.WithLabelValues("stream", "org")); p != 1 || s != 3 {
@@ -122,7 +122,7 @@ func TestTrustRuleWithTheProjectorHeldBack(t *testing.T) {
 	// globex moves past H and is answered at its new head: the initial
 	// load (at H) must not take it back.
 	globex2, g2 := e.upload(t, "globex")
-	if own, _ := mustState(t, f, "globex", 0); own.Seq != g2.Seq || own.Current.LicenseID() != globex2 {
+	if own, _ := mustState(t, f, "globex", 0); own.Seq != g2.Seq || own.Current.LicenseID != globex2 {
 		t.Fatalf("globex before the load: %+v", own)
 	}
 	// Appended while the load is held: buffered by the consumer, applied
@@ -136,7 +136,7 @@ func TestTrustRuleWithTheProjectorHeldBack(t *testing.T) {
 	if err := f.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if st := f.cached("hooli"); st == nil || st.Seq != hooli.Seq || st.Current.LicenseID() != hooliID {
+	if st := f.cached("hooli"); st == nil || st.Seq != hooli.Seq || st.Current.LicenseID != hooliID {
 		t.Fatalf("the event buffered during the load is missing once ready: %+v", st)
 	}
 	revoked(f, "after the load")
@@ -172,7 +172,7 @@ func TestRowBehindTheSubjectIsNotTrusted(t *testing.T) {
 	f := start(t, Config{Bus: e.readerBus(t), Pool: pool}, false, func(f *Follower) { f.hookBeforeLoad = func() { <-release } })
 	defer close(release)
 	own, _ := mustState(t, f, "acme", 0)
-	if own.Current.LicenseID() != id || value(t, f.m.loads.WithLabelValues("postgres", "org")) != 1 {
+	if own.Current.LicenseID != id || value(t, f.m.loads.WithLabelValues("postgres", "org")) != 1 {
 		t.Fatalf("acme not taken from its row: %+v", own.Current)
 	}
 	// One more event: the row is behind, so the subject is folded.

@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -22,7 +21,7 @@ const MaxNoteLength = 1024
 // to the instance-wide license, or none. Removing when the org has no
 // license of its own is a success with no event.
 func (s *Service) Remove(ctx context.Context, org string, actor events.Actor) (Result, error) {
-	res, err := s.command(ctx, org, func(st *projection.OrgState, now time.Time) (*events.Envelope, error) {
+	res, err := s.command(ctx, org, func(st *license.OrgState, now time.Time) (*events.Envelope, error) {
 		if st.Current == nil && st.Pending == nil {
 			return nil, nil
 		}
@@ -33,7 +32,7 @@ func (s *Service) Remove(ctx context.Context, org string, actor events.Actor) (R
 		if held == nil {
 			held = st.Pending
 		}
-		return events.New(events.TypeRemoved, org, now, actor, st.Seq, events.Removed{LicenseID: held.LicenseID()})
+		return events.New(events.TypeRemoved, org, now, actor, st.Seq, events.Removed{LicenseID: held.LicenseID})
 	}, nil)
 	s.count("remove", res, err)
 	return res, err
@@ -51,7 +50,7 @@ func (s *Service) Invalidate(ctx context.Context, org string, actor events.Actor
 		return Result{}, fail(CodeBadRequest, fmt.Sprintf("note must be UTF-8 text of at most %d bytes", MaxNoteLength))
 	}
 	id := u.String()
-	res, err := s.command(ctx, org, func(st *projection.OrgState, now time.Time) (*events.Envelope, error) {
+	res, err := s.command(ctx, org, func(st *license.OrgState, now time.Time) (*events.Envelope, error) {
 		if st.IsRevoked(id) {
 			return nil, nil
 		}
@@ -66,10 +65,10 @@ func (s *Service) Invalidate(ctx context.Context, org string, actor events.Actor
 // with no event. Setting auto while the install holds a license latches at
 // once (see latch).
 func (s *Service) SetEnforcement(ctx context.Context, actor events.Actor, mode string) (string, error) {
-	if mode != events.EnforceOn && mode != events.EnforceOff && mode != events.EnforceAuto {
+	if mode != license.EnforceOn && mode != license.EnforceOff && mode != license.EnforceAuto {
 		return "", fail(CodeBadRequest, "mode must be on, off or auto")
 	}
-	res, err := s.command(ctx, license.InstanceOrg, func(st *projection.OrgState, now time.Time) (*events.Envelope, error) {
+	res, err := s.command(ctx, license.InstanceOrg, func(st *license.OrgState, now time.Time) (*events.Envelope, error) {
 		if st.EnforcementMode() == mode {
 			return nil, nil
 		}
@@ -79,7 +78,7 @@ func (s *Service) SetEnforcement(ctx context.Context, actor events.Actor, mode s
 	if err != nil {
 		return "", err
 	}
-	if mode == events.EnforceAuto {
+	if mode == license.EnforceAuto {
 		if err := s.latch(ctx); err != nil {
 			return "", err
 		}
@@ -92,15 +91,15 @@ func (s *Service) SetEnforcement(ctx context.Context, actor events.Actor, mode s
 // sees the latch as ordinary install state, and removing licenses never
 // turns enforcement off again — only an explicit, audited off does.
 func (s *Service) latch(ctx context.Context) error {
-	if s.State(license.InstanceOrg).EnforcementMode() != events.EnforceAuto || !s.holdsLicense() {
+	if s.State(license.InstanceOrg).EnforcementMode() != license.EnforceAuto || !s.holdsLicense() {
 		return nil
 	}
 	system := events.Actor{Kind: events.ActorSystem, ID: "enforcement-auto"}
-	res, err := s.command(ctx, license.InstanceOrg, func(st *projection.OrgState, now time.Time) (*events.Envelope, error) {
-		if st.EnforcementMode() != events.EnforceAuto {
+	res, err := s.command(ctx, license.InstanceOrg, func(st *license.OrgState, now time.Time) (*events.Envelope, error) {
+		if st.EnforcementMode() != license.EnforceAuto {
 			return nil, nil
 		}
-		return events.New(events.TypeEnforcementChanged, license.InstanceOrg, now, system, st.Seq, events.EnforcementChanged{Mode: events.EnforceOn})
+		return events.New(events.TypeEnforcementChanged, license.InstanceOrg, now, system, st.Seq, events.EnforcementChanged{Mode: license.EnforceOn})
 	}, nil)
 	s.count("enforcement_latch", res, err)
 	return err
@@ -119,14 +118,14 @@ func (s *Service) holdsLicense() bool {
 }
 
 // states returns every cached org state with at least one event.
-func (s *Service) states() []*projection.OrgState {
+func (s *Service) states() []*license.OrgState {
 	s.mu.Lock()
 	entries := make([]*orgEntry, 0, len(s.orgs))
 	for _, e := range s.orgs {
 		entries = append(entries, e)
 	}
 	s.mu.Unlock()
-	out := make([]*projection.OrgState, 0, len(entries))
+	out := make([]*license.OrgState, 0, len(entries))
 	for _, e := range entries {
 		e.mu.Lock()
 		if e.state.Seq > 0 {
@@ -155,7 +154,7 @@ func (s *Service) ListOrgs(after string, limit int) Page {
 	now := s.cfg.Now()
 	page := Page{Orgs: []license.Report{}}
 	for ; i < len(sts) && len(page.Orgs) < limit; i++ {
-		page.Orgs = append(page.Orgs, projection.Report(sts[i].Org, sts[i], inst, now))
+		page.Orgs = append(page.Orgs, license.ReportOf(sts[i].Org, sts[i], inst, now))
 	}
 	if i < len(sts) && len(page.Orgs) > 0 {
 		last := sts[i-1].Org

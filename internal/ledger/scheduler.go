@@ -7,8 +7,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/internal/tick"
+	"github.com/licenseledger/ledger/license"
 )
 
 // dueNamespace makes scheduler event ids deterministic: every replica
@@ -31,12 +31,12 @@ type dueEvent struct {
 // dueFor lists the events due at now for the license in force in st: a
 // grace_started at expires and an expired at expires + grace (both, in
 // that order, when grace is 0). Invalid and revoked licenses are skipped.
-func dueFor(st *projection.OrgState, now time.Time) []dueEvent {
+func dueFor(st *license.OrgState, now time.Time) []dueEvent {
 	held, _ := st.InForce(now)
-	if held == nil || held.Err != nil || held.License.Payload == nil || st.IsRevoked(held.LicenseID()) {
+	if held == nil || held.Err != nil || held.License.Payload == nil || st.IsRevoked(held.LicenseID) {
 		return nil
 	}
-	id := held.LicenseID()
+	id := held.LicenseID
 	expires := held.License.Payload.Expires
 	var out []dueEvent
 	if !now.Before(expires) && !st.GraceStarted[id] {
@@ -81,7 +81,7 @@ func (s *Service) appendDue(ctx context.Context, org string) error {
 	}
 	system := events.Actor{Kind: events.ActorSystem, ID: "scheduler"}
 	for {
-		res, err := s.command(ctx, org, func(st *projection.OrgState, now time.Time) (*events.Envelope, error) {
+		res, err := s.command(ctx, org, func(st *license.OrgState, now time.Time) (*events.Envelope, error) {
 			due := dueFor(st, now)
 			if len(due) == 0 {
 				return nil, nil

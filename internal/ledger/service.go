@@ -67,7 +67,7 @@ type Service struct {
 type orgEntry struct {
 	cmd   sync.Mutex
 	mu    sync.Mutex
-	state *projection.OrgState
+	state *license.OrgState
 	// seeded: state came from a read-model row (see Seed).
 	seeded bool
 	// synced: state was once read up to the subject's head by this
@@ -114,14 +114,14 @@ func (s *Service) entry(org string) *orgEntry {
 	defer s.mu.Unlock()
 	e, ok := s.orgs[org]
 	if !ok {
-		e = &orgEntry{state: projection.NewOrgState(org)}
+		e = &orgEntry{state: license.NewOrgState(org)}
 		s.orgs[org] = e
 	}
 	return e
 }
 
 // State returns org's cached state without touching the stream.
-func (s *Service) State(org string) *projection.OrgState {
+func (s *Service) State(org string) *license.OrgState {
 	e := s.entry(org)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -137,7 +137,7 @@ func (s *Service) Observe(m *events.Message) {
 	s.apply(s.entry(m.Org()), m)
 }
 
-func (s *Service) apply(e *orgEntry, m *events.Message) *projection.OrgState {
+func (s *Service) apply(e *orgEntry, m *events.Message) *license.OrgState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n, outcome, err := projection.Apply(s.trust(), e.state, m)
@@ -179,7 +179,7 @@ func (s *Service) Reset() {
 }
 
 // current returns org's state at least as new as its subject head.
-func (s *Service) current(ctx context.Context, org string) (*orgEntry, *projection.OrgState, error) {
+func (s *Service) current(ctx context.Context, org string) (*orgEntry, *license.OrgState, error) {
 	e := s.entry(org)
 	subject := events.OrgSubject(org)
 	head, err := s.store.Head(ctx, subject)
@@ -220,7 +220,7 @@ func (s *Service) Status(ctx context.Context, org string) (license.Report, error
 			return license.Report{}, err
 		}
 	}
-	return projection.Report(org, own, inst, s.cfg.Now()), nil
+	return license.ReportOf(org, own, inst, s.cfg.Now()), nil
 }
 
 // Seed installs states read from a snapshot of the read model (rows at a
@@ -230,7 +230,7 @@ func (s *Service) Status(ctx context.Context, org string) (license.Report, error
 // column; Refresh folds it from the stream), and an org whose expiry
 // events the scheduler may have to append is folded again from its subject
 // first (the rows do not say which were appended).
-func (s *Service) Seed(states []*projection.OrgState) {
+func (s *Service) Seed(states []*license.OrgState) {
 	for _, st := range states {
 		if st.Org == license.InstanceOrg {
 			continue
@@ -266,7 +266,7 @@ func (s *Service) refold(ctx context.Context, org string) error {
 		return err
 	}
 	trust := s.trust()
-	st := projection.NewOrgState(org)
+	st := license.NewOrgState(org)
 	err = s.store.ReadSubject(ctx, subject, 0, head, func(m *events.Message) error {
 		st, _, _ = projection.Apply(trust, st, m)
 		return nil

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -60,7 +59,7 @@ func (s *Service) upload(ctx context.Context, u Upload) (Result, error) {
 		return Result{}, s.reject(ctx, u, lic, fail(codeOf(err), err.Error()))
 	}
 	grace := license.EffectiveGrace(lic.Payload, s.cfg.DefaultGraceDays)
-	return s.command(ctx, u.Org, func(st *projection.OrgState, now time.Time) (*events.Envelope, error) {
+	return s.command(ctx, u.Org, func(st *license.OrgState, now time.Time) (*events.Envelope, error) {
 		data, err := decideUpload(st, lic, grace, u, now)
 		if err != nil || data == nil {
 			return nil, err
@@ -71,7 +70,7 @@ func (s *Service) upload(ctx context.Context, u Upload) (Result, error) {
 
 // decideUpload applies the state-dependent rules. It returns nil data for
 // an identical repeat.
-func decideUpload(st *projection.OrgState, lic *license.License, grace int, u Upload, now time.Time) (*events.Uploaded, error) {
+func decideUpload(st *license.OrgState, lic *license.License, grace int, u Upload, now time.Time) (*events.Uploaded, error) {
 	p := lic.Payload
 	if st.IsRevoked(p.LicenseID) {
 		return nil, fail(CodeRevoked, fmt.Sprintf("license %s was invalidated for %s", p.LicenseID, u.Org))
@@ -80,8 +79,8 @@ func decideUpload(st *projection.OrgState, lic *license.License, grace int, u Up
 		return nil, fail(CodeAlreadyExpired, fmt.Sprintf("the license expired on %s and its grace has ended", license.FormatTime(p.Expires)))
 	}
 	inForce, waiting := st.InForce(now)
-	for _, held := range []*projection.Slot{inForce, waiting} {
-		if held != nil && held.Upload.Fingerprint == lic.Fingerprint {
+	for _, held := range []*license.Slot{inForce, waiting} {
+		if held != nil && held.Fingerprint == lic.Fingerprint {
 			return nil, nil
 		}
 	}
@@ -96,7 +95,7 @@ func decideUpload(st *projection.OrgState, lic *license.License, grace int, u Up
 		d.Slot, replaced = events.SlotPending, waiting
 	}
 	if replaced != nil {
-		id := replaced.LicenseID()
+		id := replaced.LicenseID
 		d.Replaces = &id
 	}
 	return d, nil
@@ -118,7 +117,7 @@ func (s *Service) reject(ctx context.Context, u Upload, lic *license.License, er
 
 // decider builds the event of a command from the org's current state, or
 // returns nil for a command that changes nothing, or an error.
-type decider func(st *projection.OrgState, now time.Time) (*events.Envelope, error)
+type decider func(st *license.OrgState, now time.Time) (*events.Envelope, error)
 
 // command runs decide against org's latest state and appends its event,
 // retrying after conflicts with the reloaded state. onRuleErr (optional)
@@ -136,7 +135,7 @@ func (s *Service) command(ctx context.Context, org string, decide decider, onRul
 	defer e.cmd.Unlock()
 	cached := e.isSynced()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		var st *projection.OrgState
+		var st *license.OrgState
 		if cached {
 			st = s.State(org)
 		} else {
@@ -190,7 +189,7 @@ func (s *Service) command(ctx context.Context, org string, decide decider, onRul
 // the state with that event folded; the instance-wide state is the cached
 // one when this process has read it up to its head before (the stream
 // consumer keeps it current), else it is read up to its head now.
-func (s *Service) reportAfter(ctx context.Context, org string, own *projection.OrgState) (license.Report, error) {
+func (s *Service) reportAfter(ctx context.Context, org string, own *license.OrgState) (license.Report, error) {
 	if own.Seq == 0 {
 		return s.Status(ctx, org)
 	}
@@ -205,7 +204,7 @@ func (s *Service) reportAfter(ctx context.Context, org string, own *projection.O
 			}
 		}
 	}
-	return projection.Report(org, own, inst, s.cfg.Now()), nil
+	return license.ReportOf(org, own, inst, s.cfg.Now()), nil
 }
 
 func isConflict(err error) bool { return errors.Is(err, events.ErrConflict) }

@@ -17,6 +17,7 @@ import (
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/license"
 )
 
 // batcher commits batches of stream messages on one connection, keeping
@@ -43,7 +44,7 @@ type batcher struct {
 	chain audit.Hash
 	// states holds every org with a row (the snapshot at the checkpoint,
 	// then each batch's), so an org missing from it has no event yet.
-	states map[string]*projection.OrgState
+	states map[string]*license.OrgState
 	// fence is the checkpoint's updated_at as last read or written: the
 	// fenced update also wants it unchanged, so a swap (ledger replay)
 	// that rewrites the checkpoint at the same sequence fences too.
@@ -292,7 +293,7 @@ func (b *batcher) foldStates(p *prepared, w stateWork) error {
 			for i := range work {
 				st, ok := b.states[orgs[i]]
 				if !ok {
-					st = projection.NewOrgState(orgs[i])
+					st = license.NewOrgState(orgs[i])
 				}
 				folds[i] = foldOrg(trust, st, w.byOrg[orgs[i]])
 			}
@@ -372,7 +373,7 @@ func (p *prepared) release() {
 
 // orgFold is one org's share of a batch.
 type orgFold struct {
-	state   *projection.OrgState
+	state   *license.OrgState
 	revoked []revocation // new revocations
 	skipped []skippedEvent
 	tooNew  error
@@ -393,7 +394,7 @@ type skippedEvent struct {
 // revocations it returns are the license ids st (the committed state,
 // which holds every revocation revoked_licenses has for the org) does
 // not know yet, each with its first revoking sequence.
-func foldOrg(trust projection.Trust, st *projection.OrgState, msgs []*events.Message) orgFold {
+func foldOrg(trust projection.Trust, st *license.OrgState, msgs []*events.Message) orgFold {
 	f := orgFold{state: st}
 	seen := map[string]bool{}
 	for _, m := range msgs {

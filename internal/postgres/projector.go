@@ -227,7 +227,7 @@ func (p *Projector) project(ctx context.Context, conn *pgx.Conn) error {
 	if snap.Checkpoint != ck.seq {
 		return fmt.Errorf("%w: checkpoint %d read as %d", ErrFenced, ck.seq, snap.Checkpoint)
 	}
-	states := make(map[string]*projection.OrgState, len(snap.States))
+	states := make(map[string]*license.OrgState, len(snap.States))
 	for _, st := range snap.States {
 		states[st.Org] = st
 	}

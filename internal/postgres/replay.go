@@ -245,7 +245,7 @@ func (r *Replayer) shadowBatcher(ctx context.Context, created time.Time) (*batch
 
 func (r *Replayer) loadBatcher(ctx context.Context, c *pgx.Conn, created time.Time) (*batcher, error) {
 	b := &batcher{conn: c, name: "org_licenses", trust: r.trust, log: r.cfg.Logger, created: created,
-		states: map[string]*projection.OrgState{}}
+		states: map[string]*license.OrgState{}}
 	if _, err := c.Exec(ctx, `INSERT INTO projection_checkpoints (name, last_seq, updated_at) VALUES ($1, 0, now())
 		ON CONFLICT (name) DO NOTHING`, b.name); err != nil {
 		return nil, err

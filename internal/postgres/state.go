@@ -99,10 +99,10 @@ type PendingGrace func(ctx context.Context, org, fingerprint string, upTo uint64
 // LoadState rebuilds org's folded state from its row and revocations, with
 // every stored key re-verified under trust. A missing row is an org with
 // no events.
-func LoadState(ctx context.Context, q querier, org string, trust projection.Trust, pending PendingGrace) (*projection.OrgState, error) {
+func LoadState(ctx context.Context, q querier, org string, trust projection.Trust, pending PendingGrace) (*license.OrgState, error) {
 	row, ok, err := ReadRow(ctx, q, org)
 	if err != nil || !ok {
-		return projection.NewOrgState(org), err
+		return license.NewOrgState(org), err
 	}
 	revoked, err := revokedOf(ctx, q, org)
 	if err != nil {
@@ -111,9 +111,9 @@ func LoadState(ctx context.Context, q querier, org string, trust projection.Trus
 	return stateFromRow(ctx, row, revoked, trust, pending)
 }
 
-func stateFromRow(ctx context.Context, row projection.Row, revoked map[string]uint64, trust projection.Trust, pending PendingGrace) (*projection.OrgState, error) {
+func stateFromRow(ctx context.Context, row projection.Row, revoked map[string]uint64, trust projection.Trust, pending PendingGrace) (*license.OrgState, error) {
 	org := row.OrgSlug
-	s := &projection.OrgState{Org: org, Seq: row.LastSeq, UpdatedAt: row.UpdatedAt}
+	s := &license.OrgState{Org: org, Seq: row.LastSeq, UpdatedAt: row.UpdatedAt}
 	if len(revoked) > 0 {
 		s.Revoked, s.RevokedNotes = revoked, map[string]string{}
 		if row.Revoked && row.LicenseID != nil && row.RevokedNote != nil {
@@ -142,7 +142,7 @@ func stateFromRow(ctx context.Context, row projection.Row, revoked map[string]ui
 type Snapshot struct {
 	Checkpoint    uint64
 	StreamCreated *time.Time
-	States        []*projection.OrgState
+	States        []*license.OrgState
 }
 
 // ReadSnapshot reads every row and the checkpoint in one consistent

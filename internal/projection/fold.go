@@ -22,44 +22,6 @@ type Trust struct {
 	InstallID string // "" until the install id is known
 }
 
-// Slot is a license held in an org's current or pending slot.
-type Slot struct {
-	license.Held
-	Upload events.Uploaded // the event data, kept to re-verify and to project rows
-	Seq    uint64          // stream sequence of the upload
-	At     time.Time       // the upload event's time
-}
-
-// LicenseID is the id the upload event names.
-func (s *Slot) LicenseID() string { return s.Upload.LicenseID }
-
-// OrgState is an org's folded state. Values are immutable once returned by
-// Apply: a new event yields a new OrgState, so readers may share them
-// without locks.
-type OrgState struct {
-	Org string
-	// Seq is the stream sequence of the last message folded from the org's
-	// subject (valid or not); 0 before any.
-	Seq     uint64
-	Current *Slot
-	Pending *Slot
-	// Revoked maps revoked license ids to the sequence that revoked them,
-	// with the note in RevokedNotes.
-	Revoked      map[string]uint64
-	RevokedNotes map[string]string
-	// Enforcement is the install-wide mode set on _instance ("" = never set).
-	Enforcement string
-	// GraceStarted and Expired are the license ids whose grace_started and
-	// expired events have been folded (the scheduler appends each once).
-	GraceStarted map[string]bool
-	Expired      map[string]bool
-	// UpdatedAt is the last folded event's time.
-	UpdatedAt time.Time
-}
-
-// NewOrgState returns the state of an org with no events.
-func NewOrgState(org string) *OrgState { return &OrgState{Org: org} }
-
 // Outcome says what Apply did with a message.
 type Outcome int
 
@@ -81,14 +43,14 @@ func (o Outcome) String() string {
 // Messages at or below s.Seq are Stale and change nothing. Every other
 // message advances Seq, so the state's sequence always matches the subject
 // head it has seen.
-func Apply(trust Trust, s *OrgState, m *events.Message) (*OrgState, Outcome, error) {
+func Apply(trust Trust, s *license.OrgState, m *events.Message) (*license.OrgState, Outcome, error) {
 	if m.Seq <= s.Seq {
 		return s, Stale, nil
 	}
 	if !m.IsOrgSubject() || m.Org() != s.Org {
 		return s, Stale, fmt.Errorf("message on %s folded into %s", m.Subject, s.Org)
 	}
-	n := s.clone()
+	n := s.Clone()
 	n.Seq = m.Seq
 	env := m.Envelope
 	switch {
@@ -100,11 +62,11 @@ func Apply(trust Trust, s *OrgState, m *events.Message) (*OrgState, Outcome, err
 		return n, Invalid, fmt.Errorf("prev_seq %d, the subject's previous event is %d", env.PrevSeq, s.Seq)
 	}
 	n.UpdatedAt = env.At.Time
-	n.promote(env.At.Time)
+	promote(n, env.At.Time)
 	var err error
 	switch env.Type {
 	case events.TypeUploaded:
-		err = n.applyUpload(trust, m)
+		err = applyUpload(n, trust, m)
 	case events.TypeInvalidated:
 		var d events.Invalidated
 		if err = env.DecodeData(&d); err == nil && d.LicenseID == "" {
@@ -144,7 +106,7 @@ func Apply(trust Trust, s *OrgState, m *events.Message) (*OrgState, Outcome, err
 		return n, Ignored, nil
 	}
 	if err != nil {
-		s2 := s.clone()
+		s2 := s.Clone()
 		s2.Seq = m.Seq
 		return s2, Invalid, fmt.Errorf("%s data: %w", env.Type, err)
 	}
@@ -161,27 +123,15 @@ func withID(set map[string]bool, id string) map[string]bool {
 	return c
 }
 
-func (s *OrgState) clone() *OrgState {
-	c := *s
-	return &c
-}
-
 // promote makes a pending license current once its start has passed at
 // time at (the event's time, so every reader agrees).
-func (s *OrgState) promote(at time.Time) {
-	if s.Pending != nil && !license.StartsLater(s.Pending.payload(), at) {
+func promote(s *license.OrgState, at time.Time) {
+	if s.Pending != nil && !license.StartsLater(s.Pending.Payload(), at) {
 		s.Current, s.Pending = s.Pending, nil
 	}
 }
 
-func (s *Slot) payload() *license.Payload {
-	if s == nil || s.License == nil {
-		return nil
-	}
-	return s.License.Payload
-}
-
-func (s *OrgState) applyUpload(trust Trust, m *events.Message) error {
+func applyUpload(s *license.OrgState, trust Trust, m *events.Message) error {
 	var d events.Uploaded
 	if err := m.Envelope.DecodeData(&d); err != nil {
 		return err
@@ -189,8 +139,8 @@ func (s *OrgState) applyUpload(trust Trust, m *events.Message) error {
 	if d.Slot != events.SlotCurrent && d.Slot != events.SlotPending {
 		return fmt.Errorf("slot %q", d.Slot)
 	}
-	slot := &Slot{Upload: d, Seq: m.Seq, At: m.Envelope.At.Time}
-	slot.verify(trust, s.Org)
+	slot := &license.Slot{LicenseID: d.LicenseID, Fingerprint: d.Fingerprint, Key: d.Key, Seq: m.Seq, At: m.Envelope.At.Time}
+	verify(slot, trust, s.Org, d.GraceDaysEffective)
 	if d.Slot == events.SlotCurrent {
 		s.Current = slot
 	} else {
@@ -201,36 +151,37 @@ func (s *OrgState) applyUpload(trust Trust, m *events.Message) error {
 
 // NewSlot builds a slot from stored upload data (a read-model row), with
 // its key verified under trust for org.
-func NewSlot(trust Trust, org string, up events.Uploaded) *Slot {
-	s := &Slot{Upload: up}
-	s.verify(trust, org)
+func NewSlot(trust Trust, org string, up events.Uploaded) *license.Slot {
+	s := &license.Slot{LicenseID: up.LicenseID, Fingerprint: up.Fingerprint, Key: up.Key}
+	verify(s, trust, org, up.GraceDaysEffective)
 	return s
 }
 
-// verify re-checks the stored key against trust and the event's claims.
-func (s *Slot) verify(trust Trust, org string) {
-	l, err := trust.Ring.Verify([]byte(s.Upload.Key), license.Expect{Org: org, InstallID: trust.InstallID})
+// verify (re-)checks s's stored key against trust and the upload's
+// claims (its fingerprint, license id and effective grace).
+func verify(s *license.Slot, trust Trust, org string, grace int) {
+	l, err := trust.Ring.Verify([]byte(s.Key), license.Expect{Org: org, InstallID: trust.InstallID})
 	if l == nil {
 		l = &license.License{PayloadErr: err}
 	}
-	if err == nil && (l.Fingerprint != s.Upload.Fingerprint || l.Payload.LicenseID != s.Upload.LicenseID) {
+	if err == nil && (l.Fingerprint != s.Fingerprint || l.Payload.LicenseID != s.LicenseID) {
 		err = &license.Error{Reason: license.ReasonMalformed, Detail: "the event's fingerprint or license_id does not match its key"}
 	}
-	if g := s.Upload.GraceDaysEffective; err == nil &&
+	if g := grace; err == nil &&
 		(g < 0 || g > license.MaxGraceDays || g != license.EffectiveGrace(l.Payload, g)) {
 		err = &license.Error{Reason: license.ReasonMalformed, Detail: "the event's grace_days_effective does not match its key"}
 	}
-	s.Held = license.Held{License: l, Err: err, GraceDays: s.Upload.GraceDaysEffective}
+	s.Held = license.Held{License: l, Err: err, GraceDays: grace}
 }
 
 // Reverify returns s with its slots verified again under trust (after a key
 // ring reload or once the install id is known).
-func Reverify(trust Trust, s *OrgState) *OrgState {
-	n := s.clone()
-	for _, p := range []**Slot{&n.Current, &n.Pending} {
+func Reverify(trust Trust, s *license.OrgState) *license.OrgState {
+	n := s.Clone()
+	for _, p := range []**license.Slot{&n.Current, &n.Pending} {
 		if *p != nil {
 			c := **p
-			c.verify(trust, s.Org)
+			verify(&c, trust, s.Org, c.GraceDays)
 			*p = &c
 		}
 	}
@@ -239,7 +190,7 @@ func Reverify(trust Trust, s *OrgState) *OrgState {
 
 // States is a stream folded by org: what a reader that keeps every org in
 // memory holds. The zero value is not usable; make one with make.
-type States map[string]*OrgState
+type States map[string]*license.OrgState
 
 // Apply folds m into the state of the org its subject names. A message on
 // any other subject, or naming an invalid org, changes nothing (Ignored).
@@ -249,7 +200,7 @@ func (s States) Apply(trust Trust, m *events.Message) (Outcome, error) {
 	}
 	st := s[m.Org()]
 	if st == nil {
-		st = NewOrgState(m.Org())
+		st = license.NewOrgState(m.Org())
 	}
 	n, outcome, err := Apply(trust, st, m)
 	s[m.Org()] = n

@@ -111,7 +111,7 @@ func message(t testing.TB, org string, seq, prev uint64, typ string, at time.Tim
 
 // step folds the next event on s's subject (stream sequence seq, prev_seq
 // chained to s) and checks the outcome.
-func step(t testing.TB, tr projection.Trust, s *projection.OrgState, seq uint64, typ string, at time.Time, data any, want projection.Outcome) *projection.OrgState {
+func step(t testing.TB, tr projection.Trust, s *license.OrgState, seq uint64, typ string, at time.Time, data any, want projection.Outcome) *license.OrgState {
 	t.Helper()
 	n, out, err := projection.Apply(tr, s, message(t, s.Org, seq, s.Seq, typ, at, data))
 	if out != want {
@@ -129,18 +129,18 @@ func step(t testing.TB, tr projection.Trust, s *projection.OrgState, seq uint64,
 	return n
 }
 
-func reasonOf(s *projection.Slot) license.Reason {
+func reasonOf(s *license.Slot) license.Reason {
 	if s == nil {
 		return "<no slot>"
 	}
 	return license.ReasonOf(s.Held.Err)
 }
 
-func slotID(s *projection.Slot) string {
+func slotID(s *license.Slot) string {
 	if s == nil {
 		return ""
 	}
-	return s.LicenseID()
+	return s.LicenseID
 }
 
 func str(p *string) string {
@@ -158,12 +158,12 @@ func reasonStr(p *license.Reason) string {
 }
 
 func TestNewOrgState(t *testing.T) {
-	s := projection.NewOrgState("acme")
+	s := license.NewOrgState("acme")
 	if s.Org != "acme" || s.Seq != 0 || s.Current != nil || s.Pending != nil || len(s.Revoked) != 0 ||
 		s.Enforcement != "" || !s.UpdatedAt.IsZero() {
 		t.Fatalf("new state %+v", s)
 	}
-	if s.EnforcementMode() != events.EnforceAuto || s.IsRevoked(idA) {
+	if s.EnforcementMode() != license.EnforceAuto || s.IsRevoked(idA) {
 		t.Fatal("new state: enforcement auto, nothing revoked")
 	}
 }
@@ -181,7 +181,7 @@ func TestOutcomeNames(t *testing.T) {
 func TestUploadToCurrent(t *testing.T) {
 	tr := trustOf(t, "k1")
 	a := sign(t, "k1", basePayload())
-	s0 := projection.NewOrgState("acme")
+	s0 := license.NewOrgState("acme")
 	s1 := step(t, tr, s0, 3, events.TypeUploaded, t1, uploadOf(a, events.SlotCurrent), projection.Applied)
 
 	c := s1.Current
@@ -191,8 +191,8 @@ func TestUploadToCurrent(t *testing.T) {
 	if c.Held.Err != nil || c.License == nil || c.License.Fingerprint != a.Fingerprint || c.GraceDays != 14 {
 		t.Fatalf("held %+v", c.Held)
 	}
-	if c.LicenseID() != idA || c.Seq != 3 || !c.At.Equal(t1) || c.Upload != uploadOf(a, events.SlotCurrent) {
-		t.Fatalf("slot %s seq %d at %v upload %+v", c.LicenseID(), c.Seq, c.At, c.Upload)
+	if c.LicenseID != idA || c.Seq != 3 || !c.At.Equal(t1) || c.Key != a.Key || c.Fingerprint != a.Fingerprint {
+		t.Fatalf("slot %s seq %d at %v key %q fingerprint %s", c.LicenseID, c.Seq, c.At, c.Key, c.Fingerprint)
 	}
 	if !s1.UpdatedAt.Equal(t1) {
 		t.Fatalf("updated at %v, want %v", s1.UpdatedAt, t1)
@@ -200,12 +200,13 @@ func TestUploadToCurrent(t *testing.T) {
 	if s0.Seq != 0 || s0.Current != nil || !s0.UpdatedAt.IsZero() {
 		t.Fatalf("the previous state changed: %+v", s0)
 	}
-	r := projection.Report("acme", s1, nil, t1)
+	r := license.ReportOf("acme", s1, nil, t1)
 	if r.Status != license.StatusValid || r.Reason != nil || str(r.LicenseID) != idA || str(r.ResolvedFrom) != "org" {
 		t.Fatalf("report %s %s %s %s", r.Status, reasonStr(r.Reason), str(r.LicenseID), str(r.ResolvedFrom))
 	}
 
-	// A later upload to current replaces it; the replaced id is only carried.
+	// A later upload to current replaces it; the replaced id (event data
+	// for the audit) changes nothing else.
 	c2 := sign(t, "k1", mod(basePayload(), "license_id", idC, "issued_at", "2026-12-01T00:00:00Z", "grace_days", 30))
 	up := uploadOf(c2, events.SlotCurrent)
 	old := idA
@@ -213,9 +214,6 @@ func TestUploadToCurrent(t *testing.T) {
 	s2 := step(t, tr, s1, 9, events.TypeUploaded, t1.Add(time.Hour), up, projection.Applied)
 	if slotID(s2.Current) != idC || s2.Current.GraceDays != 30 || s2.Current.Seq != 9 || s2.Pending != nil {
 		t.Fatalf("after the second upload: %+v", s2.Current)
-	}
-	if s2.Current.Upload.Replaces == nil || *s2.Current.Upload.Replaces != idA {
-		t.Fatalf("replaces not carried: %v", s2.Current.Upload.Replaces)
 	}
 	if s2.IsRevoked(idA) || len(s2.Revoked) != 0 {
 		t.Fatal("replacing a license does not revoke it")
@@ -227,7 +225,7 @@ func TestUploadToCurrent(t *testing.T) {
 
 func TestReplacesIsOnlyCarried(t *testing.T) {
 	tr := trustOf(t, "k1")
-	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	b := sign(t, "k1", pendingPayload())
 	up := uploadOf(b, events.SlotPending)
@@ -237,10 +235,10 @@ func TestReplacesIsOnlyCarried(t *testing.T) {
 	if slotID(s2.Current) != idA || slotID(s2.Pending) != idB {
 		t.Fatalf("slots %q %q", slotID(s2.Current), slotID(s2.Pending))
 	}
-	if s2.Pending.Upload.Replaces == nil || *s2.Pending.Upload.Replaces != idC || len(s2.Revoked) != 0 {
-		t.Fatalf("replaces %v revoked %v", s2.Pending.Upload.Replaces, s2.Revoked)
+	if len(s2.Revoked) != 0 || s2.IsRevoked(idC) {
+		t.Fatalf("revoked %v", s2.Revoked)
 	}
-	r := projection.Report("acme", s2, nil, t1.Add(time.Hour))
+	r := license.ReportOf("acme", s2, nil, t1.Add(time.Hour))
 	if r.Status != license.StatusValid || str(r.LicenseID) != idA || r.Pending == nil || r.Pending.LicenseID != idB {
 		t.Fatalf("report %+v", r)
 	}
@@ -252,7 +250,7 @@ func TestPendingIsPromotedByALaterEventsTime(t *testing.T) {
 	b := sign(t, "k1", pendingPayload())
 	start := nb.Add(-license.Skew)
 
-	s1 := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(a, events.SlotCurrent), projection.Applied)
+	s1 := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(a, events.SlotCurrent), projection.Applied)
 	s2 := step(t, tr, s1, 2, events.TypeUploaded, t1.Add(time.Hour), uploadOf(b, events.SlotPending), projection.Applied)
 	if slotID(s2.Current) != idA || slotID(s2.Pending) != idB || s2.Pending.Held.Err != nil {
 		t.Fatalf("after the pending upload: current %q pending %q (%v)", slotID(s2.Current), slotID(s2.Pending), reasonOf(s2.Pending))
@@ -285,7 +283,7 @@ func TestPendingIsPromotedByALaterEventsTime(t *testing.T) {
 
 func TestInvalidatedRevokesWithoutTouchingThePreviousState(t *testing.T) {
 	tr := trustOf(t, "k1")
-	s1 := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	s1 := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	s2 := step(t, tr, s1, 5, events.TypeInvalidated, t1.Add(time.Hour), events.Invalidated{LicenseID: idA, Note: "chargeback"}, projection.Applied)
 
@@ -309,10 +307,10 @@ func TestInvalidatedRevokesWithoutTouchingThePreviousState(t *testing.T) {
 	}
 
 	at := t1.Add(3 * time.Hour)
-	if r := projection.Report("acme", s1, nil, at); r.Status != license.StatusValid {
+	if r := license.ReportOf("acme", s1, nil, at); r.Status != license.StatusValid {
 		t.Fatalf("before revocation: %s", r.Status)
 	}
-	r := projection.Report("acme", s3, nil, at)
+	r := license.ReportOf("acme", s3, nil, at)
 	if r.Status != license.StatusInvalid || reasonStr(r.Reason) != "revoked" || str(r.LicenseID) != idA {
 		t.Fatalf("after revocation: %s %s", r.Status, reasonStr(r.Reason))
 	}
@@ -320,7 +318,7 @@ func TestInvalidatedRevokesWithoutTouchingThePreviousState(t *testing.T) {
 
 func TestRemovedClearsBothSlotsButKeepsRevocations(t *testing.T) {
 	tr := trustOf(t, "k1")
-	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	s = step(t, tr, s, 2, events.TypeUploaded, t1, uploadOf(sign(t, "k1", pendingPayload()), events.SlotPending), projection.Applied)
 	s = step(t, tr, s, 3, events.TypeInvalidated, t1, events.Invalidated{LicenseID: idC, Note: "n"}, projection.Applied)
@@ -335,21 +333,21 @@ func TestRemovedClearsBothSlotsButKeepsRevocations(t *testing.T) {
 	if slotID(s.Current) != idA || slotID(s.Pending) != idB {
 		t.Fatal("removal changed the previous state")
 	}
-	r := projection.Report("acme", removed, nil, t1.Add(2*time.Hour))
+	r := license.ReportOf("acme", removed, nil, t1.Add(2*time.Hour))
 	if r.Status != license.StatusMissing || str(r.ResolvedFrom) != "none" || r.Pending != nil || *r.Seq != 4 {
 		t.Fatalf("report after removal: %+v", r)
 	}
 	// Uploading again after a removal works, and a revoked id stays revoked.
 	again := step(t, tr, removed, 5, events.TypeUploaded, t1.Add(3*time.Hour),
 		uploadOf(sign(t, "k1", mod(basePayload(), "license_id", idC)), events.SlotCurrent), projection.Applied)
-	if r := projection.Report("acme", again, nil, t1.Add(3*time.Hour)); r.Status != license.StatusInvalid || reasonStr(r.Reason) != "revoked" {
+	if r := license.ReportOf("acme", again, nil, t1.Add(3*time.Hour)); r.Status != license.StatusInvalid || reasonStr(r.Reason) != "revoked" {
 		t.Fatalf("revoked id uploaded after a removal: %s %s", r.Status, reasonStr(r.Reason))
 	}
 }
 
 func TestDueEventsAreRecordedAndUnknownTypesIgnored(t *testing.T) {
 	tr := trustOf(t, "k1")
-	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	s = step(t, tr, s, 2, events.TypeInvalidated, t1, events.Invalidated{LicenseID: idC}, projection.Applied)
 	cases := []struct {
@@ -384,7 +382,7 @@ func TestDueEventsAreRecordedAndUnknownTypesIgnored(t *testing.T) {
 func TestStaleMessagesChangeNothing(t *testing.T) {
 	tr := trustOf(t, "k1")
 	a := sign(t, "k1", basePayload())
-	s := step(t, tr, projection.NewOrgState("acme"), 5, events.TypeUploaded, t1, uploadOf(a, events.SlotCurrent), projection.Applied)
+	s := step(t, tr, license.NewOrgState("acme"), 5, events.TypeUploaded, t1, uploadOf(a, events.SlotCurrent), projection.Applied)
 	for _, seq := range []uint64{5, 4, 1} {
 		m := message(t, "acme", seq, 0, events.TypeRemoved, t1.Add(time.Hour), events.Removed{LicenseID: idA})
 		n, out, err := projection.Apply(tr, s, m)
@@ -408,7 +406,7 @@ func TestStaleMessagesChangeNothing(t *testing.T) {
 func TestPrevSeqMismatchIsInvalid(t *testing.T) {
 	tr := trustOf(t, "k1")
 	a := sign(t, "k1", basePayload())
-	s := step(t, tr, projection.NewOrgState("acme"), 4, events.TypeUploaded, t1, uploadOf(a, events.SlotCurrent), projection.Applied)
+	s := step(t, tr, license.NewOrgState("acme"), 4, events.TypeUploaded, t1, uploadOf(a, events.SlotCurrent), projection.Applied)
 	b := sign(t, "k1", mod(basePayload(), "license_id", idC))
 	for _, prev := range []uint64{0, 3, 5, 6} {
 		m := message(t, "acme", 6, prev, events.TypeUploaded, t1.Add(time.Hour), uploadOf(b, events.SlotCurrent))
@@ -436,7 +434,7 @@ func TestPrevSeqMismatchIsInvalid(t *testing.T) {
 
 func TestInvalidEnvelopeIsInvalidAndAdvancesSeq(t *testing.T) {
 	tr := trustOf(t, "k1")
-	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	for _, raw := range []string{"not json", `{"type":"license.removed"}`, "\xff\xfe"} {
 		m := events.Decode(events.OrgSubject("acme"), 3, []byte(raw))
@@ -457,7 +455,7 @@ func TestInvalidEnvelopeIsInvalidAndAdvancesSeq(t *testing.T) {
 
 func TestNewerSchemaIsTooNew(t *testing.T) {
 	tr := trustOf(t, "k1")
-	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	e, err := events.New(events.TypeRemoved, "acme", t1.Add(time.Hour), actor, 1, events.Removed{LicenseID: idA})
 	if err != nil {
@@ -483,8 +481,8 @@ func TestNewerSchemaIsTooNew(t *testing.T) {
 
 func TestEnforcementChanged(t *testing.T) {
 	tr := trustOf(t, "k1")
-	s := projection.NewOrgState(license.InstanceOrg)
-	for i, mode := range []string{events.EnforceOff, events.EnforceOn, events.EnforceAuto, events.EnforceOff} {
+	s := license.NewOrgState(license.InstanceOrg)
+	for i, mode := range []string{license.EnforceOff, license.EnforceOn, license.EnforceAuto, license.EnforceOff} {
 		s = step(t, tr, s, uint64(i+1), events.TypeEnforcementChanged, t1, events.EnforcementChanged{Mode: mode}, projection.Applied)
 		if s.Enforcement != mode || s.EnforcementMode() != mode {
 			t.Fatalf("mode %q: state %q", mode, s.Enforcement)
@@ -498,12 +496,12 @@ func TestEnforcementChanged(t *testing.T) {
 	} {
 		seq := uint64(10 + i)
 		n := step(t, tr, s, seq, events.TypeEnforcementChanged, t1, data, projection.Invalid)
-		if n.Enforcement != events.EnforceOff || !n.UpdatedAt.Equal(s.UpdatedAt) {
+		if n.Enforcement != license.EnforceOff || !n.UpdatedAt.Equal(s.UpdatedAt) {
 			t.Fatalf("%v: enforcement %q", data, n.Enforcement)
 		}
 		s = n
 	}
-	r := projection.Report("acme", nil, s, t1)
+	r := license.ReportOf("acme", nil, s, t1)
 	if str(r.Enforcement) != "off" {
 		t.Fatalf("report enforcement %q", str(r.Enforcement))
 	}
@@ -512,7 +510,7 @@ func TestEnforcementChanged(t *testing.T) {
 func TestUploadWithBadDataIsInvalid(t *testing.T) {
 	tr := trustOf(t, "k1")
 	a := sign(t, "k1", basePayload())
-	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(a, events.SlotCurrent), projection.Applied)
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(a, events.SlotCurrent), projection.Applied)
 	c := sign(t, "k1", mod(basePayload(), "license_id", idC))
 	badSlot := func(slot string) events.Uploaded { u := uploadOf(c, events.SlotCurrent); u.Slot = slot; return u }
 	cases := map[string]any{
@@ -591,7 +589,7 @@ func TestForgedUploadsAreNeverValid(t *testing.T) {
 	inst := instanceState(t, tr)
 	for _, f := range forgedUploads(t) {
 		t.Run(f.name, func(t *testing.T) {
-			s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, f.data, projection.Applied)
+			s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, f.data, projection.Applied)
 			if reasonOf(s.Current) != f.reason {
 				t.Fatalf("slot reason %q (%v), want %q", reasonOf(s.Current), s.Current.Held.Err, f.reason)
 			}
@@ -599,8 +597,8 @@ func TestForgedUploadsAreNeverValid(t *testing.T) {
 				t.Fatal("slot without a license")
 			}
 			for _, at := range []time.Time{t1, t1.Add(time.Hour), expires.Add(-time.Second), expires.Add(time.Hour), expires.Add(30 * 24 * time.Hour)} {
-				for _, instance := range []*projection.OrgState{nil, inst} {
-					r := projection.Report("acme", s, instance, at)
+				for _, instance := range []*license.OrgState{nil, inst} {
+					r := license.ReportOf("acme", s, instance, at)
 					if r.Status != license.StatusInvalid || reasonStr(r.Reason) != string(f.reason) || str(r.ResolvedFrom) != "org" {
 						t.Fatalf("at %v (instance %v): %s %s from %s, want invalid %s from org",
 							at, instance != nil, r.Status, reasonStr(r.Reason), str(r.ResolvedFrom), f.reason)
@@ -614,7 +612,7 @@ func TestForgedUploadsAreNeverValid(t *testing.T) {
 			if reasonOf(s2.Pending) != f.reason {
 				t.Fatalf("pending slot reason %q, want %q", reasonOf(s2.Pending), f.reason)
 			}
-			if r := projection.Report("acme", s2, inst, nb.Add(time.Hour)); r.Status == license.StatusValid {
+			if r := license.ReportOf("acme", s2, inst, nb.Add(time.Hour)); r.Status == license.StatusValid {
 				t.Fatalf("forged pending license in force is valid")
 			}
 		})
@@ -629,11 +627,11 @@ func TestRecordedGraceIsHonouredWhenThePayloadHasNone(t *testing.T) {
 	for _, g := range []int{0, 7, 30, license.MaxGraceDays} {
 		u := uploadOf(l, events.SlotCurrent)
 		u.GraceDaysEffective = g
-		s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, u, projection.Applied)
+		s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, u, projection.Applied)
 		if s.Current.Held.Err != nil || s.Current.GraceDays != g {
 			t.Fatalf("grace %d: %v, %d", g, s.Current.Held.Err, s.Current.GraceDays)
 		}
-		r := projection.Report("acme", s, nil, expires)
+		r := license.ReportOf("acme", s, nil, expires)
 		want := license.StatusGrace
 		if g == 0 {
 			want = license.StatusExpired
@@ -644,7 +642,7 @@ func TestRecordedGraceIsHonouredWhenThePayloadHasNone(t *testing.T) {
 	}
 	// A payload grace of 0 recorded as 0 is honoured too.
 	z := sign(t, "k1", mod(basePayload(), "grace_days", 0))
-	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(z, events.SlotCurrent), projection.Applied)
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(z, events.SlotCurrent), projection.Applied)
 	if s.Current.Held.Err != nil || s.Current.GraceDays != 0 {
 		t.Fatalf("payload grace 0: %v", s.Current.Held.Err)
 	}
@@ -655,17 +653,17 @@ func TestInstallIDIsCheckedOnceKnown(t *testing.T) {
 	other := sign(t, "k1", mod(basePayload(), "install_id", otherID))
 	unknown := projection.Trust{Ring: testRing(t, "k1")}
 	for _, l := range []*license.License{bound, other} {
-		s := step(t, unknown, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(l, events.SlotCurrent), projection.Applied)
+		s := step(t, unknown, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(l, events.SlotCurrent), projection.Applied)
 		if s.Current.Held.Err != nil {
 			t.Fatalf("install id unknown: %v", s.Current.Held.Err)
 		}
 	}
 	known := trustOf(t, "k1")
-	s := step(t, known, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(bound, events.SlotCurrent), projection.Applied)
+	s := step(t, known, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(bound, events.SlotCurrent), projection.Applied)
 	if s.Current.Held.Err != nil {
 		t.Fatalf("bound to this install: %v", s.Current.Held.Err)
 	}
-	s = step(t, unknown, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(other, events.SlotCurrent), projection.Applied)
+	s = step(t, unknown, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(other, events.SlotCurrent), projection.Applied)
 	if r := projection.Reverify(known, s); reasonOf(r.Current) != license.ReasonInstallMismatch {
 		t.Fatalf("reverified once the install id is known: %q", reasonOf(r.Current))
 	}
@@ -677,13 +675,13 @@ func TestReverifyFollowsTheRing(t *testing.T) {
 	cur := sign(t, "k2", basePayload())
 	pend := sign(t, "k2", pendingPayload())
 
-	s := step(t, only1, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(cur, events.SlotCurrent), projection.Applied)
+	s := step(t, only1, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(cur, events.SlotCurrent), projection.Applied)
 	s = step(t, only1, s, 2, events.TypeUploaded, t1, uploadOf(pend, events.SlotPending), projection.Applied)
 	s = step(t, only1, s, 3, events.TypeInvalidated, t1, events.Invalidated{LicenseID: idC}, projection.Applied)
 	if reasonOf(s.Current) != license.ReasonUnknownKey || reasonOf(s.Pending) != license.ReasonUnknownKey {
 		t.Fatalf("before the key is trusted: %q %q", reasonOf(s.Current), reasonOf(s.Pending))
 	}
-	if r := projection.Report("acme", s, nil, t1); r.Status != license.StatusInvalid || reasonStr(r.Reason) != "unknown_key" {
+	if r := license.ReportOf("acme", s, nil, t1); r.Status != license.StatusInvalid || reasonStr(r.Reason) != "unknown_key" {
 		t.Fatalf("report before: %s %s", r.Status, reasonStr(r.Reason))
 	}
 
@@ -692,10 +690,11 @@ func TestReverifyFollowsTheRing(t *testing.T) {
 		t.Fatalf("after trusting k2: %q %q", reasonOf(trusted.Current), reasonOf(trusted.Pending))
 	}
 	if trusted.Seq != 3 || !trusted.IsRevoked(idC) || trusted.Current.Seq != 1 || trusted.Pending.Seq != 2 ||
-		trusted.Current.Upload != s.Current.Upload {
+		trusted.Current.Key != s.Current.Key || trusted.Current.Fingerprint != s.Current.Fingerprint ||
+		trusted.Current.LicenseID != s.Current.LicenseID || trusted.Current.GraceDays != s.Current.GraceDays {
 		t.Fatalf("reverify changed more than verification: %+v", trusted)
 	}
-	if r := projection.Report("acme", trusted, nil, t1); r.Status != license.StatusValid || r.Reason != nil {
+	if r := license.ReportOf("acme", trusted, nil, t1); r.Status != license.StatusValid || r.Reason != nil {
 		t.Fatalf("report after: %s %s", r.Status, reasonStr(r.Reason))
 	}
 	if reasonOf(s.Current) != license.ReasonUnknownKey || reasonOf(s.Pending) != license.ReasonUnknownKey {
@@ -710,17 +709,17 @@ func TestReverifyFollowsTheRing(t *testing.T) {
 		t.Fatal("reverify changed the previous state")
 	}
 	// A state with no slots has nothing to verify.
-	if r := projection.Reverify(both, projection.NewOrgState("acme")); r.Current != nil || r.Pending != nil {
+	if r := projection.Reverify(both, license.NewOrgState("acme")); r.Current != nil || r.Pending != nil {
 		t.Fatal("reverify of an empty state")
 	}
 }
 
 // instanceState holds a valid instance-wide license.
-func instanceState(t testing.TB, tr projection.Trust) *projection.OrgState {
+func instanceState(t testing.TB, tr projection.Trust) *license.OrgState {
 	t.Helper()
 	l := sign(t, "k1", mod(basePayload(), "license_id", idInstance, "org_slug", "*", "customer", "Hosting Co",
 		"tier", "professional", "expires", "2028-06-01T00:00:00Z", "grace_days", 7))
-	s := projection.NewOrgState(license.InstanceOrg)
+	s := license.NewOrgState(license.InstanceOrg)
 	n, out, err := projection.Apply(tr, s, message(t, license.InstanceOrg, 1, 0, events.TypeUploaded, t1, uploadOf(l, events.SlotCurrent)))
 	if out != projection.Applied || err != nil || n.Current.Held.Err != nil {
 		t.Fatalf("instance license: %v %v %v", out, err, n.Current.Held.Err)

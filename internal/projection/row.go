@@ -2,6 +2,8 @@ package projection
 
 import (
 	"time"
+
+	"github.com/licenseledger/ledger/license"
 )
 
 // Row is an org's row of the org_licenses read model, derived from its
@@ -34,12 +36,12 @@ type Row struct {
 // slots as stored (the pending one becomes current at read time), with the
 // license columns taken from the stored key's payload. A removal leaves the
 // license columns NULL and the arrays empty.
-func RowOf(s *OrgState) Row {
+func RowOf(s *license.OrgState) Row {
 	r := Row{OrgSlug: s.Org, Products: []string{}, Features: []string{}, UpdatedAt: s.UpdatedAt, LastSeq: s.Seq}
 	if c := s.Current; c != nil {
-		id, key, fp, grace := c.LicenseID(), c.Upload.Key, c.Upload.Fingerprint, c.Upload.GraceDaysEffective
+		id, key, fp, grace := c.LicenseID, c.Key, c.Fingerprint, c.GraceDays
 		r.LicenseID, r.LicenseKey, r.Fingerprint, r.GraceDays = &id, &key, &fp, &grace
-		if p := c.payload(); p != nil {
+		if p := c.Payload(); p != nil {
 			customer, tier, users := p.Customer, string(p.Tier), p.UsersLimit
 			r.Customer, r.Tier, r.UsersLimit = &customer, &tier, &users
 			r.Products, r.Features = append([]string{}, p.Products...), append([]string{}, p.Features...)
@@ -52,9 +54,9 @@ func RowOf(s *OrgState) Row {
 		}
 	}
 	if p := s.Pending; p != nil {
-		id, key := p.LicenseID(), p.Upload.Key
+		id, key := p.LicenseID, p.Key
 		r.PendingLicenseID, r.PendingLicenseKey = &id, &key
-		if pl := p.payload(); pl != nil {
+		if pl := p.Payload(); pl != nil {
 			r.PendingNotBefore = timeOrNil(pl.NotBefore)
 		}
 	}

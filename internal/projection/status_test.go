@@ -48,9 +48,9 @@ func checkJSON(t *testing.T, m map[string]json.RawMessage, want map[string]strin
 }
 
 // acmeWithPending holds A (current) and B (pending from nb) at seq 2.
-func acmeWithPending(t *testing.T, tr projection.Trust) *projection.OrgState {
+func acmeWithPending(t *testing.T, tr projection.Trust) *license.OrgState {
 	t.Helper()
-	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	return step(t, tr, s, 2, events.TypeUploaded, t1, uploadOf(sign(t, "k1", pendingPayload()), events.SlotPending), projection.Applied)
 }
@@ -58,7 +58,7 @@ func acmeWithPending(t *testing.T, tr projection.Trust) *projection.OrgState {
 func TestReportHasEveryKey(t *testing.T) {
 	tr := trustOf(t, "k1")
 	s := acmeWithPending(t, tr)
-	m := reportJSON(t, projection.Report("acme", s, nil, t1))
+	m := reportJSON(t, license.ReportOf("acme", s, nil, t1))
 	checkJSON(t, m, map[string]string{
 		"org": `"acme"`, "status": `"valid"`, "reason": `null`, "resolved_from": `"org"`,
 		"license_id": `"` + idA + `"`, "customer": `"Acme Corp"`, "tier": `"enterprise"`,
@@ -68,7 +68,7 @@ func TestReportHasEveryKey(t *testing.T) {
 		"enforcement": `"auto"`, "seq": `2`, "pending": `{"license_id":"` + idB + `","not_before":"2027-10-25T00:00:00Z"}`,
 	})
 
-	m = reportJSON(t, projection.Report("globex", nil, nil, t1))
+	m = reportJSON(t, license.ReportOf("globex", nil, nil, t1))
 	want := map[string]string{"org": `"globex"`, "status": `"missing"`, "resolved_from": `"none"`,
 		"enforcement": `"auto"`, "seq": `0`}
 	for _, k := range reportKeys {
@@ -79,15 +79,15 @@ func TestReportHasEveryKey(t *testing.T) {
 	checkJSON(t, m, want)
 
 	inst := instanceState(t, tr)
-	m = reportJSON(t, projection.Report("globex", nil, inst, t1))
+	m = reportJSON(t, license.ReportOf("globex", nil, inst, t1))
 	checkJSON(t, m, map[string]string{"org": `"globex"`, "status": `"valid"`, "resolved_from": `"instance"`,
 		"license_id": `"` + idInstance + `"`, "customer": `"Hosting Co"`, "tier": `"professional"`,
 		"grace_ends": `"2028-06-08T00:00:00Z"`, "seq": `0`, "pending": `null`})
 
 	// An invalid license still shows what it claims, with the reason.
-	forgedState := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	forgedState := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k9", basePayload()), events.SlotCurrent), projection.Applied)
-	m = reportJSON(t, projection.Report("acme", forgedState, nil, t1))
+	m = reportJSON(t, license.ReportOf("acme", forgedState, nil, t1))
 	checkJSON(t, m, map[string]string{"status": `"invalid"`, "reason": `"unknown_key"`, "resolved_from": `"org"`,
 		"license_id": `"` + idA + `"`, "seq": `1`})
 }
@@ -96,20 +96,20 @@ func TestOwnLicenseBeatsTheInstanceLicenseInEveryState(t *testing.T) {
 	tr := trustOf(t, "k1")
 	inst := instanceState(t, tr)
 	a := sign(t, "k1", basePayload())
-	up := func(l *license.License) *projection.OrgState {
-		return step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(l, events.SlotCurrent), projection.Applied)
+	up := func(l *license.License) *license.OrgState {
+		return step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1, uploadOf(l, events.SlotCurrent), projection.Applied)
 	}
 	valid := up(a)
 	revoked := step(t, tr, valid, 2, events.TypeInvalidated, t1, events.Invalidated{LicenseID: idA}, projection.Applied)
 	// A current slot holding a license that starts later (only a forged or
 	// hand-made event puts one there).
 	early := up(sign(t, "k1", pendingPayload()))
-	malformedState := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	malformedState := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		events.Uploaded{LicenseID: idA, Key: "garbage", Slot: events.SlotCurrent, GraceDaysEffective: 14}, projection.Applied)
 
 	cases := []struct {
 		name   string
-		own    *projection.OrgState
+		own    *license.OrgState
 		at     time.Time
 		status license.Status
 		reason string
@@ -127,10 +127,10 @@ func TestOwnLicenseBeatsTheInstanceLicenseInEveryState(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if r := projection.Report("acme", nil, inst, c.at); r.Status != license.StatusValid {
+			if r := license.ReportOf("acme", nil, inst, c.at); r.Status != license.StatusValid {
 				t.Fatalf("test setup: the instance license is %s at %v", r.Status, c.at)
 			}
-			r := projection.Report("acme", c.own, inst, c.at)
+			r := license.ReportOf("acme", c.own, inst, c.at)
 			if r.Status != c.status || reasonStr(r.Reason) != c.reason || str(r.ResolvedFrom) != "org" || str(r.LicenseID) != c.id {
 				t.Fatalf("%s %s from %s id %s, want %s %s from org id %s",
 					r.Status, reasonStr(r.Reason), str(r.ResolvedFrom), str(r.LicenseID), c.status, c.reason, c.id)
@@ -153,62 +153,62 @@ func TestInstanceLicenseAppliesToOrgsWithoutOneInForce(t *testing.T) {
 		}
 	}
 
-	check("no events", projection.Report("acme", nil, inst, t1), license.StatusValid, "instance", idInstance, 0)
-	check("empty state", projection.Report("acme", projection.NewOrgState("acme"), inst, t1), license.StatusValid, "instance", idInstance, 0)
+	check("no events", license.ReportOf("acme", nil, inst, t1), license.StatusValid, "instance", idInstance, 0)
+	check("empty state", license.ReportOf("acme", license.NewOrgState("acme"), inst, t1), license.StatusValid, "instance", idInstance, 0)
 
 	// Events but no license: only an invalidation and an ignored event.
-	s := step(t, tr, projection.NewOrgState("acme"), 4, events.TypeInvalidated, t1, events.Invalidated{LicenseID: idC}, projection.Applied)
+	s := step(t, tr, license.NewOrgState("acme"), 4, events.TypeInvalidated, t1, events.Invalidated{LicenseID: idC}, projection.Applied)
 	s = step(t, tr, s, 8, "license.transferred", t1, map[string]any{}, projection.Ignored)
-	check("no license of its own", projection.Report("acme", s, inst, t1), license.StatusValid, "instance", idInstance, 8)
+	check("no license of its own", license.ReportOf("acme", s, inst, t1), license.StatusValid, "instance", idInstance, 8)
 
 	// Removed: the instance license applies again.
 	own := step(t, tr, s, 9, events.TypeUploaded, t1, uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
-	check("own license", projection.Report("acme", own, inst, t1), license.StatusValid, "org", idA, 9)
+	check("own license", license.ReportOf("acme", own, inst, t1), license.StatusValid, "org", idA, 9)
 	removed := step(t, tr, own, 10, events.TypeRemoved, t1, events.Removed{LicenseID: idA}, projection.Applied)
-	check("removed", projection.Report("acme", removed, inst, t1), license.StatusValid, "instance", idInstance, 10)
+	check("removed", license.ReportOf("acme", removed, inst, t1), license.StatusValid, "instance", idInstance, 10)
 
 	// Only a pending license: the instance license applies until it starts,
 	// and the pending one is shown.
-	pend := step(t, tr, projection.NewOrgState("acme"), 3, events.TypeUploaded, t1,
+	pend := step(t, tr, license.NewOrgState("acme"), 3, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", pendingPayload()), events.SlotPending), projection.Applied)
-	before := projection.Report("acme", pend, inst, nb.Add(-license.Skew-time.Second))
+	before := license.ReportOf("acme", pend, inst, nb.Add(-license.Skew-time.Second))
 	check("only pending", before, license.StatusValid, "instance", idInstance, 3)
 	if before.Pending == nil || before.Pending.LicenseID != idB || before.Pending.NotBefore != "2027-10-25T00:00:00Z" {
 		t.Fatalf("pending %+v", before.Pending)
 	}
-	after := projection.Report("acme", pend, inst, nb.Add(-license.Skew))
+	after := license.ReportOf("acme", pend, inst, nb.Add(-license.Skew))
 	check("pending started", after, license.StatusValid, "org", idB, 3)
 	if after.Pending != nil {
 		t.Fatalf("pending after it started: %+v", after.Pending)
 	}
 	// With nothing instance-wide, an org whose only license is pending is missing.
-	if r := projection.Report("acme", pend, nil, t1); r.Status != license.StatusMissing || str(r.ResolvedFrom) != "none" || r.Pending == nil {
+	if r := license.ReportOf("acme", pend, nil, t1); r.Status != license.StatusMissing || str(r.ResolvedFrom) != "none" || r.Pending == nil {
 		t.Fatalf("only pending, no instance license: %s from %s pending %+v", r.Status, str(r.ResolvedFrom), r.Pending)
 	}
 
 	// The instance license's own state decides its revocation and expiry.
 	instRevoked := step(t, tr, inst, 2, events.TypeInvalidated, t1, events.Invalidated{LicenseID: idInstance}, projection.Applied)
-	r := projection.Report("acme", nil, instRevoked, t1)
+	r := license.ReportOf("acme", nil, instRevoked, t1)
 	if r.Status != license.StatusInvalid || reasonStr(r.Reason) != "revoked" || str(r.ResolvedFrom) != "instance" {
 		t.Fatalf("revoked instance license: %s %s from %s", r.Status, reasonStr(r.Reason), str(r.ResolvedFrom))
 	}
 	instExpiry := time.Date(2028, 6, 1, 0, 0, 0, 0, time.UTC)
-	check("instance grace", projection.Report("acme", nil, inst, instExpiry), license.StatusGrace, "instance", idInstance, 0)
-	check("instance expired", projection.Report("acme", nil, inst, instExpiry.Add(7*day)), license.StatusExpired, "instance", idInstance, 0)
+	check("instance grace", license.ReportOf("acme", nil, inst, instExpiry), license.StatusGrace, "instance", idInstance, 0)
+	check("instance expired", license.ReportOf("acme", nil, inst, instExpiry.Add(7*day)), license.StatusExpired, "instance", idInstance, 0)
 }
 
 func TestMissing(t *testing.T) {
 	tr := trustOf(t, "k1")
-	emptyInst := projection.NewOrgState(license.InstanceOrg)
+	emptyInst := license.NewOrgState(license.InstanceOrg)
 	// An instance license that has not started yet is not in force.
 	pendingInst := step(t, tr, emptyInst, 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", mod(pendingPayload(), "license_id", idInstance, "org_slug", "*")), events.SlotPending), projection.Applied)
-	for name, c := range map[string]struct{ own, inst *projection.OrgState }{
+	for name, c := range map[string]struct{ own, inst *license.OrgState }{
 		"nothing":                  {nil, nil},
-		"empty states":             {projection.NewOrgState("acme"), emptyInst},
+		"empty states":             {license.NewOrgState("acme"), emptyInst},
 		"instance license pending": {nil, pendingInst},
 	} {
-		r := projection.Report("acme", c.own, c.inst, t1)
+		r := license.ReportOf("acme", c.own, c.inst, t1)
 		if r.Status != license.StatusMissing || str(r.ResolvedFrom) != "none" || r.Reason != nil || r.LicenseID != nil ||
 			r.Pending != nil || str(r.Org) != "acme" || *r.Seq != 0 || str(r.Enforcement) != "auto" {
 			t.Fatalf("%s: %+v", name, r)
@@ -219,19 +219,19 @@ func TestMissing(t *testing.T) {
 func TestInstanceReportsItself(t *testing.T) {
 	tr := trustOf(t, "k1")
 	inst := instanceState(t, tr)
-	inst = step(t, tr, inst, 6, events.TypeEnforcementChanged, t1, events.EnforcementChanged{Mode: events.EnforceOn}, projection.Applied)
-	r := projection.Report(license.InstanceOrg, inst, inst, t1)
+	inst = step(t, tr, inst, 6, events.TypeEnforcementChanged, t1, events.EnforcementChanged{Mode: license.EnforceOn}, projection.Applied)
+	r := license.ReportOf(license.InstanceOrg, inst, inst, t1)
 	if r.Status != license.StatusValid || str(r.ResolvedFrom) != "instance" || str(r.Org) != "_instance" ||
 		str(r.LicenseID) != idInstance || *r.Seq != 6 || str(r.Enforcement) != "on" {
 		t.Fatalf("_instance: %s from %s org %s id %s seq %d enforcement %s",
 			r.Status, str(r.ResolvedFrom), str(r.Org), str(r.LicenseID), *r.Seq, str(r.Enforcement))
 	}
-	exp := projection.Report(license.InstanceOrg, inst, inst, time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC))
+	exp := license.ReportOf(license.InstanceOrg, inst, inst, time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC))
 	if exp.Status != license.StatusExpired || str(exp.ResolvedFrom) != "instance" {
 		t.Fatalf("_instance expired: %s from %s", exp.Status, str(exp.ResolvedFrom))
 	}
-	empty := projection.NewOrgState(license.InstanceOrg)
-	r = projection.Report(license.InstanceOrg, empty, empty, t1)
+	empty := license.NewOrgState(license.InstanceOrg)
+	r = license.ReportOf(license.InstanceOrg, empty, empty, t1)
 	if r.Status != license.StatusMissing || str(r.ResolvedFrom) != "none" {
 		t.Fatalf("_instance without a license: %s from %s", r.Status, str(r.ResolvedFrom))
 	}
@@ -242,15 +242,15 @@ func TestRevokedLicenseInForce(t *testing.T) {
 	s := acmeWithPending(t, tr)
 	s = step(t, tr, s, 3, events.TypeInvalidated, t1, events.Invalidated{LicenseID: idB, Note: "pre-emptive"}, projection.Applied)
 	// B is revoked while pending: A decides until B starts, then B is invalid.
-	if r := projection.Report("acme", s, nil, t1); r.Status != license.StatusValid || str(r.LicenseID) != idA || r.Pending == nil {
+	if r := license.ReportOf("acme", s, nil, t1); r.Status != license.StatusValid || str(r.LicenseID) != idA || r.Pending == nil {
 		t.Fatalf("before B starts: %s %s", r.Status, str(r.LicenseID))
 	}
-	r := projection.Report("acme", s, nil, nb)
+	r := license.ReportOf("acme", s, nil, nb)
 	if r.Status != license.StatusInvalid || reasonStr(r.Reason) != "revoked" || str(r.LicenseID) != idB {
 		t.Fatalf("B in force: %s %s %s", r.Status, reasonStr(r.Reason), str(r.LicenseID))
 	}
 	// Revocation beats expiry.
-	r = projection.Report("acme", s, nil, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	r = license.ReportOf("acme", s, nil, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	if r.Status != license.StatusInvalid || reasonStr(r.Reason) != "revoked" {
 		t.Fatalf("revoked and expired: %s %s", r.Status, reasonStr(r.Reason))
 	}
@@ -259,13 +259,13 @@ func TestRevokedLicenseInForce(t *testing.T) {
 func TestSeqIsTheOrgSubjectsHead(t *testing.T) {
 	tr := trustOf(t, "k1")
 	inst := instanceState(t, tr)
-	s := step(t, tr, projection.NewOrgState("acme"), 3, events.TypeUploaded, t1,
+	s := step(t, tr, license.NewOrgState("acme"), 3, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	s = step(t, tr, s, 11, events.TypeGraceStarted, t1, events.Due{LicenseID: idA}, projection.Applied)
 	s = step(t, tr, s, 12, events.TypeUploaded, t1, map[string]any{"slot": "x"}, projection.Invalid)
 	bad, _, _ := projection.Apply(tr, s, events.Decode(events.OrgSubject("acme"), 40, []byte("junk")))
-	for _, st := range []*projection.OrgState{s, bad} {
-		if r := projection.Report("acme", st, inst, t1); *r.Seq != st.Seq {
+	for _, st := range []*license.OrgState{s, bad} {
+		if r := license.ReportOf("acme", st, inst, t1); *r.Seq != st.Seq {
 			t.Fatalf("seq %d, state at %d", *r.Seq, st.Seq)
 		}
 	}
@@ -274,7 +274,7 @@ func TestSeqIsTheOrgSubjectsHead(t *testing.T) {
 	}
 	// Resolved from the instance, seq is still the org's.
 	removed := step(t, tr, bad, 41, events.TypeRemoved, t1, events.Removed{}, projection.Applied)
-	r := projection.Report("acme", removed, inst, t1)
+	r := license.ReportOf("acme", removed, inst, t1)
 	if str(r.ResolvedFrom) != "instance" || *r.Seq != 41 {
 		t.Fatalf("from %s seq %d, want instance 41", str(r.ResolvedFrom), *r.Seq)
 	}
@@ -283,21 +283,21 @@ func TestSeqIsTheOrgSubjectsHead(t *testing.T) {
 func TestEnforcementInReport(t *testing.T) {
 	tr := trustOf(t, "k1")
 	own := acmeWithPending(t, tr)
-	if r := projection.Report("acme", own, nil, t1); str(r.Enforcement) != "auto" {
+	if r := license.ReportOf("acme", own, nil, t1); str(r.Enforcement) != "auto" {
 		t.Fatalf("no instance state: %s", str(r.Enforcement))
 	}
 	inst := instanceState(t, tr)
-	if r := projection.Report("acme", own, inst, t1); str(r.Enforcement) != "auto" {
+	if r := license.ReportOf("acme", own, inst, t1); str(r.Enforcement) != "auto" {
 		t.Fatalf("never set: %s", str(r.Enforcement))
 	}
 	for i, mode := range []string{"off", "on", "auto"} {
 		inst = step(t, tr, inst, uint64(10+i), events.TypeEnforcementChanged, t1, events.EnforcementChanged{Mode: mode}, projection.Applied)
 		for _, org := range []string{"acme", "globex"} {
-			var o *projection.OrgState
+			var o *license.OrgState
 			if org == "acme" {
 				o = own
 			}
-			if r := projection.Report(org, o, inst, t1); str(r.Enforcement) != mode {
+			if r := license.ReportOf(org, o, inst, t1); str(r.Enforcement) != mode {
 				t.Fatalf("%s after %s: %s", org, mode, str(r.Enforcement))
 			}
 		}
@@ -306,17 +306,17 @@ func TestEnforcementInReport(t *testing.T) {
 
 func TestPendingIsShownInWholeSeconds(t *testing.T) {
 	tr := trustOf(t, "k1")
-	s := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	l := sign(t, "k1", mod(pendingPayload(), "not_before", "2027-10-25T02:00:00.75+02:00"))
 	s = step(t, tr, s, 2, events.TypeUploaded, t1, uploadOf(l, events.SlotPending), projection.Applied)
-	r := projection.Report("acme", s, nil, t1)
+	r := license.ReportOf("acme", s, nil, t1)
 	if r.Pending == nil || r.Pending.LicenseID != idB || r.Pending.NotBefore != "2027-10-25T00:00:00Z" {
 		t.Fatalf("pending %+v", r.Pending)
 	}
 	// A pending slot that fails verification is still shown as pending.
 	f := step(t, tr, s, 3, events.TypeUploaded, t1, uploadOf(sign(t, "k9", pendingPayload()), events.SlotPending), projection.Applied)
-	if r := projection.Report("acme", f, nil, t1); r.Status != license.StatusValid || r.Pending == nil || r.Pending.LicenseID != idB {
+	if r := license.ReportOf("acme", f, nil, t1); r.Status != license.StatusValid || r.Pending == nil || r.Pending.LicenseID != idB {
 		t.Fatalf("unverified pending: %s %+v", r.Status, r.Pending)
 	}
 }
@@ -326,7 +326,7 @@ func TestExpiryByTimeAlone(t *testing.T) {
 	s := acmeWithPending(t, tr)
 	graceEnd := expires.Add(14 * day)
 	// A is replaced by B at nb − 5 min, by time: use a state with A only.
-	only := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	only := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	cases := []struct {
 		at     time.Time
@@ -342,7 +342,7 @@ func TestExpiryByTimeAlone(t *testing.T) {
 		{graceEnd.Add(365 * day), license.StatusExpired, -379},
 	}
 	for _, c := range cases {
-		r := projection.Report("acme", only, nil, c.at)
+		r := license.ReportOf("acme", only, nil, c.at)
 		if r.Status != c.status || r.DaysRemaining == nil || *r.DaysRemaining != c.days ||
 			str(r.GraceEnds) != "2027-11-15T00:00:00Z" || *r.Seq != 1 {
 			t.Errorf("at %v: %s days %v grace ends %s, want %s %d", c.at, r.Status, r.DaysRemaining, str(r.GraceEnds), c.status, c.days)
@@ -351,35 +351,35 @@ func TestExpiryByTimeAlone(t *testing.T) {
 
 	// The pending license takes over by time, with no event.
 	start := nb.Add(-license.Skew)
-	if r := projection.Report("acme", s, nil, start.Add(-time.Second)); str(r.LicenseID) != idA || r.Pending == nil {
+	if r := license.ReportOf("acme", s, nil, start.Add(-time.Second)); str(r.LicenseID) != idA || r.Pending == nil {
 		t.Fatalf("before B starts: %s pending %+v", str(r.LicenseID), r.Pending)
 	}
-	r := projection.Report("acme", s, nil, start)
+	r := license.ReportOf("acme", s, nil, start)
 	if str(r.LicenseID) != idB || r.Pending != nil || r.Status != license.StatusValid || str(r.NotBefore) != "2027-10-25T00:00:00Z" {
 		t.Fatalf("at B's start: %s %s pending %+v", str(r.LicenseID), r.Status, r.Pending)
 	}
-	if r := projection.Report("acme", s, nil, expires.Add(day)); r.Status != license.StatusValid || str(r.LicenseID) != idB {
+	if r := license.ReportOf("acme", s, nil, expires.Add(day)); r.Status != license.StatusValid || str(r.LicenseID) != idB {
 		t.Fatalf("after A's expiry B decides: %s %s", r.Status, str(r.LicenseID))
 	}
 
 	// With no grace, the license is expired at expires.
-	noGrace := step(t, tr, projection.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+	noGrace := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
 		uploadOf(sign(t, "k1", mod(basePayload(), "grace_days", 0)), events.SlotCurrent), projection.Applied)
-	if r := projection.Report("acme", noGrace, nil, expires.Add(-time.Second)); r.Status != license.StatusValid {
+	if r := license.ReportOf("acme", noGrace, nil, expires.Add(-time.Second)); r.Status != license.StatusValid {
 		t.Fatalf("grace 0 before expires: %s", r.Status)
 	}
-	r = projection.Report("acme", noGrace, nil, expires)
+	r = license.ReportOf("acme", noGrace, nil, expires)
 	if r.Status != license.StatusExpired || str(r.GraceEnds) != "2027-11-01T00:00:00Z" {
 		t.Fatalf("grace 0 at expires: %s, grace ends %s", r.Status, str(r.GraceEnds))
 	}
 }
 
 func TestInForceAndIsRevokedOnNilState(t *testing.T) {
-	var s *projection.OrgState
+	var s *license.OrgState
 	if f, w := s.InForce(t1); f != nil || w != nil {
 		t.Fatal("nil state has a license")
 	}
-	if s.IsRevoked(idA) || s.EnforcementMode() != events.EnforceAuto {
+	if s.IsRevoked(idA) || s.EnforcementMode() != license.EnforceAuto {
 		t.Fatal("nil state")
 	}
 }

@@ -1,0 +1,130 @@
+package license
+
+import (
+	"time"
+)
+
+// Enforcement modes, the install-wide setting recorded on _instance.
+const (
+	EnforceOn   = "on"
+	EnforceOff  = "off"
+	EnforceAuto = "auto"
+)
+
+// OrgState is an org's licenses as the stream left them: the current and
+// pending slots, the revoked license ids and, on _instance, the
+// install-wide enforcement mode. Values are immutable once published: a
+// new event yields a new OrgState, so readers share them without locks,
+// and a pointer identifies a version.
+type OrgState struct {
+	Org string
+	// Seq is the stream sequence of the last message folded from the org's
+	// subject (valid or not); 0 before any.
+	Seq     uint64
+	Current *Slot
+	Pending *Slot
+	// Revoked maps revoked license ids to the sequence that revoked them,
+	// with the note in RevokedNotes.
+	Revoked      map[string]uint64
+	RevokedNotes map[string]string
+	// Enforcement is the install-wide mode set on _instance ("" = never set).
+	Enforcement string
+	// GraceStarted and Expired are the license ids whose grace_started and
+	// expired events have been folded (the scheduler appends each once).
+	GraceStarted map[string]bool
+	Expired      map[string]bool
+	// UpdatedAt is the last folded event's time.
+	UpdatedAt time.Time
+}
+
+// Slot is a license held in an org's current or pending slot: what its
+// upload recorded and its verification by this reader.
+type Slot struct {
+	// Held is the stored key verified against this reader's key ring, with
+	// the effective grace the upload recorded.
+	Held
+	LicenseID   string // the id the upload names
+	Fingerprint string // the upload's fingerprint of Key
+	// Key is the stored license key; "" in a reader's compact form, which
+	// drops it once verified (the upload event at Seq still holds it).
+	Key string
+	Seq uint64    // stream sequence of the upload (0: loaded from a read-model row)
+	At  time.Time // the upload event's time
+}
+
+// NewOrgState returns the state of an org with no events.
+func NewOrgState(org string) *OrgState { return &OrgState{Org: org} }
+
+// Clone returns a shallow copy of s (maps and slots shared: replace them,
+// never change them in place).
+func (s *OrgState) Clone() *OrgState {
+	c := *s
+	return &c
+}
+
+// InForce resolves s's slots at t: the license in force (nil if none) and
+// the one still waiting (nil if none).
+func (s *OrgState) InForce(t time.Time) (inForce, waiting *Slot) {
+	if s == nil {
+		return nil, nil
+	}
+	if s.Pending == nil || StartsLater(s.Pending.Payload(), t) {
+		return s.Current, s.Pending
+	}
+	return s.Pending, nil
+}
+
+// IsRevoked reports whether license id is revoked for s's org.
+func (s *OrgState) IsRevoked(id string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.Revoked[id]
+	return ok
+}
+
+// EnforcementMode is the install-wide mode recorded on _instance.
+func (s *OrgState) EnforcementMode() string {
+	if s == nil || s.Enforcement == "" {
+		return EnforceAuto
+	}
+	return s.Enforcement
+}
+
+func held(s *Slot) *Held {
+	if s == nil {
+		return nil
+	}
+	return &s.Held
+}
+
+// ReportOf is the status payload of org at t. own is the org's state (nil:
+// no events); instance is _instance's. An org's own license decides in
+// every state; the instance-wide license applies only to orgs with none of
+// their own in force.
+func ReportOf(org string, own, instance *OrgState, t time.Time) Report {
+	inForce, waiting := own.InForce(t)
+	from, state := FromOrg, own
+	if org == InstanceOrg {
+		from = FromInstance
+	}
+	if inForce == nil && org != InstanceOrg {
+		if instForce, _ := instance.InForce(t); instForce != nil {
+			inForce, from, state = instForce, FromInstance, instance
+		}
+	}
+	if inForce == nil {
+		from = FromNone
+	}
+	revoked := inForce != nil && state.IsRevoked(inForce.LicenseID)
+	r := Describe(org, held(inForce), revoked, held(waiting), t)
+	r.ResolvedFrom = &from
+	var seq uint64
+	if own != nil {
+		seq = own.Seq
+	}
+	r.Seq = &seq
+	mode := instance.EnforcementMode()
+	r.Enforcement = &mode
+	return r
+}
