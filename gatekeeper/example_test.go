@@ -12,13 +12,11 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/gatekeeper"
-	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
 
 // staticSource serves fixed org states. A gatekeeper replica gets them from
-// the stream (internal/gatestate); tests and small embeddings can use a map.
+// the stream (a follow.Follower); tests and small embeddings can use a map.
 type staticSource map[string]*license.OrgState
 
 func (s staticSource) State(_ context.Context, org string, _ uint64) (own, instance *license.OrgState, err error) {
@@ -49,13 +47,10 @@ func ExampleGate_Middleware() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// The states a reader folds from the stream: acme holds the license
-	// (verified again against the ring), enforcement is on.
-	trust := projection.Trust{Ring: ring}
-	upload := events.Uploaded{LicenseID: l.Payload.LicenseID, Fingerprint: l.Fingerprint, Key: l.Key,
-		Slot: events.SlotCurrent, GraceDaysEffective: 7, Source: events.SourceAPI}
+	// The states a follower folds from the stream: acme holds the license
+	// (verified against the ring), enforcement is on.
 	src := staticSource{
-		"acme":              {Org: "acme", Seq: 2, Current: projection.NewSlot(trust, "acme", upload)},
+		"acme":              {Org: "acme", Seq: 2, Current: license.NewSlot(ring, "acme", "", l.Key, 7)},
 		license.InstanceOrg: {Org: license.InstanceOrg, Seq: 1, Enforcement: license.EnforceOn},
 	}
 

@@ -19,7 +19,7 @@ import (
 var ErrUnavailable = errors.New("license state unavailable")
 
 // Source provides license state to a Gate. Implementations (the stream
-// follower in internal/gatestate, fixed maps in tests) must be safe for
+// follower of package follow, fixed maps in tests) must be safe for
 // concurrent use and must answer cached orgs without I/O.
 type Source interface {
 	// State returns org's own state and the instance-wide state, at least

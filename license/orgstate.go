@@ -128,3 +128,20 @@ func ReportOf(org string, own, instance *OrgState, t time.Time) Report {
 	r.Enforcement = &mode
 	return r
 }
+
+// NewSlot verifies key against ring for org (and installID, "" for none)
+// and returns it as a slot held with graceDays of grace after expiry: what
+// a reader makes of an uploaded key, for a Source that does not fold the
+// stream (tests, fixed states). A key that does not verify is held with
+// its error, as the fold holds it.
+func NewSlot(ring *Ring, org, installID, key string, graceDays int) *Slot {
+	l, err := ring.Verify([]byte(key), Expect{Org: org, InstallID: installID})
+	if l == nil {
+		l = &License{PayloadErr: err}
+	}
+	s := &Slot{Held: Held{License: l, Err: err, GraceDays: graceDays}, Fingerprint: Fingerprint(key), Key: key}
+	if l.Payload != nil {
+		s.LicenseID, s.Fingerprint = l.Payload.LicenseID, l.Fingerprint
+	}
+	return s
+}

@@ -7,13 +7,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/licenseledger/ledger/internal/gatestate"
+	"github.com/licenseledger/ledger/gatekeeper/follow"
 )
 
 // adminHandler serves /healthz, /readyz and /metrics. /readyz is 200 once
 // the initial state is loaded, whatever the staleness (reported in the
 // body), so a NATS outage never takes every replica out of rotation.
-func adminHandler(reg *prometheus.Registry, fol *gatestate.Follower) http.Handler {
+func adminHandler(reg *prometheus.Registry, fol *follow.Follower) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -15,19 +15,18 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/net/netutil"
 
 	"github.com/licenseledger/ledger/gatekeeper"
+	"github.com/licenseledger/ledger/gatekeeper/follow"
 	"github.com/licenseledger/ledger/gatekeeper/frontend"
+	"github.com/licenseledger/ledger/gatekeeper/natsstream"
 	"github.com/licenseledger/ledger/internal/cli"
-	"github.com/licenseledger/ledger/internal/gatestate"
 	"github.com/licenseledger/ledger/internal/keyringmetric"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
-	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/sighup"
 	"github.com/licenseledger/ledger/license"
 )
@@ -188,27 +187,20 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 		})
 	}
 	conn := c.ConnConfig("gatekeeper", natsauth.RoleReader, log)
-	conn.PingInterval = gatestate.PingInterval(c.MaxStaleness)
+	conn.PingInterval = follow.PingInterval(c.MaxStaleness)
 	nc, err := natsbus.Connect(conn)
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}
 	defer nc.Close()
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	bus, _, err := natsbus.Open(octx, nc, c.Stream, 1, false)
+	stream, err := natsstream.Open(octx, nc, c.Stream)
 	cancel()
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}
-	pool, err := c.openPool(ctx, log)
-	if err != nil {
-		return err
-	}
-	if pool != nil {
-		defer pool.Close()
-	}
 	var proxy *frontend.Proxy // set before the follower runs
-	fol, err := gatestate.New(gatestate.Config{Bus: bus, Pool: pool, Keys: keys, MinSeqWait: c.MinSeqWait,
+	fol, err := follow.New(follow.Config{Stream: stream, DatabaseURL: c.DatabaseURL, Keys: keys, MinSeqWait: c.MinSeqWait,
 		MaxStaleness: c.MaxStaleness, Logger: log.With("component", "state"), Registry: reg,
 		OnChange: func(org string) {
 			if proxy != nil {
@@ -216,7 +208,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 			}
 		}})
 	if err != nil {
-		return err
+		return cli.Usage("%v", err)
 	}
 	gate, err := gatekeeper.New(fol, gcfg)
 	if err != nil {
@@ -271,21 +263,6 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 		started <- a
 	}
 	return srvs.wait(ctx)
-}
-
-func (c *gatekeeperCmd) openPool(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, error) {
-	if c.DatabaseURL == "" {
-		return nil, nil
-	}
-	pool, err := postgres.Open(ctx, c.DatabaseURL)
-	if errors.Is(err, postgres.ErrUnavailable) {
-		log.Warn("PostgreSQL unreachable at start: loading from the stream", "err", err)
-		return pgxpool.New(ctx, c.DatabaseURL)
-	}
-	if err != nil {
-		return nil, cli.Usage("DATABASE_URL: %v", err)
-	}
-	return pool, nil
 }
 
 // servers runs the HTTP listeners and shuts them down together.

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/gatekeeper"
+	"github.com/licenseledger/ledger/gatekeeper/follow"
 	"github.com/licenseledger/ledger/gatekeeper/frontend"
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/gatestate"
 )
 
 // benchOrg holds a valid license; enforcement is on.
@@ -29,7 +29,7 @@ const featureRules = `POST /api/chat/{channel}/bots chat_connector
 // following it: the Gate the decision, /authz and proxy figures measure.
 type gateEnv struct {
 	nats *natsEnv
-	fol  *gatestate.Follower
+	fol  *follow.Follower
 	gate *gatekeeper.Gate
 }
 
@@ -59,7 +59,7 @@ func (r *runner) gateEnv(ctx context.Context) (*gateEnv, error) {
 		return nil, err
 	}
 	r.defer_(closeBus)
-	fol, err := r.follower(ctx, gatestate.Config{Bus: bus, Keys: v.keys})
+	fol, err := r.follower(ctx, follow.Config{Stream: bus, Keys: v.keys})
 	if err != nil {
 		return nil, err
 	}
@@ -82,11 +82,11 @@ func (ge *gateEnv) rules() ([]gatekeeper.FeatureRule, error) {
 	return gatekeeper.ParseFeatures(strings.NewReader(featureRules))
 }
 
-// follower runs a gatestate follower until the run ends and waits for its
+// follower runs a follower until the run ends and waits for its
 // initial load.
-func (r *runner) follower(ctx context.Context, cfg gatestate.Config) (*gatestate.Follower, error) {
+func (r *runner) follower(ctx context.Context, cfg follow.Config) (*follow.Follower, error) {
 	cfg.Logger = r.log
-	f, err := gatestate.New(cfg)
+	f, err := follow.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (r *runner) follower(ctx context.Context, cfg gatestate.Config) (*gatestate
 }
 
 // waitSeq waits until f holds org at seq or later.
-func waitSeq(ctx context.Context, f *gatestate.Follower, org string, seq uint64) error {
+func waitSeq(ctx context.Context, f *follow.Follower, org string, seq uint64) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if own, _, ok := f.CachedState(org, 0); ok && own.Seq >= seq {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/gatekeeper"
-	"github.com/licenseledger/ledger/internal/gatestate"
+	"github.com/licenseledger/ledger/gatekeeper/follow"
 )
 
 // memoryOrgs is how many licensed orgs the gatekeeper holds.
@@ -70,7 +70,7 @@ func (r *runner) heldHeap(ctx context.Context, ne *natsEnv, v *vendor, n int) (f
 		return 0, err
 	}
 	defer closeBus()
-	f, err := gatestate.New(gatestate.Config{Bus: bus, Keys: v.keys, Logger: r.log})
+	f, err := follow.New(follow.Config{Stream: bus, Keys: v.keys, Logger: r.log})
 	if err != nil {
 		return 0, err
 	}

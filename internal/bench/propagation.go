@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/licenseledger/ledger/internal/gatestate"
+	"github.com/licenseledger/ledger/gatekeeper/follow"
 )
 
 const replicas = 8
@@ -57,13 +57,13 @@ func (r *runner) propagationFigure(ctx context.Context) error {
 		r.defer_(closeBus)
 		ch := make(chan applied, 4*trials)
 		chans[i] = ch
-		var f *gatestate.Follower
+		var f *follow.Follower
 		var ready sync.WaitGroup
 		ready.Add(1)
 		// OnChange runs after the replica replaced the state, on the
 		// follower's notification goroutine: the time taken there is when
 		// a decision could first use the new state, or a little later.
-		f, err = r.follower(ctx, gatestate.Config{Bus: bus, Keys: v.keys, OnChange: func(o string) {
+		f, err = r.follower(ctx, follow.Config{Stream: bus, Keys: v.keys, OnChange: func(o string) {
 			ready.Wait()
 			if o != org {
 				return

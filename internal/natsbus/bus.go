@@ -143,6 +143,10 @@ func (b *Bus) getMsg(ctx context.Context, what string, get func(context.Context)
 // Conn returns the underlying connection.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
+// PingInterval is the connection's ping interval: how soon a dead
+// connection is noticed.
+func (b *Bus) PingInterval() time.Duration { return b.nc.Opts.PingInterval }
+
 // Name returns the stream name.
 func (b *Bus) Name() string { return b.name }
 

@@ -1,4 +1,4 @@
-package gatestate
+package follow
 
 import (
 	"context"
@@ -16,14 +16,14 @@ func TestStartFromPostgres(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.scenario(t)
-	_, pool := migrated(t)
+	dsn, pool := migrated(t)
 	pr := e.runProjector(t, pool)
 	pr.caughtUp(t, e)
 	pr.stop() // the checkpoint is the head: the snapshot is complete
 	h := e.head(t)
 
 	c := &counting{inner: e.readerBus(t)}
-	f := start(t, Config{Bus: c, Pool: pool}, true)
+	f := start(t, Config{Stream: c, DatabaseURL: dsn}, true)
 	sameAsLedger(t, e, f)
 	if own, _ := mustState(t, f, "acme", 0); own.Pending == nil || own.Pending.GraceDays != 11 {
 		t.Fatalf("acme's pending license from its row: %+v", own.Pending)
@@ -38,7 +38,7 @@ func TestStartFromPostgres(t *testing.T) {
 	// enforcement mode: it must come from the stream).
 	release := make(chan struct{})
 	defer close(release)
-	g := start(t, Config{Bus: e.readerBus(t), Pool: pool}, false, func(f *Follower) { f.hookBeforeLoad = func() { <-release } })
+	g := start(t, Config{Stream: e.readerBus(t), DatabaseURL: dsn}, false, func(f *Follower) { f.hookBeforeLoad = func() { <-release } })
 	for _, org := range scenarioOrgs {
 		own, inst := mustState(t, g, org, 0)
 		if mode := inst.EnforcementMode(); mode != "on" {
@@ -66,7 +66,7 @@ func TestTrustRuleWithTheProjectorHeldBack(t *testing.T) {
 	e := newEnv(t)
 	acmeID, _ := e.upload(t, "acme")
 	globexID, _ := e.upload(t, "globex")
-	_, pool := migrated(t)
+	dsn, pool := migrated(t)
 	pr := e.runProjector(t, pool)
 	pr.caughtUp(t, e)
 	pr.stop()
@@ -92,7 +92,7 @@ func TestTrustRuleWithTheProjectorHeldBack(t *testing.T) {
 	c := &counting{inner: e.readerBus(t)}
 	var mu sync.Mutex
 	seen := map[string]uint64{}
-	f := start(t, Config{Bus: c, Pool: pool}, false, func(f *Follower) {
+	f := start(t, Config{Stream: c, DatabaseURL: dsn}, false, func(f *Follower) {
 		f.hookBeforeLoad = func() { <-release }
 		f.hookChanged = func(org string) {
 			mu.Lock()
@@ -145,7 +145,7 @@ func TestTrustRuleWithTheProjectorHeldBack(t *testing.T) {
 	}
 
 	// A replica loading normally, and one without PostgreSQL, agree.
-	for _, g := range []*Follower{start(t, Config{Bus: e.readerBus(t), Pool: pool}, true), start(t, Config{Bus: e.readerBus(t)}, true)} {
+	for _, g := range []*Follower{start(t, Config{Stream: e.readerBus(t), DatabaseURL: dsn}, true), start(t, Config{Stream: e.readerBus(t)}, true)} {
 		revoked(g, "loaded")
 		for _, org := range []string{"acme", "globex", "newco", "hooli", license.InstanceOrg} {
 			a, _ := mustState(t, f, org, 0)
@@ -163,13 +163,13 @@ func TestRowBehindTheSubjectIsNotTrusted(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	id, _ := e.upload(t, "acme")
-	_, pool := migrated(t)
+	dsn, pool := migrated(t)
 	pr := e.runProjector(t, pool)
 	pr.caughtUp(t, e)
 	pr.stop()
 	// Trusted while at the head.
 	release := make(chan struct{})
-	f := start(t, Config{Bus: e.readerBus(t), Pool: pool}, false, func(f *Follower) { f.hookBeforeLoad = func() { <-release } })
+	f := start(t, Config{Stream: e.readerBus(t), DatabaseURL: dsn}, false, func(f *Follower) { f.hookBeforeLoad = func() { <-release } })
 	defer close(release)
 	own, _ := mustState(t, f, "acme", 0)
 	if own.Current.LicenseID != id || value(t, f.m.loads.WithLabelValues("postgres", "org")) != 1 {
@@ -177,7 +177,7 @@ func TestRowBehindTheSubjectIsNotTrusted(t *testing.T) {
 	}
 	// One more event: the row is behind, so the subject is folded.
 	e.upload(t, "acme")
-	g := start(t, Config{Bus: e.readerBus(t), Pool: pool}, false, func(f *Follower) { f.hookBeforeLoad = func() { <-release } })
+	g := start(t, Config{Stream: e.readerBus(t), DatabaseURL: dsn}, false, func(f *Follower) { f.hookBeforeLoad = func() { <-release } })
 	own, _ = mustState(t, g, "acme", 0)
 	if value(t, g.m.loads.WithLabelValues("postgres", "org")) != 0 || value(t, g.m.loads.WithLabelValues("stream", "org")) != 2 {
 		t.Fatalf("acme loaded from its stale row")

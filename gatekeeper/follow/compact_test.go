@@ -1,4 +1,4 @@
-package gatestate
+package follow
 
 import (
 	"os"
@@ -16,7 +16,7 @@ func TestCachedStateHoldsNoKeyText(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.upload(t, "acme")
-	f := start(t, Config{Bus: e.readerBus(t)}, true)
+	f := start(t, Config{Stream: e.readerBus(t)}, true)
 	loaded := f.cached("acme")
 	_, res := e.upload(t, "acme") // applied live, not only loaded
 	eventually(t, 5*time.Second, "the upload applied", func() bool { return seqOf(f.cached("acme")) >= res.Seq })
@@ -51,7 +51,7 @@ func TestReverifyReadsKeysBack(t *testing.T) {
 	e.upload(t, "acme")
 	e.upload(t, "beta")
 	e.upload(t, "beta")
-	_, pool := migrated(t)
+	dsn, pool := migrated(t)
 	pr := e.runProjector(t, pool)
 	pr.caughtUp(t, e)
 	pr.stop()
@@ -61,9 +61,9 @@ func TestReverifyReadsKeysBack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := Config{Bus: e.readerBus(t), Keys: keys}
+		cfg := Config{Stream: e.readerBus(t), Keys: keys}
 		if fromPG {
-			cfg.Pool = pool
+			cfg.DatabaseURL = dsn
 		}
 		f := start(t, cfg, true)
 		reload := func(kids ...string) {

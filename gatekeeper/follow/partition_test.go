@@ -1,8 +1,8 @@
-package gatestate
+package follow
 
 import (
-	"context"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,9 +28,10 @@ func proxiedReader(t *testing.T, e *env) (Stream, *faultproxy.Proxy) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := append([]nats.Option{auth, nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond),
-		nats.Timeout(500 * time.Millisecond), nats.CustomInboxPrefix(natsauth.InboxPrefix(natsauth.RoleReader))}, ConnOptions(testMaxStaleness)...)
-	nc, err := nats.Connect("nats://"+p.Addr(), opts...)
+	// What natsstream.ConnOptions(testMaxStaleness) sets.
+	nc, err := nats.Connect("nats://"+p.Addr(), auth, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.Timeout(500*time.Millisecond), nats.CustomInboxPrefix(natsauth.InboxPrefix(natsauth.RoleReader)),
+		nats.PingInterval(PingInterval(testMaxStaleness)), nats.MaxPingsOutstanding(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,24 +42,19 @@ func proxiedReader(t *testing.T, e *env) (Stream, *faultproxy.Proxy) {
 	return openReader(t, nc), p
 }
 
-// proxiedPool opens a pool on dsn through a proxy.
-func proxiedPool(t *testing.T, dsn string) (*pgxpool.Pool, *faultproxy.Proxy) {
+// proxiedDSN returns a DSN reaching dsn's database through a proxy.
+func proxiedDSN(t *testing.T, dsn string) (string, *faultproxy.Proxy) {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := faultproxy.Start(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
+	c := cfg.ConnConfig
+	p := faultproxy.Start(t, net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))))
 	host, port, _ := net.SplitHostPort(p.Addr())
-	n, _ := strconv.Atoi(port)
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = host, uint16(n), nil
-	cfg.ConnConfig.ConnectTimeout = 300 * time.Millisecond
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool, p
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(c.User, c.Password), Host: net.JoinHostPort(host, port),
+		Path: "/" + c.Database, RawQuery: "sslmode=disable&connect_timeout=1"}
+	return u.String(), p
 }
 
 // A healthy, idle follower stays confirmed current.
@@ -66,7 +62,7 @@ func TestIdleFollowerStaysFresh(t *testing.T) {
 	e := newEnv(t)
 	e.upload(t, "acme")
 	const bound = 300 * time.Millisecond
-	f := start(t, Config{Bus: e.readerBus(t), MaxStaleness: bound}, true)
+	f := start(t, Config{Stream: e.readerBus(t), MaxStaleness: bound}, true)
 	for range 10 {
 		time.Sleep(100 * time.Millisecond)
 		if s := f.Staleness(); s > bound || f.Stale() {
@@ -90,7 +86,7 @@ func TestPartitionWithoutPostgres(t *testing.T) {
 	e := newEnv(t)
 	acmeID, _ := e.upload(t, "acme")
 	bus, proxy := proxiedReader(t, e)
-	f := start(t, Config{Bus: bus, MaxStaleness: testMaxStaleness}, true)
+	f := start(t, Config{Stream: bus, MaxStaleness: testMaxStaleness}, true)
 	if _, _, err := state(t, f, "newco", 0); err != nil {
 		t.Fatalf("before the partition an unknown org is missing, not %v", err)
 	}
@@ -162,8 +158,8 @@ func TestPartitionWithPostgres(t *testing.T) {
 	pr.caughtUp(t, e)
 
 	bus, natsProxy := proxiedReader(t, e)
-	pool, pgProxy := proxiedPool(t, dsn)
-	f := start(t, Config{Bus: bus, Pool: pool, MaxStaleness: testMaxStaleness, PGTimeout: 300 * time.Millisecond}, true)
+	proxied, pgProxy := proxiedDSN(t, dsn)
+	f := start(t, Config{Stream: bus, DatabaseURL: proxied, MaxStaleness: testMaxStaleness, PGTimeout: 300 * time.Millisecond}, true)
 
 	// The projector falls behind: acme's newest license reaches only the
 	// stream (and this replica).

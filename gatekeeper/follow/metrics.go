@@ -1,4 +1,4 @@
-package gatestate
+package follow
 
 import (
 	"github.com/prometheus/client_golang/prometheus"

@@ -1,4 +1,4 @@
-package gatestate
+package follow
 
 import (
 	"context"
@@ -18,7 +18,12 @@ import (
 // loaded again from scratch while the old cache keeps answering.
 func (f *Follower) Run(ctx context.Context) error {
 	if !f.running.CompareAndSwap(false, true) {
-		return errors.New("gatestate: Run called twice")
+		return errors.New("follow: Run called twice")
+	}
+	if f.pool != nil {
+		// In the background: a connection to a server out of reach takes
+		// its timeout to close.
+		defer func() { go f.pool.Close() }()
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)

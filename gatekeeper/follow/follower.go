@@ -1,13 +1,17 @@
-// Package gatestate keeps every licensed org's state in memory for a
-// gatekeeper replica and answers gatekeeper.Source from it.
+// Package follow keeps a gate's license state current from the stream: a
+// Follower holds every licensed org's state in memory and is the
+// gatekeeper.Source that cmd/gatekeeper, and any Go program gating its own
+// handlers in-process, decides with. Open the stream with
+// natsstream.Open, build a Follower with New, run it with Run, and pass it
+// to gatekeeper.New.
 //
-// A Follower reads the stream head H, subscribes with an ordered consumer
-// from H + 1, loads the state of every org that has an event (from the
-// PostgreSQL read model when its checkpoint covers H, else by folding the
-// stream), then applies the buffered and later events in stream order. Each
-// event replaces its org's state through the shared fold
-// (projection.Apply), so every uploaded key is re-verified against this
-// replica's key ring and install id.
+// At start a Follower reads the stream head H, loads the state of every
+// org that has an event up to H (from the PostgreSQL read model when its
+// checkpoint covers H, else by folding the stream), then applies every
+// later event in stream order. Each event replaces its org's state
+// through the shared fold, so every uploaded key is verified again
+// against this process's key ring and install id: no decision is made on
+// a signature this process has not verified.
 //
 // Cached orgs are answered without I/O; an org with no events is answered
 // with an empty state, also without I/O and without a cache entry, so
@@ -17,7 +21,7 @@
 // for longer than MaxStaleness it reloads from PostgreSQL per request
 // (never going backwards), or, without PostgreSQL, keeps answering cached
 // orgs and reports uncached ones as unavailable.
-package gatestate
+package follow
 
 import (
 	"context"
@@ -30,13 +34,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/licenseledger/ledger/gatekeeper"
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/license"
 )
@@ -52,9 +55,8 @@ const (
 	staleTick = 50 * time.Millisecond
 )
 
-// Stream is the part of the stream the follower reads. *natsbus.Bus opened
-// with the reader role (natsbus.Open(ctx, nc, stream, 1, false)) satisfies
-// it.
+// Stream is the license stream as a follower reads it: natsstream.Open
+// returns one for a NATS connection.
 type Stream interface {
 	// Stream returns the stream's created time and head.
 	Stream(ctx context.Context) (created time.Time, head uint64, err error)
@@ -71,10 +73,14 @@ type Stream interface {
 
 // Config configures a Follower.
 type Config struct {
-	// Bus is the stream, opened with the reader role. Required.
-	Bus Stream
-	// Pool is the PostgreSQL read model (DATABASE_URL); nil without one.
-	Pool *pgxpool.Pool
+	// Stream is the license stream, opened with the reader role
+	// (natsstream.Open). Required.
+	Stream Stream
+	// DatabaseURL is the PostgreSQL read model (optional, a URL or
+	// keyword/value string): a faster start, and reloads when stale. New
+	// checks it and connects; a server that cannot be reached yet is
+	// logged and used once it answers.
+	DatabaseURL string
 	// Keys is the key ring every stored key is verified against. Required.
 	Keys *license.Keys
 	// MinSeqWait is how long a request carrying a consistency token waits
@@ -115,7 +121,7 @@ type Config struct {
 type Follower struct {
 	cfg  Config
 	bus  Stream
-	pool *pgxpool.Pool
+	pool readModel // nil without DatabaseURL
 	log  *slog.Logger
 	m    *metrics
 
@@ -160,13 +166,27 @@ type Follower struct {
 	pgCalls        atomic.Int64          // PostgreSQL reads issued
 }
 
-// New returns a follower; Run starts it.
+// readModel is the PostgreSQL read model as a follower reads it
+// (*postgres.StateReader).
+type readModel interface {
+	Snapshot(ctx context.Context, checkpoint string, trust projection.Trust, pending postgres.PendingGrace) (postgres.Snapshot, error)
+	State(ctx context.Context, org string, trust projection.Trust, pending postgres.PendingGrace) (*license.OrgState, error)
+	Close()
+}
+
+// pgConnectTimeout bounds New's first connection to the read model.
+const pgConnectTimeout = 5 * time.Second
+
+// New returns a follower; Run starts it. With DatabaseURL it connects to
+// the read model (for at most 5 s): a malformed URL or a refusal (a wrong
+// password, an unknown database) is an error, a server out of reach is
+// logged and retried on use. Run closes the connection when it returns.
 func New(cfg Config) (*Follower, error) {
-	if cfg.Bus == nil {
-		return nil, errors.New("gatestate: no stream")
+	if cfg.Stream == nil {
+		return nil, errors.New("follow: no stream")
 	}
 	if cfg.Keys == nil {
-		return nil, errors.New("gatestate: no key ring")
+		return nil, errors.New("follow: no key ring")
 	}
 	if cfg.MinSeqWait <= 0 {
 		cfg.MinSeqWait = DefaultMinSeqWait
@@ -189,14 +209,26 @@ func New(cfg Config) (*Follower, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Follower{cfg: cfg, bus: cfg.Bus, pool: cfg.Pool, log: cfg.Logger, loadedCh: make(chan struct{})}
+	f := &Follower{cfg: cfg, bus: cfg.Stream, log: cfg.Logger, loadedCh: make(chan struct{})}
+	if cfg.DatabaseURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), pgConnectTimeout)
+		r, err := postgres.OpenStateReader(ctx, cfg.DatabaseURL)
+		cancel()
+		switch {
+		case errors.Is(err, postgres.ErrUnavailable):
+			f.log.Warn("PostgreSQL unreachable at start: loading from the stream", "err", err)
+		case err != nil:
+			return nil, fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		f.pool = r
+	}
 	empty := ""
 	f.installID.Store(&empty)
 	f.orgs.Store(newOrgMap())
 	f.lastCurrent.Store(time.Now().UnixNano())
 	f.m = newMetrics(f, cfg.Registry)
-	if c, ok := cfg.Bus.(interface{ Conn() *nats.Conn }); ok && c.Conn() != nil {
-		if pi := c.Conn().Opts.PingInterval; pi > PingInterval(cfg.MaxStaleness) {
+	if c, ok := cfg.Stream.(interface{ PingInterval() time.Duration }); ok {
+		if pi := c.PingInterval(); pi > PingInterval(cfg.MaxStaleness) {
 			f.log.Warn("the NATS ping interval is longer than a third of the max staleness: a dead connection is noticed late",
 				"ping_interval", pi, "max_staleness", cfg.MaxStaleness)
 		}

@@ -1,4 +1,4 @@
-package gatestate
+package follow
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package gatestate
+package follow
 
 import (
 	"context"
@@ -49,7 +49,7 @@ func TestStartFromTheStream(t *testing.T) {
 	e.scenario(t)
 	h := e.head(t)
 	c := &counting{inner: e.readerBus(t)}
-	f := start(t, Config{Bus: c}, true)
+	f := start(t, Config{Stream: c}, true)
 
 	sameAsLedger(t, e, f)
 	if got := f.InstallID(); got == "" || got != e.svc.InstallID() {
@@ -90,7 +90,7 @@ func TestStartFromTheStream(t *testing.T) {
 func TestCachedOrgsCostNoAllocation(t *testing.T) {
 	e := newEnv(t)
 	e.upload(t, "acme")
-	f := start(t, Config{Bus: e.readerBus(t)}, true)
+	f := start(t, Config{Stream: e.readerBus(t)}, true)
 	if n := testing.AllocsPerRun(100, func() { f.CachedState("acme", 0) }); n != 0 {
 		t.Errorf("CachedState allocates %v times", n)
 	}
@@ -102,7 +102,7 @@ func TestCachedOrgsCostNoAllocation(t *testing.T) {
 func TestStartOnAnEmptyStreamAdoptsTheInstallIDLater(t *testing.T) {
 	t.Parallel()
 	e := newEnvNotStarted(t) // the stream exists; no ledger has started on it
-	f := start(t, Config{Bus: e.readerBus(t)}, true)
+	f := start(t, Config{Stream: e.readerBus(t)}, true)
 	if f.InstallID() != "" {
 		t.Fatalf("install id %q on an empty stream", f.InstallID())
 	}
@@ -125,7 +125,7 @@ func TestEventsAreAppliedAtOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.upload(t, "acme")
-	f := start(t, Config{Bus: e.readerBus(t)}, true)
+	f := start(t, Config{Stream: e.readerBus(t)}, true)
 	_, inst0 := mustState(t, f, "acme", 0)
 
 	var worst time.Duration
@@ -166,7 +166,7 @@ func TestForgedUploadNeverValid(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.upload(t, "acme")
-	f := start(t, Config{Bus: e.readerBus(t)}, true)
+	f := start(t, Config{Stream: e.readerBus(t)}, true)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		org, key, kid string
@@ -198,7 +198,7 @@ func TestForgedUploadNeverValid(t *testing.T) {
 		}
 	}
 	// A new follower folding the same stream agrees.
-	g := start(t, Config{Bus: e.readerBus(t)}, true)
+	g := start(t, Config{Stream: e.readerBus(t)}, true)
 	own, _ := mustState(t, g, "hooli", 0)
 	if own.Current == nil || own.Current.Err == nil {
 		t.Fatalf("hooli from a fresh fold: %+v", own.Current)
@@ -209,11 +209,11 @@ func TestUnknownSlugsCostNoIO(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.scenario(t)
-	_, pool := migrated(t)
+	dsn, pool := migrated(t)
 	pr := e.runProjector(t, pool)
 	pr.caughtUp(t, e)
 	c := &counting{inner: e.readerBus(t)}
-	f := start(t, Config{Bus: c, Pool: pool}, true)
+	f := start(t, Config{Stream: c, DatabaseURL: dsn}, true)
 	mustState(t, f, "acme", 0) // warm
 
 	calls, pg, cached := c.calls.Load(), f.pgCalls.Load(), f.orgs.Load().len()
@@ -251,7 +251,7 @@ func TestReverifyAfterKeyRingReload(t *testing.T) {
 	}
 	var mu sync.Mutex
 	changed := map[string]bool{}
-	f := start(t, Config{Bus: e.readerBus(t), Keys: keys}, true, func(f *Follower) {
+	f := start(t, Config{Stream: e.readerBus(t), Keys: keys}, true, func(f *Follower) {
 		f.cfg.OnChange = func(org string) { mu.Lock(); changed[org] = true; mu.Unlock() }
 	})
 	before, _ := mustState(t, f, "acme", 0)
@@ -288,7 +288,7 @@ func TestSlowOnChangeDelaysNoEvent(t *testing.T) {
 	e.upload(t, "acme")
 	block := make(chan struct{})
 	calls := make(chan string, 100)
-	f := start(t, Config{Bus: e.readerBus(t)}, true, func(f *Follower) {
+	f := start(t, Config{Stream: e.readerBus(t)}, true, func(f *Follower) {
 		f.cfg.OnChange = func(org string) {
 			<-block
 			calls <- org
@@ -345,7 +345,7 @@ func TestRecreatedStreamIsLoadedAgain(t *testing.T) {
 	e := newEnv(t)
 	e.scenario(t)
 	r := &recreated{counting: &counting{inner: e.readerBus(t)}}
-	f := start(t, Config{Bus: r, MaxStaleness: 2 * time.Second}, true)
+	f := start(t, Config{Stream: r, MaxStaleness: 2 * time.Second}, true)
 	before := f.orgs.Load()
 	created := f.createdTime()
 	r.shift.Store(true)
@@ -374,7 +374,7 @@ func TestPropagationEightReplicas(t *testing.T) {
 	for i := range replicas {
 		ch := make(chan applied, 4*n)
 		chans[i] = ch
-		f := start(t, Config{Bus: e.readerBus(t)}, true, func(g *Follower) {
+		f := start(t, Config{Stream: e.readerBus(t)}, true, func(g *Follower) {
 			g.hookChanged = func(org string) {
 				if org == "acme" {
 					ch <- applied{seqOf(g.cached(org)), time.Now()}
@@ -415,7 +415,7 @@ func TestPropagationEightReplicas(t *testing.T) {
 func BenchmarkCachedState(b *testing.B) {
 	e := newEnv(b)
 	e.upload(b, "acme")
-	f := start(b, Config{Bus: e.readerBus(b)}, true)
+	f := start(b, Config{Stream: e.readerBus(b)}, true)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -429,7 +429,7 @@ func BenchmarkCachedState(b *testing.B) {
 func BenchmarkStateCached(b *testing.B) {
 	e := newEnv(b)
 	e.upload(b, "acme")
-	f := start(b, Config{Bus: e.readerBus(b)}, true)
+	f := start(b, Config{Stream: e.readerBus(b)}, true)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

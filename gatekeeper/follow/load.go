@@ -1,12 +1,10 @@
-package gatestate
+package follow
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/postgres"
@@ -60,7 +58,7 @@ func (f *Follower) loadAll(ctx context.Context, created time.Time, h uint64, tru
 // serve this stream (no checkpoint, another stream, ahead of the stream).
 func (f *Follower) snapshot(ctx context.Context, created time.Time, h uint64, trust projection.Trust) (*postgres.Snapshot, error) {
 	f.pgCalls.Add(1)
-	snap, err := postgres.ReadSnapshot(ctx, f.pool, f.cfg.Checkpoint, trust, f.pendingGrace)
+	snap, err := f.pool.Snapshot(ctx, f.cfg.Checkpoint, trust, f.pendingGrace)
 	if err != nil {
 		return nil, err
 	}
@@ -217,12 +215,7 @@ func (f *Follower) reloadFromPG(ctx context.Context, org string) (*license.OrgSt
 // pgLoad reads org's state from its row and revocations in one snapshot.
 func (f *Follower) pgLoad(ctx context.Context, org string, trust projection.Trust) (*license.OrgState, error) {
 	f.pgCalls.Add(1)
-	tx, err := f.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	return postgres.LoadState(ctx, tx, org, trust, f.pendingGrace)
+	return f.pool.State(ctx, org, trust, f.pendingGrace)
 }
 
 // pendingGrace finds the effective grace of a pending license a row holds

@@ -1,4 +1,4 @@
-package gatestate
+package follow
 
 import (
 	"context"
@@ -63,7 +63,7 @@ func TestMinSeqNeverOlderWithEightReplicas(t *testing.T) {
 		gates[i] = &gate{}
 		g := gates[i]
 		slow := i == 4 || i == 5
-		fs[i] = start(t, Config{Bus: e.readerBus(t), MaxStaleness: time.Minute}, true, func(f *Follower) {
+		fs[i] = start(t, Config{Stream: e.readerBus(t), MaxStaleness: time.Minute}, true, func(f *Follower) {
 			f.hookDeliver = func(m *events.Message) {
 				g.pass(m)
 				if slow {
@@ -172,7 +172,7 @@ func TestMinSeqBeyondTheSubjectIsUnavailable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	_, res := e.upload(t, "acme")
-	f := start(t, Config{Bus: e.readerBus(t)}, true)
+	f := start(t, Config{Stream: e.readerBus(t)}, true)
 	began := time.Now()
 	_, _, err := state(t, f, "acme", res.Seq+1000)
 	if !isUnavailable(err) {
