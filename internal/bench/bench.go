@@ -5,7 +5,7 @@
 // PostgreSQL and memory per cached org. ledger bench prints the table.
 //
 // Every figure runs against real components: an in-process nats-server
-// with a JetStream file store on loopback TCP, gatestate followers,
+// with a JetStream file store on loopback TCP, followers (gatekeeper/follow),
 // gatekeeper gates and front ends, the ledger's command layer, and a
 // PostgreSQL server that is given (Config.DatabaseURL) or found: bench
 // never starts one, and without one the figures that need it are not
