@@ -83,12 +83,15 @@ func TestDecisionTableThroughEveryFrontEnd(t *testing.T) {
 	w.upload("acme", nil)                                                        // valid, features sso
 	w.upload("grace", func(p map[string]any) { p["expires"] = past(time.Hour) }) // in grace (7 days)
 	w.upload("revoked", nil)                                                     // invalidated below
-	w.upload("soon", func(p map[string]any) { p["expires"] = future(time.Second); p["grace_days"] = 0 })
+	// Expires a few seconds after its upload (whole seconds: a loaded
+	// machine must not see it expired before it is stored).
+	soon := time.Now().Add(4 * time.Second).UTC().Truncate(time.Second)
+	w.upload("soon", func(p map[string]any) { p["expires"] = soon.Format(time.RFC3339); p["grace_days"] = 0 })
 	if _, err := w.svc.Invalidate(ctx, "revoked", op, "0193a5b0-7e1a-7c3d-8f00-"+"00000"+hexOrg("revoked"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	w.syncHead()
-	time.Sleep(1100 * time.Millisecond) // "soon" expires by time alone
+	time.Sleep(time.Until(soon) + 100*time.Millisecond) // "soon" expires by time alone
 	forwarded := w.start(func(c *gatekeeperCmd) { c.AuthzHeaders = "forwarded" })
 	session := platformSession(t)
 	fronts := map[string]frontEnd{
@@ -176,5 +179,4 @@ func TestDecisionTableThroughEveryFrontEnd(t *testing.T) {
 	}
 }
 
-func future(d time.Duration) string { return time.Now().Add(d).UTC().Format(time.RFC3339) }
-func past(d time.Duration) string   { return time.Now().Add(-d).UTC().Format(time.RFC3339) }
+func past(d time.Duration) string { return time.Now().Add(-d).UTC().Format(time.RFC3339) }

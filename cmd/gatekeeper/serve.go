@@ -24,9 +24,6 @@ import (
 	"github.com/licenseledger/ledger/gatekeeper/frontend"
 	"github.com/licenseledger/ledger/gatekeeper/natsstream"
 	"github.com/licenseledger/ledger/internal/cli"
-	"github.com/licenseledger/ledger/internal/keyringmetric"
-	"github.com/licenseledger/ledger/internal/natsauth"
-	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/sighup"
 	"github.com/licenseledger/ledger/license"
 )
@@ -175,8 +172,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		keyringmetric.Collector(keys))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if tokens != nil {
 		gcfg.Tokens, gcfg.TokenCookie = tokens, c.JWTCookie
 		reg.MustRegister(tokens.Collector())
@@ -186,9 +182,10 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 			}
 		})
 	}
-	conn := c.ConnConfig("gatekeeper", natsauth.RoleReader, log)
-	conn.PingInterval = follow.PingInterval(c.MaxStaleness)
-	nc, err := natsbus.Connect(conn)
+	f := c.NATSFlags
+	nc, err := natsstream.Connect(natsstream.Dial{URL: f.NATSURL, NKeyFile: f.NATSNKey, CredsFile: f.NATSCreds,
+		User: f.NATSUser, Password: f.NATSPassword, TLSCA: f.NATSTLSCA, TLSCert: f.NATSTLSCert, TLSKey: f.NATSTLSKey,
+		Name: "gatekeeper", MaxStaleness: c.MaxStaleness, Logger: log})
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}

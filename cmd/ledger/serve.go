@@ -169,13 +169,13 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	defer rm.close()
 	fol := newFollower(bus, svc, rm.trail, info, rm.from, log)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_lag",
-		Help: "Stream head minus the last sequence folded into the read model."}, func() float64 { return float64(fol.lag()) }))
+		Help: "Stream head minus the last sequence folded into the read model."}, func() float64 { return float64(fol.Lag()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_stream_last_seq",
-		Help: "Stream head at the last check."}, func() float64 { return float64(fol.head.Load()) }))
+		Help: "Stream head at the last check."}, func() float64 { return float64(fol.Head()) }))
 	mon := newStreamMonitor(bus, svc, c.Stream, c.Replicas, reg, log)
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
-	go fol.run(runCtx)
+	go fol.Run(runCtx)
 	select {
 	case <-fol.loaded:
 	case <-ctx.Done():
@@ -210,7 +210,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	api := httpapi.New(httpapi.Config{Service: svc, Tokens: tokens, Registry: reg, Logger: log, Audit: rm.reader,
 		StreamMsg: streamLookups(bus),
 		Readiness: func(context.Context) httpapi.Readiness {
-			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.lag(),
+			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.Lag(),
 				TokensFile: httpapi.ReportTokensFile(watcher.Status())}
 			if rm.projector != nil {
 				rd.ProjectorLag = rm.projector.Lag()
@@ -218,7 +218,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 					rd.Projector = "stopped: " + err.Error()
 				}
 			}
-			if !fol.natsOK.Load() || nc.Status() != nats.CONNECTED {
+			if !fol.Reachable() || nc.Status() != nats.CONNECTED {
 				rd.NATS = "unavailable"
 			}
 			var drift bool

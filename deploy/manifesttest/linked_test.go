@@ -3,6 +3,7 @@ package manifesttest
 import (
 	"bytes"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -79,5 +80,43 @@ func TestBinariesLinkedChecksCanFail(t *testing.T) {
 		if strings.Join(got, "\n") != strings.Join(w, "\n") {
 			t.Errorf("checkLinked(%s) =\n%s\nwant\n%s", cmd, strings.Join(got, "\n"), strings.Join(w, "\n"))
 		}
+	}
+}
+
+// The gatekeeper binary is built on the public packages any Go program
+// can import — the gate, its follower and the stream's NATS door — and,
+// of this module's internal packages, only process plumbing: flags,
+// logging and exit codes (internal/cli) and SIGHUP (internal/sighup).
+var gatekeeperPlumbing = []string{"github.com/licenseledger/ledger/internal/cli", "github.com/licenseledger/ledger/internal/sighup"}
+
+// internalImports lists the imports of module packages under internal/
+// that allowed does not name.
+func internalImports(imports, allowed []string) []string {
+	var p []string
+	for _, imp := range imports {
+		if strings.HasPrefix(imp, "github.com/licenseledger/ledger/internal/") && !slices.Contains(allowed, imp) {
+			p = append(p, imp)
+		}
+	}
+	return p
+}
+
+func TestGatekeeperIsBuiltOnThePublicPackages(t *testing.T) {
+	c := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, "./cmd/gatekeeper")
+	c.Dir = repoRoot(t)
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("go list ./cmd/gatekeeper: %v", err)
+	}
+	imports := strings.Fields(string(out))
+	if !slices.Contains(imports, "github.com/licenseledger/ledger/gatekeeper/follow") {
+		t.Fatalf("cmd/gatekeeper does not import gatekeeper/follow: %v", imports)
+	}
+	for _, imp := range internalImports(imports, gatekeeperPlumbing) {
+		t.Errorf("cmd/gatekeeper imports %s: the gatekeeper is built on public packages and plumbing (%v)", imp, gatekeeperPlumbing)
+	}
+	if got := internalImports([]string{"fmt", "github.com/licenseledger/ledger/internal/cli",
+		"github.com/licenseledger/ledger/internal/projection", "github.com/licenseledger/ledger/license"}, gatekeeperPlumbing); !slices.Equal(got, []string{"github.com/licenseledger/ledger/internal/projection"}) {
+		t.Errorf("the check itself: %v", got)
 	}
 }

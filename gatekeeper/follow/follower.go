@@ -41,6 +41,7 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/projection"
+	"github.com/licenseledger/ledger/internal/tail"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -130,27 +131,23 @@ type Follower struct {
 	installID atomic.Pointer[string]
 	created   atomic.Pointer[time.Time] // stream created time of the installed state
 
-	loaded     atomic.Bool
-	loadedCh   chan struct{}
-	loadedOnce sync.Once
-	running    atomic.Bool
+	loaded       atomic.Bool   // ready: the initial load and what was appended during it applied
+	readyAt      atomic.Uint64 // after a load: ready once this sequence is applied (0: none pending)
+	readyConfirm atomic.Int64  // ... and then current as of this moment (unix nanos)
+	loadInfo     loadInfo      // the last load (written before readyAt, read after it)
+	loadedCh     chan struct{}
+	loadedOnce   sync.Once
+	running      atomic.Bool
 
 	applied     atomic.Uint64 // last stream sequence delivered by the consumer
-	head        atomic.Uint64 // stream head at the last successful check
-	natsOK      atomic.Bool   // the last stream check succeeded
+	tail        *tail.Tail    // the stream loop: sessions, head checks, restarts
 	lastCurrent atomic.Int64  // unix nanos: last moment confirmed current
 	stale       atomic.Bool   // Staleness() > MaxStaleness, recomputed every staleTick
 
 	pendMu      sync.Mutex
 	pendHead    atomic.Uint64 // a check saw this head (0: none outstanding) ...
 	pendAt      int64         // ... at this moment (guarded by pendMu)
-	stallSeq    uint64        // applied at the checks that found it behind ...
-	stalled     int           // ... and how many in a row (check goroutine only)
 	pgDownUntil atomic.Int64  // unix nanos: skip per-request PostgreSQL reloads until then
-
-	sessMu      sync.Mutex
-	sessCancel  context.CancelFunc
-	sessCreated time.Time // created time the running session follows
 
 	sf      singleflight.Group
 	notify  notifier
@@ -161,7 +158,7 @@ type Follower struct {
 
 	// Test hooks.
 	hookDeliver    func(*events.Message) // before a consumed message is handled
-	hookBeforeLoad func()                // before the initial load
+	hookBeforeLoad func()                // before a load of every org
 	hookChanged    func(org string)      // synchronously after a state replacement
 	pgCalls        atomic.Int64          // PostgreSQL reads issued
 }
@@ -226,6 +223,8 @@ func New(cfg Config) (*Follower, error) {
 	f.installID.Store(&empty)
 	f.orgs.Store(newOrgMap())
 	f.lastCurrent.Store(time.Now().UnixNano())
+	f.tail = tail.New(tail.Config{Stream: cfg.Stream, Reader: reader{f}, Heartbeat: cfg.Heartbeat,
+		CheckInterval: cfg.CheckInterval, Checked: f.checked, Logger: cfg.Logger})
 	f.m = newMetrics(f, cfg.Registry)
 	if c, ok := cfg.Stream.(interface{ PingInterval() time.Duration }); ok {
 		if pi := c.PingInterval(); pi > PingInterval(cfg.MaxStaleness) {
@@ -515,7 +514,7 @@ type Health struct {
 func (f *Follower) Health() Health {
 	s := f.Staleness()
 	h := Health{Loaded: f.loaded.Load(), Staleness: s, StalenessSeconds: s.Seconds(), Stale: s > f.cfg.MaxStaleness,
-		AppliedSeq: f.applied.Load(), StreamHead: f.head.Load(), NATS: f.natsOK.Load(), OrgsCached: f.orgs.Load().len()}
+		AppliedSeq: f.applied.Load(), StreamHead: f.tail.Head(), NATS: f.tail.Reachable(), OrgsCached: f.orgs.Load().len()}
 	if p := f.KeyringProblem(); p != "" {
 		h.Keyring = &p
 	}

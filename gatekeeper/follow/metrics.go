@@ -2,6 +2,8 @@ package follow
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/licenseledger/ledger/internal/keyringmetric"
 )
 
 // metrics are the follower's Prometheus metrics; none has a per-org label.
@@ -62,7 +64,8 @@ func newMetrics(f *Follower, reg prometheus.Registerer) *metrics {
 		gauge("gatekeeper_stream_applied_seq", "Last stream sequence applied.",
 			func() float64 { return float64(f.applied.Load()) }),
 		gauge("gatekeeper_stream_head_seq", "Stream head at the last successful check.",
-			func() float64 { return float64(f.head.Load()) }),
+			func() float64 { return float64(f.tail.Head()) }),
+		keyringmetric.Collector(f.cfg.Keys), // license_keyring_info: the ring this follower verifies with
 		gauge("gatekeeper_orgs_unknown_key", "Orgs whose current or pending license is signed by a key (kid) this replica's key ring does not hold: denied license_invalid (unknown_key).",
 			func() float64 { return float64(f.UnknownKeyOrgs()) }),
 	)

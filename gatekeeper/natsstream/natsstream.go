@@ -9,16 +9,48 @@ package natsstream
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/licenseledger/ledger/gatekeeper/follow"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 )
 
 // DefaultStream is the stream's default name (LICENSE_STREAM).
 const DefaultStream = natsbus.DefaultStream
+
+// Dial says how to reach NATS as the reader. Exactly one of NKeyFile,
+// CredsFile or User is normally set (the embedded default: NKeyFile
+// $DATA_DIR/nats/reader.nk).
+type Dial struct {
+	URL       string // comma-separated for a cluster
+	NKeyFile  string // an nkey user seed file
+	CredsFile string // a JWT credentials file
+	User      string
+	Password  string
+	TLSCA     string // CA bundle verifying the servers
+	TLSCert   string // client certificate
+	TLSKey    string
+	Name      string // the client's name in server monitoring
+	// MaxStaleness is the follower's (its ping interval follows:
+	// follow.PingInterval).
+	MaxStaleness time.Duration
+	Logger       *slog.Logger
+}
+
+// Connect opens a connection for a follower: with the reader role's
+// inbox, pings within the staleness bound, reconnecting forever
+// (disconnects and reconnects logged). It returns once the server has
+// accepted a subscription to the reader's inbox, so credentials of another
+// role are an error here rather than a silent stall later.
+func Connect(d Dial) (*nats.Conn, error) {
+	return natsbus.Connect(natsbus.ConnConfig{URL: d.URL, NKeyFile: d.NKeyFile, CredsFile: d.CredsFile,
+		User: d.User, Password: d.Password, TLSCA: d.TLSCA, TLSCert: d.TLSCert, TLSKey: d.TLSKey, Name: d.Name,
+		Role: natsauth.RoleReader, PingInterval: follow.PingInterval(d.MaxStaleness), Logger: d.Logger})
+}
 
 // Open binds to stream name ("" = DefaultStream) on nc, read only. The
 // stream must exist and carry the configuration the ledger gives it. Open
@@ -35,9 +67,12 @@ func Open(ctx context.Context, nc *nats.Conn, name string) (follow.Stream, error
 }
 
 // ConnOptions are the nats.Connect options a follower with maxStaleness
-// needs: a ping every follow.PingInterval(maxStaleness), and two
-// unanswered pings closing the connection, so that a black-holed
-// connection reconnects within the staleness bound.
+// needs besides the reader's credentials: replies on the reader role's
+// inbox (the only one it may subscribe to), a ping every
+// follow.PingInterval(maxStaleness), and two unanswered pings closing the
+// connection, so that a black-holed connection reconnects within the
+// staleness bound.
 func ConnOptions(maxStaleness time.Duration) []nats.Option {
-	return []nats.Option{nats.PingInterval(follow.PingInterval(maxStaleness)), nats.MaxPingsOutstanding(2)}
+	return []nats.Option{nats.CustomInboxPrefix(natsauth.InboxPrefix(natsauth.RoleReader)),
+		nats.PingInterval(follow.PingInterval(maxStaleness)), nats.MaxPingsOutstanding(2), nats.MaxReconnects(-1)}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/projection"
-	"github.com/licenseledger/ledger/internal/tick"
+	"github.com/licenseledger/ledger/internal/tail"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -68,8 +68,9 @@ type ProjectorConfig struct {
 // PostgreSQL advisory lock); others wait.
 type Projector struct {
 	cfg     ProjectorConfig
-	applied atomic.Uint64 // last committed sequence
-	head    atomic.Uint64 // stream head last seen
+	applied atomic.Uint64             // last committed sequence
+	head    atomic.Uint64             // stream head last seen (at a session start, or on standby)
+	tail    atomic.Pointer[tail.Tail] // the active session's, which sees the head move
 	active  atomic.Bool
 	mu      sync.Mutex
 	stopped error // why it stopped for good, nil while running
@@ -128,6 +129,9 @@ func (p *Projector) trust() projection.Trust {
 // Lag is the stream head minus the committed checkpoint.
 func (p *Projector) Lag() uint64 {
 	h, a := p.head.Load(), p.applied.Load()
+	if t := p.tail.Load(); t != nil && p.active.Load() {
+		h = max(h, t.Head())
+	}
 	if a >= h {
 		return 0
 	}
@@ -239,17 +243,10 @@ func (p *Projector) project(ctx context.Context, conn *pgx.Conn) error {
 	defer cancel()
 	msgs := make(chan *events.Message, p.cfg.BatchSize)
 	consumeErr := make(chan error, 1)
-	go func() {
-		consumeErr <- p.cfg.Source.Consume(cctx, ck.seq+1, time.Second, func(m *events.Message) error {
-			select {
-			case msgs <- m:
-				return nil
-			case <-cctx.Done():
-				return cctx.Err()
-			}
-		}, nil)
-	}()
-	go p.watchHead(cctx)
+	feed := &feed{ctx: cctx, from: ck.seq, msgs: msgs}
+	t := tail.New(tail.Config{Stream: p.cfg.Source, Reader: feed, Logger: p.cfg.Logger})
+	p.tail.Store(t)
+	go func() { consumeErr <- t.Run(cctx) }()
 	return b.run(ctx, msgs, consumeErr, p.cfg.BatchSize, p.cfg.BatchWait, nil, func(r batchResult) {
 		p.applied.Store(r.seq)
 		p.batches.Inc()
@@ -257,13 +254,34 @@ func (p *Projector) project(ctx context.Context, conn *pgx.Conn) error {
 	})
 }
 
-// watchHead refreshes the stream head for the lag metric.
-func (p *Projector) watchHead(ctx context.Context) {
-	tick.Every(ctx, 2*time.Second, func() {
-		if _, head, err := p.cfg.Source.Stream(ctx); err == nil {
-			p.head.Store(head)
-		}
-	})
+// feed hands the stream to the batcher: from the checkpoint, resuming
+// after the last message handed over when the consumer restarts. The
+// stream changing under it stops the projector (ErrStreamRecreated).
+type feed struct {
+	ctx  context.Context // the projector's session
+	from uint64
+	msgs chan<- *events.Message
+}
+
+// Start implements tail.Reader.
+func (f *feed) Start(_ context.Context, s tail.Session) (uint64, error) {
+	switch {
+	case s.Resync:
+		return 0, tail.Stop(fmt.Errorf("%w (the stream changed while projecting)", ErrStreamRecreated))
+	case s.Applied == 0:
+		return f.from, nil
+	}
+	return s.Applied, nil
+}
+
+// Apply implements tail.Reader.
+func (f *feed) Apply(m *events.Message) error {
+	select {
+	case f.msgs <- m:
+		return nil
+	case <-f.ctx.Done():
+		return f.ctx.Err()
+	}
 }
 
 type checkpointRow struct {
