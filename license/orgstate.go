@@ -1,8 +1,15 @@
 package license
 
 import (
+	"errors"
 	"time"
 )
+
+// ErrUnverified is the Err of a slot whose key a reader holds but has not
+// verified yet (a replica that defers verification at start). A reader
+// verifies such a slot before any decision uses it; its status, if asked,
+// is invalid (malformed).
+var ErrUnverified = errors.New("license key not verified yet")
 
 // Enforcement modes, the install-wide setting recorded on _instance.
 const (
@@ -50,6 +57,12 @@ type Slot struct {
 	Key string
 	Seq uint64    // stream sequence of the upload (0: loaded from a read-model row)
 	At  time.Time // the upload event's time
+}
+
+// Unverified reports whether s holds a license whose key it has not
+// verified yet (ErrUnverified): no decision may be made on s.
+func (s *OrgState) Unverified() bool {
+	return s != nil && (s.Current != nil && s.Current.Err == ErrUnverified || s.Pending != nil && s.Pending.Err == ErrUnverified)
 }
 
 // NewOrgState returns the state of an org with no events.

@@ -33,9 +33,10 @@ func compact(st *license.OrgState) *license.OrgState {
 	return &c
 }
 
-// heavy reports whether s still holds its key text.
+// heavy reports whether s still holds its key text that may be dropped:
+// an unverified slot keeps it until it is verified.
 func heavy(s *license.Slot) bool {
-	return s != nil && (s.Key != "" || s.License != nil && s.License.Key != "")
+	return s != nil && s.Err != license.ErrUnverified && (s.Key != "" || s.License != nil && s.License.Key != "")
 }
 
 func slim(org string, s *license.Slot) *license.Slot {

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,9 +150,10 @@ type Follower struct {
 	pendAt      int64         // ... at this moment (guarded by pendMu)
 	pgDownUntil atomic.Int64  // unix nanos: skip per-request PostgreSQL reloads until then
 
-	sf      singleflight.Group
-	notify  notifier
-	changes changeQueue
+	deferred chan struct{} // Start → verifyDeferred: a load left keys unverified
+	sf       singleflight.Group
+	notify   notifier
+	changes  changeQueue
 
 	keyringMu   sync.Mutex
 	keyringSaid string // the KeyringProblem last logged
@@ -160,6 +162,7 @@ type Follower struct {
 	hookDeliver    func(*events.Message) // before a consumed message is handled
 	hookBeforeLoad func()                // before a load of every org
 	hookChanged    func(org string)      // synchronously after a state replacement
+	hookVerify     func()                // before deferred keys are verified in the background
 	pgCalls        atomic.Int64          // PostgreSQL reads issued
 }
 
@@ -206,7 +209,7 @@ func New(cfg Config) (*Follower, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Follower{cfg: cfg, bus: cfg.Stream, log: cfg.Logger, loadedCh: make(chan struct{})}
+	f := &Follower{cfg: cfg, bus: cfg.Stream, log: cfg.Logger, loadedCh: make(chan struct{}), deferred: make(chan struct{}, 1)}
 	if cfg.DatabaseURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), pgConnectTimeout)
 		r, err := postgres.OpenStateReader(ctx, cfg.DatabaseURL)
@@ -265,7 +268,7 @@ func (f *Follower) CachedState(org string, minSeq uint64) (own, instance *licens
 	} else if e := m.get(org); e != nil {
 		own = e.st.Load()
 	}
-	if own == nil || instance == nil || own.Seq < minSeq {
+	if own == nil || instance == nil || own.Seq < minSeq || own.Unverified() || instance.Unverified() {
 		return nil, nil, false
 	}
 	return own, instance, true
@@ -285,6 +288,7 @@ func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, i
 	if err != nil {
 		return nil, nil, err
 	}
+	own = f.verified(org, own)
 	if org == license.InstanceOrg {
 		return own, own, nil
 	}
@@ -292,7 +296,35 @@ func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, i
 	if err != nil {
 		return nil, nil, err
 	}
-	return own, instance, nil
+	return own, f.verified(license.InstanceOrg, instance), nil
+}
+
+// verified returns st with every key verified: st itself when it holds
+// none unverified, else st verified now (and put in the cache in its
+// place, unless the cache moved on meanwhile). No state with an unverified
+// key leaves the follower.
+func (f *Follower) verified(org string, st *license.OrgState) *license.OrgState {
+	if !st.Unverified() {
+		return st
+	}
+	f.m.verifications.WithLabelValues("request").Inc()
+	m := f.orgs.Load()
+	e := m.get(org)
+	if e == nil {
+		return compact(projection.Reverify(f.trust(), st))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cur := e.st.Load(); cur != st {
+		if cur != nil && !cur.Unverified() && cur.Seq >= st.Seq {
+			return cur // verified meanwhile (or moved on)
+		}
+		return compact(projection.Reverify(f.trust(), st))
+	}
+	n := compact(projection.Reverify(f.trust(), st))
+	f.store(m, e, n)
+	f.gen.Add(1)
+	return n
 }
 
 func (f *Follower) stateOf(ctx context.Context, org string, minSeq uint64) (*license.OrgState, error) {
@@ -460,6 +492,61 @@ func (f *Follower) trust() projection.Trust {
 	return projection.Trust{Ring: f.cfg.Keys.Ring(), InstallID: *f.installID.Load()}
 }
 
+// verifyDeferred verifies, on every core, the keys a load of every org
+// left unverified, each time Start signals one, until ctx ends. A request
+// for an org not verified yet verifies it first (verified).
+func (f *Follower) verifyDeferred(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.deferred:
+		}
+		if h := f.hookVerify; h != nil {
+			h()
+		}
+		began := time.Now()
+		m := f.orgs.Load()
+		todo := make(chan *entry, 1024)
+		var wg sync.WaitGroup
+		for range runtime.GOMAXPROCS(0) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for e := range todo {
+					f.verifyEntry(m, e)
+				}
+			}()
+		}
+		m.each(func(_ string, e *entry) {
+			if e.st.Load().Unverified() && ctx.Err() == nil {
+				todo <- e
+			}
+		})
+		close(todo)
+		wg.Wait()
+		if ctx.Err() == nil {
+			f.checkKeyring()
+			f.log.Info("every license verified", "orgs", m.len(), "took", time.Since(began).Round(time.Millisecond))
+		}
+	}
+}
+
+// verifyEntry verifies e's state if it still holds unverified keys. No
+// request has been answered from it (verified replaces it first), so no
+// decision changes: the generation stays.
+func (f *Follower) verifyEntry(m *orgMap, e *entry) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.st.Load(); st.Unverified() {
+		f.store(m, e, compact(projection.Reverify(f.trust(), st)))
+		f.m.verifications.WithLabelValues("background").Inc()
+	}
+}
+
+// UnverifiedOrgs counts the cached orgs whose license is not verified yet.
+func (f *Follower) UnverifiedOrgs() int { return int(f.orgs.Load().unverified.Load()) }
+
 // InstallID is the install id adopted from the stream ("" until known).
 func (f *Follower) InstallID() string { return *f.installID.Load() }
 
@@ -504,6 +591,10 @@ type Health struct {
 	NATS bool `json:"nats"`
 	// OrgsCached counts cached orgs (every org with an event, _instance).
 	OrgsCached int `json:"orgs_cached"`
+	// OrgsUnverified counts cached orgs whose license is not verified yet
+	// (after a load, verified in the background, and before any decision
+	// on the org).
+	OrgsUnverified int `json:"orgs_unverified"`
 	// Keyring says, once loaded, when the key ring trusts none of the keys
 	// the cached licenses are signed with (KeyringProblem); nil otherwise.
 	Keyring *string `json:"keyring"`
@@ -514,7 +605,8 @@ type Health struct {
 func (f *Follower) Health() Health {
 	s := f.Staleness()
 	h := Health{Loaded: f.loaded.Load(), Staleness: s, StalenessSeconds: s.Seconds(), Stale: s > f.cfg.MaxStaleness,
-		AppliedSeq: f.applied.Load(), StreamHead: f.tail.Head(), NATS: f.tail.Reachable(), OrgsCached: f.orgs.Load().len()}
+		AppliedSeq: f.applied.Load(), StreamHead: f.tail.Head(), NATS: f.tail.Reachable(), OrgsCached: f.orgs.Load().len(),
+		OrgsUnverified: f.UnverifiedOrgs()}
 	if p := f.KeyringProblem(); p != "" {
 		h.Keyring = &p
 	}
@@ -678,6 +770,8 @@ type orgMap struct {
 	shards [orgShards]orgShard
 	n      atomic.Int64
 	use    keyUse // the vendor keys the states' licenses use
+	// unverified counts the states holding a key not verified yet.
+	unverified atomic.Int64
 }
 
 const orgShards = 16 // a power of two

@@ -98,10 +98,19 @@ func (k *keyUse) unknownOrgs() int {
 	return k.unknown
 }
 
-// set replaces e's state (e in o) and keeps o's key use current. It
-// reports whether the set of kids in use changed.
+// set replaces e's state (e in o) and keeps o's key use and count of
+// unverified states current. It reports whether the set of kids in use
+// changed.
 func (o *orgMap) set(e *entry, st *license.OrgState) bool {
-	return o.use.replace(markOf(e.st.Swap(st)), markOf(st))
+	old := e.st.Swap(st)
+	if was, is := old.Unverified(), st.Unverified(); was != is {
+		if is {
+			o.unverified.Add(1)
+		} else {
+			o.unverified.Add(-1)
+		}
+	}
+	return o.use.replace(markOf(old), markOf(st))
 }
 
 // store replaces e's state (e in m, under e.mu) and, once loaded, says so

@@ -8,16 +8,20 @@ import (
 
 // metrics are the follower's Prometheus metrics; none has a per-org label.
 type metrics struct {
-	loads        *prometheus.CounterVec
-	events       *prometheus.CounterVec
-	applyLag     prometheus.Histogram
-	minSeqWaits  *prometheus.CounterVec
-	directFolds  *prometheus.CounterVec
-	staleReloads *prometheus.CounterVec
+	loads         *prometheus.CounterVec
+	events        *prometheus.CounterVec
+	applyLag      prometheus.Histogram
+	minSeqWaits   *prometheus.CounterVec
+	directFolds   *prometheus.CounterVec
+	staleReloads  *prometheus.CounterVec
+	verifications *prometheus.CounterVec
 }
 
 func newMetrics(f *Follower, reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatekeeper_deferred_verifications_total",
+			Help: "Licenses a load of every org left unverified, verified since: in the background (every core) or at a request for the org."},
+			[]string{"when"}),
 		loads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatekeeper_state_loads_total",
 			Help: "State loads: scope initial (every org, at start) or org (one org on demand), from PostgreSQL or the stream."},
 			[]string{"source", "scope"}),
@@ -54,7 +58,9 @@ func newMetrics(f *Follower, reg prometheus.Registerer) *metrics {
 	gauge := func(name, help string, fn func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn)
 	}
-	reg.MustRegister(m.loads, m.events, m.applyLag, m.minSeqWaits, m.directFolds, m.staleReloads,
+	reg.MustRegister(m.loads, m.events, m.applyLag, m.minSeqWaits, m.directFolds, m.staleReloads, m.verifications,
+		gauge("gatekeeper_orgs_unverified", "Cached orgs whose license key is not verified yet (after a load; verified before any decision on them).",
+			func() float64 { return float64(f.UnverifiedOrgs()) }),
 		gauge("gatekeeper_orgs_cached", "Orgs whose state is cached (every org with an event, and _instance).",
 			func() float64 { return float64(f.orgs.Load().len()) }),
 		gauge("gatekeeper_staleness_seconds", "Time since this replica last confirmed it had applied the whole stream.",

@@ -27,8 +27,9 @@ func (f *Follower) Run(ctx context.Context) error {
 		defer func() { go f.pool.Close() }()
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); f.tickStale(ctx) }()
+	go func() { defer wg.Done(); f.verifyDeferred(ctx) }()
 	if f.cfg.OnChange != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); f.deliverChanges(ctx) }()
@@ -64,7 +65,11 @@ func (r reader) Start(ctx context.Context, s tail.Session) (uint64, error) {
 		hook()
 	}
 	h := s.Head
+	// Every org's key is verified after the load, on every core, and
+	// before any decision on the org (verified): a forged key is refused
+	// as surely, and the replica serves sooner.
 	trust := f.trust()
+	trust.Defer = true
 	states, source, err := f.loadAll(ctx, s.Created, h, trust)
 	if err != nil {
 		return 0, err
@@ -75,6 +80,10 @@ func (r reader) Start(ctx context.Context, s tail.Session) (uint64, error) {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
 	f.install(states, trust, f.loaded.Load())
+	select {
+	case f.deferred <- struct{}{}:
+	default: // already signalled
+	}
 	f.created.Store(&s.Created)
 	f.applied.Store(h)
 	f.pendHead.Store(0)
