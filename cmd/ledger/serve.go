@@ -175,12 +175,23 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	mon := newStreamMonitor(bus, svc, c.Stream, c.Replicas, reg, log)
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
+	// The catch-up holds keys unverified; they are verified on every core
+	// once it is done, and any read verifies what it returns first.
+	svc.DeferVerification(true)
+	began := time.Now()
 	go fol.Run(runCtx)
 	select {
 	case <-fol.loaded:
 	case <-ctx.Done():
 		return nil
 	}
+	svc.DeferVerification(false)
+	log.Info("stream folded", "applied", fol.Applied(), "took", time.Since(began).Round(time.Millisecond))
+	go func() {
+		began := time.Now()
+		n := svc.VerifyDeferred(runCtx)
+		log.Info("every license verified", "orgs", n, "took", time.Since(began).Round(time.Millisecond))
+	}()
 	if err := svc.Start(ctx, events.LedgerStarted{IgnoredRollback: c.IgnoreClockRollback}); err != nil {
 		if errors.Is(err, ledger.ErrClockRollback) {
 			return err

@@ -129,7 +129,7 @@ func (s *Service) states() []*license.OrgState {
 	for _, e := range entries {
 		e.mu.Lock()
 		if e.state.Seq > 0 {
-			out = append(out, e.state)
+			out = append(out, s.settled(e))
 		}
 		e.mu.Unlock()
 	}

@@ -8,6 +8,7 @@ package ledger
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,9 @@ type Service struct {
 	orgs      map[string]*orgEntry
 	rejects   *rejectLimiter
 	drift     driftRecord
+	// deferring: the fold holds uploaded keys unverified (a start's
+	// catch-up); every read verifies what it returns (settled).
+	deferring atomic.Bool
 }
 
 // orgEntry is one org's cached state. cmd serializes this process's
@@ -105,8 +109,68 @@ func New(cfg Config) *Service {
 // InstallID returns the install's id ("" before Start).
 func (s *Service) InstallID() string { return s.installID.Load().(string) }
 
+// trust is what the fold verifies keys against now (deferring them during
+// a catch-up).
 func (s *Service) trust() projection.Trust {
+	return projection.Trust{Ring: s.cfg.Keys.Ring(), InstallID: s.InstallID(), Defer: s.deferring.Load()}
+}
+
+// verifying is what keys are verified against now.
+func (s *Service) verifying() projection.Trust {
 	return projection.Trust{Ring: s.cfg.Keys.Ring(), InstallID: s.InstallID()}
+}
+
+// DeferVerification makes the fold hold uploaded keys unverified (on) or
+// verify them as they come (off). A start's catch-up folds every org with
+// it on, then turns it off and runs VerifyDeferred: no state leaves the
+// service unverified either way, since every read verifies what it
+// returns first.
+func (s *Service) DeferVerification(on bool) { s.deferring.Store(on) }
+
+// VerifyDeferred verifies, on every core, the keys held unverified, and
+// returns how many states it verified.
+func (s *Service) VerifyDeferred(ctx context.Context) int {
+	var todo []*orgEntry
+	s.mu.Lock()
+	for _, e := range s.orgs {
+		todo = append(todo, e)
+	}
+	s.mu.Unlock()
+	var n atomic.Int64
+	work := make(chan *orgEntry, 1024)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range work {
+				e.mu.Lock()
+				if e.state.Unverified() {
+					s.settled(e)
+					n.Add(1)
+				}
+				e.mu.Unlock()
+			}
+		}()
+	}
+	for _, e := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- e
+	}
+	close(work)
+	wg.Wait()
+	return int(n.Load())
+}
+
+// settled returns e's state with every key verified, verifying and
+// keeping it now if the fold deferred it. The caller holds e.mu.
+func (s *Service) settled(e *orgEntry) *license.OrgState {
+	if e.state.Unverified() {
+		e.state = projection.Reverify(s.verifying(), e.state)
+	}
+	return e.state
 }
 
 func (s *Service) entry(org string) *orgEntry {
@@ -125,7 +189,7 @@ func (s *Service) State(org string) *license.OrgState {
 	e := s.entry(org)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.state
+	return s.settled(e)
 }
 
 // Observe folds a message from the stream consumer into the cache. Messages
@@ -160,7 +224,7 @@ func (s *Service) Reverify() {
 		entries = append(entries, e)
 	}
 	s.mu.Unlock()
-	trust := s.trust()
+	trust := s.verifying()
 	for _, e := range entries {
 		e.mu.Lock()
 		e.state = projection.Reverify(trust, e.state)
@@ -204,7 +268,7 @@ func (s *Service) current(ctx context.Context, org string) (*orgEntry, *license.
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.synced = true
-	return e, e.state, nil
+	return e, s.settled(e), nil
 }
 
 // Status returns org's status payload, at least as new as the heads of the
