@@ -173,20 +173,7 @@ func (s *Stream) Newest(ctx context.Context) (*events.Message, error) {
 // ReadSubject calls fn for each message on subject with a sequence in
 // (after, upTo], in order, and stops at fn's first error.
 func (s *Stream) ReadSubject(ctx context.Context, subject string, after, upTo uint64, fn func(*events.Message) error) error {
-	for seq := after + 1; seq <= upTo; {
-		m, err := s.Next(ctx, subject, seq)
-		if err != nil {
-			return err
-		}
-		if m == nil || m.Seq > upTo {
-			return nil
-		}
-		if err := fn(m); err != nil {
-			return err
-		}
-		seq = m.Seq + 1
-	}
-	return nil
+	return events.ReadRange(ctx, s.Next, subject, after, upTo, fn)
 }
 
 // Append stores env on subject when the subject's last sequence is

@@ -21,33 +21,42 @@ func TestConformance(t *testing.T) {
 	streamtest.Run(t, func(*testing.T) streamtest.Store { return memstream.New(memstream.Config{}) })
 }
 
+var acme = events.OrgSubject("acme")
+
+// withOneEvent returns a stream created with cfg holding one event on
+// acme's subject, and the event.
+func withOneEvent(t *testing.T, cfg memstream.Config) (*memstream.Stream, *events.Envelope) {
+	t.Helper()
+	s := memstream.New(cfg)
+	env, err := events.New(events.TypeRemoved, "acme", time.Now(), events.Actor{Kind: events.ActorOperator, ID: "t"}, 0, events.Removed{LicenseID: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := s.Append(context.Background(), acme, env, 0); err != nil || seq != 1 {
+		t.Fatalf("append: %d, %v", seq, err)
+	}
+	return s, env
+}
+
 // An event id is remembered for the duplicate window only, as JetStream's
 // Nats-Msg-Id is: past it, the same id is a new event.
 func TestDuplicateWindow(t *testing.T) {
 	var now atomic.Pointer[time.Time]
 	start := time.Now()
 	now.Store(&start)
-	s := memstream.New(memstream.Config{DuplicateWindow: time.Minute, Now: func() time.Time { return *now.Load() }})
+	s, env := withOneEvent(t, memstream.Config{DuplicateWindow: time.Minute, Now: func() time.Time { return *now.Load() }})
 	ctx := context.Background()
-	subject := events.OrgSubject("acme")
-	env, err := events.New(events.TypeRemoved, "acme", start, events.Actor{Kind: events.ActorOperator, ID: "t"}, 0, events.Removed{LicenseID: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if seq, err := s.Append(ctx, subject, env, 0); err != nil || seq != 1 {
-		t.Fatalf("append: %d, %v", seq, err)
-	}
 	within := start.Add(time.Minute)
 	now.Store(&within)
-	if seq, err := s.Append(ctx, subject, env, 1); err != nil || seq != 1 {
+	if seq, err := s.Append(ctx, acme, env, 1); err != nil || seq != 1 {
 		t.Fatalf("within the window: %d, %v; want the stored seq 1", seq, err)
 	}
 	past := start.Add(time.Minute + time.Second)
 	now.Store(&past)
-	if seq, err := s.Append(ctx, subject, env, 1); err != nil || seq != 2 {
+	if seq, err := s.Append(ctx, acme, env, 1); err != nil || seq != 2 {
 		t.Fatalf("past the window: %d, %v; want a new seq 2", seq, err)
 	}
-	if _, err := s.Append(ctx, subject, env, 1); !errors.Is(err, events.ErrConflict) {
+	if _, err := s.Append(ctx, acme, env, 1); !errors.Is(err, events.ErrConflict) {
 		t.Fatalf("a stale expectation: %v", err)
 	}
 }
@@ -56,13 +65,8 @@ func TestDuplicateWindow(t *testing.T) {
 // conflict, as on a single-replica JetStream stream (the expected
 // sequence is checked first).
 func TestStaleDuplicateIsAConflict(t *testing.T) {
-	s := memstream.New(memstream.Config{})
-	ctx := context.Background()
-	env, _ := events.New(events.TypeRemoved, "acme", time.Now(), events.Actor{Kind: events.ActorOperator, ID: "t"}, 0, events.Removed{LicenseID: "x"})
-	if _, err := s.Append(ctx, events.OrgSubject("acme"), env, 0); err != nil {
-		t.Fatal(err)
-	}
-	if seq, err := s.Append(ctx, events.OrgSubject("acme"), env, 0); !errors.Is(err, events.ErrConflict) {
+	s, env := withOneEvent(t, memstream.Config{})
+	if seq, err := s.Append(context.Background(), acme, env, 0); !errors.Is(err, events.ErrConflict) {
 		t.Fatalf("the same event under its first expectation: %d, %v; want a conflict", seq, err)
 	}
 }
@@ -70,12 +74,8 @@ func TestStaleDuplicateIsAConflict(t *testing.T) {
 // Messages read are the reader's own: changing one leaves the stream as
 // it was.
 func TestReadsDoNotShareBytes(t *testing.T) {
-	s := memstream.New(memstream.Config{})
+	s, _ := withOneEvent(t, memstream.Config{})
 	ctx := context.Background()
-	env, _ := events.New(events.TypeRemoved, "acme", time.Now(), events.Actor{Kind: events.ActorOperator, ID: "t"}, 0, events.Removed{LicenseID: "x"})
-	if _, err := s.Append(ctx, events.OrgSubject("acme"), env, 0); err != nil {
-		t.Fatal(err)
-	}
 	m, _ := s.Get(ctx, 1)
 	want := string(m.Raw)
 	for i := range m.Raw {

@@ -18,18 +18,15 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/ledger"
 )
 
-// Store is the stream surface under test: what ledger.Store needs (Head,
-// Next, ReadSubject, Append, Newest), what followers need (Info, Stream,
-// Consume), and Get.
+// Store is the stream surface under test: all the command layer needs
+// (ledger.Store: Head, Next, ReadSubject, Append, Newest), what followers
+// need (Info, Stream, Consume), and Get.
 type Store interface {
-	Head(ctx context.Context, subject string) (uint64, error)
-	Next(ctx context.Context, subject string, seq uint64) (*events.Message, error)
+	ledger.Store
 	Get(ctx context.Context, seq uint64) (*events.Message, error)
-	ReadSubject(ctx context.Context, subject string, after, upTo uint64, fn func(*events.Message) error) error
-	Append(ctx context.Context, subject string, env *events.Envelope, expected uint64) (uint64, error)
-	Newest(ctx context.Context) (*events.Message, error)
 	Info(ctx context.Context) (events.StreamInfo, error)
 	Stream(ctx context.Context) (created time.Time, head uint64, err error)
 	Consume(ctx context.Context, start uint64, heartbeat time.Duration, fn func(*events.Message) error, onIdle func()) error
