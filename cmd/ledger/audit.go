@@ -56,14 +56,14 @@ func (f *auditSource) client() *clientFlags {
 
 // openDB connects to DATABASE_URL.
 func (f *auditSource) openDB(ctx context.Context) (*postgres.AuditReader, func(), error) {
-	pool, err := postgres.Open(ctx, f.DatabaseURL)
+	db, err := postgres.OpenDB(ctx, f.DatabaseURL)
 	if errors.Is(err, postgres.ErrInvalidDSN) {
 		return nil, nil, cli.Usage("DATABASE_URL: %v", err)
 	}
 	if err != nil {
 		return nil, nil, unavailable("DATABASE_URL: %v", err)
 	}
-	return postgres.NewAuditReader(pool), pool.Close, nil
+	return db.AuditReader(), db.Close, nil
 }
 
 // apiGet sends GET path?query to the ledger and returns a 2xx response for
@@ -200,26 +200,34 @@ func (c *auditVerifyCmd) openStream(ctx context.Context, env *cli.Env) (audit.St
 		fmt.Fprintf(env.Stderr, "ledger: note: not comparing with the stream, which is not reachable (%v)\n", err)
 		return nil, func() {}
 	}
-	nc, err := natsbus.Connect(cfg)
+	conn, err := natsbus.Dial(cfg)
 	if err != nil {
 		return skip(err)
 	}
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	bus, _, err := natsbus.Open(octx, nc, c.Stream, 1, false)
+	bus, _, err := conn.Open(octx, c.Stream, 1, false)
 	cancel()
 	if err != nil {
-		nc.Close()
+		conn.Close()
 		return skip(err)
 	}
 	lookup, done := streamLookups(bus)()
-	return lookup, func() { done(); nc.Close() }
+	return lookup, func() { done(); conn.Close() }
+}
+
+// streamSource is the part of the stream a verification reads
+// (natsbus.Bus): every message from a sequence on, in order, and one
+// message by its sequence.
+type streamSource interface {
+	Consume(ctx context.Context, start uint64, heartbeat time.Duration, fn func(*events.Message) error, onIdle func()) error
+	Get(ctx context.Context, seq uint64) (*events.Message, error)
 }
 
 // streamLookups opens, for each verification, a lookup of the messages of
-// bus (the API's httpapi.Config.StreamMsg, and audit verify's).
-func streamLookups(bus *natsbus.Bus) func() (audit.StreamLookup, func()) {
+// src (the API's httpapi.Config.StreamMsg, and audit verify's).
+func streamLookups(src streamSource) func() (audit.StreamLookup, func()) {
 	return func() (audit.StreamLookup, func()) {
-		s := &streamCursor{bus: bus}
+		s := &streamCursor{src: src}
 		return s.lookup, s.close
 	}
 }
@@ -229,7 +237,7 @@ func streamLookups(bus *natsbus.Bus) func() (audit.StreamLookup, func()) {
 // consumer does not bring (absent from the stream, or asked out of order)
 // is fetched directly.
 type streamCursor struct {
-	bus    *natsbus.Bus
+	src    streamSource
 	cancel context.CancelFunc
 	msgs   chan *events.Message
 	idle   chan struct{}
@@ -242,7 +250,7 @@ func (s *streamCursor) start(seq uint64) {
 	s.cancel, s.msgs, s.idle, s.done = cancel, make(chan *events.Message, 256), make(chan struct{}, 1), make(chan struct{})
 	go func() {
 		defer close(s.done)
-		s.bus.Consume(ctx, seq, time.Second, func(m *events.Message) error {
+		s.src.Consume(ctx, seq, time.Second, func(m *events.Message) error {
 			select {
 			case s.msgs <- m:
 				return nil
@@ -287,7 +295,7 @@ func (s *streamCursor) lookup(ctx context.Context, seq uint64) (string, []byte, 
 }
 
 func (s *streamCursor) get(ctx context.Context, seq uint64) (string, []byte, error) {
-	m, err := s.bus.Get(ctx, seq)
+	m, err := s.src.Get(ctx, seq)
 	if err != nil || m == nil {
 		return "", nil, err
 	}

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
@@ -87,14 +85,14 @@ func (c *backupCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) err
 	defer sc.close()
 	started := time.Now().UTC()
 	prog := newProgress(env.Stderr, "auto", log, "snapshot", "bytes", true)
-	st, err := natsbackup.Snapshot(ctx, sc.nc, c.Stream, c.Dir, prog.update)
+	st, err := natsbackup.Snapshot(ctx, sc.conn, c.Stream, c.Dir, prog.update)
 	prog.finish()
 	if err != nil {
 		return streamError(err)
 	}
 	m := manifest{Format: manifestFormat, Stream: st.Stream, StreamCreated: st.Created.UTC(), BackupTime: started,
 		FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Messages: st.Messages, Bytes: st.Bytes, Version: version}
-	if m.Digest, err = chainDigest(ctx, sc.nc, c.Stream, st.FirstSeq, st.LastSeq); err != nil {
+	if m.Digest, err = chainDigest(ctx, sc.conn, c.Stream, st.FirstSeq, st.LastSeq); err != nil {
 		return streamError(err)
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
@@ -143,7 +141,7 @@ func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) er
 		return err
 	}
 	defer sc.close()
-	exists, info, err := natsbus.StreamExists(ctx, sc.nc, c.Stream)
+	exists, info, err := sc.conn.StreamExists(ctx, c.Stream)
 	if err != nil {
 		return streamError(err)
 	}
@@ -152,13 +150,13 @@ func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) er
 			c.Stream, info.FirstSeq, info.LastSeq, sc.where)}
 	}
 	if exists {
-		if err := natsbus.DeleteEmptyStream(ctx, sc.nc, c.Stream); err != nil {
+		if err := sc.conn.DeleteEmptyStream(ctx, c.Stream); err != nil {
 			return streamError(err)
 		}
 		fmt.Fprintf(env.Stdout, "stream %s: existed without a message; replaced\n", c.Stream)
 	}
 	prog := newProgress(env.Stderr, "auto", log, "restore", "bytes", true)
-	got, err := natsbackup.Restore(ctx, sc.nc, c.Dir, prog.update)
+	got, err := natsbackup.Restore(ctx, sc.conn, c.Dir, prog.update)
 	prog.finish()
 	if err != nil {
 		return streamError(err)
@@ -168,7 +166,7 @@ func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) er
 		fmt.Fprintln(env.Stdout, "manifest: none (not a ledger backup): the restored stream was not checked against a digest")
 		return sc.finish()
 	}
-	digest, err := chainDigest(ctx, sc.nc, c.Stream, got.FirstSeq, m.LastSeq)
+	digest, err := chainDigest(ctx, sc.conn, c.Stream, got.FirstSeq, m.LastSeq)
 	if err != nil {
 		return streamError(err)
 	}
@@ -186,21 +184,32 @@ func (c *restoreCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) er
 // chainDigest computes the audit chain over the stream's messages
 // first..last: "" when the stream does not start at seq 1 (the chain
 // starts there), the empty chain's digest when it holds nothing.
-func chainDigest(ctx context.Context, nc *nats.Conn, stream string, first, last uint64) (string, error) {
+func chainDigest(ctx context.Context, conn *natsbus.Conn, stream string, first, last uint64) (string, error) {
 	if last == 0 {
 		return audit.Digest(0, audit.Zero), nil
 	}
 	if first != 1 {
 		return "", nil
 	}
-	bus, _, err := natsbus.Open(ctx, nc, stream, 1, false)
+	bus, _, err := conn.Open(ctx, stream, 1, false)
 	if err != nil {
 		return "", err
 	}
+	return digestUpTo(ctx, bus, last)
+}
+
+// streamConsumer delivers the stream's messages in order (natsbus.Bus).
+type streamConsumer interface {
+	Consume(ctx context.Context, start uint64, heartbeat time.Duration, fn func(*events.Message) error, onIdle func()) error
+}
+
+// digestUpTo computes the audit chain over the messages 1..last of src,
+// which must all be there.
+func digestUpTo(ctx context.Context, src streamConsumer, last uint64) (string, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	h, next := audit.Zero, uint64(1)
-	err = bus.Consume(cctx, 1, time.Second, func(m *events.Message) error {
+	err := src.Consume(cctx, 1, time.Second, func(m *events.Message) error {
 		if m.Seq != next {
 			return fmt.Errorf("stream message %d missing (got %d)", next, m.Seq)
 		}

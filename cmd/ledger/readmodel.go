@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/licenseledger/ledger/internal/audit"
@@ -27,12 +26,12 @@ type readModel struct {
 	reader    audit.Reader  // what the audit API reads
 	from      uint64        // the follower starts after this sequence
 	projector *postgres.Projector
-	pool      *pgxpool.Pool
+	db        *postgres.DB
 }
 
 func (m *readModel) close() {
-	if m.pool != nil {
-		m.pool.Close()
+	if m.db != nil {
+		m.db.Close()
 	}
 }
 
@@ -48,32 +47,32 @@ func (c *serveCmd) openReadModel(ctx context.Context, svc *ledger.Service, bus *
 		trail := audit.NewMemory()
 		return &readModel{store: "memory", trail: trail, reader: trail}, nil
 	}
-	pool, err := postgres.Open(ctx, c.DatabaseURL)
+	db, err := postgres.OpenDB(ctx, c.DatabaseURL)
 	reachable := err == nil
 	switch {
 	case errors.Is(err, postgres.ErrUnavailable):
 		log.Warn("PostgreSQL unreachable at start: serving from the stream; the projector catches up when it returns", "err", err)
-		if pool, err = pgxpool.New(ctx, c.DatabaseURL); err != nil {
+		if db, err = postgres.OpenDBLater(ctx, c.DatabaseURL); err != nil {
 			return nil, cli.Usage("DATABASE_URL: %v", err)
 		}
 	case err != nil:
 		return nil, cli.Usage("DATABASE_URL: %v", err)
 	}
-	m := &readModel{store: "postgres", pool: pool, reader: postgres.NewAuditReader(pool)}
+	m := &readModel{store: "postgres", db: db, reader: db.AuditReader()}
 	if reachable {
-		if err := c.checkPrivileges(ctx, pool, log); err != nil {
-			pool.Close()
+		if err := c.checkPrivileges(ctx, db, log); err != nil {
+			db.Close()
 			return nil, err
 		}
-		m.from = c.seed(ctx, svc, bus, pool, info, log)
+		m.from = c.seed(ctx, svc, bus, db, info, log)
 	}
-	m.projector = postgres.NewProjector(postgres.ProjectorConfig{Pool: pool, Source: bus, Keys: svc.Keys(),
+	m.projector = db.NewProjector(postgres.ProjectorConfig{Source: bus, Keys: svc.Keys(),
 		InstallID: svc.InstallID, Logger: log.With("component", "projector"), Registry: reg})
 	return m, nil
 }
 
-func (c *serveCmd) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
-	err := postgres.CheckPrivileges(ctx, pool)
+func (c *serveCmd) checkPrivileges(ctx context.Context, db *postgres.DB, log *slog.Logger) error {
+	err := db.CheckPrivileges(ctx)
 	switch {
 	case err == nil:
 		return nil
@@ -89,9 +88,9 @@ func (c *serveCmd) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, log 
 // seed installs the rows at the projector's checkpoint into the service
 // and returns the checkpoint, or 0 (fold everything) when there is no
 // usable snapshot.
-func (c *serveCmd) seed(ctx context.Context, svc *ledger.Service, bus *natsbus.Bus, pool *pgxpool.Pool,
+func (c *serveCmd) seed(ctx context.Context, svc *ledger.Service, bus *natsbus.Bus, db *postgres.DB,
 	info natsbus.StreamInfo, log *slog.Logger) uint64 {
-	snap, err := postgres.ReadSnapshot(ctx, pool, "org_licenses", svc.Trust(), postgres.PendingGraceFrom(bus))
+	snap, err := db.ReadSnapshot(ctx, "org_licenses", svc.Trust(), postgres.PendingGraceFrom(bus))
 	created := info.Created.UTC().Truncate(time.Microsecond)
 	switch {
 	case err != nil:

@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsauth"
@@ -149,7 +147,7 @@ func (c *replayCmd) logBuild(log *slog.Logger, b postgres.BuildResult) {
 		"events_per_s", int(rate))
 }
 
-func (c *replayCmd) swap(ctx context.Context, env *cli.Env, r *postgres.Replayer, bus *natsbus.Bus, prog *progress) error {
+func (c *replayCmd) swap(ctx context.Context, env *cli.Env, r *postgres.Replayer, bus auditAppender, prog *progress) error {
 	opts := postgres.SwapOptions{AcceptDivergence: c.AcceptDivergence, Now: env.Now,
 		Announce: func(ctx context.Context, rep postgres.Replacement) (uint64, error) {
 			// Credentials without publish rights get no answer at all.
@@ -181,9 +179,15 @@ func (c *replayCmd) swap(ctx context.Context, env *cli.Env, r *postgres.Replayer
 	return nil
 }
 
+// auditAppender appends an event after a subject's head (natsbus.Bus).
+type auditAppender interface {
+	Head(ctx context.Context, subject string) (uint64, error)
+	Append(ctx context.Context, subject string, env *events.Envelope, expected uint64) (uint64, error)
+}
+
 // announceReplacement appends the ledger.audit_replaced event on the
 // install's audit subject.
-func announceReplacement(ctx context.Context, bus *natsbus.Bus, now time.Time, rep postgres.Replacement) (uint64, error) {
+func announceReplacement(ctx context.Context, bus auditAppender, now time.Time, rep postgres.Replacement) (uint64, error) {
 	subject := events.AuditSubject(license.InstanceOrg)
 	actor := events.Actor{Kind: events.ActorOperator, ID: "ledger replay"}
 	for attempt := 0; ; attempt++ {
@@ -213,24 +217,24 @@ func (c *replayCmd) openStream(ctx context.Context) (*natsbus.Bus, func(), error
 	if cfg.NKeyFile == "" && cfg.CredsFile == "" && cfg.User == "" {
 		cfg.NKeyFile = filepath.Join(c.DataDir, "nats", "ledger.nk")
 	}
-	nc, err := natsbus.Connect(cfg)
+	conn, err := natsbus.Dial(cfg)
 	if err != nil {
 		return nil, nil, unavailable("the stream: %w", err)
 	}
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	bus, _, err := natsbus.Open(octx, nc, c.Stream, 1, false)
+	bus, _, err := conn.Open(octx, c.Stream, 1, false)
 	if err != nil {
-		nc.Close()
+		conn.Close()
 		return nil, nil, unavailable("the stream: %v", err)
 	}
-	return bus, nc.Close, nil
+	return bus, conn.Close, nil
 }
 
 // replayError maps replay errors to exit codes.
 func replayError(err error) error {
 	switch {
-	case errors.Is(err, postgres.ErrInvalidDSN), errors.Is(err, nats.ErrPermissionViolation):
+	case errors.Is(err, postgres.ErrInvalidDSN), errors.Is(err, natsbus.ErrPermissionViolation):
 		// Wrong settings: a DSN that does not parse, or NATS credentials
 		// without the rights the command needs.
 		return &cli.Error{Code: cli.ExitUsage, Err: err}

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -136,15 +135,15 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		return err
 	}
 	tokens := watcher.Tokens()
-	nc, shutdownNATS, err := c.connect(ctx, log)
+	conn, shutdownNATS, err := c.connect(ctx, log)
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}
 	defer shutdownNATS()
-	defer nc.Close()
+	defer conn.Close()
 
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	bus, info, err := natsbus.Open(octx, nc, c.Stream, c.Replicas, false, natsbus.WithLogger(log))
+	bus, info, err := conn.Open(octx, c.Stream, c.Replicas, false, natsbus.WithLogger(log))
 	cancel()
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
@@ -229,7 +228,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 					rd.Projector = "stopped: " + err.Error()
 				}
 			}
-			if !fol.Reachable() || nc.Status() != nats.CONNECTED {
+			if !fol.Reachable() || !conn.Connected() {
 				rd.NATS = "unavailable"
 			}
 			var drift bool
@@ -251,10 +250,10 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 // it first creates or brings up to date as the stream administrator
 // (Embedded.Bootstrap). The connection it returns is the ledger's, which
 // may not change the stream's configuration.
-func (c *serveCmd) connect(ctx context.Context, log *slog.Logger) (*nats.Conn, func(), error) {
+func (c *serveCmd) connect(ctx context.Context, log *slog.Logger) (*natsbus.Conn, func(), error) {
 	if c.NATSURL != "" {
-		nc, err := natsbus.Connect(c.ConnConfig("ledger", natsauth.RoleLedger, log))
-		return nc, func() {}, err
+		conn, err := natsbus.Dial(c.ConnConfig("ledger", natsauth.RoleLedger, log))
+		return conn, func() {}, err
 	}
 	emb, err := natsembed.Start(natsembed.Config{DataDir: c.DataDir, Listen: c.NATSListen,
 		TLSCert: c.NATSListenTLSCert, TLSKey: c.NATSListenTLSKey,
@@ -268,14 +267,14 @@ func (c *serveCmd) connect(ctx context.Context, log *slog.Logger) (*nats.Conn, f
 	}
 	cfg := c.ConnConfig("ledger", natsauth.RoleLedger, log)
 	cfg.NKeyFile, cfg.InProcess = emb.LedgerSeedFile, emb.Server
-	nc, err := natsbus.Connect(cfg)
+	conn, err := natsbus.Dial(cfg)
 	if err != nil {
 		emb.Shutdown()
 		return nil, nil, err
 	}
 	log.Info("embedded NATS running", "listen", c.NATSListen, "tls", c.NATSListenTLSCert != "", "store", filepath.Join(c.DataDir, "nats"),
 		"sync", c.NATSSync, "reader_credentials", emb.ReaderSeedFile, "admin_credentials", emb.AdminSeedFile)
-	return nc, emb.Shutdown, nil
+	return conn, emb.Shutdown, nil
 }
 
 // bootstrap creates the embedded server's stream on first start, and

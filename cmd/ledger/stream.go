@@ -13,9 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
-
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
@@ -43,7 +40,7 @@ type maintFlags struct {
 
 // streamConn is an open connection to the stream's server.
 type streamConn struct {
-	nc *nats.Conn
+	conn *natsbus.Conn
 	// where says how it was reached, for the output.
 	where   string
 	offline bool
@@ -69,18 +66,18 @@ func (sc *streamConn) finish() error {
 	return nil
 }
 
-func closeConn(nc *nats.Conn) func() error { return func() error { nc.Close(); return nil } }
+func closeConn(conn *natsbus.Conn) func() error { return func() error { conn.Close(); return nil } }
 
 // connect reaches NATS as role (the running ledger's embedded server: with
 // role's seed in $DATA_DIR/nats unless credentials are given). online=false
 // refuses a running ledger's embedded server (restore needs it stopped).
 func (f *maintFlags) connect(name string, role natsauth.Role, log *slog.Logger, online bool) (*streamConn, error) {
 	if f.NATSURL != "" {
-		nc, err := natsbus.Connect(f.ConnConfig(name, role, log))
+		conn, err := natsbus.Dial(f.ConnConfig(name, role, log))
 		if err != nil {
 			return nil, unavailable("%w", err)
 		}
-		return &streamConn{nc: nc, where: "NATS_URL " + f.NATSURL, closer: closeConn(nc)}, nil
+		return &streamConn{conn: conn, where: "NATS_URL " + f.NATSURL, closer: closeConn(conn)}, nil
 	}
 	if f.NATSListen != "off" {
 		if c, err := net.DialTimeout("tcp", f.NATSListen, 2*time.Second); err == nil {
@@ -93,11 +90,11 @@ func (f *maintFlags) connect(name string, role natsauth.Role, log *slog.Logger, 
 			if cfg.NKeyFile == "" && cfg.CredsFile == "" && cfg.User == "" {
 				cfg.NKeyFile = natsauth.SeedPath(filepath.Join(f.DataDir, "nats"), role)
 			}
-			nc, err := natsbus.Connect(cfg)
+			conn, err := natsbus.Dial(cfg)
 			if err != nil {
 				return nil, unavailable("%w", err)
 			}
-			return &streamConn{nc: nc, where: "the running ledger's NATS at " + cfg.URL, closer: closeConn(nc)}, nil
+			return &streamConn{conn: conn, where: "the running ledger's NATS at " + cfg.URL, closer: closeConn(conn)}, nil
 		}
 	}
 	off, err := natsembed.StartOffline(f.DataDir)
@@ -108,13 +105,13 @@ func (f *maintFlags) connect(name string, role natsauth.Role, log *slog.Logger, 
 	if err != nil {
 		return nil, unavailable("%w", err)
 	}
-	nc, err := off.Connect(name)
+	conn, err := off.Connect(name)
 	if err != nil {
 		off.Close()
 		return nil, unavailable("%w", err)
 	}
-	return &streamConn{nc: nc, offline: true, where: "the embedded store " + filepath.Join(f.DataDir, "nats") + " (ledger serve stopped)",
-		closer: func() error { nc.Close(); return off.Close() }}, nil
+	return &streamConn{conn: conn, offline: true, where: "the embedded store " + filepath.Join(f.DataDir, "nats") + " (ledger serve stopped)",
+		closer: func() error { conn.Close(); return off.Close() }}, nil
 }
 
 // signalContext ends on SIGINT or SIGTERM.
@@ -180,15 +177,15 @@ func (c *streamReseedCmd) Run(env *cli.Env) error {
 }
 
 func (c *streamReseedCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) error {
-	pool, err := postgres.Open(ctx, c.DatabaseURL)
+	db, err := postgres.OpenDB(ctx, c.DatabaseURL)
 	if errors.Is(err, postgres.ErrInvalidDSN) {
 		return cli.Usage("LEDGER_MIGRATE_DATABASE_URL: %v", err)
 	}
 	if err != nil {
 		return unavailable("LEDGER_MIGRATE_DATABASE_URL: %v", err)
 	}
-	defer pool.Close()
-	reader := postgres.NewAuditReader(pool)
+	defer db.Close()
+	reader := db.AuditReader()
 
 	// 1. The audit must verify: it is all the stream will be.
 	log.Info("verifying the audit chain")
@@ -213,14 +210,14 @@ func (c *streamReseedCmd) run(ctx context.Context, env *cli.Env, log *slog.Logge
 	}
 	defer sc.close()
 	const first = 1
-	info, err := natsbus.CreateSeedStream(ctx, sc.nc, c.Stream, c.Replicas, first)
+	info, err := sc.conn.CreateSeedStream(ctx, c.Stream, c.Replicas, first)
 	existed := errors.Is(err, natsbus.ErrStreamExists)
 	if err != nil && !existed {
 		return streamError(err)
 	}
 	from := uint64(first)
 	if existed {
-		if from, err = c.continueAfter(ctx, sc.nc, reader, info, checkpoint); err != nil {
+		if from, err = c.continueAfter(ctx, sc.conn, reader, info, checkpoint); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "stream %s: exists (created %s) and holds the audit's first %d messages: continuing at seq %d\n",
@@ -232,7 +229,7 @@ func (c *streamReseedCmd) run(ctx context.Context, env *cli.Env, log *slog.Logge
 
 	// 3. Every row from `from` to the checkpoint, at its sequence.
 	start := time.Now()
-	published, err := c.publish(ctx, env, log, sc.nc, reader, from, checkpoint)
+	published, err := c.publish(ctx, env, log, sc.conn, reader, from, checkpoint)
 	elapsed := time.Since(start)
 	if err != nil {
 		return err
@@ -245,20 +242,20 @@ func (c *streamReseedCmd) run(ctx context.Context, env *cli.Env, log *slog.Logge
 	}
 
 	// 4. The stream, message by message, against the audit.
-	if err := c.compare(ctx, env, sc.nc, reader, checkpoint); err != nil {
+	if err := c.compare(ctx, env, sc.conn, reader, checkpoint); err != nil {
 		return err
 	}
 
 	// 5. The projector's position is valid on the new stream, once it is
 	// on disk.
-	info, err = streamInfo(ctx, sc.nc, c.Stream)
+	info, err = streamInfo(ctx, sc.conn, c.Stream)
 	if err != nil {
 		return err
 	}
 	if err := sc.finish(); err != nil {
 		return err
 	}
-	n, err := adoptCheckpoints(ctx, pool, info.Created, checkpoint)
+	n, err := db.AdoptStreamCheckpoints(ctx, info.Created, checkpoint)
 	if err != nil {
 		return unavailable("projection checkpoints: %v", err)
 	}
@@ -277,7 +274,7 @@ func (c *streamReseedCmd) run(ctx context.Context, env *cli.Env, log *slog.Logge
 
 // continueAfter checks that an existing stream holds exactly the audit's
 // first messages, and returns the sequence to publish next.
-func (c *streamReseedCmd) continueAfter(ctx context.Context, nc *nats.Conn, reader audit.Reader, info natsbus.StreamInfo, checkpoint uint64) (uint64, error) {
+func (c *streamReseedCmd) continueAfter(ctx context.Context, conn *natsbus.Conn, reader audit.Reader, info natsbus.StreamInfo, checkpoint uint64) (uint64, error) {
 	if info.LastSeq == 0 && info.FirstSeq <= 1 {
 		return 1, nil
 	}
@@ -291,7 +288,7 @@ func (c *streamReseedCmd) continueAfter(ctx context.Context, nc *nats.Conn, read
 	if info.LastSeq > checkpoint {
 		return 0, refuse(fmt.Sprintf("beyond the audit's last seq %d", checkpoint))
 	}
-	bus, _, err := natsbus.Open(ctx, nc, c.Stream, 1, false)
+	bus, _, err := conn.Open(ctx, c.Stream, 1, false)
 	if err != nil {
 		return 0, streamError(err)
 	}
@@ -320,11 +317,11 @@ var errDone = errors.New("done")
 
 func isUnavailable(err error) bool { return errors.Is(err, events.ErrUnavailable) }
 
-func (c *streamReseedCmd) publish(ctx context.Context, env *cli.Env, log *slog.Logger, nc *nats.Conn, reader audit.Reader, from, to uint64) (uint64, error) {
+func (c *streamReseedCmd) publish(ctx context.Context, env *cli.Env, log *slog.Logger, conn *natsbus.Conn, reader audit.Reader, from, to uint64) (uint64, error) {
 	if from > to {
 		return 0, nil
 	}
-	pub, err := natsbus.NewSeedPublisher(nc, c.Stream, c.Window)
+	pub, err := conn.NewSeedPublisher(c.Stream, c.Window)
 	if err != nil {
 		return 0, err
 	}
@@ -354,8 +351,8 @@ func (c *streamReseedCmd) publish(ctx context.Context, env *cli.Env, log *slog.L
 
 // compare checks every audit row against the new stream, and that the
 // stream holds nothing more.
-func (c *streamReseedCmd) compare(ctx context.Context, env *cli.Env, nc *nats.Conn, reader audit.Reader, checkpoint uint64) error {
-	bus, info, err := natsbus.Open(ctx, nc, c.Stream, 1, false)
+func (c *streamReseedCmd) compare(ctx context.Context, env *cli.Env, conn *natsbus.Conn, reader audit.Reader, checkpoint uint64) error {
+	bus, info, err := conn.Open(ctx, c.Stream, 1, false)
 	if err != nil {
 		return streamError(err)
 	}
@@ -373,8 +370,8 @@ func (c *streamReseedCmd) compare(ctx context.Context, env *cli.Env, nc *nats.Co
 	return nil
 }
 
-func streamInfo(ctx context.Context, nc *nats.Conn, name string) (natsbus.StreamInfo, error) {
-	ok, info, err := natsbus.StreamExists(ctx, nc, name)
+func streamInfo(ctx context.Context, conn *natsbus.Conn, name string) (natsbus.StreamInfo, error) {
+	ok, info, err := conn.StreamExists(ctx, name)
 	if err == nil && !ok {
 		err = fmt.Errorf("stream %s is gone", name)
 	}
@@ -382,18 +379,6 @@ func streamInfo(ctx context.Context, nc *nats.Conn, name string) (natsbus.Stream
 		return info, streamError(err)
 	}
 	return info, nil
-}
-
-// adoptCheckpoints points the projection checkpoints at or before the
-// reseeded head at the new stream (its created time): the messages up to
-// there are the ones they were taken on.
-func adoptCheckpoints(ctx context.Context, pool *pgxpool.Pool, created time.Time, head uint64) (int64, error) {
-	tag, err := pool.Exec(ctx, `UPDATE projection_checkpoints SET stream_created = $1, updated_at = now()
-		WHERE last_seq <= $2 AND stream_created IS DISTINCT FROM $1`, created.UTC().Truncate(time.Microsecond), int64(head))
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
 }
 
 // streamError maps a stream failure to its exit code: unavailable, or

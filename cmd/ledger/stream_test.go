@@ -43,12 +43,12 @@ func offline(t *testing.T, dataDir string, fn func(ctx context.Context, js jetst
 			t.Error(err)
 		}
 	}()
-	nc, err := off.Connect("test-admin")
+	conn, err := off.Connect("test-admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	defer conn.Close()
+	js, err := jetstream.New(conn.NATS())
 	if err != nil {
 		t.Fatal(err)
 	}

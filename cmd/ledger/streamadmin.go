@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsauth"
@@ -49,7 +47,7 @@ func (c *streamApplyCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger
 	defer sc.close()
 	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	res, err := natsbus.ApplyStream(actx, sc.nc, c.Stream, c.Replicas, false)
+	res, err := sc.conn.ApplyStream(actx, c.Stream, c.Replicas, false)
 	if err != nil {
 		return streamError(err)
 	}
@@ -102,18 +100,13 @@ func (c *streamCheckCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger
 	defer sc.close()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	js, err := jetstream.New(sc.nc)
-	if err != nil {
-		return unavailable("%v", err)
-	}
-	s, err := js.Stream(cctx, c.Stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+	drift, err := sc.conn.StreamDrift(cctx, c.Stream, c.Replicas)
+	if errors.Is(err, natsbus.ErrStreamNotFound) {
 		return &cli.Error{Code: cli.ExitFailed, Err: fmt.Errorf("stream %s does not exist on %s (ledger stream apply creates it)", c.Stream, sc.where)}
 	}
 	if err != nil {
-		return unavailable("stream %s: %v", c.Stream, err)
+		return unavailable("%v", err)
 	}
-	drift := natsbus.Drift(s.CachedInfo().Config, c.Replicas)
 	if err := sc.finish(); err != nil {
 		return err
 	}

@@ -492,7 +492,7 @@ func TestNATSUsersAgainstServer(t *testing.T) {
 	}
 
 	admin := connect("admin")
-	if res, err := natsbus.ApplyStream(ctx, admin.nc, natsauth.DefaultStream, 1, false); err != nil || !res.Created {
+	if res, err := natsbus.NewConn(admin.nc).ApplyStream(ctx, natsauth.DefaultStream, 1, false); err != nil || !res.Created {
 		t.Fatalf("admin cannot create the stream: %+v %v", res, err)
 	}
 	ledger := connect("ledger")

@@ -12,7 +12,6 @@ import (
 
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
-	"github.com/licenseledger/ledger/internal/testenv/natstest"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -20,12 +19,12 @@ import (
 func subjectTypes(t *testing.T, f *fixture, subject string) []*events.Message {
 	t.Helper()
 	ctx := context.Background()
-	head, err := f.bus.Head(ctx, subject)
+	head, err := f.store.Head(ctx, subject)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []*events.Message
-	f.bus.ReadSubject(ctx, subject, 0, head, func(m *events.Message) error {
+	f.store.ReadSubject(ctx, subject, 0, head, func(m *events.Message) error {
 		out = append(out, m)
 		return nil
 	})
@@ -41,8 +40,7 @@ func types(ms []*events.Message) []string {
 }
 
 func newLedger(t *testing.T) (*fixture, *ledger.Service) {
-	srv := natstest.Start(t)
-	f := newFixture(t, srv)
+	f := newFixture()
 	return f, f.service(t)
 }
 
@@ -142,9 +140,9 @@ func TestEnforcementAutoLatches(t *testing.T) {
 
 // Two replicas append each grace_started/expired exactly once, in order,
 // with deterministic ids and the due time.
-func TestSchedulerOnceAcrossReplicas(t *testing.T) {
-	srv := natstest.Start(t)
-	f := newFixture(t, srv)
+func TestSchedulerOnceAcrossReplicas(t *testing.T) { onEachStore(t, testSchedulerOnceAcrossReplicas) }
+
+func testSchedulerOnceAcrossReplicas(t *testing.T, f *fixture) {
 	a, b := f.service(t), f.service(t)
 	expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	key := sign(t, "k1", func(p map[string]any) {
@@ -267,7 +265,7 @@ func TestClockRollback(t *testing.T) {
 	}
 	past := time.Now().Add(-10 * time.Minute)
 	f.clock.Store(&past)
-	s2 := ledger.New(ledger.Config{Store: f.bus, Keys: keysFor(t), Now: f.now})
+	s2 := ledger.New(ledger.Config{Store: f.store, Keys: keysFor(t), Now: f.now})
 	err := s2.Start(context.Background(), events.LedgerStarted{})
 	if !errors.Is(err, ledger.ErrClockRollback) {
 		t.Fatalf("10 minutes behind: %v", err)
@@ -284,7 +282,7 @@ func TestClockRollback(t *testing.T) {
 	// 4 minutes behind is within the allowance.
 	near := time.Now().Add(-4 * time.Minute)
 	f.clock.Store(&near)
-	if err := ledger.New(ledger.Config{Store: f.bus, Keys: keysFor(t), Now: f.now}).Start(context.Background(), events.LedgerStarted{}); err != nil {
+	if err := ledger.New(ledger.Config{Store: f.store, Keys: keysFor(t), Now: f.now}).Start(context.Background(), events.LedgerStarted{}); err != nil {
 		t.Fatalf("4 minutes behind: %v", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
-	"github.com/licenseledger/ledger/internal/testenv/natstest"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -16,8 +15,7 @@ import (
 // reads a state gets it verified (a forged key refused as surely), and
 // VerifyDeferred verifies the rest on every core.
 func TestDeferredVerificationNeverLeaksAnUnverifiedState(t *testing.T) {
-	srv := natstest.Start(t)
-	f := newFixture(t, srv)
+	f := newFixture()
 	ctx := context.Background()
 	writer := f.service(t)
 	for _, org := range []string{"acme", "globex"} {
@@ -33,15 +31,15 @@ func TestDeferredVerificationNeverLeaksAnUnverifiedState(t *testing.T) {
 	env, _ := events.New(events.TypeUploaded, "hooli", time.Now(), operator, 0, events.Uploaded{
 		LicenseID: "0193a5b0-7e1a-7c3d-8f00-1234567890ab", Fingerprint: forged.Fingerprint, Key: forged.Key,
 		Slot: events.SlotCurrent, GraceDaysEffective: 7, Source: events.SourceAPI})
-	if _, err := f.bus.Append(ctx, events.OrgSubject("hooli"), env, 0); err != nil {
+	if _, err := f.store.Append(ctx, events.OrgSubject("hooli"), env, 0); err != nil {
 		t.Fatal(err)
 	}
 
 	// A second ledger catches up with verification deferred.
-	svc := ledger.New(ledger.Config{Store: f.bus, Keys: keysFor(t), DefaultGraceDays: 7, Now: f.now, Version: "test"})
+	svc := ledger.New(ledger.Config{Store: f.store, Keys: keysFor(t), DefaultGraceDays: 7, Now: f.now, Version: "test"})
 	svc.DeferVerification(true)
 	for _, org := range []string{"acme", "globex", "hooli"} {
-		if err := f.bus.ReadSubject(ctx, events.OrgSubject(org), 0, 1<<62, func(m *events.Message) error {
+		if err := f.store.ReadSubject(ctx, events.OrgSubject(org), 0, 1<<62, func(m *events.Message) error {
 			svc.Observe(m)
 			return nil
 		}); err != nil {

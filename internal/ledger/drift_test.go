@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/licenseledger/ledger/internal/events"
-	"github.com/licenseledger/ledger/internal/testenv/natstest"
 )
 
 // driftEvents returns the ledger.stream_config_drift events on
@@ -16,12 +15,12 @@ func driftEvents(t *testing.T, f *fixture) []events.StreamConfigDrift {
 	t.Helper()
 	ctx := context.Background()
 	subject := events.AuditSubject("_instance")
-	head, err := f.bus.Head(ctx, subject)
+	head, err := f.store.Head(ctx, subject)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []events.StreamConfigDrift
-	err = f.bus.ReadSubject(ctx, subject, 0, head, func(m *events.Message) error {
+	err = f.store.ReadSubject(ctx, subject, 0, head, func(m *events.Message) error {
 		if m.Type() == events.TypeStreamConfigDrift {
 			var d events.StreamConfigDrift
 			if err := m.Envelope.DecodeData(&d); err != nil {
@@ -40,7 +39,7 @@ func driftEvents(t *testing.T, f *fixture) []events.StreamConfigDrift {
 // A drift is recorded once per change: not at every check, not again by a
 // restarted ledger or another one, and its end is recorded too.
 func TestStreamDriftRecordedOncePerChange(t *testing.T) {
-	f := newFixture(t, natstest.Start(t))
+	f := newFixture()
 	ctx := context.Background()
 	maxAge := []events.ConfigField{{Field: "max_age", Expected: "0s", Actual: "1h0m0s"}}
 	perSubject := []events.ConfigField{{Field: "max_msgs_per_subject", Expected: "-1", Actual: "1"}}
@@ -77,7 +76,10 @@ func TestStreamDriftRecordedOncePerChange(t *testing.T) {
 
 // Ledgers that notice the same drift at once record it once.
 func TestStreamDriftRecordedOnceByConcurrentLedgers(t *testing.T) {
-	f := newFixture(t, natstest.Start(t))
+	onEachStore(t, testStreamDriftRecordedOnceByConcurrentLedgers)
+}
+
+func testStreamDriftRecordedOnceByConcurrentLedgers(t *testing.T, f *fixture) {
 	fields := []events.ConfigField{{Field: "num_replicas", Expected: "3", Actual: "1"}}
 	var wg sync.WaitGroup
 	appended := make(chan bool, 8)

@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
+	"github.com/licenseledger/ledger/internal/memstream"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
@@ -35,9 +34,10 @@ func sign(t testing.TB, kid string, mod func(map[string]any)) string {
 	return licensetest.Sign(t, kid, p).Key
 }
 
+// fixture is a stream (in memory, or on a JetStream server) and a clock
+// the services under test share.
 type fixture struct {
-	bus   *natsbus.Bus
-	nc    *nats.Conn
+	store ledger.Store
 	clock atomic.Pointer[time.Time]
 }
 
@@ -48,9 +48,13 @@ func (f *fixture) now() time.Time {
 	return time.Now()
 }
 
-// newFixture creates the stream as the stream administrator does, and
-// binds to it as the ledger.
-func newFixture(t *testing.T, srv *natstest.Server) *fixture {
+// newFixture is a fixture on an in-memory stream: the commands' logic
+// needs no server.
+func newFixture() *fixture { return &fixture{store: memstream.New(memstream.Config{})} }
+
+// newNATSFixture creates the stream on srv as the stream administrator
+// does, and binds to it as the ledger.
+func newNATSFixture(t *testing.T, srv *natstest.Server) *fixture {
 	t.Helper()
 	srv.CreateStream(t)
 	nc := srv.Connect(t, natsauth.RoleLedger)
@@ -58,7 +62,15 @@ func newFixture(t *testing.T, srv *natstest.Server) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{bus: b, nc: nc}
+	return &fixture{store: b}
+}
+
+// onEachStore runs test on an in-memory stream and on a JetStream server's:
+// what hinges on the store's concurrency control (replicas racing on one
+// subject, deterministic event ids) is checked on the real one too.
+func onEachStore(t *testing.T, test func(t *testing.T, f *fixture)) {
+	t.Run("memstream", func(t *testing.T) { test(t, newFixture()) })
+	t.Run("jetstream", func(t *testing.T) { test(t, newNATSFixture(t, natstest.Start(t))) })
 }
 
 func keysFor(t *testing.T) *license.Keys {
@@ -68,7 +80,7 @@ func keysFor(t *testing.T) *license.Keys {
 
 func (f *fixture) service(t *testing.T) *ledger.Service {
 	t.Helper()
-	svc := ledger.New(ledger.Config{Store: f.bus, Keys: keysFor(t), DefaultGraceDays: 7, Now: f.now, Version: "test"})
+	svc := ledger.New(ledger.Config{Store: f.store, Keys: keysFor(t), DefaultGraceDays: 7, Now: f.now, Version: "test"})
 	if err := svc.Start(context.Background(), events.LedgerStarted{}); err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +92,9 @@ var operator = events.Actor{Kind: events.ActorOperator, ID: "test-op"}
 // 50 concurrent uploads of distinct licenses to one org through two ledger
 // replicas: every answer is success or conflict, prev_seq is unbroken, and
 // the final license is one that was acknowledged.
-func TestConcurrentUploadsOneOrg(t *testing.T) {
-	srv := natstest.Start(t)
-	f := newFixture(t, srv)
+func TestConcurrentUploadsOneOrg(t *testing.T) { onEachStore(t, testConcurrentUploadsOneOrg) }
+
+func testConcurrentUploadsOneOrg(t *testing.T, f *fixture) {
 	replicas := []*ledger.Service{f.service(t), f.service(t)}
 	if replicas[0].InstallID() != replicas[1].InstallID() || replicas[0].InstallID() == "" {
 		t.Fatalf("replicas disagree on the install id: %q %q", replicas[0].InstallID(), replicas[1].InstallID())
@@ -119,10 +131,10 @@ func TestConcurrentUploadsOneOrg(t *testing.T) {
 	}
 	// prev_seq is unbroken on the subject and every event is acknowledged.
 	ctx := context.Background()
-	head, _ := f.bus.Head(ctx, events.OrgSubject("acme"))
+	head, _ := f.store.Head(ctx, events.OrgSubject("acme"))
 	var prev uint64
 	count := 0
-	err := f.bus.ReadSubject(ctx, events.OrgSubject("acme"), 0, head, func(m *events.Message) error {
+	err := f.store.ReadSubject(ctx, events.OrgSubject("acme"), 0, head, func(m *events.Message) error {
 		if m.Envelope == nil || m.Envelope.PrevSeq != prev {
 			return fmt.Errorf("seq %d: prev_seq %v, want %d", m.Seq, m.Envelope, prev)
 		}
@@ -152,11 +164,10 @@ func TestConcurrentUploadsOneOrg(t *testing.T) {
 	}
 }
 
-// An event appended by hand with the ledger's credentials but a forged
-// key folds as invalid, never as valid.
+// An event appended straight to the stream (as anyone holding the ledger's
+// credentials could) with a forged key folds as invalid, never as valid.
 func TestForgedEventIsInvalid(t *testing.T) {
-	srv := natstest.Start(t)
-	f := newFixture(t, srv)
+	f := newFixture()
 	svc := f.service(t)
 	ctx := context.Background()
 	forged := sign(t, "k9", func(p map[string]any) {}) // k9 is not trusted
@@ -177,7 +188,7 @@ func TestForgedEventIsInvalid(t *testing.T) {
 		env, _ := events.New(events.TypeUploaded, org, time.Now(), operator, 0, events.Uploaded{
 			LicenseID: "0193a5b0-7e1a-7c3d-8f00-1234567890ab", Fingerprint: key.Fingerprint, Key: key.Key,
 			Slot: events.SlotCurrent, GraceDaysEffective: 7, Source: events.SourceAPI})
-		if _, err := f.bus.Append(ctx, events.OrgSubject(org), env, 0); err != nil {
+		if _, err := f.store.Append(ctx, events.OrgSubject(org), env, 0); err != nil {
 			t.Fatal(err)
 		}
 		r, err := svc.Status(ctx, org)
@@ -195,8 +206,7 @@ func TestForgedEventIsInvalid(t *testing.T) {
 // and a license key signed by a kid it does not trust.
 func rejecting(t *testing.T) (f *fixture, svc *ledger.Service, start time.Time, bad string) {
 	t.Helper()
-	srv := natstest.Start(t)
-	f = newFixture(t, srv)
+	f = newFixture()
 	start = time.Now()
 	f.clock.Store(&start)
 	return f, f.service(t), start, sign(t, "k2", nil)
@@ -218,10 +228,10 @@ func TestRejectionAuditRateLimit(t *testing.T) {
 	f.clock.Store(&later)
 	svc.Upload(ctx, ledger.Upload{Org: "acme", Body: []byte("garbage"), Actor: operator, Source: events.SourceAPI})
 
-	head, _ := f.bus.Head(ctx, events.AuditSubject("acme"))
+	head, _ := f.store.Head(ctx, events.AuditSubject("acme"))
 	var types []string
 	var suppressed events.RejectedSuppressed
-	f.bus.ReadSubject(ctx, events.AuditSubject("acme"), 0, head, func(m *events.Message) error {
+	f.store.ReadSubject(ctx, events.AuditSubject("acme"), 0, head, func(m *events.Message) error {
 		types = append(types, m.Type())
 		switch m.Type() {
 		case events.TypeRejected:
@@ -245,7 +255,7 @@ func TestRejectionAuditRateLimit(t *testing.T) {
 		t.Fatalf("suppressed %+v", suppressed)
 	}
 	// Nothing reached the org subject.
-	if h, _ := f.bus.Head(ctx, events.OrgSubject("acme")); h != 0 {
+	if h, _ := f.store.Head(ctx, events.OrgSubject("acme")); h != 0 {
 		t.Fatalf("org subject head %d after rejections", h)
 	}
 }
@@ -262,12 +272,12 @@ func TestRejectionSuppressedFlush(t *testing.T) {
 		}
 	}
 	suppressedOf := func(org string) []int {
-		head, err := f.bus.Head(ctx, events.AuditSubject(org))
+		head, err := f.store.Head(ctx, events.AuditSubject(org))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var counts []int
-		f.bus.ReadSubject(ctx, events.AuditSubject(org), 0, head, func(m *events.Message) error {
+		f.store.ReadSubject(ctx, events.AuditSubject(org), 0, head, func(m *events.Message) error {
 			if m.Type() == events.TypeRejectedSuppressed {
 				var d events.RejectedSuppressed
 				m.Envelope.DecodeData(&d)

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/secfile"
 )
 
@@ -46,8 +47,8 @@ type SnapshotState struct {
 // it returns: the archive is written with the umask's mode, so dir should
 // be 0700 (secfile.MkdirPrivate) to keep it private meanwhile. progress,
 // if set, is called with the bytes received so far and the bytes expected.
-func Snapshot(ctx context.Context, nc *nats.Conn, stream, dir string, progress func(done, total uint64)) (SnapshotState, error) {
-	mgr, err := jsm.New(nc, jsm.WithTimeout(30*time.Second))
+func Snapshot(ctx context.Context, conn *natsbus.Conn, stream, dir string, progress func(done, total uint64)) (SnapshotState, error) {
+	mgr, err := jsm.New(conn.NATS(), jsm.WithTimeout(30*time.Second))
 	if err != nil {
 		return SnapshotState{}, err
 	}
@@ -100,12 +101,12 @@ func ReadSnapshotState(dir string) (SnapshotState, error) {
 // the JetStream restore API, as `nats stream restore` does. The server
 // refuses a stream that exists; callers check first. progress, if set, is
 // called with the bytes sent so far and the archive's size.
-func Restore(ctx context.Context, nc *nats.Conn, dir string, progress func(done, total uint64)) (SnapshotState, error) {
+func Restore(ctx context.Context, conn *natsbus.Conn, dir string, progress func(done, total uint64)) (SnapshotState, error) {
 	st, err := ReadSnapshotState(dir)
 	if err != nil {
 		return st, err
 	}
-	mgr, err := jsm.New(nc, jsm.WithTimeout(30*time.Second))
+	mgr, err := jsm.New(conn.NATS(), jsm.WithTimeout(30*time.Second))
 	if err != nil {
 		return st, err
 	}

@@ -67,10 +67,11 @@ func previousReleaseStore(t *testing.T, dataDir string, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := off.Connect("previous-release")
+	conn, err := off.Connect("previous-release")
 	if err != nil {
 		t.Fatal(err)
 	}
+	nc := conn.NATS()
 	js, _ := jetstream.New(nc)
 	old := natsbus.StreamConfig("LICENSES", 1)
 	old.MaxConsumers, old.ConsumerLimits = -1, jetstream.StreamConsumerLimits{}
@@ -165,7 +166,7 @@ func TestBootstrapLeavesOtherDrift(t *testing.T) {
 		t.Fatalf("bootstrap with max_age set: changed %v, left %v; want left %v", res.Changed, res.Left, want)
 	}
 	// ApplyStream without upgradeOnly (ledger stream apply) restores it.
-	res, err = natsbus.ApplyStream(ctx, admin, "LICENSES", 1, false)
+	res, err = natsbus.NewConn(admin).ApplyStream(ctx, "LICENSES", 1, false)
 	if err != nil || !slices.Equal(res.Changed, want) || len(res.Left) != 0 {
 		t.Fatalf("apply: %+v %v", res, err)
 	}
@@ -190,7 +191,7 @@ func TestApplyStreamNeedsTheAdmin(t *testing.T) {
 	// The refused update is never answered: it ends with the context.
 	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer dcancel()
-	_, err := natsbus.ApplyStream(dctx, connectAs(t, e, e.LedgerSeedFile, natsauth.RoleLedger), "LICENSES", 1, false)
+	_, err := natsbus.NewConn(connectAs(t, e, e.LedgerSeedFile, natsauth.RoleLedger)).ApplyStream(dctx, "LICENSES", 1, false)
 	if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), "admin.nk") {
 		t.Fatalf("apply with the ledger's seed: %v", err)
 	}

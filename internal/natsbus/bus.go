@@ -213,20 +213,7 @@ func (b *Bus) Newest(ctx context.Context) (*events.Message, error) {
 // ReadSubject calls fn for each message on subject with a sequence in
 // (after, upTo], in order.
 func (b *Bus) ReadSubject(ctx context.Context, subject string, after, upTo uint64, fn func(*events.Message) error) error {
-	for seq := after + 1; seq <= upTo; {
-		m, err := b.Next(ctx, subject, seq)
-		if err != nil {
-			return err
-		}
-		if m == nil || m.Seq > upTo {
-			return nil
-		}
-		if err := fn(m); err != nil {
-			return err
-		}
-		seq = m.Seq + 1
-	}
-	return nil
+	return events.ReadRange(ctx, b.Next, subject, after, upTo, fn)
 }
 
 // Append publishes env on subject, expecting the subject's last sequence to

@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +70,44 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		"check NATS_NKEY/NATS_CREDS/NATS_USER, and that the server grants each user the subscribe permission of docs/design.md §3.1",
 		redact(cfg), strings.Join(tried, ", "))
 }
+
+// Conn is a connection to NATS as the ledger's commands hold it: they open
+// the stream on it (Open) and administer the stream (ApplyStream,
+// StreamExists, CreateSeedStream, …). It is safe for concurrent use.
+type Conn struct{ nc *nats.Conn }
+
+// NewConn wraps a connection opened elsewhere (an in-process one, a test's).
+func NewConn(nc *nats.Conn) *Conn { return &Conn{nc: nc} }
+
+// Dial is Connect, returning a Conn.
+func Dial(cfg ConnConfig) (*Conn, error) {
+	nc, err := Connect(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewConn(nc), nil
+}
+
+// NATS returns the underlying connection, for the other NATS adapters
+// (package natsbackup).
+func (c *Conn) NATS() *nats.Conn { return c.nc }
+
+// Close closes the connection.
+func (c *Conn) Close() { c.nc.Close() }
+
+// Connected reports whether the connection is up now: not reconnecting,
+// not closed.
+func (c *Conn) Connected() bool { return c.nc.Status() == nats.CONNECTED }
+
+// Open binds to stream name on c (see the function Open).
+func (c *Conn) Open(ctx context.Context, name string, replicas int, create bool, opts ...OpenOption) (*Bus, StreamInfo, error) {
+	return Open(ctx, c.nc, name, replicas, create, opts...)
+}
+
+// ErrPermissionViolation is the server refusing these credentials an
+// operation (a publish, a stream create or update): errors.Is matches the
+// errors of Connect, Append, Open and ApplyStream that say so.
+var ErrPermissionViolation = nats.ErrPermissionViolation
 
 // inboxRoles is the order in which Connect tries the identities' inbox
 // prefixes: preferred first.

@@ -126,7 +126,8 @@ type ApplyResult struct {
 // It needs the stream administrator's rights (natsauth.RoleAdmin). The
 // server refuses some changes (storage, a protection switched off before);
 // that error names them.
-func ApplyStream(ctx context.Context, nc *nats.Conn, name string, replicas int, upgradeOnly bool) (ApplyResult, error) {
+func (c *Conn) ApplyStream(ctx context.Context, name string, replicas int, upgradeOnly bool) (ApplyResult, error) {
+	nc := c.nc
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return ApplyResult{}, err
@@ -185,6 +186,24 @@ func fieldList(fields []events.ConfigField) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// StreamDrift returns how stream name's configuration departs from the
+// contract (Drift with replicas), as the server reports it now. A missing
+// stream is an error wrapping ErrStreamNotFound. Any identity may ask.
+func (c *Conn) StreamDrift(ctx context.Context, name string, replicas int) ([]events.ConfigField, error) {
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return nil, err
+	}
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	return Drift(s.CachedInfo().Config, replicas), nil
+}
+
+// ErrStreamNotFound is the stream missing on the server (StreamDrift, Open).
+var ErrStreamNotFound = jetstream.ErrStreamNotFound
 
 // Drift returns how the stream's configuration departs from the contract
 // (see the package function Drift), as the server reports it now.

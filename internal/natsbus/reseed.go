@@ -29,8 +29,8 @@ var ErrStreamExists = errors.New("the stream exists")
 // stream is left as it is and reported with ErrStreamExists, after the
 // configuration check EnsureStream makes, so that an interrupted reseed can
 // continue on it.
-func CreateSeedStream(ctx context.Context, nc *nats.Conn, name string, replicas int, first uint64) (StreamInfo, error) {
-	js, err := jetstream.New(nc)
+func (c *Conn) CreateSeedStream(ctx context.Context, name string, replicas int, first uint64) (StreamInfo, error) {
+	js, err := jetstream.New(c.nc)
 	if err != nil {
 		return StreamInfo{}, err
 	}
@@ -80,11 +80,11 @@ type pendingSeed struct {
 	ack jetstream.PubAckFuture
 }
 
-// NewSeedPublisher publishes onto stream through nc with window (≥ 1)
+// NewSeedPublisher publishes onto stream through c with window (≥ 1)
 // acknowledgements outstanding.
-func NewSeedPublisher(nc *nats.Conn, stream string, window int) (*SeedPublisher, error) {
+func (c *Conn) NewSeedPublisher(stream string, window int) (*SeedPublisher, error) {
 	window = max(window, 1)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window+1))
+	js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(window+1))
 	if err != nil {
 		return nil, err
 	}

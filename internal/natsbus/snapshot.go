@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // StreamExists reports whether stream exists, and its info when it does.
-func StreamExists(ctx context.Context, nc *nats.Conn, stream string) (bool, StreamInfo, error) {
-	js, err := jetstream.New(nc)
+func (c *Conn) StreamExists(ctx context.Context, stream string) (bool, StreamInfo, error) {
+	js, err := jetstream.New(c.nc)
 	if err != nil {
 		return false, StreamInfo{}, err
 	}
@@ -28,8 +27,8 @@ func StreamExists(ctx context.Context, nc *nats.Conn, stream string) (bool, Stre
 // DeleteEmptyStream deletes stream if it holds no message (a stream a
 // ledger created and never wrote to, in the way of a restore). It needs
 // stream delete permission, which only the offline server grants.
-func DeleteEmptyStream(ctx context.Context, nc *nats.Conn, stream string) error {
-	js, err := jetstream.New(nc)
+func (c *Conn) DeleteEmptyStream(ctx context.Context, stream string) error {
+	js, err := jetstream.New(c.nc)
 	if err != nil {
 		return err
 	}

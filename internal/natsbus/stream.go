@@ -105,13 +105,7 @@ func sameSubjects(a, b []string) bool {
 }
 
 // StreamInfo is what readers remember of the stream.
-type StreamInfo struct {
-	Name     string
-	Created  time.Time // a recreated stream has another: readers resync
-	LastSeq  uint64
-	FirstSeq uint64
-	Replicas int
-}
+type StreamInfo = events.StreamInfo
 
 func infoOf(si *jetstream.StreamInfo) StreamInfo {
 	return StreamInfo{Name: si.Config.Name, Created: si.Created, LastSeq: si.State.LastSeq,

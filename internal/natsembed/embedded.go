@@ -153,12 +153,12 @@ func Start(cfg Config) (*Embedded, error) {
 // release changes in the configuration (ApplyStream with upgradeOnly). Any
 // other difference is left for the ledger to report.
 func (e *Embedded) Bootstrap(ctx context.Context, stream string, replicas int) (natsbus.ApplyResult, error) {
-	nc, err := natsbus.Connect(natsbus.ConnConfig{InProcess: e.Server, NKeyFile: e.AdminSeedFile, Role: natsauth.RoleAdmin, Name: "ledger-bootstrap"})
+	conn, err := natsbus.Dial(natsbus.ConnConfig{InProcess: e.Server, NKeyFile: e.AdminSeedFile, Role: natsauth.RoleAdmin, Name: "ledger-bootstrap"})
 	if err != nil {
 		return natsbus.ApplyResult{}, err
 	}
-	defer nc.Close()
-	return natsbus.ApplyStream(ctx, nc, stream, replicas, true)
+	defer conn.Close()
+	return conn.ApplyStream(ctx, stream, replicas, true)
 }
 
 // Shutdown stops the server, waits for it and releases the store.

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/secfile"
 )
 
@@ -70,12 +71,12 @@ func StartOffline(dataDir string) (*Offline, error) {
 }
 
 // Connect opens an in-process connection.
-func (o *Offline) Connect(name string) (*nats.Conn, error) {
+func (o *Offline) Connect(name string) (*natsbus.Conn, error) {
 	nc, err := nats.Connect("", nats.InProcessServer(o.Server), nats.Name(name))
 	if err != nil {
 		return nil, fmt.Errorf("connect to the embedded NATS: %w", err)
 	}
-	return nc, nil
+	return natsbus.NewConn(nc), nil
 }
 
 // Close stops the server, waits for it, syncs the store to disk and

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/natsembed"
 )
 
@@ -30,18 +29,18 @@ func TestOfflineAndEmbeddedShareNoStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := off.Connect("test")
+	conn, err := off.Connect("test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// No credentials needed in-process: the stream can be created.
-	if _, _, err := natsbus.Open(context.Background(), nc, "LICENSES", 1, true); err != nil {
+	if _, _, err := conn.Open(context.Background(), "LICENSES", 1, true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := natsembed.Start(natsembed.Config{DataDir: dir, Listen: "off", Stream: "LICENSES"}); !errors.Is(err, natsembed.ErrStoreInUse) {
 		t.Fatalf("a ledger next to the offline server: %v", err)
 	}
-	nc.Close()
+	conn.Close()
 	if err := off.Close(); err != nil {
 		t.Fatal(err)
 	}

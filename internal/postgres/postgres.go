@@ -53,6 +53,19 @@ const (
 // and the number of CPUs). A DSN that does not parse wraps ErrInvalidDSN;
 // errors reaching the server wrap ErrUnavailable.
 func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	pool, err := newPool(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, classifyConnectError(err)
+	}
+	return pool, nil
+}
+
+// newPool is Open without the ping: the pool connects on first use.
+func newPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgconn redacts the password from parse errors.
@@ -62,10 +75,6 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, classifyConnectError(err)
 	}
 	return pool, nil
 }

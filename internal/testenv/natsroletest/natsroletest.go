@@ -196,7 +196,7 @@ func adminCanEdit(t *testing.T, tg Target) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := natsbus.ApplyStream(ctx, admin, tg.stream(), tg.Replicas, false)
+	res, err := natsbus.NewConn(admin).ApplyStream(ctx, tg.stream(), tg.Replicas, false)
 	if err != nil {
 		t.Fatalf("restore the contract's configuration: %v", err)
 	}

@@ -258,7 +258,7 @@ func (ids *identities) createStream(t testing.TB, urls string, replicas int) {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	res, err := natsbus.ApplyStream(ctx, nc, ids.cfg.stream, replicas, false)
+	res, err := natsbus.NewConn(nc).ApplyStream(ctx, ids.cfg.stream, replicas, false)
 	if err != nil {
 		t.Fatalf("natstest: create stream %s: %v", ids.cfg.stream, err)
 	}

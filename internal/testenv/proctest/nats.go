@@ -128,7 +128,7 @@ func (n *NATS) CreateStream(t testing.TB, replicas int) {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := natsbus.ApplyStream(ctx, nc, n.stream, replicas, false); err != nil {
+	if _, err := natsbus.NewConn(nc).ApplyStream(ctx, n.stream, replicas, false); err != nil {
 		t.Fatalf("proctest: create stream %s: %v", n.stream, err)
 	}
 }
