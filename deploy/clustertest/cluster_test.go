@@ -76,8 +76,8 @@ func TestScaledDeployment(t *testing.T) {
 			"LEDGER_LISTEN": fmt.Sprintf("127.0.0.1:%d", ports[i]), "DATA_DIR": dataDir, "LOG_LEVEL": "info",
 		}
 	}
-	// The stream administrator creates the stream (README.md, "The
-	// stream"); the ledgers, which may not, find it. Ledger 1 also takes an
+	// The stream administrator creates the stream (deploy/nats/README.md,
+	// "The stream"); the ledgers, which may not, find it. Ledger 1 also takes an
 	// admin token; ledger 2 only the tokens file, copied to its host.
 	applyStream(t, bin, l, adminSeed, natsProcs)
 	data1, data2 := t.TempDir(), t.TempDir()
@@ -256,7 +256,7 @@ func TestScaledDeployment(t *testing.T) {
 	})
 }
 
-// applyStream runs `ledger stream apply` as README.md shows it: the stream
+// applyStream runs `ledger stream apply` as deploy/nats/README.md shows it: the stream
 // administrator's seed, NATS_URL and LICENSE_STREAM_REPLICAS=3.
 func applyStream(t *testing.T, bin binaries, l *layout, adminSeed string, natsProcs []*process) {
 	t.Helper()

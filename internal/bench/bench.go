@@ -179,7 +179,7 @@ func WriteTable(w io.Writer, rows []Row) error {
 	return tw.Flush()
 }
 
-// WriteMarkdown prints rows as a Markdown table (the README's).
+// WriteMarkdown prints rows as a Markdown table (docs/performance.md's).
 func WriteMarkdown(w io.Writer, rows []Row) error {
 	fmt.Fprintln(w, "| figure | value | reference | ratio | target | result |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
