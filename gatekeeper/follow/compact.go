@@ -33,10 +33,15 @@ func compact(st *license.OrgState) *license.OrgState {
 	return &c
 }
 
-// heavy reports whether s still holds its key text that may be dropped:
-// an unverified slot keeps it until it is verified.
+// heavy reports whether s still holds key text it may drop. An
+// unverified slot drops it too when the stream has it at the slot's
+// sequence (it is read back to verify); one loaded from a read-model row
+// (sequence 0) keeps it until verified.
 func heavy(s *license.Slot) bool {
-	return s != nil && s.Err != license.ErrUnverified && (s.Key != "" || s.License != nil && s.License.Key != "")
+	if s == nil || s.Err == license.ErrUnverified && s.Seq == 0 {
+		return false
+	}
+	return s.Key != "" || s.License != nil && s.License.Key != ""
 }
 
 func slim(org string, s *license.Slot) *license.Slot {
@@ -128,7 +133,7 @@ func sharedList(list []string) []string {
 // keyless reports whether s's key text was dropped (compact) and must be
 // read back before s can be verified again.
 func keyless(s *license.Slot) bool {
-	return s != nil && s.Key == "" && s.License != nil && s.License.Fingerprint != ""
+	return s != nil && s.Key == "" && (s.Err == license.ErrUnverified || s.License != nil && s.License.Fingerprint != "")
 }
 
 // withKeys returns st with the key text of its compact slots read back

@@ -17,6 +17,7 @@ func TestCachedStateHoldsNoKeyText(t *testing.T) {
 	e := newEnv(t)
 	e.upload(t, "acme")
 	f := start(t, Config{Stream: e.readerBus(t)}, true)
+	eventually(t, 5*time.Second, "every key verified", func() bool { return f.UnverifiedOrgs() == 0 })
 	loaded := f.cached("acme")
 	_, res := e.upload(t, "acme") // applied live, not only loaded
 	eventually(t, 5*time.Second, "the upload applied", func() bool { return seqOf(f.cached("acme")) >= res.Seq })

@@ -3,6 +3,7 @@ package follow
 import (
 	"context"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,5 +89,44 @@ func TestReadyBeforeVerifiedNeverDecidesUnverified(t *testing.T) {
 	}
 	if r, b := value(t, f.m.verifications.WithLabelValues("request")), value(t, f.m.verifications.WithLabelValues("background")); r != 3 || b != 1 {
 		t.Errorf("verified %v at a request and %v in the background, want 3 and 1", r, b)
+	}
+}
+
+// Many keys are read back in one pass over the stream rather than one read
+// per org; a forged key verified that way is refused as surely.
+func TestDeferredKeysReadInOnePass(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	orgs := []string{"acme", "globex", "initech", "umbrella"}
+	for _, org := range orgs {
+		e.upload(t, org)
+	}
+	id, p := e.payload("hooli")
+	forged := licensetest.SignAs(t, "k9", "k1", p)
+	env, _ := events.New(events.TypeUploaded, "hooli", time.Now(), op, 0, events.Uploaded{LicenseID: id,
+		Fingerprint: forged.Fingerprint, Key: forged.Key, Slot: events.SlotCurrent, GraceDaysEffective: 7, Source: events.SourceAPI})
+	raw, _ := env.Encode()
+	e.publish(t, events.OrgSubject("hooli"), raw)
+	h := e.head(t)
+
+	c := &counting{inner: e.readerBus(t)}
+	f := start(t, Config{Stream: c}, true, func(f *Follower) { f.keyReadsMax = 0 })
+	eventually(t, 5*time.Second, "every key verified", func() bool { return f.UnverifiedOrgs() == 0 })
+	for _, org := range orgs {
+		own, _, ok := f.CachedState(org, 0)
+		if !ok || own.Current == nil || own.Current.Err != nil || own.Current.Key != "" {
+			t.Fatalf("%s: ok %v %+v", org, ok, own)
+		}
+	}
+	if own, _ := mustState(t, f, "hooli", 0); license.ReasonOf(own.Current.Err) != license.ReasonSignatureInvalid {
+		t.Fatalf("hooli (forged): %v", own.Current.Err)
+	}
+	if got := value(t, f.m.verifications.WithLabelValues("background")); got != 5 {
+		t.Errorf("%v verified in the background, want 5", got)
+	}
+	// The load's fold from 1, the follower from h + 1, and the pass over
+	// the uploads from the first one.
+	if got := c.consumeStarts(); len(got) != 3 || !slices.Contains(got, h+1) {
+		t.Errorf("consumers started at %v, want three: the fold, the follower at %d and the verification pass", got, h+1)
 	}
 }

@@ -151,9 +151,12 @@ type Follower struct {
 	pgDownUntil atomic.Int64  // unix nanos: skip per-request PostgreSQL reloads until then
 
 	deferred chan struct{} // Start → verifyDeferred: a load left keys unverified
-	sf       singleflight.Group
-	notify   notifier
-	changes  changeQueue
+	// keyReadsMax is how many keyless slots verifyDeferred reads back one
+	// by one; more are read in one pass over the stream.
+	keyReadsMax int
+	sf          singleflight.Group
+	notify      notifier
+	changes     changeQueue
 
 	keyringMu   sync.Mutex
 	keyringSaid string // the KeyringProblem last logged
@@ -209,7 +212,8 @@ func New(cfg Config) (*Follower, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Follower{cfg: cfg, bus: cfg.Stream, log: cfg.Logger, loadedCh: make(chan struct{}), deferred: make(chan struct{}, 1)}
+	f := &Follower{cfg: cfg, bus: cfg.Stream, log: cfg.Logger, loadedCh: make(chan struct{}), deferred: make(chan struct{}, 1),
+		keyReadsMax: 256}
 	if cfg.DatabaseURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), pgConnectTimeout)
 		r, err := postgres.OpenStateReader(ctx, cfg.DatabaseURL)
@@ -285,46 +289,55 @@ func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, i
 		return own, instance, nil
 	}
 	own, err = f.stateOf(ctx, org, minSeq)
+	if err == nil {
+		own, err = f.verified(ctx, org, own)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	own = f.verified(org, own)
 	if org == license.InstanceOrg {
 		return own, own, nil
 	}
 	instance, err = f.stateOf(ctx, license.InstanceOrg, 0)
+	if err == nil {
+		instance, err = f.verified(ctx, license.InstanceOrg, instance)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	return own, f.verified(license.InstanceOrg, instance), nil
+	return own, instance, nil
 }
 
 // verified returns st with every key verified: st itself when it holds
-// none unverified, else st verified now (and put in the cache in its
-// place, unless the cache moved on meanwhile). No state with an unverified
-// key leaves the follower.
-func (f *Follower) verified(org string, st *license.OrgState) *license.OrgState {
+// none unverified, else st verified now, its keys read back from the
+// stream (and put in the cache in its place, unless the cache moved on
+// meanwhile). No state with an unverified key leaves the follower: when
+// the keys cannot be read, the org's state is unavailable.
+func (f *Follower) verified(ctx context.Context, org string, st *license.OrgState) (*license.OrgState, error) {
 	if !st.Unverified() {
-		return st
+		return st, nil
+	}
+	n, err := f.reverified(ctx, st, f.trust())
+	if err != nil {
+		return nil, unavailable("%s: its license is not verified yet and its key could not be read: %v", org, err)
 	}
 	f.m.verifications.WithLabelValues("request").Inc()
 	m := f.orgs.Load()
 	e := m.get(org)
 	if e == nil {
-		return compact(projection.Reverify(f.trust(), st))
+		return n, nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if cur := e.st.Load(); cur != st {
 		if cur != nil && !cur.Unverified() && cur.Seq >= st.Seq {
-			return cur // verified meanwhile (or moved on)
+			return cur, nil // verified meanwhile (or moved on)
 		}
-		return compact(projection.Reverify(f.trust(), st))
+		return n, nil
 	}
-	n := compact(projection.Reverify(f.trust(), st))
 	f.store(m, e, n)
 	f.gen.Add(1)
-	return n
+	return n, nil
 }
 
 func (f *Follower) stateOf(ctx context.Context, org string, minSeq uint64) (*license.OrgState, error) {
@@ -493,8 +506,10 @@ func (f *Follower) trust() projection.Trust {
 }
 
 // verifyDeferred verifies, on every core, the keys a load of every org
-// left unverified, each time Start signals one, until ctx ends. A request
-// for an org not verified yet verifies it first (verified).
+// left unverified, each time Start signals one, until ctx ends: the keys
+// a read-model row held directly, the others read back in one pass over
+// the stream. A request for an org not verified yet verifies it first
+// (verified).
 func (f *Follower) verifyDeferred(ctx context.Context) {
 	for {
 		select {
@@ -507,41 +522,145 @@ func (f *Follower) verifyDeferred(ctx context.Context) {
 		}
 		began := time.Now()
 		m := f.orgs.Load()
-		todo := make(chan *entry, 1024)
+		upTo := f.applied.Load()
+		jobs := make(chan verifyJob, 1024)
 		var wg sync.WaitGroup
 		for range runtime.GOMAXPROCS(0) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for e := range todo {
-					f.verifyEntry(m, e)
+				for j := range jobs {
+					f.verifyEntry(ctx, m, j)
 				}
 			}()
 		}
-		m.each(func(_ string, e *entry) {
-			if e.st.Load().Unverified() && ctx.Err() == nil {
-				todo <- e
+		from := upTo + 1 // the first sequence a keyless slot holds
+		var keyless []verifyJob
+		m.each(func(org string, e *entry) {
+			st := e.st.Load()
+			if !st.Unverified() {
+				return
+			}
+			for _, s := range [2]*license.Slot{st.Current, st.Pending} {
+				switch {
+				case s == nil || s.Err != license.ErrUnverified:
+				case s.Key != "":
+					jobs <- verifyJob{org: org, e: e, seq: s.Seq, key: s.Key}
+				default:
+					keyless = append(keyless, verifyJob{org: org, e: e, seq: s.Seq})
+					from = min(from, s.Seq)
+				}
 			}
 		})
-		close(todo)
+		var err error
+		if len(keyless) > f.keyReadsMax {
+			keyless = nil // fewer than a pass over the stream costs
+			err = f.keysFrom(ctx, m, from, upTo, jobs)
+		}
+		for _, j := range keyless {
+			jobs <- j // each worker reads its key (keyOf)
+		}
+		close(jobs)
 		wg.Wait()
-		if ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			f.log.Warn("deferred verification stopped: the orgs left are verified at their first request", "err", err,
+				"orgs_unverified", m.unverified.Load())
+		default:
 			f.checkKeyring()
 			f.log.Info("every license verified", "orgs", m.len(), "took", time.Since(began).Round(time.Millisecond))
 		}
 	}
 }
 
-// verifyEntry verifies e's state if it still holds unverified keys. No
-// request has been answered from it (verified replaces it first), so no
-// decision changes: the generation stays.
-func (f *Follower) verifyEntry(m *orgMap, e *entry) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if st := e.st.Load(); st.Unverified() {
-		f.store(m, e, compact(projection.Reverify(f.trust(), st)))
-		f.m.verifications.WithLabelValues("background").Inc()
+// verifyJob is one slot's key to verify: the slot of org at seq, with its
+// key ("" to read it from the stream).
+type verifyJob struct {
+	org string
+	e   *entry
+	seq uint64
+	key string
+}
+
+// keysFrom reads the stream's uploads in [from, upTo] and queues those
+// whose slot is still unverified.
+func (f *Follower) keysFrom(ctx context.Context, m *orgMap, from, upTo uint64, jobs chan<- verifyJob) error {
+	if from > upTo {
+		return nil
 	}
+	err := f.bus.Consume(ctx, from, f.cfg.Heartbeat, func(msg *events.Message) error {
+		if msg.Seq > upTo {
+			return errFolded
+		}
+		if msg.Type() == events.TypeUploaded && msg.IsOrgSubject() {
+			if e := m.get(msg.Org()); e != nil {
+				if s := unverifiedAt(e.st.Load(), msg.Seq); s != nil {
+					if key, ok := uploadedKey(msg, s); ok {
+						jobs <- verifyJob{org: msg.Org(), e: e, seq: msg.Seq, key: key}
+					}
+				}
+			}
+		}
+		if msg.Seq >= upTo {
+			return errFolded
+		}
+		return nil
+	}, nil)
+	if errors.Is(err, errFolded) {
+		return nil
+	}
+	return err
+}
+
+// unverifiedAt returns st's unverified slot uploaded at seq, nil if none.
+func unverifiedAt(st *license.OrgState, seq uint64) *license.Slot {
+	if st == nil {
+		return nil
+	}
+	for _, s := range [2]*license.Slot{st.Current, st.Pending} {
+		if s != nil && s.Err == license.ErrUnverified && s.Seq == seq {
+			return s
+		}
+	}
+	return nil
+}
+
+// verifyEntry verifies the slot j names if it is still unverified. No
+// request has been answered from the state (verified replaces it first),
+// so no decision changes: the generation stays.
+func (f *Follower) verifyEntry(ctx context.Context, m *orgMap, j verifyJob) {
+	if j.key == "" {
+		st := j.e.st.Load()
+		s := unverifiedAt(st, j.seq)
+		if s == nil {
+			return
+		}
+		key, err := f.keyOf(ctx, st, s)
+		if err != nil {
+			f.log.Warn("license key not read back: verified at the org's first request", "org", j.org, "err", err)
+			return
+		}
+		j.key = key
+	}
+	j.e.mu.Lock()
+	defer j.e.mu.Unlock()
+	st := j.e.st.Load()
+	s := unverifiedAt(st, j.seq)
+	if s == nil {
+		return
+	}
+	withKey := *s
+	withKey.Key = j.key
+	v := projection.VerifySlot(f.trust(), j.org, &withKey)
+	n := st.Clone()
+	if n.Current == s {
+		n.Current = v
+	} else {
+		n.Pending = v
+	}
+	f.store(m, j.e, compact(n))
+	f.m.verifications.WithLabelValues("background").Inc()
 }
 
 // UnverifiedOrgs counts the cached orgs whose license is not verified yet.

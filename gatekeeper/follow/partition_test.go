@@ -91,6 +91,8 @@ func TestPartitionWithoutPostgres(t *testing.T) {
 		t.Fatalf("before the partition an unknown org is missing, not %v", err)
 	}
 	eventually(t, 2*time.Second, "fresh", func() bool { return f.Staleness() < testMaxStaleness/2 && !f.Stale() })
+	// Cached means verified: a key not verified yet needs the stream.
+	eventually(t, 2*time.Second, "every key verified", func() bool { return f.UnverifiedOrgs() == 0 })
 
 	proxy.Blackhole(true)
 	cut := time.Now()

@@ -187,6 +187,14 @@ func verify(s *license.Slot, trust Trust, org string, grace int) {
 	s.Held = license.Held{License: l, Err: err, GraceDays: grace}
 }
 
+// VerifySlot returns s verified under trust for org, with the grace its
+// upload recorded (a slot held unverified, its key read back).
+func VerifySlot(trust Trust, org string, s *license.Slot) *license.Slot {
+	c := *s
+	verify(&c, trust, org, s.GraceDays)
+	return &c
+}
+
 // Reverify returns s with its slots verified again under trust (after a key
 // ring reload or once the install id is known).
 func Reverify(trust Trust, s *license.OrgState) *license.OrgState {
