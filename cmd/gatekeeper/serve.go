@@ -127,6 +127,7 @@ func (c *gatekeeperCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
+	cli.SetMemoryLimit(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return c.serve(ctx, log, nil)

@@ -115,6 +115,7 @@ func (c *serveCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
+	cli.SetMemoryLimit(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return c.serve(ctx, env, log, nil)
