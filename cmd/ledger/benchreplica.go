@@ -20,14 +20,13 @@ type benchReplicaCmd struct {
 	Stream      string `name:"stream" env:"LICENSE_STREAM" help:"Stream name (default LICENSES)."`
 	PublicKeys  string `name:"public-keys" env:"LICENSE_PUBLIC_KEYS" required:"" help:"The only trusted vendor keys, kid:base64,…"`
 	DatabaseURL string `name:"database-url" env:"DATABASE_URL" placeholder:"URL" help:"PostgreSQL read model to load from."`
-	Watch       string `name:"watch" placeholder:"ORG" help:"Report each applied change of ORG on stdout."`
 }
 
 func (c *benchReplicaCmd) Run(env *cli.Env) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := bench.RunReplica(ctx, bench.ReplicaConfig{NATSURL: c.NATSURL, NKeyFile: c.NATSNKey, Stream: c.Stream,
-		PublicKeys: c.PublicKeys, DatabaseURL: c.DatabaseURL, Watch: c.Watch}, env.Stdout, env.Stderr)
+		PublicKeys: c.PublicKeys, DatabaseURL: c.DatabaseURL}, env.Stdout, env.Stderr)
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}

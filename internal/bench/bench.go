@@ -21,7 +21,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"os"
 	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
@@ -74,7 +73,7 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
-	r := &runner{cfg: cfg, log: slog.New(slog.DiscardHandler), propagationProcs: os.Getenv("BENCH_PROPAGATION_PROCS") != ""}
+	r := &runner{cfg: cfg, log: slog.New(slog.DiscardHandler)}
 	defer r.close()
 	steps := []struct {
 		name string
@@ -145,9 +144,6 @@ type runner struct {
 	log     *slog.Logger
 	rows    []Row
 	closers []func()
-	// propagationProcs runs the propagation figure's replicas as
-	// processes of their own instead of followers in this one.
-	propagationProcs bool
 }
 
 func (r *runner) close() {

@@ -40,16 +40,11 @@ type ReplicaConfig struct {
 	// PublicKeys is a LICENSE_PUBLIC_KEYS value: the only keys trusted.
 	PublicKeys  string
 	DatabaseURL string
-	// Watch names an org whose every applied change is reported on
-	// stdout (the propagation figure): "applied SEQ UNIXNANO".
-	Watch string
 }
 
-// The replica's stdout lines, one word then fields.
-const (
-	lineReady   = "ready"   // ready ADDR ORGS APPLIED_SEQ
-	lineApplied = "applied" // applied SEQ UNIXNANO
-)
+// lineReady is the replica's stdout line once it serves:
+// "ready ADDR ORGS APPLIED_SEQ".
+const lineReady = "ready"
 
 // readyLine is what a replica reports once it serves.
 type readyLine struct {
@@ -74,17 +69,6 @@ func parseReady(s string) (readyLine, error) {
 		return readyLine{}, fmt.Errorf("ready line %q: %w", s, errors.Join(err, err1, err2))
 	}
 	return readyLine{Addr: f[0], Orgs: orgs, Applied: applied}, nil
-}
-
-// parseApplied parses the fields after "applied ".
-func parseApplied(s string) (applied, error) {
-	seqS, nanoS, ok := strings.Cut(s, " ")
-	seq, err1 := strconv.ParseUint(seqS, 10, 64)
-	nano, err2 := strconv.ParseInt(nanoS, 10, 64)
-	if !ok || err1 != nil || err2 != nil {
-		return applied{}, fmt.Errorf("applied line %q: want SEQ UNIXNANO", s)
-	}
-	return applied{seq: seq, at: time.Unix(0, nano)}, nil
 }
 
 // loadLog is the follower's own account of its initial load, from its
@@ -127,7 +111,7 @@ type replicaHeap struct {
 
 // RunReplica runs a bench replica until ctx ends. Its log (JSON, info)
 // goes to logw; stdout receives the ready line once the initial load is
-// done and the listener serves, then the watched org's changes.
+// done and the listener serves.
 func RunReplica(ctx context.Context, cfg ReplicaConfig, stdout, logw io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(logw, nil))
 	keys, err := license.NewKeys(license.RingConfig{Env: cfg.PublicKeys, NoBuiltin: true})
@@ -149,24 +133,8 @@ func RunReplica(ctx context.Context, cfg ReplicaConfig, stdout, logw io.Writer) 
 	// metrics beside the Go and process collectors.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	changes := make(chan string, 1)
-	var fol *follow.Follower
-	fcfg := follow.Config{Stream: stream, DatabaseURL: cfg.DatabaseURL, Keys: keys, Logger: log, Registry: reg}
-	if cfg.Watch != "" {
-		fcfg.OnChange = func(org string) {
-			if org != cfg.Watch {
-				return
-			}
-			at := time.Now()
-			if own, _, ok := fol.CachedState(org, 0); ok {
-				select {
-				case changes <- fmt.Sprintf("%s %d %d", lineApplied, own.Seq, at.UnixNano()):
-				case <-ctx.Done():
-				}
-			}
-		}
-	}
-	if fol, err = follow.New(fcfg); err != nil {
+	fol, err := follow.New(follow.Config{Stream: stream, DatabaseURL: cfg.DatabaseURL, Keys: keys, Logger: log, Registry: reg})
+	if err != nil {
 		return err
 	}
 	gate, err := gatekeeper.New(fol, gatekeeper.Config{})
@@ -194,16 +162,8 @@ func RunReplica(ctx context.Context, cfg ReplicaConfig, stdout, logw io.Writer) 
 	if _, err := fmt.Fprintln(stdout, readyLine{Addr: ln.Addr().String(), Orgs: h.OrgsCached, Applied: h.AppliedSeq}); err != nil {
 		return err
 	}
-	for {
-		select {
-		case l := <-changes:
-			if _, err := fmt.Fprintln(stdout, l); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return nil
-		}
-	}
+	<-ctx.Done()
+	return nil
 }
 
 func replicaMux(fol *follow.Follower, gate *gatekeeper.Gate, reg *prometheus.Registry) *http.ServeMux {
