@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/licenseledger/ledger/internal/bench"
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/secfile"
 )
 
 // benchReplicaCmd is the gatekeeper replica ledger bench starts as a
@@ -20,13 +23,26 @@ type benchReplicaCmd struct {
 	Stream      string `name:"stream" env:"LICENSE_STREAM" help:"Stream name (default LICENSES)."`
 	PublicKeys  string `name:"public-keys" env:"LICENSE_PUBLIC_KEYS" required:"" help:"The only trusted vendor keys, kid:base64,…"`
 	DatabaseURL string `name:"database-url" env:"DATABASE_URL" placeholder:"URL" help:"PostgreSQL read model to load from."`
+	CPUProfile  string `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the replica's life to FILE."`
+	HeapProfile string `name:"heapprofile" placeholder:"FILE" type:"path" help:"Write a heap profile to FILE at each GET /heap."`
 }
 
 func (c *benchReplicaCmd) Run(env *cli.Env) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if c.CPUProfile != "" {
+		f, err := secfile.Create(c.CPUProfile)
+		if err != nil {
+			return cli.Usage("--cpuprofile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	err := bench.RunReplica(ctx, bench.ReplicaConfig{NATSURL: c.NATSURL, NKeyFile: c.NATSNKey, Stream: c.Stream,
-		PublicKeys: c.PublicKeys, DatabaseURL: c.DatabaseURL}, env.Stdout, env.Stderr)
+		PublicKeys: c.PublicKeys, DatabaseURL: c.DatabaseURL, HeapProfile: c.HeapProfile}, env.Stdout, env.Stderr)
 	if err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}

@@ -47,6 +47,10 @@ type Config struct {
 	// RSS and restart figures and as `bench-replica` for the start
 	// figure ("": those are not measured).
 	Executable string
+	// ProfilePrefix, if set, has each replica process the start figure
+	// starts write a CPU profile of its life and a heap profile at its
+	// steady reading: PREFIX.replica-<variant>.cpu.pprof and .heap.pprof.
+	ProfilePrefix string
 }
 
 // Row is one line of the table.

@@ -16,7 +16,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +42,9 @@ type ReplicaConfig struct {
 	// PublicKeys is a LICENSE_PUBLIC_KEYS value: the only keys trusted.
 	PublicKeys  string
 	DatabaseURL string
+	// HeapProfile, if set, receives a heap profile at each GET /heap,
+	// after its collection.
+	HeapProfile string
 }
 
 // lineReady is the replica's stdout line once it serves:
@@ -152,7 +157,7 @@ func RunReplica(ctx context.Context, cfg ReplicaConfig, stdout, logw io.Writer) 
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: replicaMux(fol, gate, reg), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: replicaMux(fol, gate, reg, cfg.HeapProfile), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
 	if err := fol.Wait(ctx); err != nil {
@@ -166,7 +171,7 @@ func RunReplica(ctx context.Context, cfg ReplicaConfig, stdout, logw io.Writer) 
 	return nil
 }
 
-func replicaMux(fol *follow.Follower, gate *gatekeeper.Gate, reg *prometheus.Registry) *http.ServeMux {
+func replicaMux(fol *follow.Follower, gate *gatekeeper.Gate, reg *prometheus.Registry, heapProfile string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/authz", frontend.Authz(gate, "original"))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -182,7 +187,27 @@ func replicaMux(fol *follow.Follower, gate *gatekeeper.Gate, reg *prometheus.Reg
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
+		if heapProfile != "" {
+			if err := writeHeapProfile(heapProfile); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
 		json.NewEncoder(w).Encode(replicaHeap{HeapAlloc: ms.HeapAlloc, HeapSys: ms.HeapSys, Sys: ms.Sys})
 	})
 	return mux
+}
+
+// writeHeapProfile writes the heap profile as of the last collection to
+// path, mode 0600.
+func writeHeapProfile(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -6,6 +6,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -87,12 +89,13 @@ func TestRunReplica(t *testing.T) {
 	if _, err := upload(ctx, svc, v, "acme"); err != nil {
 		t.Fatal(err)
 	}
+	profile := filepath.Join(t.TempDir(), "heap.pprof")
 	pr, pw := io.Pipe()
 	logs := &syncBuffer{}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- RunReplica(rctx, ReplicaConfig{NATSURL: ne.url, PublicKeys: v.env}, pw, logs)
+		done <- RunReplica(rctx, ReplicaConfig{NATSURL: ne.url, PublicKeys: v.env, HeapProfile: profile}, pw, logs)
 		pw.Close()
 	}()
 	defer func() {
@@ -146,6 +149,9 @@ func TestRunReplica(t *testing.T) {
 	var h replicaHeap
 	if err := getJSON(ctx, base+"/heap", &h); err != nil || h.HeapAlloc == 0 || h.Sys < h.HeapAlloc {
 		t.Errorf("/heap: %+v, %v", h, err)
+	}
+	if fi, err := os.Stat(profile); err != nil || fi.Size() == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("heap profile: %v, %v", fi, err)
 	}
 	var health struct {
 		Loaded bool `json:"loaded"`

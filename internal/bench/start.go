@@ -99,7 +99,7 @@ func (r *runner) startFigure(ctx context.Context) error {
 		return err
 	}
 	r.progress("start: a replica on the stream before any org (reference)")
-	empty, err := r.replicaProcess(ctx, ne, v, "", 0)
+	empty, err := r.replicaProcess(ctx, ne, v, "", 0, "empty")
 	if err != nil {
 		return fmt.Errorf("replica on an empty stream: %w", err)
 	}
@@ -108,7 +108,7 @@ func (r *runner) startFigure(ctx context.Context) error {
 		return err
 	}
 	r.progress("start: a replica from the stream")
-	run, err := r.replicaProcess(ctx, ne, v, "", n)
+	run, err := r.replicaProcess(ctx, ne, v, "", n, "stream")
 	if err != nil {
 		return fmt.Errorf("replica from the stream: %w", err)
 	}
@@ -127,7 +127,7 @@ func (r *runner) startFigure(ctx context.Context) error {
 		return err
 	}
 	r.progress("start: a replica from the PostgreSQL read model")
-	run, err = r.replicaProcess(ctx, ne, v, dsn, n)
+	run, err = r.replicaProcess(ctx, ne, v, dsn, n, "postgres")
 	if err != nil {
 		return fmt.Errorf("replica from PostgreSQL: %w", err)
 	}
@@ -190,11 +190,15 @@ func (r *runner) addStart(n int, variant string, run, empty replicaRun) {
 // replicaProcess starts a bench replica on ne's stream (and the read
 // model at dsn, if any), waits for its ready line, reads its memory,
 // makes steadyDecisions decisions through its /authz, reads its memory
-// again steadyAfter after ready, and stops it.
-func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, dsn string, n int) (replicaRun, error) {
+// again steadyAfter after ready, and stops it. variant names its
+// profiles (Config.ProfilePrefix).
+func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, dsn string, n int, variant string) (replicaRun, error) {
 	args := []string{"bench-replica", "--nats-url", ne.url, "--public-keys", v.env}
 	if dsn != "" {
 		args = append(args, "--database-url", dsn)
+	}
+	if pre := r.cfg.ProfilePrefix; pre != "" {
+		args = append(args, "--cpuprofile", pre+".replica-"+variant+".cpu.pprof", "--heapprofile", pre+".replica-"+variant+".heap.pprof")
 	}
 	p, err := startProc(r.cfg.Executable, args, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()})
 	if err != nil {
