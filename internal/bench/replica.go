@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -107,7 +108,7 @@ func parseLoadLog(log string) (loadLog, bool) {
 }
 
 // replicaHeap is a replica's own heap account (GET /heap), read after a
-// full collection.
+// full collection that returned every free page to the system.
 type replicaHeap struct {
 	HeapAlloc uint64 `json:"heap_alloc"`
 	HeapSys   uint64 `json:"heap_sys"`
@@ -183,8 +184,7 @@ func replicaMux(fol *follow.Follower, gate *gatekeeper.Gate, reg *prometheus.Reg
 		json.NewEncoder(w).Encode(h)
 	})
 	mux.HandleFunc("GET /heap", func(w http.ResponseWriter, _ *http.Request) {
-		runtime.GC()
-		runtime.GC()
+		debug.FreeOSMemory() // a collection, and every free page returned
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		if heapProfile != "" {

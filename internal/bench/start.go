@@ -64,7 +64,7 @@ type replicaRun struct {
 	ready           time.Duration // process created → ready line read
 	orgs            int           // cached orgs at ready
 	atReady, steady memStatus
-	afterGC         memStatus // a second after the replica's own GC (GET /heap)
+	afterGC         memStatus // after the replica's own GC returned its free pages (GET /heap)
 	heap            replicaHeap
 	load            loadLog
 }
@@ -179,7 +179,7 @@ func (r *runner) addStart(n int, variant string, run, empty replicaRun) {
 		fmt.Sprintf("empty stream %s; peak (VmHWM) %s", fmtBytes(float64(empty.atReady.RSS)), fmtBytes(float64(run.atReady.HWM))),
 		float64(run.atReady.RSS)/float64(empty.atReady.RSS), fmt.Sprintf("≤ %s (%s)", fmtBytes(float64(rssTarget)), at), ptr(run.atReady.RSS <= rssTarget))
 	r.add(fmt.Sprintf("replica RSS steady (%s after ready, %d decisions), %s", fmtDur(r.steadyAfter()), steadyDecisions, what), fmtBytes(float64(run.steady.RSS)),
-		fmt.Sprintf("empty stream %s; peak (VmHWM) %s; after a forced GC %s", fmtBytes(float64(empty.steady.RSS)), fmtBytes(float64(run.steady.HWM)), fmtBytes(float64(run.afterGC.RSS))),
+		fmt.Sprintf("empty stream %s; peak (VmHWM) %s; after GC and FreeOSMemory %s", fmtBytes(float64(empty.steady.RSS)), fmtBytes(float64(run.steady.HWM)), fmtBytes(float64(run.afterGC.RSS))),
 		float64(run.steady.RSS)/float64(empty.steady.RSS), fmt.Sprintf("≤ %s (%s)", fmtBytes(float64(rssTarget)), at), ptr(run.steady.RSS <= rssTarget))
 	perOrg := float64(run.steady.RSS-empty.steady.RSS) / float64(n)
 	heapPerOrg := float64(int64(run.heap.HeapAlloc)-int64(empty.heap.HeapAlloc)) / float64(n)
@@ -238,7 +238,6 @@ func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, dsn
 	if err := getJSON(ctx, base+"/heap", &run.heap); err != nil {
 		return run, err
 	}
-	time.Sleep(time.Second) // the runtime returns freed pages in the background
 	if run.afterGC, err = p.memory(); err != nil {
 		return run, err
 	}
@@ -246,7 +245,7 @@ func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, dsn
 		return run, fmt.Errorf("stop: %w", err)
 	}
 	run.load, _ = parseLoadLog(p.stderr.String())
-	r.progress("start: %d orgs ready in %s (follower %s from %s), RSS %s → %s, %s after a forced GC", run.orgs, fmtDur(run.ready), fmtDur(run.load.Took),
+	r.progress("start: %d orgs ready in %s (follower %s from %s), RSS %s → %s, %s after GC and FreeOSMemory", run.orgs, fmtDur(run.ready), fmtDur(run.load.Took),
 		run.load.From, fmtBytes(float64(run.atReady.RSS)), fmtBytes(float64(run.steady.RSS)), fmtBytes(float64(run.afterGC.RSS)))
 	return run, nil
 }
