@@ -50,7 +50,7 @@ const steadyDecisions = 500
 // those at 100,000 orgs up to there, those at 1,000,000 beyond.
 func startTargets(n int) (ready time.Duration, rss int64, at string) {
 	if n > 100_000 {
-		return 10 * time.Second, 3 << 29, "at 1M"
+		return 10 * time.Second, 1536 << 20, "at 1M"
 	}
 	return time.Second, 150 << 20, "at 100k"
 }
@@ -174,7 +174,7 @@ func (r *runner) addStart(n int, variant string, run, empty replicaRun) {
 	what := fmt.Sprintf("%s orgs, %s", fmtCount(n), variant)
 	r.add("replica start → ready, "+what, fmtDur(run.ready),
 		fmt.Sprintf("empty stream %s; the follower's own load %s (from %s)", fmtDur(empty.ready), fmtDur(run.load.Took), run.load.From),
-		-1, fmt.Sprintf("≤ %s (%s)", fmtDur(readyTarget), at), ptr(run.ready <= readyTarget))
+		float64(run.ready)/float64(empty.ready), fmt.Sprintf("≤ %s (%s)", fmtDur(readyTarget), at), ptr(run.ready <= readyTarget))
 	r.add("replica RSS once ready, "+what, fmtBytes(float64(run.atReady.RSS)),
 		fmt.Sprintf("empty stream %s; peak (VmHWM) %s", fmtBytes(float64(empty.atReady.RSS)), fmtBytes(float64(run.atReady.HWM))),
 		float64(run.atReady.RSS)/float64(empty.atReady.RSS), fmt.Sprintf("≤ %s (%s)", fmtBytes(float64(rssTarget)), at), ptr(run.atReady.RSS <= rssTarget))
