@@ -19,12 +19,12 @@ import (
 // replay figure without a PostgreSQL to use is reported "not measured").
 type benchCmd struct {
 	Quick       bool     `help:"Shorter runs and smaller data sets (under a minute; what CI runs)."`
-	Full        bool     `help:"Replay 1,000,000 events instead of 100,000."`
+	Full        bool     `help:"Replay 1,000,000 events instead of 100,000; start replicas and the ledger on 1,000,000 orgs instead of 100,000."`
 	JSON        bool     `name:"json" help:"Print the rows as JSON instead of a table."`
 	Markdown    bool     `help:"Print the table as Markdown."`
-	Only        []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, memory."`
-	DatabaseURL string   `name:"database-url" placeholder:"URL" help:"PostgreSQL for the replay figure, as a user allowed to CREATE DATABASE. Defaults to $LEDGER_TEST_DATABASE_URL, else 127.0.0.1:5432 as user postgres or the OS user; bench never starts one."`
-	CPUProfile  string   `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run to FILE, mode 0600 (go tool pprof FILE)."`
+	Only        []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, memory, start, restart."`
+	DatabaseURL string   `name:"database-url" placeholder:"URL" help:"PostgreSQL for the replay and start figures, as a user allowed to CREATE DATABASE. Defaults to $LEDGER_TEST_DATABASE_URL, else 127.0.0.1:5432 as user postgres or the OS user; bench never starts one."`
+	CPUProfile  string   `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run to FILE, mode 0600 (go tool pprof FILE); the replica processes of the start figure write theirs, and a heap profile, beside it (FILE.replica-*.pprof)."`
 }
 
 func (c *benchCmd) Run(env *cli.Env) error {
@@ -55,7 +55,7 @@ func (c *benchCmd) Run(env *cli.Env) error {
 		defer pprof.StopCPUProfile()
 	}
 	rows, err := bench.Run(ctx, bench.Config{Quick: c.Quick, Full: c.Full, Only: c.Only, DatabaseURL: c.DatabaseURL,
-		Progress: env.Stderr, Executable: exe})
+		Progress: env.Stderr, Executable: exe, ProfilePrefix: c.CPUProfile})
 	var werr error
 	switch {
 	case c.JSON:

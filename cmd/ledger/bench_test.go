@@ -33,13 +33,14 @@ func TestBenchQuickJSON(t *testing.T) {
 		t.Fatalf("no %q row in %+v", prefix, rows)
 		return bench.Row{}
 	}
-	for _, name := range []string{"decision, cached entry (ns/op)", "propagation p99", "propagation p50"} {
+	for _, name := range []string{"decision, cached entry (ns/op)", "propagation p99, 8 replicas", "propagation p50, 8 replicas",
+		"propagation p99, 64 replicas", "propagation p50, 64 replicas"} {
 		r := find(name)
 		if r.Value == "" || r.Reference == "" || r.Ratio == nil {
 			t.Errorf("%s: value %q beside reference %q, ratio %v", name, r.Value, r.Reference, r.Ratio)
 		}
 	}
-	for _, name := range []string{"decision, cached entry (ns/op)", "decision, cached entry (allocs/op)", "propagation p99"} {
+	for _, name := range []string{"decision, cached entry (ns/op)", "decision, cached entry (allocs/op)", "propagation p99, 8 replicas", "propagation p99, 64 replicas"} {
 		if r := find(name); r.Result != "pass" && r.Result != "miss" || r.Target == "" {
 			t.Errorf("%s: target %q, result %q", name, r.Target, r.Result)
 		}
@@ -70,5 +71,27 @@ func TestBenchUsageAndUnmeasurable(t *testing.T) {
 	}
 	if !strings.HasPrefix(out, "figure") {
 		t.Errorf("the table is printed even so: %q", out)
+	}
+}
+
+// The replica bench starts as a process of its own is this binary's
+// hidden command: absent from --help, and it needs its stream and keys.
+func TestBenchReplicaHidden(t *testing.T) {
+	code, out, _ := runCmd(t, nil, "--help")
+	if code != 0 || strings.Contains(out, "bench-replica") || !strings.Contains(out, "bench") {
+		t.Errorf("--help: exit %d, lists bench-replica or omits bench: %s", code, out)
+	}
+	for _, k := range []string{"NATS_URL", "LICENSE_PUBLIC_KEYS"} {
+		t.Setenv(k, "") // restored after the test
+		os.Unsetenv(k)
+	}
+	code, _, errOut := runCmd(t, nil, "bench-replica")
+	if code != 2 || !strings.Contains(errOut, "--nats-url") {
+		t.Errorf("bench-replica without its settings: exit %d, %q", code, errOut)
+	}
+	// The figures that start it are known to --only; without PostgreSQL
+	// nothing else of them is needed to refuse an unknown one.
+	if code, _, errOut := runCmd(t, nil, "bench", "--only", "start,restart,startup"); code != 2 || !strings.Contains(errOut, "startup") {
+		t.Errorf("--only start,restart,startup: exit %d, %q", code, errOut)
 	}
 }

@@ -31,11 +31,11 @@ import (
 type Config struct {
 	// Quick shortens every figure (CI: under a minute in all).
 	Quick bool
-	// Full replays 1,000,000 events instead of 100,000.
+	// Full replays 1,000,000 events instead of 100,000, and starts
+	// replicas and the ledger on 1,000,000 orgs.
 	Full bool
 	// Only restricts the run to figures whose name starts with one of
-	// these (decision, authz, proxy, propagation, append, replay,
-	// memory); empty runs all.
+	// these (Figures); empty runs all.
 	Only []string
 	// Progress receives one line per step (stderr).
 	Progress io.Writer
@@ -44,8 +44,13 @@ type Config struct {
 	// postgres or the OS user.
 	DatabaseURL string
 	// Executable is the ledger binary, started as `serve` for the idle
-	// RSS figure ("" skips it).
+	// RSS and restart figures and as `bench-replica` for the start
+	// figure ("": those are not measured).
 	Executable string
+	// ProfilePrefix, if set, has each replica process the start figure
+	// starts write a CPU profile of its life and a heap profile at its
+	// steady reading: PREFIX.replica-<variant>.cpu.pprof and .heap.pprof.
+	ProfilePrefix string
 }
 
 // Row is one line of the table.
@@ -57,10 +62,12 @@ type Row struct {
 	Target    string   `json:"target"`
 	// Result is pass, miss, or "" for a figure reported without a target.
 	Result string `json:"result"`
+	// Note qualifies the measurement (what may distort it).
+	Note string `json:"note,omitempty"`
 }
 
 // Figures lists the figures in the order they run.
-var Figures = []string{"decision", "authz", "proxy", "propagation", "append", "replay", "memory"}
+var Figures = []string{"decision", "authz", "proxy", "propagation", "append", "replay", "memory", "start", "restart"}
 
 // Run measures the selected figures. It returns the rows measured so far
 // and an error when a figure could not be measured at all. A figure that
@@ -83,6 +90,8 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		{"append", r.appendFigure},
 		{"replay", r.replayFigure},
 		{"memory", r.memoryFigure},
+		{"start", r.startFigure},
+		{"restart", r.restartFigure},
 	}
 	var notMeasured []error
 	for _, s := range steps {
@@ -98,8 +107,8 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		// figure, and the step within it: go tool pprof -tagfocus.
 		var err error
 		pprof.Do(ctx, pprof.Labels("figure", s.name), func(ctx context.Context) { err = s.fn(ctx) })
-		if errors.Is(err, errNoPostgres) {
-			r.add(s.name, "not measured", "no PostgreSQL (see stderr)", -1, "", nil)
+		if errors.Is(err, errNoPostgres) || errors.Is(err, errNoExecutable) {
+			r.add(s.name, "not measured", notMeasuredReason(err), -1, "", nil)
 			r.progress("%s: not measured: %v", s.name, err)
 			notMeasured = append(notMeasured, fmt.Errorf("%s: not measured: %w", s.name, err))
 			continue
@@ -110,6 +119,13 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		r.progress("%s: done in %s", s.name, time.Since(start).Round(time.Millisecond))
 	}
 	return r.rows, errors.Join(notMeasured...)
+}
+
+func notMeasuredReason(err error) string {
+	if errors.Is(err, errNoExecutable) {
+		return "no ledger executable"
+	}
+	return "no PostgreSQL (see stderr)"
 }
 
 func (c Config) selected(name string) bool {
@@ -168,27 +184,27 @@ func ptr[T any](v T) *T { return &v }
 // WriteTable prints rows as an aligned table.
 func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "figure\tvalue\treference\tratio\ttarget\tresult")
+	fmt.Fprintln(tw, "figure\tvalue\treference\tratio\ttarget\tresult\tnote")
 	for _, r := range rows {
 		ratio := "-"
 		if r.Ratio != nil {
 			ratio = fmt.Sprintf("%.2f", *r.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Figure, dash(r.Value), dash(r.Reference), ratio, dash(r.Target), dash(r.Result))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Figure, dash(r.Value), dash(r.Reference), ratio, dash(r.Target), dash(r.Result), r.Note)
 	}
 	return tw.Flush()
 }
 
 // WriteMarkdown prints rows as a Markdown table (docs/performance.md's).
 func WriteMarkdown(w io.Writer, rows []Row) error {
-	fmt.Fprintln(w, "| figure | value | reference | ratio | target | result |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| figure | value | reference | ratio | target | result | note |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		ratio := "-"
 		if r.Ratio != nil {
 			ratio = fmt.Sprintf("%.2f", *r.Ratio)
 		}
-		_, err := fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.Figure, dash(r.Value), dash(r.Reference), ratio, dash(r.Target), dash(r.Result))
+		_, err := fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Figure, dash(r.Value), dash(r.Reference), ratio, dash(r.Target), dash(r.Result), r.Note)
 		if err != nil {
 			return err
 		}

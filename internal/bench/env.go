@@ -29,6 +29,7 @@ var operator = events.Actor{Kind: events.ActorOperator, ID: "bench"}
 type vendor struct {
 	priv ed25519.PrivateKey
 	keys *license.Keys
+	env  string // the key as LICENSE_PUBLIC_KEYS, for the processes bench starts
 }
 
 func newVendor() (*vendor, error) {
@@ -36,11 +37,12 @@ func newVendor() (*vendor, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := license.NewKeys(license.RingConfig{Env: kid + ":" + base64.StdEncoding.EncodeToString(pub), NoBuiltin: true})
+	env := kid + ":" + base64.StdEncoding.EncodeToString(pub)
+	keys, err := license.NewKeys(license.RingConfig{Env: env, NoBuiltin: true})
 	if err != nil {
 		return nil, err
 	}
-	return &vendor{priv: priv, keys: keys}, nil
+	return &vendor{priv: priv, keys: keys, env: env}, nil
 }
 
 // sign issues a year-long license for org with two features.

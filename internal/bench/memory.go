@@ -179,23 +179,6 @@ func (r *runner) ledgerIdleRSS(ctx context.Context) (int64, error) {
 		return 0, errors.New("ledger serve did not start listening within 60 s")
 	}
 	time.Sleep(2 * time.Second)
-	return rss(cmd.Process.Pid)
-}
-
-// rss reads VmRSS from /proc (Linux).
-func rss(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				return 0, err
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, errors.New("no VmRSS")
+	m, err := readMemStatus(cmd.Process.Pid)
+	return m.RSS, err
 }

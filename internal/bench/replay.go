@@ -15,9 +15,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/license"
 )
@@ -185,9 +187,17 @@ func projectAll(ctx context.Context, cfg postgres.ProjectorConfig, head uint64) 
 	return elapsed, nil
 }
 
-// fillStream appends n valid events in order: an upload for each of orgs
-// orgs, then rounds of invalidations over them.
-func fillStream(ctx context.Context, ne *natsEnv, v *vendor, n, orgs int) error {
+// fillStream appends n valid events in order after what e's stream
+// holds: an upload for each of orgs orgs, then rounds of invalidations
+// over them.
+func fillStream(ctx context.Context, e *natsEnv, v *vendor, n, orgs int) error {
+	return fill(ctx, e.nc, natsbus.DefaultStream, v, n, orgs)
+}
+
+// fill appends to stream on nc what fillStream does. Nothing else may
+// append meanwhile: each publish expects the stream's last sequence to be
+// the previous one's.
+func fill(ctx context.Context, nc *nats.Conn, stream string, v *vendor, n, orgs int) error {
 	names := make([]string, orgs)
 	for i := range names {
 		names[i] = "org-" + strconv.Itoa(i)
@@ -196,10 +206,19 @@ func fillStream(ctx context.Context, ne *natsEnv, v *vendor, n, orgs int) error 
 	if err != nil {
 		return err
 	}
-	js, err := jetstream.New(ne.nc)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	base := info.State.LastSeq
 	last := make([]uint64, orgs)
 	var futures []jetstream.PubAckFuture
 	flush := func() error {
@@ -218,10 +237,10 @@ func fillStream(ctx context.Context, ne *natsEnv, v *vendor, n, orgs int) error 
 		futures = futures[:0]
 		return nil
 	}
-	for seq := uint64(1); seq <= uint64(n); seq++ {
-		i := int(seq-1) % orgs
+	for k := uint64(1); k <= uint64(n); k++ {
+		i, seq := int(k-1)%orgs, base+k
 		var env *events.Envelope
-		if seq <= uint64(orgs) {
+		if k <= uint64(orgs) {
 			env, err = uploadedEnvelope(uploads[i], names[i], 0)
 		} else {
 			env, err = events.New(events.TypeInvalidated, names[i], time.Now(), operator, last[i], events.Invalidated{LicenseID: uuid.NewString()})
@@ -244,7 +263,7 @@ func fillStream(ctx context.Context, ne *natsEnv, v *vendor, n, orgs int) error 
 				return err
 			}
 		}
-		if seq%10000 == 0 && ctx.Err() != nil {
+		if k%10000 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}

@@ -1,0 +1,304 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/postgres"
+)
+
+// errNoExecutable marks a figure that starts the ledger binary when bench
+// was not given it (Config.Executable).
+var errNoExecutable = errors.New("no ledger executable to start")
+
+// startOrgs is how many licensed orgs the start and restart figures
+// hold.
+func (r *runner) startOrgs() int {
+	switch {
+	case r.cfg.Full:
+		return 1_000_000
+	case r.cfg.Quick:
+		return 5_000
+	}
+	return 100_000
+}
+
+// steadyAfter is how long after ready a process's memory counts as steady.
+func (r *runner) steadyAfter() time.Duration {
+	if r.cfg.Quick {
+		return time.Second
+	}
+	return 5 * time.Second
+}
+
+// steadyDecisions is how many decisions a replica makes before its steady
+// reading, each for an org drawn at random.
+const steadyDecisions = 500
+
+// startTargets are the design's targets for a replica holding n orgs:
+// those at 100,000 orgs up to there, those at 1,000,000 beyond.
+func startTargets(n int) (ready time.Duration, rss int64, at string) {
+	if n > 100_000 {
+		return 10 * time.Second, 1536 << 20, "at 1M"
+	}
+	return time.Second, 150 << 20, "at 100k"
+}
+
+// perOrgTarget is the design's resident memory per org (150 MiB at
+// 100,000 orgs, 1.5 GiB at 1,000,000).
+const perOrgTarget = 1.5 * 1024
+
+// replicaRun is what one replica process measured.
+type replicaRun struct {
+	ready           time.Duration // process created → ready line read
+	orgs            int           // cached orgs at ready
+	atReady, steady memStatus
+	afterGC         memStatus // after the replica's own GC returned its free pages (GET /heap)
+	heap            replicaHeap
+	load            loadLog
+}
+
+// startFigure: a fresh gatekeeper replica process (this binary as
+// bench-replica: follower, gate, /authz) started on a stream holding one
+// license upload per org, from the stream alone and from the PostgreSQL
+// read model: time from creating the process to its ready line, and its
+// resident memory read from /proc once ready and steady (after
+// steadyDecisions decisions and steadyAfter). The reference is the same
+// replica on the same stream before any org was added.
+func (r *runner) startFigure(ctx context.Context) error {
+	if r.cfg.Executable == "" {
+		return errNoExecutable
+	}
+	n := r.startOrgs()
+	v, err := newVendor()
+	if err != nil {
+		return err
+	}
+	ne, err := startNATS(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer ne.close()
+	// An install that enforces: every decision reads the org's state and
+	// denies an org without a valid license.
+	svc, err := newService(ctx, ne, v)
+	if err != nil {
+		return err
+	}
+	if _, err := svc.SetEnforcement(ctx, operator, events.EnforceOn); err != nil {
+		return err
+	}
+	r.progress("start: a replica on the stream before any org (reference)")
+	empty, err := r.replicaProcess(ctx, ne, v, "", 0, "empty")
+	if err != nil {
+		return fmt.Errorf("replica on an empty stream: %w", err)
+	}
+	r.progress("start: appending %d licensed orgs", n)
+	if err := fillStream(ctx, ne, v, n, n); err != nil {
+		return err
+	}
+	r.progress("start: a replica from the stream")
+	run, err := r.replicaProcess(ctx, ne, v, "", n, "stream")
+	if err != nil {
+		return fmt.Errorf("replica from the stream: %w", err)
+	}
+	r.addStart(n, "from the stream", run, empty)
+
+	pg, err := r.pgServer(ctx)
+	if err != nil {
+		return err
+	}
+	dsn, drop, err := pg.CreateDatabase()
+	if err != nil {
+		return err
+	}
+	defer drop()
+	if err := r.fillReadModel(ctx, ne, v, dsn); err != nil {
+		return err
+	}
+	r.progress("start: a replica from the PostgreSQL read model")
+	run, err = r.replicaProcess(ctx, ne, v, dsn, n, "postgres")
+	if err != nil {
+		return fmt.Errorf("replica from PostgreSQL: %w", err)
+	}
+	if run.load.From != "postgres" {
+		return fmt.Errorf("the replica loaded from %q, not from the read model", run.load.From)
+	}
+	r.addStart(n, "from PostgreSQL", run, empty)
+	return nil
+}
+
+// fillReadModel migrates the database at dsn and projects the whole
+// stream into it (the ledger's projector, to the head).
+func (r *runner) fillReadModel(ctx context.Context, ne *natsEnv, v *vendor, dsn string) error {
+	if err := postgres.Migrate(ctx, dsn, postgres.MigrateUp, postgres.Roles{}, io.Discard); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	bus, closeBus, err := ne.readerBus(ctx, "projector")
+	if err != nil {
+		return err
+	}
+	defer closeBus()
+	_, head, err := bus.Stream(ctx)
+	if err != nil {
+		return err
+	}
+	r.progress("start: projecting %d events into the read model", head)
+	took, err := projectAll(ctx, postgres.ProjectorConfig{Pool: pool, Source: bus, Keys: v.keys, InstallID: func() string { return "" }, Logger: r.log}, head)
+	if err != nil {
+		return err
+	}
+	r.progress("start: read model at %d in %s", head, took.Round(time.Millisecond))
+	return nil
+}
+
+// addStart reports a replica start beside the empty-stream reference.
+func (r *runner) addStart(n int, variant string, run, empty replicaRun) {
+	readyTarget, rssTarget, at := startTargets(n)
+	what := fmt.Sprintf("%s orgs, %s", fmtCount(n), variant)
+	r.add("replica start → ready, "+what, fmtDur(run.ready),
+		fmt.Sprintf("empty stream %s; the follower's own load %s (from %s)", fmtDur(empty.ready), fmtDur(run.load.Took), run.load.From),
+		float64(run.ready)/float64(empty.ready), fmt.Sprintf("≤ %s (%s)", fmtDur(readyTarget), at), ptr(run.ready <= readyTarget))
+	r.add("replica RSS once ready, "+what, fmtBytes(float64(run.atReady.RSS)),
+		fmt.Sprintf("empty stream %s; peak (VmHWM) %s", fmtBytes(float64(empty.atReady.RSS)), fmtBytes(float64(run.atReady.HWM))),
+		float64(run.atReady.RSS)/float64(empty.atReady.RSS), fmt.Sprintf("≤ %s (%s)", fmtBytes(float64(rssTarget)), at), ptr(run.atReady.RSS <= rssTarget))
+	r.add(fmt.Sprintf("replica RSS steady (%s after ready, %d decisions), %s", fmtDur(r.steadyAfter()), steadyDecisions, what), fmtBytes(float64(run.steady.RSS)),
+		fmt.Sprintf("empty stream %s; peak (VmHWM) %s; after GC and FreeOSMemory %s", fmtBytes(float64(empty.steady.RSS)), fmtBytes(float64(run.steady.HWM)), fmtBytes(float64(run.afterGC.RSS))),
+		float64(run.steady.RSS)/float64(empty.steady.RSS), fmt.Sprintf("≤ %s (%s)", fmtBytes(float64(rssTarget)), at), ptr(run.steady.RSS <= rssTarget))
+	perOrg := float64(run.steady.RSS-empty.steady.RSS) / float64(n)
+	heapPerOrg := float64(int64(run.heap.HeapAlloc)-int64(empty.heap.HeapAlloc)) / float64(n)
+	r.add("replica RSS per org (steady minus empty), "+what, fmtBytes(perOrg),
+		fmt.Sprintf("its heap after GC per org %s (heap %s, empty %s)", fmtBytes(heapPerOrg), fmtBytes(float64(run.heap.HeapAlloc)), fmtBytes(float64(empty.heap.HeapAlloc))),
+		perOrg/heapPerOrg, "≤ 1.50 KiB", ptr(perOrg <= perOrgTarget))
+}
+
+// replicaProcess starts a bench replica on ne's stream (and the read
+// model at dsn, if any), waits for its ready line, reads its memory,
+// makes steadyDecisions decisions through its /authz, reads its memory
+// again steadyAfter after ready, and stops it. variant names its
+// profiles (Config.ProfilePrefix).
+func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, dsn string, n int, variant string) (replicaRun, error) {
+	args := []string{"bench-replica", "--nats-url", ne.url, "--public-keys", v.env}
+	if dsn != "" {
+		args = append(args, "--database-url", dsn)
+	}
+	if pre := r.cfg.ProfilePrefix; pre != "" {
+		args = append(args, "--cpuprofile", pre+".replica-"+variant+".cpu.pprof", "--heapprofile", pre+".replica-"+variant+".heap.pprof")
+	}
+	p, err := startProc(r.cfg.Executable, args, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()})
+	if err != nil {
+		return replicaRun{}, err
+	}
+	defer p.stop(30 * time.Second)
+	rest, readyAt, err := p.line(ctx, lineReady, 30*time.Minute)
+	if err != nil {
+		return replicaRun{}, err
+	}
+	run := replicaRun{ready: readyAt.Sub(p.started)}
+	if run.atReady, err = p.memory(); err != nil {
+		return run, err
+	}
+	rl, err := parseReady(rest)
+	if err != nil {
+		return run, err
+	}
+	if run.orgs = rl.Orgs; run.orgs < n {
+		return run, fmt.Errorf("ready with %d orgs, want %d", rl.Orgs, n)
+	}
+	base := "http://" + rl.Addr
+	if n > 0 {
+		if err := decideRandom(ctx, base+"/authz", n, steadyDecisions); err != nil {
+			return run, err
+		}
+	}
+	select {
+	case <-time.After(time.Until(readyAt.Add(r.steadyAfter()))):
+	case <-ctx.Done():
+		return run, ctx.Err()
+	}
+	if run.steady, err = p.memory(); err != nil {
+		return run, err
+	}
+	if err := getJSON(ctx, base+"/heap", &run.heap); err != nil {
+		return run, err
+	}
+	if run.afterGC, err = p.memory(); err != nil {
+		return run, err
+	}
+	if err := p.stop(30 * time.Second); err != nil {
+		return run, fmt.Errorf("stop: %w", err)
+	}
+	run.load, _ = parseLoadLog(p.stderr.String())
+	r.progress("start: %d orgs ready in %s (follower %s from %s), RSS %s → %s, %s after GC and FreeOSMemory", run.orgs, fmtDur(run.ready), fmtDur(run.load.Took),
+		run.load.From, fmtBytes(float64(run.atReady.RSS)), fmtBytes(float64(run.steady.RSS)), fmtBytes(float64(run.afterGC.RSS)))
+	return run, nil
+}
+
+// decideRandom asks /authz at url count times, each for a licensed org
+// org-K drawn among n, as nginx would; each must be allowed.
+func decideRandom(ctx context.Context, url string, n, count int) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	for range count {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		org := "org-" + strconv.Itoa(rand.IntN(n))
+		req.Header = http.Header{"X-Org-Slug": {org}, "X-Original-Method": {"GET"}, "X-Original-Uri": {"/api/projects/42"}}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/authz for %s: %s (%s)", org, resp.Status, resp.Header.Get("X-License-Error"))
+		}
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// fmtCount writes n with thousands separators.
+func fmtCount(n int) string {
+	s := strconv.Itoa(n)
+	if n < 0 {
+		return "-" + fmtCount(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
