@@ -216,7 +216,9 @@ func (s *Service) apply(e *orgEntry, m *events.Message) *license.OrgState {
 	return n
 }
 
-// Reverify re-checks every cached license (after a key ring reload).
+// Reverify re-checks every cached license (after a key ring reload, or the
+// install id adopted). States held unverified are left for their first
+// read or VerifyDeferred, which verify under the trust of that moment.
 func (s *Service) Reverify() {
 	s.mu.Lock()
 	entries := make([]*orgEntry, 0, len(s.orgs))
@@ -227,7 +229,9 @@ func (s *Service) Reverify() {
 	trust := s.verifying()
 	for _, e := range entries {
 		e.mu.Lock()
-		e.state = projection.Reverify(trust, e.state)
+		if !e.state.Unverified() { // a deferred state is verified under the trust of its first read
+			e.state = projection.Reverify(trust, e.state)
+		}
 		e.mu.Unlock()
 	}
 }

@@ -54,9 +54,12 @@ func (s *Service) Start(ctx context.Context, extra events.LedgerStarted) error {
 		if err != nil {
 			return fmt.Errorf("append ledger.started: %w", err)
 		}
+		adopted := s.InstallID() != id
 		s.installID.Store(id)
 		s.cfg.Metrics.Appended.WithLabelValues(events.TypeLedgerStarted).Inc()
-		s.Reverify()
+		if adopted {
+			s.Reverify() // what was verified without the install id (a first start)
+		}
 		return nil
 	}
 	return fmt.Errorf("append ledger.started: %w", events.ErrConflict)
