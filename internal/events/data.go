@@ -21,33 +21,7 @@ func decodeDataFast(data []byte, v any) bool {
 		if d == nil || *d != (Uploaded{}) {
 			return false
 		}
-		var u Uploaded
-		ok := members(data, uploadedKeys, func(i int, val []byte) bool {
-			switch i {
-			case 0:
-				return setString(val, &u.LicenseID)
-			case 1:
-				return setString(val, &u.Fingerprint)
-			case 2:
-				return setString(val, &u.Key)
-			case 3:
-				return setString(val, &u.Slot)
-			case 4:
-				return jsonInt("", val, &u.GraceDaysEffective) == nil
-			case 5:
-				return setString(val, &u.Source)
-			}
-			if isNull(val) {
-				u.Replaces = nil
-				return true
-			}
-			var s string
-			if !setString(val, &s) {
-				return false
-			}
-			u.Replaces = &s
-			return true
-		})
+		u, ok := decodeUploaded(data, true)
 		if ok {
 			*d = u
 		}
@@ -151,4 +125,40 @@ func fieldIndex(key []byte, keys []string) int {
 // any other value.
 func setString(val []byte, dst *string) bool {
 	return jsonString("", val, dst) == nil
+}
+
+// decodeUploaded decodes license.uploaded data as decodeDataFast does,
+// with the key text only if withKey (else just checked to be a string).
+func decodeUploaded(data []byte, withKey bool) (Uploaded, bool) {
+	var u Uploaded
+	ok := members(data, uploadedKeys, func(i int, val []byte) bool {
+		switch i {
+		case 0:
+			return setString(val, &u.LicenseID)
+		case 1:
+			return setString(val, &u.Fingerprint)
+		case 2:
+			if !withKey {
+				return len(val) > 1 && val[0] == '"'
+			}
+			return setString(val, &u.Key)
+		case 3:
+			return setString(val, &u.Slot)
+		case 4:
+			return jsonInt("", val, &u.GraceDaysEffective) == nil
+		case 5:
+			return setString(val, &u.Source)
+		}
+		if isNull(val) {
+			u.Replaces = nil
+			return true
+		}
+		var s string
+		if !setString(val, &s) {
+			return false
+		}
+		u.Replaces = &s
+		return true
+	})
+	return u, ok
 }
