@@ -324,6 +324,18 @@ func (c *counting) Consume(ctx context.Context, start uint64, hb time.Duration, 
 	return c.inner.Consume(ctx, start, hb, fn, onIdle)
 }
 
+// countingRaw is counting with ConsumeRaw: a load on it decodes on every
+// core.
+type countingRaw struct{ *counting }
+
+func (c countingRaw) ConsumeRaw(ctx context.Context, start uint64, hb time.Duration, fn func(string, uint64, []byte) error, onIdle func()) error {
+	c.calls.Add(1)
+	c.mu.Lock()
+	c.consumes = append(c.consumes, start)
+	c.mu.Unlock()
+	return c.inner.(rawStream).ConsumeRaw(ctx, start, hb, fn, onIdle)
+}
+
 func (c *counting) consumeStarts() []uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

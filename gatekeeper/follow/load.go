@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"runtime"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
@@ -85,15 +89,111 @@ func (f *Follower) snapshot(ctx context.Context, created time.Time, h uint64, tr
 // errFolded stops a bounded fold.
 var errFolded = errors.New("folded")
 
-// fold applies the stream's messages in (from, to] to states.
+// rawStream is a stream that can hand over messages undecoded
+// (*natsbus.Bus), so that a load decodes them on every core.
+type rawStream interface {
+	ConsumeRaw(ctx context.Context, start uint64, heartbeat time.Duration, fn func(subject string, seq uint64, data []byte) error, onIdle func()) error
+}
+
+// fold applies the stream's messages in (from, to] to states: on every
+// core when the stream hands them over undecoded, each org's messages on
+// one core, in stream order.
 func (f *Follower) fold(ctx context.Context, states map[string]*license.OrgState, from, to uint64, trust projection.Trust) error {
+	if rs, ok := f.bus.(rawStream); ok && runtime.GOMAXPROCS(0) > 1 {
+		return f.foldParallel(ctx, rs, states, from, to, trust)
+	}
+	return f.foldSerial(ctx, states, from, to, trust)
+}
+
+// rawMsg is a message as the stream handed it over.
+type rawMsg struct {
+	subject string
+	seq     uint64
+	data    []byte
+}
+
+// foldBatch is how many messages go to a worker at once.
+const foldBatch = 256
+
+// foldParallel is fold with the orgs split between one worker per core by
+// a hash of their name: each worker decodes and folds its orgs' messages,
+// which reach it in stream order.
+func (f *Follower) foldParallel(ctx context.Context, rs rawStream, states map[string]*license.OrgState, from, to uint64, trust projection.Trust) error {
+	n := runtime.GOMAXPROCS(0)
+	seed := maphash.MakeSeed()
+	parts := make([]projection.States, n)
+	work := make([]chan []rawMsg, n)
+	var wg sync.WaitGroup
+	for k := range n {
+		parts[k], work[k] = projection.States{}, make(chan []rawMsg, 4)
+	}
+	for org, st := range states { // seeded from the read model: the tail folds on top
+		parts[maphash.String(seed, org)%uint64(n)][org] = st
+	}
+	for k := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range work[k] {
+				for _, r := range batch {
+					f.foldOne(parts[k], events.Decode(r.subject, r.seq, r.data), trust)
+				}
+			}
+		}()
+	}
+	pending := make([][]rawMsg, n)
+	err := rs.ConsumeRaw(ctx, from+1, f.cfg.Heartbeat, func(subject string, seq uint64, data []byte) error {
+		if seq > to {
+			return errFolded
+		}
+		if org, ok := strings.CutPrefix(subject, events.OrgPrefix); ok {
+			k := maphash.String(seed, org) % uint64(n)
+			pending[k] = append(pending[k], rawMsg{subject, seq, data})
+			if len(pending[k]) == foldBatch {
+				work[k] <- pending[k]
+				pending[k] = make([]rawMsg, 0, foldBatch)
+			}
+		}
+		if seq >= to {
+			return errFolded
+		}
+		return nil
+	}, nil)
+	for k := range n {
+		if len(pending[k]) > 0 {
+			work[k] <- pending[k]
+		}
+		close(work[k])
+	}
+	wg.Wait()
+	if !errors.Is(err, errFolded) {
+		if err == nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("fold the stream up to %d: %w", to, err)
+	}
+	for _, part := range parts {
+		for org, st := range part {
+			states[org] = st
+		}
+	}
+	return nil
+}
+
+// foldOne folds m into states, logging what it skipped.
+func (f *Follower) foldOne(states projection.States, m *events.Message, trust projection.Trust) {
+	if outcome, err := states.Apply(trust, m); err != nil && outcome != projection.Stale {
+		f.log.Warn("event skipped for state", "seq", m.Seq, "subject", m.Subject, "outcome", outcome.String(), "err", err)
+	}
+}
+
+// foldSerial is fold on one core.
+func (f *Follower) foldSerial(ctx context.Context, states map[string]*license.OrgState, from, to uint64, trust projection.Trust) error {
 	err := f.bus.Consume(ctx, from+1, f.cfg.Heartbeat, func(m *events.Message) error {
 		if m.Seq > to {
 			return errFolded
 		}
-		if outcome, err := projection.States(states).Apply(trust, m); err != nil && outcome != projection.Stale {
-			f.log.Warn("event skipped for state", "seq", m.Seq, "subject", m.Subject, "outcome", outcome.String(), "err", err)
-		}
+		f.foldOne(states, m, trust)
 		if m.Seq >= to {
 			return errFolded
 		}

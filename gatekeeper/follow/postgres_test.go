@@ -92,7 +92,8 @@ func TestTrustRuleWithTheProjectorHeldBack(t *testing.T) {
 	c := &counting{inner: e.readerBus(t)}
 	var mu sync.Mutex
 	seen := map[string]uint64{}
-	f := start(t, Config{Stream: c, DatabaseURL: dsn}, false, func(f *Follower) {
+	// The stream's tail folds on every core, on top of the rows.
+	f := start(t, Config{Stream: countingRaw{c}, DatabaseURL: dsn}, false, func(f *Follower) {
 		f.hookBeforeLoad = func() { <-release }
 		f.hookChanged = func(org string) {
 			mu.Lock()

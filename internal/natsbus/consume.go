@@ -19,6 +19,15 @@ import (
 // heartbeat; onIdle, if set, runs after each period of three heartbeats
 // that brought no message.
 func (b *Bus) Consume(ctx context.Context, start uint64, heartbeat time.Duration, fn func(*events.Message) error, onIdle func()) error {
+	return b.ConsumeRaw(ctx, start, heartbeat, func(subject string, seq uint64, data []byte) error {
+		return fn(events.Decode(subject, seq, data))
+	}, onIdle)
+}
+
+// ConsumeRaw is Consume without decoding: fn gets each message's subject,
+// stream sequence and bytes (its own: fn may keep them), for a reader that
+// decodes on several cores.
+func (b *Bus) ConsumeRaw(ctx context.Context, start uint64, heartbeat time.Duration, fn func(subject string, seq uint64, data []byte) error, onIdle func()) error {
 	if start == 0 {
 		start = 1
 	}
@@ -35,7 +44,7 @@ func (b *Bus) Consume(ctx context.Context, start uint64, heartbeat time.Duration
 	if err != nil {
 		return fmt.Errorf("consumer: %w", wrapUnavailable(err))
 	}
-	it, err := cons.Messages(jetstream.PullHeartbeat(heartbeat), jetstream.PullExpiry(max(2*heartbeat, time.Second)+heartbeat))
+	it, err := cons.Messages(jetstream.PullHeartbeat(heartbeat), jetstream.PullExpiry(max(2*heartbeat, time.Second)+heartbeat), jetstream.PullMaxMessages(4096))
 	if err != nil {
 		return fmt.Errorf("consumer: %w", wrapUnavailable(err))
 	}
@@ -72,7 +81,7 @@ func (b *Bus) Consume(ctx context.Context, start uint64, heartbeat time.Duration
 			continue // already delivered: never twice
 		}
 		next = seq + 1
-		if err := fn(events.Decode(msg.Subject(), seq, msg.Data())); err != nil {
+		if err := fn(msg.Subject(), seq, msg.Data()); err != nil {
 			return err
 		}
 	}
