@@ -3,6 +3,7 @@ module github.com/licenseledger/ledger
 go 1.27.3
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/KimMachineGun/automemlimit v1.0.2
 	github.com/alecthomas/kong v1.17.0
 	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327

@@ -39,6 +39,12 @@ func (r *Ring) Check(l *License, expect Expect) error {
 	if !ed25519.Verify(pub, l.SignedBytes(), l.Signature()) {
 		return &Error{Reason: ReasonSignatureInvalid, Detail: fmt.Sprintf("the signature does not match key %q", l.Kid)}
 	}
+	return checkClaims(l, expect)
+}
+
+// checkClaims is what Check verifies after the signature: the payload, the
+// org and the install id.
+func checkClaims(l *License, expect Expect) error {
 	if l.Payload == nil {
 		return l.PayloadErr
 	}

@@ -530,8 +530,22 @@ func (f *Follower) verifyDeferred(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				batch := make([]verifyJob, 0, license.BatchMax)
 				for j := range jobs {
-					f.verifyEntry(ctx, m, j)
+					batch = append(batch[:0], j)
+				more:
+					for len(batch) < license.BatchMax {
+						select {
+						case j, ok := <-jobs:
+							if !ok {
+								break more
+							}
+							batch = append(batch, j)
+						default:
+							break more
+						}
+					}
+					f.verifyEntries(ctx, m, batch)
 				}
 			}()
 		}
@@ -632,41 +646,50 @@ func unverifiedAt(st *license.OrgState, seq uint64) *license.Slot {
 	return nil
 }
 
-// verifyEntry verifies the slot j names if it is still unverified. No
-// request has been answered from the state (verified replaces it first),
-// so no decision changes: the generation stays.
-func (f *Follower) verifyEntry(ctx context.Context, m *orgMap, j verifyJob) {
-	if j.key == "" {
-		st := j.e.st.Load()
-		s := unverifiedAt(st, j.seq)
+// verifyEntries verifies the slots the jobs name that are still
+// unverified, their signatures together (projection.VerifySlots). No
+// request has been answered from those states (verified replaces them
+// first), so no decision changes: the generation stays.
+func (f *Follower) verifyEntries(ctx context.Context, m *orgMap, jobs []verifyJob) {
+	var todo []verifyJob
+	var orgs []string
+	var slots []*license.Slot
+	for _, j := range jobs {
+		s := unverifiedAt(j.e.st.Load(), j.seq)
 		if s == nil {
-			return
+			continue
 		}
-		key, err := f.keyOf(ctx, st, s)
-		if err != nil {
-			f.log.Warn("license key not read back: verified at the org's first request", "org", j.org, "err", err)
-			return
+		if j.key == "" {
+			key, err := f.keyOf(ctx, j.e.st.Load(), s)
+			if err != nil {
+				f.log.Warn("license key not read back: verified at the org's first request", "org", j.org, "err", err)
+				continue
+			}
+			j.key = key
 		}
-		j.key = key
+		withKey := *s
+		withKey.Key = j.key
+		todo, orgs, slots = append(todo, j), append(orgs, j.org), append(slots, &withKey)
 	}
-	j.e.mu.Lock()
-	defer j.e.mu.Unlock()
-	st := j.e.st.Load()
-	s := unverifiedAt(st, j.seq)
-	if s == nil {
+	if len(todo) == 0 {
 		return
 	}
-	withKey := *s
-	withKey.Key = j.key
-	v := projection.VerifySlot(f.trust(), j.org, &withKey)
-	n := st.Clone()
-	if n.Current == s {
-		n.Current = v
-	} else {
-		n.Pending = v
+	verified := projection.VerifySlots(f.trust(), orgs, slots)
+	for i, j := range todo {
+		j.e.mu.Lock()
+		st := j.e.st.Load()
+		if s := unverifiedAt(st, j.seq); s != nil && s.Fingerprint == slots[i].Fingerprint {
+			n := st.Clone()
+			if n.Current == s {
+				n.Current = verified[i]
+			} else {
+				n.Pending = verified[i]
+			}
+			f.store(m, j.e, compact(n))
+			f.m.verifications.WithLabelValues("background").Inc()
+		}
+		j.e.mu.Unlock()
 	}
-	f.store(m, j.e, compact(n))
-	f.m.verifications.WithLabelValues("background").Inc()
 }
 
 // UnverifiedOrgs counts the cached orgs whose license is not verified yet.

@@ -128,7 +128,8 @@ func (s *Service) verifying() projection.Trust {
 func (s *Service) DeferVerification(on bool) { s.deferring.Store(on) }
 
 // VerifyDeferred verifies, on every core, the keys held unverified, and
-// returns how many states it verified.
+// returns how many states it verified. Signatures are checked in batches
+// (projection.VerifySlots).
 func (s *Service) VerifyDeferred(ctx context.Context) int {
 	var todo []*orgEntry
 	s.mu.Lock()
@@ -137,31 +138,68 @@ func (s *Service) VerifyDeferred(ctx context.Context) int {
 	}
 	s.mu.Unlock()
 	var n atomic.Int64
-	work := make(chan *orgEntry, 1024)
+	work := make(chan []*orgEntry, 4)
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for e := range work {
-				e.mu.Lock()
-				if e.state.Unverified() {
-					s.settled(e)
-					n.Add(1)
-				}
-				e.mu.Unlock()
+			for batch := range work {
+				n.Add(int64(s.verifyBatch(batch)))
 			}
 		}()
 	}
-	for _, e := range todo {
-		if ctx.Err() != nil {
-			break
-		}
-		work <- e
+	for start := 0; start < len(todo) && ctx.Err() == nil; start += license.BatchMax {
+		work <- todo[start:min(start+license.BatchMax, len(todo))]
 	}
 	close(work)
 	wg.Wait()
 	return int(n.Load())
+}
+
+// verifyBatch verifies the unverified states of entries, their signatures
+// together, and keeps each one whose entry did not move on meanwhile (a
+// read verifies a state that did). It returns how many it kept.
+func (s *Service) verifyBatch(entries []*orgEntry) int {
+	type held struct {
+		e        *orgEntry
+		was, now *license.OrgState // the state read, and its verified copy
+	}
+	var states []held
+	var orgs []string
+	var slots []*license.Slot
+	var into []**license.Slot // where each verified slot goes, in a copy
+	for _, e := range entries {
+		e.mu.Lock()
+		st := e.state
+		e.mu.Unlock()
+		if !st.Unverified() {
+			continue
+		}
+		c := st.Clone()
+		states = append(states, held{e, st, c})
+		for _, p := range []**license.Slot{&c.Current, &c.Pending} {
+			if *p != nil && (*p).Err == license.ErrUnverified {
+				orgs, slots, into = append(orgs, st.Org), append(slots, *p), append(into, p)
+			}
+		}
+	}
+	if len(slots) == 0 {
+		return 0
+	}
+	for i, v := range projection.VerifySlots(s.verifying(), orgs, slots) {
+		*into[i] = v
+	}
+	kept := 0
+	for _, h := range states {
+		h.e.mu.Lock()
+		if h.e.state == h.was {
+			h.e.state = h.now
+			kept++
+		}
+		h.e.mu.Unlock()
+	}
+	return kept
 }
 
 // settled returns e's state with every key verified, verifying and

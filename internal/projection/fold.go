@@ -184,6 +184,13 @@ func verify(s *license.Slot, trust Trust, org string, grace int) {
 		return
 	}
 	l, err := trust.Ring.Verify([]byte(s.Key), license.Expect{Org: org, InstallID: trust.InstallID})
+	settle(s, l, err, grace)
+}
+
+// settle holds in s the outcome (l, err) of verifying its key, with the
+// upload's claims checked against the key: its fingerprint, license id and
+// effective grace.
+func settle(s *license.Slot, l *license.License, err error, grace int) {
 	if l == nil {
 		l = &license.License{PayloadErr: err}
 	}
@@ -203,6 +210,24 @@ func VerifySlot(trust Trust, org string, s *license.Slot) *license.Slot {
 	c := *s
 	verify(&c, trust, org, s.GraceDays)
 	return &c
+}
+
+// VerifySlots is VerifySlot for many slots at once, orgs[i] naming
+// slots[i]'s org: the same results, the signatures checked together
+// (license.Ring.VerifyBatch).
+func VerifySlots(trust Trust, orgs []string, slots []*license.Slot) []*license.Slot {
+	keys, expects := make([][]byte, len(slots)), make([]license.Expect, len(slots))
+	for i, s := range slots {
+		keys[i], expects[i] = []byte(s.Key), license.Expect{Org: orgs[i], InstallID: trust.InstallID}
+	}
+	ls, errs := trust.Ring.VerifyBatch(keys, expects)
+	out := make([]*license.Slot, len(slots))
+	for i, s := range slots {
+		c := *s
+		settle(&c, ls[i], errs[i], s.GraceDays)
+		out[i] = &c
+	}
+	return out
 }
 
 // Reverify returns s with its slots verified again under trust (after a key
