@@ -20,6 +20,7 @@ import (
 type benchCmd struct {
 	Quick       bool     `help:"Shorter runs and smaller data sets (under a minute; what CI runs)."`
 	Full        bool     `help:"Replay 1,000,000 events instead of 100,000; start replicas and the ledger on 1,000,000 orgs instead of 100,000."`
+	Orgs        int      `placeholder:"N" help:"Licensed orgs of the start and restart figures (default 100,000; 1,000,000 with --full), for a point of the growth curve."`
 	JSON        bool     `name:"json" help:"Print the rows as JSON instead of a table."`
 	Markdown    bool     `help:"Print the table as Markdown."`
 	Only        []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, memory, start, restart."`
@@ -30,6 +31,9 @@ type benchCmd struct {
 func (c *benchCmd) Run(env *cli.Env) error {
 	if c.JSON && c.Markdown {
 		return cli.Usage("--json and --markdown exclude each other")
+	}
+	if c.Orgs < 0 {
+		return cli.Usage("--orgs %d: want a number of orgs (1 or more)", c.Orgs)
 	}
 	for _, o := range c.Only {
 		known := false
@@ -54,7 +58,7 @@ func (c *benchCmd) Run(env *cli.Env) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	rows, err := bench.Run(ctx, bench.Config{Quick: c.Quick, Full: c.Full, Only: c.Only, DatabaseURL: c.DatabaseURL,
+	rows, err := bench.Run(ctx, bench.Config{Quick: c.Quick, Full: c.Full, Orgs: c.Orgs, Only: c.Only, DatabaseURL: c.DatabaseURL,
 		Progress: env.Stderr, Executable: exe, ProfilePrefix: c.CPUProfile})
 	var werr error
 	switch {

@@ -34,6 +34,10 @@ type Config struct {
 	// Full replays 1,000,000 events instead of 100,000, and starts
 	// replicas and the ledger on 1,000,000 orgs.
 	Full bool
+	// Orgs, if set, is how many licensed orgs the start and restart
+	// figures hold (a point of the growth curve), whatever Quick and Full
+	// say.
+	Orgs int
 	// Only restricts the run to figures whose name starts with one of
 	// these (Figures); empty runs all.
 	Only []string

@@ -26,6 +26,8 @@ var errNoExecutable = errors.New("no ledger executable to start")
 // hold.
 func (r *runner) startOrgs() int {
 	switch {
+	case r.cfg.Orgs > 0:
+		return r.cfg.Orgs
 	case r.cfg.Full:
 		return 1_000_000
 	case r.cfg.Quick:
