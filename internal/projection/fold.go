@@ -201,6 +201,9 @@ func settle(s *license.Slot, l *license.License, err error, grace int) {
 		(g < 0 || g > license.MaxGraceDays || g != license.EffectiveGrace(l.Payload, g)) {
 		err = &license.Error{Reason: license.ReasonMalformed, Detail: "the event's grace_days_effective does not match its key"}
 	}
+	if l.Key == s.Key {
+		s.Key = l.Key // one copy of the key text, not two
+	}
 	s.Held = license.Held{License: l, Err: err, GraceDays: grace}
 }
 
