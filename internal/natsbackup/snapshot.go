@@ -118,13 +118,32 @@ func Restore(ctx context.Context, conn *natsbus.Conn, dir string, progress func(
 		}
 		opts = append(opts, jsm.RestoreNotify(func(p jsm.RestoreProgress) { progress(p.BytesSent(), total) }))
 	}
-	_, state, err := mgr.RestoreSnapshotFromDirectory(ctx, st.Stream, dir, opts...)
+	// No responder to the restore request means nothing started (a
+	// cluster whose JetStream API is moving after a stream's removal, or
+	// a leader change): ask again for a while, as the bus does for reads.
+	deadline := time.Now().Add(noResponderPatience)
+	var state *api.StreamState
+	for attempt := 0; ; attempt++ {
+		_, state, err = mgr.RestoreSnapshotFromDirectory(ctx, st.Stream, dir, opts...)
+		if !errors.Is(err, nats.ErrNoResponders) || !time.Now().Before(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("restore of %s: %w", st.Stream, wrapJSM(err))
+		case <-time.After(min(25*time.Millisecond<<min(attempt, 6), time.Second)):
+		}
+	}
 	if err != nil {
 		return st, fmt.Errorf("restore of %s: %w", st.Stream, wrapJSM(err))
 	}
 	st.FirstSeq, st.LastSeq, st.Messages, st.Bytes = state.FirstSeq, state.LastSeq, state.Msgs, state.Bytes
 	return st, nil
 }
+
+// noResponderPatience bounds how long Restore asks again while its
+// request has no responder.
+const noResponderPatience = 5 * time.Second
 
 // wrapJSM marks jsm.go's transport failures as unavailable.
 func wrapJSM(err error) error {
