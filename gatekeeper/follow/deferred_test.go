@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,5 +129,37 @@ func TestDeferredKeysReadInOnePass(t *testing.T) {
 	// the uploads from the first one.
 	if got := c.consumeStarts(); len(got) != 3 || !slices.Contains(got, h+1) {
 		t.Errorf("consumers started at %v, want three: the fold, the follower at %d and the verification pass", got, h+1)
+	}
+}
+
+// Verifying a state replaces it: OnChange hears of it, and CachedState
+// answers it from then on (a consumer that reads the state on each change
+// sees it become usable).
+func TestVerificationReportsTheChange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.upload(t, "acme")
+	usable := make(chan string, 16)
+	release := make(chan struct{})
+	var fol atomic.Pointer[Follower]
+	f := start(t, Config{Stream: e.readerBus(t), OnChange: func(org string) {
+		if _, _, ok := fol.Load().CachedState(org, 0); ok && org == "acme" {
+			usable <- org
+		}
+	}}, true, func(g *Follower) { fol.Store(g); g.hookVerify = func() { <-release } })
+	select {
+	case <-usable:
+		t.Fatal("acme was usable before its key was verified")
+	case <-time.After(100 * time.Millisecond):
+	}
+	gen := f.Generation()
+	close(release)
+	select {
+	case <-usable:
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnChange never reported acme verified")
+	}
+	if f.Generation() == gen {
+		t.Error("the generation stayed while CachedState's answer changed")
 	}
 }

@@ -329,15 +329,16 @@ func (f *Follower) verified(ctx context.Context, org string, st *license.OrgStat
 		return n, nil
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if cur := e.st.Load(); cur != st {
+		e.mu.Unlock()
 		if cur != nil && !cur.Unverified() && cur.Seq >= st.Seq {
 			return cur, nil // verified meanwhile (or moved on)
 		}
 		return n, nil
 	}
 	f.store(m, e, n)
-	f.gen.Add(1)
+	e.mu.Unlock()
+	f.changed(org)
 	return n, nil
 }
 
@@ -647,9 +648,8 @@ func unverifiedAt(st *license.OrgState, seq uint64) *license.Slot {
 }
 
 // verifyEntries verifies the slots the jobs name that are still
-// unverified, their signatures together (projection.VerifySlots). No
-// request has been answered from those states (verified replaces them
-// first), so no decision changes: the generation stays.
+// unverified, their signatures together (projection.VerifySlots), and
+// reports each replaced state (changed: CachedState answers it now).
 func (f *Follower) verifyEntries(ctx context.Context, m *orgMap, jobs []verifyJob) {
 	var todo []verifyJob
 	var orgs []string
@@ -687,6 +687,9 @@ func (f *Follower) verifyEntries(ctx context.Context, m *orgMap, jobs []verifyJo
 			}
 			f.store(m, j.e, compact(n))
 			f.m.verifications.WithLabelValues("background").Inc()
+			j.e.mu.Unlock()
+			f.changed(j.org) // CachedState answers it now: generation, waiters, OnChange
+			continue
 		}
 		j.e.mu.Unlock()
 	}
