@@ -34,11 +34,10 @@ func compact(st *license.OrgState) *license.OrgState {
 }
 
 // heavy reports whether s still holds key text it may drop. An
-// unverified slot drops it too when the stream has it at the slot's
-// sequence (it is read back to verify); one loaded from a read-model row
-// (sequence 0) keeps it until verified.
+// unverified slot keeps it until it is verified: a request for its org
+// then verifies it with no I/O, within any decision deadline.
 func heavy(s *license.Slot) bool {
-	if s == nil || s.Err == license.ErrUnverified && s.Seq == 0 {
+	if s == nil || s.Err == license.ErrUnverified {
 		return false
 	}
 	return s.Key != "" || s.License != nil && s.License.Key != ""

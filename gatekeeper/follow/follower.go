@@ -152,12 +152,9 @@ type Follower struct {
 	pgDownUntil atomic.Int64  // unix nanos: skip per-request PostgreSQL reloads until then
 
 	deferred chan struct{} // Start → verifyDeferred: a load left keys unverified
-	// keyReadsMax is how many keyless slots verifyDeferred reads back one
-	// by one; more are read in one pass over the stream.
-	keyReadsMax int
-	sf          singleflight.Group
-	notify      notifier
-	changes     changeQueue
+	sf       singleflight.Group
+	notify   notifier
+	changes  changeQueue
 
 	keyringMu   sync.Mutex
 	keyringSaid string // the KeyringProblem last logged
@@ -213,8 +210,7 @@ func New(cfg Config) (*Follower, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Follower{cfg: cfg, bus: cfg.Stream, log: cfg.Logger, loadedCh: make(chan struct{}), deferred: make(chan struct{}, 1),
-		keyReadsMax: 256}
+	f := &Follower{cfg: cfg, bus: cfg.Stream, log: cfg.Logger, loadedCh: make(chan struct{}), deferred: make(chan struct{}, 1)}
 	if cfg.DatabaseURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), pgConnectTimeout)
 		r, err := postgres.OpenStateReader(ctx, cfg.DatabaseURL)
@@ -507,11 +503,10 @@ func (f *Follower) trust() projection.Trust {
 	return projection.Trust{Ring: f.cfg.Keys.Ring(), InstallID: *f.installID.Load()}
 }
 
-// verifyDeferred verifies, on every core, the keys a load of every org
-// left unverified, each time Start signals one, until ctx ends: the keys
-// a read-model row held directly, the others read back in one pass over
-// the stream. A request for an org not verified yet verifies it first
-// (verified).
+// verifyDeferred verifies, on every core and in batches, the keys a load
+// of every org left unverified, each time Start signals one, until ctx
+// ends. A request for an org not verified yet verifies it first
+// (verified), with the key it holds: no I/O.
 func (f *Follower) verifyDeferred(ctx context.Context) {
 	for {
 		select {
@@ -524,7 +519,6 @@ func (f *Follower) verifyDeferred(ctx context.Context) {
 		}
 		began := time.Now()
 		m := f.orgs.Load()
-		upTo := f.applied.Load()
 		jobs := make(chan verifyJob, 1024)
 		var wg sync.WaitGroup
 		for range runtime.GOMAXPROCS(0) {
@@ -550,45 +544,22 @@ func (f *Follower) verifyDeferred(ctx context.Context) {
 				}
 			}()
 		}
-		from := upTo + 1 // the first sequence a keyless slot holds
-		var keyless []verifyJob
 		m.each(func(org string, e *entry) {
 			st := e.st.Load()
-			if !st.Unverified() {
-				return
-			}
 			for _, s := range [2]*license.Slot{st.Current, st.Pending} {
-				switch {
-				case s == nil || s.Err != license.ErrUnverified:
-				case s.Key != "":
+				if st.Unverified() && s != nil && s.Err == license.ErrUnverified {
 					jobs <- verifyJob{org: org, e: e, seq: s.Seq, key: s.Key}
-				default:
-					keyless = append(keyless, verifyJob{org: org, e: e, seq: s.Seq})
-					from = min(from, s.Seq)
 				}
 			}
 		})
-		var err error
-		if len(keyless) > f.keyReadsMax {
-			keyless = nil // fewer than a pass over the stream costs
-			err = f.keysFrom(ctx, m, from, upTo, jobs)
-		}
-		for _, j := range keyless {
-			jobs <- j // each worker reads its key (keyOf)
-		}
 		close(jobs)
 		wg.Wait()
-		switch {
-		case ctx.Err() != nil:
-		case err != nil:
-			f.log.Warn("deferred verification stopped: the orgs left are verified at their first request", "err", err,
-				"orgs_unverified", m.unverified.Load())
-		default:
+		if ctx.Err() == nil {
 			f.checkKeyring()
 			// The load and this pass leave most of the heap free (decoded
-			// events, keys read back): hand it back to the system now,
-			// since a replica that only decides allocates too little for
-			// the collector to run again soon.
+			// events, the keys): hand it back to the system now, since a
+			// replica that only decides allocates too little for the
+			// collector to run again soon.
 			debug.FreeOSMemory()
 			f.log.Info("every license verified", "orgs", m.len(), "took", time.Since(began).Round(time.Millisecond))
 		}
@@ -602,36 +573,6 @@ type verifyJob struct {
 	e   *entry
 	seq uint64
 	key string
-}
-
-// keysFrom reads the stream's uploads in [from, upTo] and queues those
-// whose slot is still unverified.
-func (f *Follower) keysFrom(ctx context.Context, m *orgMap, from, upTo uint64, jobs chan<- verifyJob) error {
-	if from > upTo {
-		return nil
-	}
-	err := f.bus.Consume(ctx, from, f.cfg.Heartbeat, func(msg *events.Message) error {
-		if msg.Seq > upTo {
-			return errFolded
-		}
-		if msg.Type() == events.TypeUploaded && msg.IsOrgSubject() {
-			if e := m.get(msg.Org()); e != nil {
-				if s := unverifiedAt(e.st.Load(), msg.Seq); s != nil {
-					if key, ok := uploadedKey(msg, s); ok {
-						jobs <- verifyJob{org: msg.Org(), e: e, seq: msg.Seq, key: key}
-					}
-				}
-			}
-		}
-		if msg.Seq >= upTo {
-			return errFolded
-		}
-		return nil
-	}, nil)
-	if errors.Is(err, errFolded) {
-		return nil
-	}
-	return err
 }
 
 // unverifiedAt returns st's unverified slot uploaded at seq, nil if none.

@@ -69,7 +69,7 @@ func (r reader) Start(ctx context.Context, s tail.Session) (uint64, error) {
 	// before any decision on the org (verified): a forged key is refused
 	// as surely, and the replica serves sooner.
 	trust := f.trust()
-	trust.Defer, trust.KeysFromStream = true, true
+	trust.Defer = true
 	states, source, err := f.loadAll(ctx, s.Created, h, trust)
 	if err != nil {
 		return 0, err

@@ -21,7 +21,7 @@ func decodeDataFast(data []byte, v any) bool {
 		if d == nil || *d != (Uploaded{}) {
 			return false
 		}
-		u, ok := decodeUploaded(data, true)
+		u, ok := decodeUploaded(data)
 		if ok {
 			*d = u
 		}
@@ -127,9 +127,8 @@ func setString(val []byte, dst *string) bool {
 	return jsonString("", val, dst) == nil
 }
 
-// decodeUploaded decodes license.uploaded data as decodeDataFast does,
-// with the key text only if withKey (else just checked to be a string).
-func decodeUploaded(data []byte, withKey bool) (Uploaded, bool) {
+// decodeUploaded decodes license.uploaded data for decodeDataFast.
+func decodeUploaded(data []byte) (Uploaded, bool) {
 	var u Uploaded
 	ok := members(data, uploadedKeys, func(i int, val []byte) bool {
 		switch i {
@@ -138,9 +137,6 @@ func decodeUploaded(data []byte, withKey bool) (Uploaded, bool) {
 		case 1:
 			return setString(val, &u.Fingerprint)
 		case 2:
-			if !withKey {
-				return len(val) > 1 && val[0] == '"'
-			}
 			return setString(val, &u.Key)
 		case 3:
 			return setString(val, &u.Slot)

@@ -157,35 +157,3 @@ func TestDecodeDataLikeEncodingJSON(t *testing.T) {
 		t.Error("decoded into a target that is not empty")
 	}
 }
-
-// DecodeUploadedMeta is DecodeData without the key text: every other field
-// the same, for every seed DecodeData accepts, and an error where it fails.
-func TestDecodeUploadedMetaIsDecodeDataWithoutTheKey(t *testing.T) {
-	compared := 0
-	for _, s := range dataSeeds {
-		e := &Envelope{Data: json.RawMessage(s)}
-		var full Uploaded
-		ferr := e.DecodeData(&full)
-		meta, merr := e.DecodeUploadedMeta()
-		if (ferr == nil) != (merr == nil) {
-			t.Errorf("%s: DecodeData %v, DecodeUploadedMeta %v", s, ferr, merr)
-			continue
-		}
-		if ferr != nil {
-			continue
-		}
-		compared++
-		full.Key = ""
-		if !reflect.DeepEqual(meta, full) {
-			t.Errorf("%s: meta %+v, want %+v", s, meta, full)
-		}
-	}
-	if compared < 3 {
-		t.Errorf("only %d seeds decoded", compared)
-	}
-	// The key must still be a string.
-	e := &Envelope{Data: json.RawMessage(`{"license_id":"a","fingerprint":"b","key":7,"slot":"current","grace_days_effective":7,"source":"api","replaces":null}`)}
-	if _, err := e.DecodeUploadedMeta(); err == nil {
-		t.Error("a numeric key decoded")
-	}
-}

@@ -542,19 +542,6 @@ func (e *Envelope) DecodeData(v any) error {
 	return json.Unmarshal(e.Data, v)
 }
 
-// DecodeUploadedMeta decodes license.uploaded data as DecodeData does, but
-// without the key text (Key ""): for a reader that reads the key back from
-// the stream when it verifies it, and so never holds every key at once.
-func (e *Envelope) DecodeUploadedMeta() (Uploaded, error) {
-	if u, ok := decodeUploaded(e.Data, false); ok {
-		return u, nil
-	}
-	var u Uploaded
-	err := e.DecodeData(&u)
-	u.Key = ""
-	return u, err
-}
-
 // Errors of the event store, returned by adapters and mapped to HTTP by the
 // API: a conflict is retried after reloading the org, unavailability is 503.
 var (

@@ -25,10 +25,6 @@ type Trust struct {
 	// verifies them afterwards, in parallel, and before any decision on
 	// one (Reverify).
 	Defer bool
-	// KeysFromStream (with Defer) keeps no key text at all: the reader
-	// reads each key back from the stream, at the slot's sequence, when it
-	// verifies it.
-	KeysFromStream bool
 }
 
 // Verifies reports whether t verifies under the same ring and install id
@@ -146,13 +142,7 @@ func promote(s *license.OrgState, at time.Time) {
 
 func applyUpload(s *license.OrgState, trust Trust, m *events.Message) error {
 	var d events.Uploaded
-	var err error
-	if trust.Defer && trust.KeysFromStream {
-		d, err = m.Envelope.DecodeUploadedMeta()
-	} else {
-		err = m.Envelope.DecodeData(&d)
-	}
-	if err != nil {
+	if err := m.Envelope.DecodeData(&d); err != nil {
 		return err
 	}
 	if d.Slot != events.SlotCurrent && d.Slot != events.SlotPending {
