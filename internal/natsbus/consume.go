@@ -12,6 +12,9 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 )
 
+// pullBatch is how many messages a consumer asks for at once.
+const pullBatch = 8192
+
 // Consume delivers every message of the stream from start on, in stream
 // order, to fn until ctx ends or fn returns an error. It uses an ordered
 // consumer, which recreates itself after gaps and reconnects; fn never sees
@@ -44,7 +47,11 @@ func (b *Bus) ConsumeRaw(ctx context.Context, start uint64, heartbeat time.Durat
 	if err != nil {
 		return fmt.Errorf("consumer: %w", wrapUnavailable(err))
 	}
-	it, err := cons.Messages(jetstream.PullHeartbeat(heartbeat), jetstream.PullExpiry(max(2*heartbeat, time.Second)+heartbeat), jetstream.PullMaxMessages(4096))
+	// Large pulls: a reader loading the whole stream (a new replica) waits
+	// for one round trip per pull (8,192 measured faster than 4,096, and
+	// 4,096 than nats.go's 500, at 100,000 orgs).
+	it, err := cons.Messages(jetstream.PullHeartbeat(heartbeat), jetstream.PullExpiry(max(2*heartbeat, time.Second)+heartbeat),
+		jetstream.PullMaxMessages(pullBatch))
 	if err != nil {
 		return fmt.Errorf("consumer: %w", wrapUnavailable(err))
 	}
