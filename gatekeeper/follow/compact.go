@@ -132,7 +132,7 @@ func sharedList(list []string) []string {
 // keyless reports whether s's key text was dropped (compact) and must be
 // read back before s can be verified again.
 func keyless(s *license.Slot) bool {
-	return s != nil && s.Key == "" && (s.Err == license.ErrUnverified || s.License != nil && s.License.Fingerprint != "")
+	return s != nil && s.Key == "" && s.License != nil && s.License.Fingerprint != ""
 }
 
 // withKeys returns st with the key text of its compact slots read back

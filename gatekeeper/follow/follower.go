@@ -286,56 +286,48 @@ func (f *Follower) State(ctx context.Context, org string, minSeq uint64) (own, i
 		return own, instance, nil
 	}
 	own, err = f.stateOf(ctx, org, minSeq)
-	if err == nil {
-		own, err = f.verified(ctx, org, own)
-	}
 	if err != nil {
 		return nil, nil, err
 	}
+	own = f.verified(org, own)
 	if org == license.InstanceOrg {
 		return own, own, nil
 	}
 	instance, err = f.stateOf(ctx, license.InstanceOrg, 0)
-	if err == nil {
-		instance, err = f.verified(ctx, license.InstanceOrg, instance)
-	}
 	if err != nil {
 		return nil, nil, err
 	}
-	return own, instance, nil
+	return own, f.verified(license.InstanceOrg, instance), nil
 }
 
 // verified returns st with every key verified: st itself when it holds
-// none unverified, else st verified now, its keys read back from the
-// stream (and put in the cache in its place, unless the cache moved on
-// meanwhile). No state with an unverified key leaves the follower: when
-// the keys cannot be read, the org's state is unavailable.
-func (f *Follower) verified(ctx context.Context, org string, st *license.OrgState) (*license.OrgState, error) {
+// none unverified, else st with its unverified slots verified now, with
+// the keys it holds until then (no I/O, within any decision deadline), put
+// in the cache in its place unless the cache moved on meanwhile. No state
+// with an unverified key leaves the follower.
+func (f *Follower) verified(org string, st *license.OrgState) *license.OrgState {
 	if !st.Unverified() {
-		return st, nil
+		return st
 	}
-	n, err := f.reverified(ctx, st, f.trust())
-	if err != nil {
-		return nil, unavailable("%s: its license is not verified yet and its key could not be read: %v", org, err)
-	}
+	n := compact(projection.Settle(f.trust(), st))
 	f.m.verifications.WithLabelValues("request").Inc()
 	m := f.orgs.Load()
 	e := m.get(org)
 	if e == nil {
-		return n, nil
+		return n
 	}
 	e.mu.Lock()
 	if cur := e.st.Load(); cur != st {
 		e.mu.Unlock()
 		if cur != nil && !cur.Unverified() && cur.Seq >= st.Seq {
-			return cur, nil // verified meanwhile (or moved on)
+			return cur // verified meanwhile (or moved on)
 		}
-		return n, nil
+		return n
 	}
 	f.store(m, e, n)
 	e.mu.Unlock()
 	f.changed(org)
-	return n, nil
+	return n
 }
 
 func (f *Follower) stateOf(ctx context.Context, org string, minSeq uint64) (*license.OrgState, error) {
@@ -540,7 +532,7 @@ func (f *Follower) verifyDeferred(ctx context.Context) {
 							break more
 						}
 					}
-					f.verifyEntries(ctx, m, batch)
+					f.verifyEntries(m, batch)
 				}
 			}()
 		}
@@ -548,7 +540,7 @@ func (f *Follower) verifyDeferred(ctx context.Context) {
 			st := e.st.Load()
 			for _, s := range [2]*license.Slot{st.Current, st.Pending} {
 				if st.Unverified() && s != nil && s.Err == license.ErrUnverified {
-					jobs <- verifyJob{org: org, e: e, seq: s.Seq, key: s.Key}
+					jobs <- verifyJob{org: org, e: e, seq: s.Seq}
 				}
 			}
 		})
@@ -566,13 +558,11 @@ func (f *Follower) verifyDeferred(ctx context.Context) {
 	}
 }
 
-// verifyJob is one slot's key to verify: the slot of org at seq, with its
-// key ("" to read it from the stream).
+// verifyJob is one unverified slot to verify: org's slot uploaded at seq.
 type verifyJob struct {
 	org string
 	e   *entry
 	seq uint64
-	key string
 }
 
 // unverifiedAt returns st's unverified slot uploaded at seq, nil if none.
@@ -591,7 +581,7 @@ func unverifiedAt(st *license.OrgState, seq uint64) *license.Slot {
 // verifyEntries verifies the slots the jobs name that are still
 // unverified, their signatures together (projection.VerifySlots), and
 // reports each replaced state (changed: CachedState answers it now).
-func (f *Follower) verifyEntries(ctx context.Context, m *orgMap, jobs []verifyJob) {
+func (f *Follower) verifyEntries(m *orgMap, jobs []verifyJob) {
 	var todo []verifyJob
 	var orgs []string
 	var slots []*license.Slot
@@ -600,17 +590,7 @@ func (f *Follower) verifyEntries(ctx context.Context, m *orgMap, jobs []verifyJo
 		if s == nil {
 			continue
 		}
-		if j.key == "" {
-			key, err := f.keyOf(ctx, j.e.st.Load(), s)
-			if err != nil {
-				f.log.Warn("license key not read back: verified at the org's first request", "org", j.org, "err", err)
-				continue
-			}
-			j.key = key
-		}
-		withKey := *s
-		withKey.Key = j.key
-		todo, orgs, slots = append(todo, j), append(orgs, j.org), append(slots, &withKey)
+		todo, orgs, slots = append(todo, j), append(orgs, j.org), append(slots, s)
 	}
 	if len(todo) == 0 {
 		return

@@ -205,9 +205,7 @@ func (s *Service) verifyBatch(entries []*orgEntry) int {
 // settled returns e's state with every key verified, verifying and
 // keeping it now if the fold deferred it. The caller holds e.mu.
 func (s *Service) settled(e *orgEntry) *license.OrgState {
-	if e.state.Unverified() {
-		e.state = projection.Reverify(s.verifying(), e.state)
-	}
+	e.state = projection.Settle(s.verifying(), e.state)
 	return e.state
 }
 

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,14 +24,9 @@ type StateReader struct {
 // pool connects when first used (the caller falls back to the stream
 // meanwhile).
 func OpenStateReader(ctx context.Context, dsn string) (*StateReader, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	pool, err := newPool(ctx, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidDSN, err)
-	}
-	applyPoolDefaults(cfg, dsn)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, err
 	}
 	r := &StateReader{pool: pool}
 	if err := pool.Ping(ctx); err != nil {
@@ -43,15 +37,6 @@ func OpenStateReader(ctx context.Context, dsn string) (*StateReader, error) {
 		return r, err
 	}
 	return r, nil
-}
-
-// CheckDSN reports whether dsn parses as a connection string (an error
-// wrapping ErrInvalidDSN if not), without connecting.
-func CheckDSN(dsn string) error {
-	if _, err := pgxpool.ParseConfig(dsn); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidDSN, err)
-	}
-	return nil
 }
 
 // Close closes the pool.

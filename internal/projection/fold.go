@@ -205,6 +205,22 @@ func VerifySlot(trust Trust, org string, s *license.Slot) *license.Slot {
 	return &c
 }
 
+// Settle returns s with the slots a deferred fold held unverified verified
+// under trust (s itself when there are none); slots already verified are
+// left as they are.
+func Settle(trust Trust, s *license.OrgState) *license.OrgState {
+	if !s.Unverified() {
+		return s
+	}
+	n := s.Clone()
+	for _, p := range []**license.Slot{&n.Current, &n.Pending} {
+		if *p != nil && (*p).Err == license.ErrUnverified {
+			*p = VerifySlot(trust, s.Org, *p)
+		}
+	}
+	return n
+}
+
 // VerifySlots is VerifySlot for many slots at once, orgs[i] naming
 // slots[i]'s org: the same results, the signatures checked together
 // (license.Ring.VerifyBatch).

@@ -756,3 +756,29 @@ func TestStatesFoldsByOrg(t *testing.T) {
 		t.Fatalf("rows: %+v", rows)
 	}
 }
+
+// Settle verifies only what a deferred fold left unverified: a slot
+// already verified is kept as it is (it may hold no key text any more).
+func TestSettleVerifiesOnlyTheDeferredSlots(t *testing.T) {
+	tr := trustOf(t, "k1")
+	deferred := tr
+	deferred.Defer = true
+	s := step(t, tr, license.NewOrgState("acme"), 1, events.TypeUploaded, t1,
+		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
+	s = step(t, deferred, s, 2, events.TypeUploaded, t1.Add(time.Minute),
+		uploadOf(sign(t, "k1", pendingPayload()), events.SlotPending), projection.Applied)
+	if !s.Unverified() || s.Current.Err != nil || s.Pending.Err != license.ErrUnverified {
+		t.Fatalf("before: current %v, pending %v", s.Current.Err, s.Pending.Err)
+	}
+	verifiedCurrent := s.Current
+	n := projection.Settle(tr, s)
+	if n.Unverified() || n.Pending.Err != nil || n.Pending.License == nil || n.Current != verifiedCurrent {
+		t.Fatalf("after: unverified %v, pending %v, current kept %v", n.Unverified(), n.Pending.Err, n.Current == verifiedCurrent)
+	}
+	if !s.Unverified() {
+		t.Fatal("Settle changed the state it was given")
+	}
+	if projection.Settle(tr, n) != n {
+		t.Fatal("a settled state was copied again")
+	}
+}
