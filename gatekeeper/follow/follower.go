@@ -595,11 +595,13 @@ func (f *Follower) verifyEntries(m *orgMap, jobs []verifyJob) {
 	if len(todo) == 0 {
 		return
 	}
-	verified := projection.VerifySlots(f.trust(), orgs, slots)
+	trust := f.trust()
+	verified := projection.VerifySlots(trust, orgs, slots)
 	for i, j := range todo {
 		j.e.mu.Lock()
 		st := j.e.st.Load()
-		if s := unverifiedAt(st, j.seq); s != nil && s.Fingerprint == slots[i].Fingerprint {
+		// A key ring reloaded meanwhile (Reverify) has the last word.
+		if s := unverifiedAt(st, j.seq); s != nil && s.Fingerprint == slots[i].Fingerprint && f.trust().Verifies(trust) {
 			n := st.Clone()
 			if n.Current == s {
 				n.Current = verified[i]

@@ -187,13 +187,16 @@ func (s *Service) verifyBatch(entries []*orgEntry) int {
 	if len(slots) == 0 {
 		return 0
 	}
-	for i, v := range projection.VerifySlots(s.verifying(), orgs, slots) {
+	trust := s.verifying()
+	for i, v := range projection.VerifySlots(trust, orgs, slots) {
 		*into[i] = v
 	}
 	kept := 0
 	for _, h := range states {
 		h.e.mu.Lock()
-		if h.e.state == h.was {
+		// A key ring reloaded meanwhile: the state's first read verifies it
+		// under the new one.
+		if h.e.state == h.was && s.verifying().Verifies(trust) {
 			h.e.state = h.now
 			kept++
 		}
