@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -41,6 +42,8 @@ func (c *benchReplicaCmd) Run(env *cli.Env) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// As cmd/gatekeeper does: the Go memory limit follows the container's.
+	cli.SetMemoryLimit(slog.New(slog.NewJSONHandler(env.Stderr, nil)))
 	err := bench.RunReplica(ctx, bench.ReplicaConfig{NATSURL: c.NATSURL, NKeyFile: c.NATSNKey, Stream: c.Stream,
 		PublicKeys: c.PublicKeys, DatabaseURL: c.DatabaseURL, HeapProfile: c.HeapProfile}, env.Stdout, env.Stderr)
 	if err != nil {

@@ -69,6 +69,15 @@ type replicaRun struct {
 	afterGC         memStatus // after the replica's own GC returned its free pages (GET /heap)
 	heap            replicaHeap
 	load            loadLog
+	memLimit        int64 // the Go memory limit it set from its container's (0: none)
+}
+
+// replicaOpts are how a replica process is started.
+type replicaOpts struct {
+	dsn     string     // the PostgreSQL read model to load from ("": the stream alone)
+	variant string     // names its profiles (Config.ProfilePrefix)
+	cgroup  *memCgroup // started inside it, if set
+	env     []string   // more environment
 }
 
 // startFigure: a fresh gatekeeper replica process (this binary as
@@ -102,7 +111,7 @@ func (r *runner) startFigure(ctx context.Context) error {
 		return err
 	}
 	r.progress("start: a replica on the stream before any org (reference)")
-	empty, err := r.replicaProcess(ctx, ne, v, "", 0, "empty")
+	empty, err := r.replicaProcess(ctx, ne, v, 0, replicaOpts{variant: "empty"})
 	if err != nil {
 		return fmt.Errorf("replica on an empty stream: %w", err)
 	}
@@ -111,11 +120,14 @@ func (r *runner) startFigure(ctx context.Context) error {
 		return err
 	}
 	r.progress("start: a replica from the stream")
-	run, err := r.replicaProcess(ctx, ne, v, "", n, "stream")
+	run, err := r.replicaProcess(ctx, ne, v, n, replicaOpts{variant: "stream"})
 	if err != nil {
 		return fmt.Errorf("replica from the stream: %w", err)
 	}
 	r.addStart(n, "from the stream", run, empty)
+	if err := r.limitedStart(ctx, ne, v, n, run); err != nil {
+		return err
+	}
 
 	pg, err := r.pgServer(ctx)
 	if err != nil {
@@ -130,7 +142,7 @@ func (r *runner) startFigure(ctx context.Context) error {
 		return err
 	}
 	r.progress("start: a replica from the PostgreSQL read model")
-	run, err = r.replicaProcess(ctx, ne, v, dsn, n, "postgres")
+	run, err = r.replicaProcess(ctx, ne, v, n, replicaOpts{dsn: dsn, variant: "postgres"})
 	if err != nil {
 		return fmt.Errorf("replica from PostgreSQL: %w", err)
 	}
@@ -195,15 +207,19 @@ func (r *runner) addStart(n int, variant string, run, empty replicaRun) {
 // makes steadyDecisions decisions through its /authz, reads its memory
 // again steadyAfter after ready, and stops it. variant names its
 // profiles (Config.ProfilePrefix).
-func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, dsn string, n int, variant string) (replicaRun, error) {
+func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, n int, o replicaOpts) (replicaRun, error) {
 	args := []string{"bench-replica", "--nats-url", ne.url, "--public-keys", v.env}
-	if dsn != "" {
-		args = append(args, "--database-url", dsn)
+	if o.dsn != "" {
+		args = append(args, "--database-url", o.dsn)
 	}
 	if pre := r.cfg.ProfilePrefix; pre != "" {
-		args = append(args, "--cpuprofile", pre+".replica-"+variant+".cpu.pprof", "--heapprofile", pre+".replica-"+variant+".heap.pprof")
+		args = append(args, "--cpuprofile", pre+".replica-"+o.variant+".cpu.pprof", "--heapprofile", pre+".replica-"+o.variant+".heap.pprof")
 	}
-	p, err := startProc(r.cfg.Executable, args, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()})
+	exe := r.cfg.Executable
+	if o.cgroup != nil {
+		exe, args = o.cgroup.wrap(exe, args)
+	}
+	p, err := startProc(exe, args, append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}, o.env...))
 	if err != nil {
 		return replicaRun{}, err
 	}
@@ -247,6 +263,7 @@ func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, dsn
 		return run, fmt.Errorf("stop: %w", err)
 	}
 	run.load, _ = parseLoadLog(p.stderr.String())
+	run.memLimit = parseMemLimitLog(p.stderr.String())
 	r.progress("start: %d orgs ready in %s (follower %s from %s), RSS %s → %s, %s after GC and FreeOSMemory", run.orgs, fmtDur(run.ready), fmtDur(run.load.Took),
 		run.load.From, fmtBytes(float64(run.atReady.RSS)), fmtBytes(float64(run.steady.RSS)), fmtBytes(float64(run.afterGC.RSS)))
 	return run, nil
