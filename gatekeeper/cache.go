@@ -109,7 +109,7 @@ type lookKey struct {
 
 // hasNoEvents reports whether s is the state of an org with no events.
 func hasNoEvents(s *license.OrgState) bool {
-	return s == nil || s.Seq == 0 && s.Current == nil && s.Pending == nil && len(s.Revoked) == 0 && s.Enforcement == ""
+	return s == nil || s.Seq == 0 && s.Current == nil && s.Pending == nil && s.Revoked.Len() == 0 && s.Enforcement == ""
 }
 
 type entryCache struct {

@@ -30,10 +30,8 @@ type OrgState struct {
 	Seq     uint64
 	Current *Slot
 	Pending *Slot
-	// Revoked maps revoked license ids to the sequence that revoked them,
-	// with the note in RevokedNotes.
-	Revoked      map[string]uint64
-	RevokedNotes map[string]string
+	// Revoked holds the license ids revoked on the org's subject.
+	Revoked Revocations
 	// Enforcement is the install-wide mode set on _instance ("" = never set).
 	Enforcement string
 	// GraceStarted and Expired are the license ids whose grace_started and
@@ -92,7 +90,7 @@ func (s *OrgState) IsRevoked(id string) bool {
 	if s == nil {
 		return false
 	}
-	_, ok := s.Revoked[id]
+	_, ok := s.Revoked.Get(id)
 	return ok
 }
 

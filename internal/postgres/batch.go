@@ -410,7 +410,7 @@ func foldOrg(trust projection.Trust, st *license.OrgState, msgs []*events.Messag
 				var d events.Invalidated
 				m.Envelope.DecodeData(&d)
 				// The first revocation of a license id is the one kept.
-				if _, committed := st.Revoked[d.LicenseID]; !committed && !seen[d.LicenseID] {
+				if _, committed := st.Revoked.Get(d.LicenseID); !committed && !seen[d.LicenseID] {
 					seen[d.LicenseID] = true
 					f.revoked = append(f.revoked, revocation{d.LicenseID, m.Seq})
 				}

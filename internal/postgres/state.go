@@ -115,10 +115,17 @@ func stateFromRow(ctx context.Context, row projection.Row, revoked map[string]ui
 	org := row.OrgSlug
 	s := &license.OrgState{Org: org, Seq: row.LastSeq, UpdatedAt: row.UpdatedAt}
 	if len(revoked) > 0 {
-		s.Revoked, s.RevokedNotes = revoked, map[string]string{}
-		if row.Revoked && row.LicenseID != nil && row.RevokedNote != nil {
-			s.RevokedNotes[*row.LicenseID] = *row.RevokedNote
+		set := make(map[string]license.Revocation, len(revoked))
+		for id, seq := range revoked {
+			set[id] = license.Revocation{Seq: seq}
 		}
+		if row.Revoked && row.LicenseID != nil && row.RevokedNote != nil {
+			if r, ok := set[*row.LicenseID]; ok {
+				r.Note = *row.RevokedNote
+				set[*row.LicenseID] = r
+			}
+		}
+		s.Revoked = license.NewRevocations(set)
 	}
 	if row.LicenseKey != nil {
 		up := events.Uploaded{Key: *row.LicenseKey, Slot: events.SlotCurrent}

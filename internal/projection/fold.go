@@ -82,13 +82,7 @@ func Apply(trust Trust, s *license.OrgState, m *events.Message) (*license.OrgSta
 			err = fmt.Errorf("no license_id")
 		}
 		if err == nil {
-			n.Revoked = maps.Clone(n.Revoked)
-			n.RevokedNotes = maps.Clone(n.RevokedNotes)
-			if n.Revoked == nil {
-				n.Revoked, n.RevokedNotes = map[string]uint64{}, map[string]string{}
-			}
-			n.Revoked[d.LicenseID] = m.Seq
-			n.RevokedNotes[d.LicenseID] = d.Note
+			n.Revoked = n.Revoked.With(d.LicenseID, license.Revocation{Seq: m.Seq, Note: d.Note})
 		}
 	case events.TypeRemoved:
 		n.Current, n.Pending = nil, nil

@@ -159,7 +159,7 @@ func reasonStr(p *license.Reason) string {
 
 func TestNewOrgState(t *testing.T) {
 	s := license.NewOrgState("acme")
-	if s.Org != "acme" || s.Seq != 0 || s.Current != nil || s.Pending != nil || len(s.Revoked) != 0 ||
+	if s.Org != "acme" || s.Seq != 0 || s.Current != nil || s.Pending != nil || s.Revoked.Len() != 0 ||
 		s.Enforcement != "" || !s.UpdatedAt.IsZero() {
 		t.Fatalf("new state %+v", s)
 	}
@@ -215,7 +215,7 @@ func TestUploadToCurrent(t *testing.T) {
 	if slotID(s2.Current) != idC || s2.Current.GraceDays != 30 || s2.Current.Seq != 9 || s2.Pending != nil {
 		t.Fatalf("after the second upload: %+v", s2.Current)
 	}
-	if s2.IsRevoked(idA) || len(s2.Revoked) != 0 {
+	if s2.IsRevoked(idA) || s2.Revoked.Len() != 0 {
 		t.Fatal("replacing a license does not revoke it")
 	}
 	if slotID(s1.Current) != idA {
@@ -235,8 +235,8 @@ func TestReplacesIsOnlyCarried(t *testing.T) {
 	if slotID(s2.Current) != idA || slotID(s2.Pending) != idB {
 		t.Fatalf("slots %q %q", slotID(s2.Current), slotID(s2.Pending))
 	}
-	if len(s2.Revoked) != 0 || s2.IsRevoked(idC) {
-		t.Fatalf("revoked %v", s2.Revoked)
+	if s2.Revoked.Len() != 0 || s2.IsRevoked(idC) {
+		t.Fatalf("revoked %v", s2.Revoked.Map())
 	}
 	r := license.ReportOf("acme", s2, nil, t1.Add(time.Hour))
 	if r.Status != license.StatusValid || str(r.LicenseID) != idA || r.Pending == nil || r.Pending.LicenseID != idB {
@@ -287,23 +287,23 @@ func TestInvalidatedRevokesWithoutTouchingThePreviousState(t *testing.T) {
 		uploadOf(sign(t, "k1", basePayload()), events.SlotCurrent), projection.Applied)
 	s2 := step(t, tr, s1, 5, events.TypeInvalidated, t1.Add(time.Hour), events.Invalidated{LicenseID: idA, Note: "chargeback"}, projection.Applied)
 
-	if !s2.IsRevoked(idA) || s2.Revoked[idA] != 5 || s2.RevokedNotes[idA] != "chargeback" {
-		t.Fatalf("revoked %v notes %v", s2.Revoked, s2.RevokedNotes)
+	if !s2.IsRevoked(idA) || s2.Revoked.Map()[idA].Seq != 5 || s2.Revoked.Map()[idA].Note != "chargeback" {
+		t.Fatalf("revoked %v", s2.Revoked.Map())
 	}
 	if slotID(s2.Current) != idA || !s2.UpdatedAt.Equal(t1.Add(time.Hour)) {
 		t.Fatal("invalidation keeps the slot and sets updated_at")
 	}
-	if s1.IsRevoked(idA) || len(s1.Revoked) != 0 || len(s1.RevokedNotes) != 0 || s1.Seq != 1 {
+	if s1.IsRevoked(idA) || s1.Revoked.Len() != 0 || s1.Seq != 1 {
 		t.Fatalf("the previous state changed: %+v", s1)
 	}
 
 	// A second revocation copies the maps again.
 	s3 := step(t, tr, s2, 6, events.TypeInvalidated, t1.Add(2*time.Hour), events.Invalidated{LicenseID: idB, Note: "pre-emptive"}, projection.Applied)
-	if len(s3.Revoked) != 2 || len(s3.RevokedNotes) != 2 || !s3.IsRevoked(idB) || s3.RevokedNotes[idB] != "pre-emptive" {
-		t.Fatalf("after two: %v %v", s3.Revoked, s3.RevokedNotes)
+	if s3.Revoked.Len() != 2 || !s3.IsRevoked(idB) || s3.Revoked.Map()[idB].Note != "pre-emptive" {
+		t.Fatalf("after two: %v", s3.Revoked.Map())
 	}
-	if len(s2.Revoked) != 1 || len(s2.RevokedNotes) != 1 || s2.IsRevoked(idB) {
-		t.Fatalf("the second revocation changed the first state: %v %v", s2.Revoked, s2.RevokedNotes)
+	if s2.Revoked.Len() != 1 || s2.IsRevoked(idB) {
+		t.Fatalf("the second revocation changed the first state: %v", s2.Revoked.Map())
 	}
 
 	at := t1.Add(3 * time.Hour)
@@ -327,7 +327,7 @@ func TestRemovedClearsBothSlotsButKeepsRevocations(t *testing.T) {
 	if removed.Current != nil || removed.Pending != nil {
 		t.Fatalf("slots after removal: %q %q", slotID(removed.Current), slotID(removed.Pending))
 	}
-	if !removed.IsRevoked(idC) || removed.RevokedNotes[idC] != "n" {
+	if !removed.IsRevoked(idC) || removed.Revoked.Map()[idC].Note != "n" {
 		t.Fatal("removal forgot a revocation")
 	}
 	if slotID(s.Current) != idA || slotID(s.Pending) != idB {
@@ -364,7 +364,7 @@ func TestDueEventsAreRecordedAndUnknownTypesIgnored(t *testing.T) {
 	for _, c := range cases {
 		seq += 3 // other subjects' events in between
 		n := step(t, tr, s, seq, c.typ, t1.Add(time.Minute), c.data, c.want)
-		if n.Current != s.Current || n.Pending != s.Pending || len(n.Revoked) != 1 || n.Enforcement != s.Enforcement {
+		if n.Current != s.Current || n.Pending != s.Pending || n.Revoked.Len() != 1 || n.Enforcement != s.Enforcement {
 			t.Fatalf("%s changed the license state", c.typ)
 		}
 		s = n
@@ -533,8 +533,8 @@ func TestUploadWithBadDataIsInvalid(t *testing.T) {
 	}
 	// The same for the other data-carrying types.
 	n := step(t, tr, s, seq+1, events.TypeInvalidated, t1, map[string]any{"license_id": 1}, projection.Invalid)
-	if len(n.Revoked) != 0 {
-		t.Fatalf("bad invalidation revoked %v", n.Revoked)
+	if n.Revoked.Len() != 0 {
+		t.Fatalf("bad invalidation revoked %v", n.Revoked.Map())
 	}
 }
 

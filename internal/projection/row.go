@@ -49,8 +49,8 @@ func RowOf(s *license.OrgState) Row {
 			r.NotBefore = timeOrNil(p.NotBefore)
 		}
 		if s.IsRevoked(id) {
-			note := s.RevokedNotes[id]
-			r.Revoked, r.RevokedNote = true, &note
+			rev, _ := s.Revoked.Get(id)
+			r.Revoked, r.RevokedNote = true, &rev.Note
 		}
 	}
 	if p := s.Pending; p != nil {

@@ -1,0 +1,117 @@
+package license
+
+import (
+	"iter"
+	"maps"
+)
+
+// Revocation is the invalidation of a license id on an org's subject: the
+// stream sequence that revoked it, and the operator's note.
+type Revocation struct {
+	Seq  uint64
+	Note string
+}
+
+// Revocations are the license ids revoked on an org's subject, each with
+// its latest Revocation. A value is immutable and cheap to copy: With
+// returns a new set that shares all but its newest entries with the old
+// one, so that a reader copying an org's state for every event (states are
+// shared with concurrent readers, never changed in place) does not copy
+// every revocation the org ever had. The zero value is the empty set.
+type Revocations struct {
+	base   map[string]Revocation // never modified once built
+	recent []revokedID           // newer than base, oldest first; copied on write
+	n      int                   // distinct ids
+}
+
+type revokedID struct {
+	id string
+	Revocation
+}
+
+// recentMax is how many revocations a set of n keeps beside its base
+// before merging them into a new base: each With copies at most this many,
+// and copies the base once per this many, so a revocation costs O(√n)
+// copies whatever the org's history.
+func recentMax(n int) int {
+	k := 32
+	for k*k < n {
+		k *= 2
+	}
+	return k
+}
+
+// NewRevocations returns the set of m's revocations; m must not be changed
+// afterwards.
+func NewRevocations(m map[string]Revocation) Revocations {
+	if len(m) == 0 {
+		return Revocations{}
+	}
+	return Revocations{base: m, n: len(m)}
+}
+
+// Get returns id's revocation.
+func (r Revocations) Get(id string) (Revocation, bool) {
+	for i := len(r.recent) - 1; i >= 0; i-- {
+		if r.recent[i].id == id {
+			return r.recent[i].Revocation, true
+		}
+	}
+	v, ok := r.base[id]
+	return v, ok
+}
+
+// Len returns the number of revoked ids.
+func (r Revocations) Len() int { return r.n }
+
+// With returns the set with id revoked by v (replacing an earlier
+// revocation of id); r is unchanged.
+func (r Revocations) With(id string, v Revocation) Revocations {
+	n := r.n
+	if _, had := r.Get(id); !had {
+		n++
+	}
+	if len(r.recent) < recentMax(n) {
+		recent := make([]revokedID, len(r.recent), len(r.recent)+1)
+		copy(recent, r.recent)
+		return Revocations{base: r.base, recent: append(recent, revokedID{id, v}), n: n}
+	}
+	base := make(map[string]Revocation, n)
+	maps.Copy(base, r.base)
+	for _, e := range r.recent {
+		base[e.id] = e.Revocation
+	}
+	base[id] = v
+	return Revocations{base: base, n: n}
+}
+
+// All yields every revoked id with its revocation, in no particular order.
+func (r Revocations) All() iter.Seq2[string, Revocation] {
+	return func(yield func(string, Revocation) bool) {
+		seen := make(map[string]bool, len(r.recent))
+		for i := len(r.recent) - 1; i >= 0; i-- {
+			e := r.recent[i]
+			if seen[e.id] {
+				continue
+			}
+			seen[e.id] = true
+			if !yield(e.id, e.Revocation) {
+				return
+			}
+		}
+		for id, v := range r.base {
+			if !seen[id] && !yield(id, v) {
+				return
+			}
+		}
+	}
+}
+
+// Map returns the set as a new map.
+func (r Revocations) Map() map[string]Revocation {
+	m := make(map[string]Revocation, r.n)
+	for id, v := range r.All() {
+		m[id] = v
+	}
+	return m
+}
