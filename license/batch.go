@@ -1,7 +1,6 @@
 package license
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
@@ -38,6 +37,7 @@ func (r *Ring) VerifyBatch(inputs [][]byte, expects []Expect) ([]*License, []err
 func (r *Ring) verifyBatch(inputs [][]byte, expects []Expect, ls []*License, errs []error) {
 	var signed []int // inputs with a trusted kid: their signatures are batched
 	var pubs []ed25519.PublicKey
+	var points []*edwards25519.Point
 	for i, in := range inputs {
 		l, err := Decode(in)
 		if err != nil {
@@ -50,9 +50,9 @@ func (r *Ring) verifyBatch(inputs [][]byte, expects []Expect, ls []*License, err
 			errs[i] = r.Check(l, expects[i]) // unknown_key
 			continue
 		}
-		signed, pubs = append(signed, i), append(pubs, pub)
+		signed, pubs, points = append(signed, i), append(pubs, pub), append(points, r.points[l.Kid])
 	}
-	if len(signed) > 1 && batchValid(pubs, ls, signed) {
+	if len(signed) > 1 && batchValid(pubs, points, ls, signed) {
 		for _, i := range signed {
 			errs[i] = checkClaims(ls[i], expects[i])
 		}
@@ -64,30 +64,34 @@ func (r *Ring) verifyBatch(inputs [][]byte, expects []Expect, ls []*License, err
 }
 
 // batchValid reports whether every signature of ls[idx[j]] verifies under
-// pubs[j], checked together: with random 128-bit z_j,
+// pubs[j] (decoded as keyPoints[j] when given: a ring decodes its keys once),
+// checked together: with random 128-bit z_j,
 // [8](−(Σ z_j·S_j)·B + Σ z_j·R_j + Σ (z_j·k_j)·A_j) is the identity, where
 // k_j = SHA-512(R_j ‖ A_j ‖ M_j). Anything single verification would
 // refuse outright (a key or R that does not decode, an R not in canonical
 // form, S not below the group order) fails the batch.
-func batchValid(pubs []ed25519.PublicKey, ls []*License, idx []int) bool {
+func batchValid(pubs []ed25519.PublicKey, keyPoints []*edwards25519.Point, ls []*License, idx []int) bool {
 	n := len(idx)
 	scalars := make([]*edwards25519.Scalar, 0, 2*n+1)
 	points := make([]*edwards25519.Point, 0, 2*n+1)
 	sumS := edwards25519.NewScalar()
 	var zBuf [32]byte
 	var digest [sha512.Size]byte
+	var err error
 	for j, i := range idx {
 		l, pub := ls[i], pubs[j]
 		sig := l.Signature()
 		if len(sig) != ed25519.SignatureSize || len(pub) != ed25519.PublicKeySize {
 			return false
 		}
-		A, err := new(edwards25519.Point).SetBytes(pub)
-		if err != nil {
+		var A *edwards25519.Point
+		if j < len(keyPoints) && keyPoints[j] != nil {
+			A = keyPoints[j]
+		} else if A, err = new(edwards25519.Point).SetBytes(pub); err != nil {
 			return false
 		}
 		R, err := new(edwards25519.Point).SetBytes(sig[:32])
-		if err != nil || !bytes.Equal(R.Bytes(), sig[:32]) {
+		if err != nil || !canonical(sig[:32]) {
 			return false
 		}
 		S, err := edwards25519.NewScalar().SetCanonicalBytes(sig[32:])
@@ -117,4 +121,29 @@ func batchValid(pubs []ed25519.PublicKey, ls []*License, idx []int) bool {
 	points = append(points, edwards25519.NewGeneratorPoint())
 	p := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
 	return p.MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1
+}
+
+// canonical reports whether b, an encoding SetBytes accepted, is the
+// canonical one, the one the point's Bytes gives back (single verification
+// refuses any other R): y below the field's order p = 2^255 - 19, and no
+// sign bit on x = 0 (y = 1 or y = p - 1). Read from the bytes, it saves
+// Bytes' field inversion per signature.
+func canonical(b []byte) bool {
+	sign := b[31]&0x80 != 0
+	y := [32]byte(b)
+	y[31] &= 0x7f
+	// y >= p: 0x7f, then 30 bytes of 0xff, then a low byte >= 0xed.
+	high := y[31] == 0x7f
+	for i := 30; high && i >= 1; i-- {
+		high = y[i] == 0xff
+	}
+	if high && y[0] >= 0xed {
+		return false
+	}
+	if !sign {
+		return true
+	}
+	one := y == [32]byte{0: 1}
+	minusOne := high && y[0] == 0xec
+	return !one && !minusOne
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"filippo.io/edwards25519"
 	"fmt"
 	"os"
 	"sort"
@@ -24,7 +25,10 @@ var BuiltinKeys string
 // Ring is an immutable set of trusted vendor public keys, by kid. It is safe
 // for concurrent use.
 type Ring struct {
-	keys        map[string]ed25519.PublicKey
+	keys map[string]ed25519.PublicKey
+	// points are the keys decoded, for batch verification (a key that is
+	// not a valid point is absent: it verifies nothing).
+	points      map[string]*edwards25519.Point
 	fingerprint string
 }
 
@@ -100,7 +104,12 @@ type ringBuilder struct {
 }
 
 func (b *ringBuilder) ring() *Ring {
-	r := &Ring{keys: b.keys}
+	r := &Ring{keys: b.keys, points: make(map[string]*edwards25519.Point, len(b.keys))}
+	for kid, key := range b.keys {
+		if p, err := new(edwards25519.Point).SetBytes(key); err == nil {
+			r.points[kid] = p
+		}
+	}
 	h := sha256.New()
 	for _, kid := range r.Kids() {
 		fmt.Fprintf(h, "%s:%s\n", kid, base64.StdEncoding.EncodeToString(r.keys[kid]))
