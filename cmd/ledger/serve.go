@@ -210,7 +210,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	keys.ReloadOnSIGHUP(runCtx, log, func(r *license.Ring) {
 		keyringInfo.Reset()
 		keyringInfo.WithLabelValues(r.Fingerprint()).Set(1)
-		svc.Reverify()
+		svc.Reverify(runCtx)
 	})
 	go tick.Every(runCtx, time.Minute, func() { svc.FlushSuppressed(runCtx, false) })
 	go tick.Every(runCtx, cmp.Or(c.StreamCheck, time.Minute), func() { mon.check(runCtx) })

@@ -309,7 +309,7 @@ func (f *Follower) verified(org string, st *license.OrgState) *license.OrgState 
 	if !st.Unverified() {
 		return st
 	}
-	n := compact(projection.Settle(f.trust(), st))
+	n := projection.Compact(projection.Settle(f.trust(), st))
 	f.m.verifications.WithLabelValues("request").Inc()
 	m := f.orgs.Load()
 	e := m.get(org)
@@ -608,7 +608,7 @@ func (f *Follower) verifyEntries(m *orgMap, jobs []verifyJob) {
 			} else {
 				n.Pending = verified[i]
 			}
-			f.store(m, j.e, compact(n))
+			f.store(m, j.e, projection.Compact(n))
 			f.m.verifications.WithLabelValues("background").Inc()
 			j.e.mu.Unlock()
 			f.changed(j.org) // CachedState answers it now: generation, waiters, OnChange

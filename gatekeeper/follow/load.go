@@ -355,11 +355,11 @@ func (f *Follower) offer(org string, st *license.OrgState, trust projection.Trus
 			cancel()
 			if err != nil {
 				f.log.Warn("license not verified under the reloaded key ring: the previous verification stays in force", "org", org, "err", err)
-				n = compact(st)
+				n = projection.Compact(st)
 			}
 			st = n
 		} else {
-			st = compact(st)
+			st = projection.Compact(st)
 		}
 		f.store(m, e, st)
 		cur = st
@@ -381,7 +381,7 @@ func (f *Follower) install(states map[string]*license.OrgState, trust projection
 	if replace {
 		m := newOrgMap()
 		for org, st := range states {
-			m.set(m.getOrCreate(org), compact(st))
+			m.set(m.getOrCreate(org), projection.Compact(st))
 		}
 		f.orgs.Store(m)
 		f.gen.Add(1)
@@ -415,7 +415,7 @@ func (f *Follower) apply(m *events.Message, live bool) {
 		}
 		n, outcome, err := projection.Apply(f.trust(), cur, m)
 		if outcome != projection.Stale {
-			f.store(cache, e, compact(n))
+			f.store(cache, e, projection.Compact(n))
 		}
 		e.mu.Unlock()
 		if outcome != projection.Stale {

@@ -80,6 +80,13 @@ type orgEntry struct {
 	synced bool
 }
 
+// orgOf names e's org.
+func (s *Service) orgOf(e *orgEntry) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state.Org
+}
+
 func (e *orgEntry) isSynced() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -197,7 +204,7 @@ func (s *Service) verifyBatch(entries []*orgEntry) int {
 		// A key ring reloaded meanwhile: the state's first read verifies it
 		// under the new one.
 		if h.e.state == h.was && s.verifying().Verifies(trust) {
-			h.e.state = h.now
+			h.e.state = projection.Compact(h.now)
 			kept++
 		}
 		h.e.mu.Unlock()
@@ -208,7 +215,7 @@ func (s *Service) verifyBatch(entries []*orgEntry) int {
 // settled returns e's state with every key verified, verifying and
 // keeping it now if the fold deferred it. The caller holds e.mu.
 func (s *Service) settled(e *orgEntry) *license.OrgState {
-	e.state = projection.Settle(s.verifying(), e.state)
+	e.state = projection.Compact(projection.Settle(s.verifying(), e.state))
 	return e.state
 }
 
@@ -251,14 +258,17 @@ func (s *Service) apply(e *orgEntry, m *events.Message) *license.OrgState {
 		s.cfg.Metrics.FoldSkipped.WithLabelValues(outcome.String()).Inc()
 		s.cfg.Logger.Warn("event skipped for state", "seq", m.Seq, "subject", m.Subject, "outcome", outcome.String(), "err", err)
 	}
-	e.state = n
-	return n
+	e.state = projection.Compact(n)
+	return e.state
 }
 
 // Reverify re-checks every cached license (after a key ring reload, or the
-// install id adopted). States held unverified are left for their first
-// read or VerifyDeferred, which verify under the trust of that moment.
-func (s *Service) Reverify() {
+// install id adopted). The key text, which cached states do not keep once
+// verified (projection.Compact), is read back from the stream; an org
+// whose key cannot be read keeps its previous verification (logged).
+// States held unverified are left for their first read or
+// VerifyDeferred, which verify under the trust of that moment.
+func (s *Service) Reverify(ctx context.Context) {
 	s.mu.Lock()
 	entries := make([]*orgEntry, 0, len(s.orgs))
 	for _, e := range s.orgs {
@@ -267,12 +277,55 @@ func (s *Service) Reverify() {
 	s.mu.Unlock()
 	trust := s.verifying()
 	for _, e := range entries {
+		if err := s.reverify(ctx, e, trust); err != nil {
+			s.cfg.Logger.Warn("license not verified again: the previous verification stays in force", "org", s.orgOf(e), "err", err)
+		}
+	}
+}
+
+// reverifyTimeout bounds reading one org's keys back from the stream.
+const reverifyTimeout = 5 * time.Second
+
+// reverify verifies e's state again under trust. The stream is read
+// without the entry's lock (events keep being folded); the result is kept
+// if the state did not change meanwhile, else the work is done again, the
+// last time under the lock.
+func (s *Service) reverify(ctx context.Context, e *orgEntry, trust projection.Trust) error {
+	ctx, cancel := context.WithTimeout(ctx, reverifyTimeout)
+	defer cancel()
+	for range 2 {
 		e.mu.Lock()
-		if !e.state.Unverified() { // a deferred state is verified under the trust of its first read
-			e.state = projection.Reverify(trust, e.state)
+		st := e.state
+		e.mu.Unlock()
+		if st.Unverified() { // verified under the trust of its first read
+			return nil
+		}
+		full, err := projection.WithKeys(ctx, s.store, st)
+		if err != nil {
+			return err
+		}
+		n := projection.Compact(projection.Reverify(trust, full))
+		e.mu.Lock()
+		kept := e.state == st
+		if kept {
+			e.state = n
 		}
 		e.mu.Unlock()
+		if kept {
+			return nil
+		}
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state.Unverified() {
+		return nil
+	}
+	full, err := projection.WithKeys(ctx, s.store, e.state)
+	if err != nil {
+		return err
+	}
+	e.state = projection.Compact(projection.Reverify(trust, full))
+	return nil
 }
 
 // Reset drops every cached state (the stream was recreated).
@@ -345,7 +398,7 @@ func (s *Service) Seed(states []*license.OrgState) {
 		e := s.entry(st.Org)
 		e.mu.Lock()
 		if st.Seq > e.state.Seq {
-			e.state = st
+			e.state = projection.Compact(st)
 			e.seeded = true
 		}
 		e.mu.Unlock()
@@ -383,7 +436,7 @@ func (s *Service) refold(ctx context.Context, org string) error {
 	}
 	e.mu.Lock()
 	if st.Seq >= e.state.Seq {
-		e.state, e.seeded = st, false
+		e.state, e.seeded = projection.Compact(st), false
 	}
 	e.mu.Unlock()
 	return nil

@@ -58,7 +58,7 @@ func (s *Service) Start(ctx context.Context, extra events.LedgerStarted) error {
 		s.installID.Store(id)
 		s.cfg.Metrics.Appended.WithLabelValues(events.TypeLedgerStarted).Inc()
 		if adopted {
-			s.Reverify() // what was verified without the install id (a first start)
+			s.Reverify(ctx) // what was verified without the install id (a first start)
 		}
 		return nil
 	}
