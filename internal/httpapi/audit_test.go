@@ -33,8 +33,7 @@ var base = time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)
 // seventh an invalid message, seq 11 not even UTF-8), one minute apart.
 func trail(t *testing.T, n int) (*audit.Memory, []*events.Message) {
 	t.Helper()
-	mem := audit.NewMemory()
-	var msgs []*events.Message
+	var msgs audit.Messages
 	for seq := uint64(1); seq <= uint64(n); seq++ {
 		org := []string{"acme", "globex", "_instance"}[seq%3]
 		var m *events.Message
@@ -52,10 +51,13 @@ func trail(t *testing.T, n int) (*audit.Memory, []*events.Message) {
 			raw, _ := env.Encode()
 			m = events.Decode(events.AuditSubject(org), seq, raw)
 		}
+		msgs = append(msgs, m)
+	}
+	mem := audit.NewMemory(msgs)
+	for _, m := range msgs {
 		if err := mem.Append(m, base); err != nil {
 			t.Fatal(err)
 		}
-		msgs = append(msgs, m)
 	}
 	return mem, msgs
 }
