@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,11 +120,11 @@ func (a *Memory) Append(m *events.Message, now time.Time) error {
 func (a *Memory) entryOf(m *events.Message, now time.Time) (entry, oddFields, error) {
 	e := entry{seq: m.Seq, hash: Next(a.head, m.Seq, m.Raw), recorded: now.UnixNano()}
 	var odd oddFields
-	org := m.Org()
-	switch m.Subject {
-	case events.OrgSubject(org):
+	org := m.Org() // what follows either prefix
+	switch {
+	case strings.HasPrefix(m.Subject, events.OrgPrefix):
 		e.flags |= flagOrgSubject
-	case events.AuditSubject(org):
+	case strings.HasPrefix(m.Subject, events.AuditPrefix):
 		e.flags |= flagAuditSubject
 	default:
 		odd.subject = m.Subject
@@ -132,7 +133,7 @@ func (a *Memory) entryOf(m *events.Message, now time.Time) (entry, oddFields, er
 	if env := m.Envelope; env != nil {
 		kind, actorID = env.Actor.Kind, env.Actor.ID
 		e.flags |= flagActor
-		if id, err := uuid.Parse(env.ID); err == nil && id.String() == env.ID {
+		if id, err := uuid.Parse(env.ID); err == nil && canonicalUUID(env.ID) {
 			e.id, e.flags = [16]byte(id), e.flags|flagID
 		} else {
 			odd.eventID = env.ID
@@ -154,6 +155,25 @@ func (a *Memory) entryOf(m *events.Message, now time.Time) (entry, oddFields, er
 		*f.dst = i
 	}
 	return e, odd, nil
+}
+
+// canonicalUUID reports whether s, a UUID, is in the form
+// uuid.UUID.String gives back: 36 characters, lowercase hex.
+func canonicalUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := range len(s) {
+		switch c := s[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case (c < '0' || c > '9') && (c < 'a' || c > 'f'):
+			return false
+		}
+	}
+	return true
 }
 
 // at returns the i-th entry.
