@@ -527,3 +527,32 @@ func TestAuditUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// unreachable is a stream that does not answer.
+type unreachable struct{}
+
+func (unreachable) ReadRange(context.Context, uint64, uint64, func(string, uint64, []byte) error) error {
+	return fmt.Errorf("%w: no route to the stream", events.ErrUnavailable)
+}
+
+// The in-memory trail reads its records' bytes from the stream: when the
+// stream does not answer, so does the trail (503), while its head, which
+// it keeps, is still known.
+func TestAuditInMemoryStreamUnreachable(t *testing.T) {
+	_, msgs := trail(t, 10)
+	mem := audit.NewMemory(unreachable{})
+	for _, m := range msgs {
+		if err := mem.Append(m, base); err != nil {
+			t.Fatal(err)
+		}
+	}
+	api := startAPI(t, httpapi.Config{Audit: mem})
+	for _, p := range []string{"/api/audit", "/api/audit?format=jsonl", "/api/audit/verify"} {
+		if a := api.get(t, tokOperator, p); a.code != 503 || !strings.Contains(string(a.body), "event_store_unavailable") {
+			t.Errorf("%s: %d %s", p, a.code, a.body)
+		}
+	}
+	if seq, _, err := mem.Head(context.Background()); seq != 10 || err != nil {
+		t.Errorf("head %d, %v", seq, err)
+	}
+}
