@@ -28,7 +28,8 @@ const rangeWait = 5 * time.Second
 // get (one request per 1,024 messages, no consumer); a server too old to
 // batch answers one message per request, which ReadRange follows.
 //
-// Errors: fn's; events.ErrUnavailable when the stream does not answer.
+// Errors: fn's; ctx's; events.ErrUnavailable when the stream does not
+// answer.
 func (b *Bus) ReadRange(ctx context.Context, from, to uint64, fn func(subject string, seq uint64, data []byte) error) error {
 	deadline := time.Now().Add(noResponderPatience)
 	for from = max(from, 1); from <= to; {
@@ -74,7 +75,10 @@ func (b *Bus) readBatch(ctx context.Context, from, to uint64, fn func(string, ui
 		wctx, cancel := context.WithTimeout(ctx, rangeWait)
 		msg, err := sub.NextMsgWithContext(wctx)
 		cancel()
-		if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return next, ctx.Err()
+		case err != nil:
 			return next, fmt.Errorf("%w: read from %d: %v", events.ErrUnavailable, next, err)
 		}
 		more, err := deliver(msg, to, &next, fn)
