@@ -29,6 +29,17 @@ type readModel struct {
 	db        *postgres.DB
 }
 
+// streamLookups is what the audit API's verification compares the trail
+// with: the stream, for PostgreSQL's trail. The in-memory trail reads its
+// records' bytes from the stream itself, and its verification checks them
+// against the hashes it kept.
+func (m *readModel) streamLookups(bus *natsbus.Bus) func() (audit.StreamLookup, func()) {
+	if m.trail != nil {
+		return nil
+	}
+	return streamLookups(bus)
+}
+
 func (m *readModel) close() {
 	if m.db != nil {
 		m.db.Close()
@@ -44,7 +55,7 @@ func (m *readModel) close() {
 func (c *serveCmd) openReadModel(ctx context.Context, svc *ledger.Service, bus *natsbus.Bus, info natsbus.StreamInfo,
 	reg prometheus.Registerer, log *slog.Logger) (*readModel, error) {
 	if c.DatabaseURL == "" {
-		trail := audit.NewMemory()
+		trail := audit.NewMemory(bus)
 		return &readModel{store: "memory", trail: trail, reader: trail}, nil
 	}
 	db, err := postgres.OpenDB(ctx, c.DatabaseURL)

@@ -221,7 +221,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	}
 
 	api := httpapi.New(httpapi.Config{Service: svc, Tokens: tokens, Registry: reg, Logger: log, Audit: rm.reader,
-		StreamMsg: streamLookups(bus),
+		StreamMsg: rm.streamLookups(bus),
 		Readiness: func(context.Context) httpapi.Readiness {
 			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.Lag(),
 				TokensFile: httpapi.ReportTokensFile(watcher.Status())}

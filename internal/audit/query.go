@@ -2,8 +2,9 @@ package audit
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
-	"sort"
 	"time"
 )
 
@@ -32,11 +33,16 @@ func (q *Query) Match(r *Record) bool {
 		q.Scope != nil && !slices.Contains(q.Scope, r.Org):
 		return false
 	}
+	return q.matchTime(r.At)
+}
+
+// matchTime reports whether an event time at passes q's time bounds.
+func (q *Query) matchTime(at time.Time) bool {
 	if q.Since.IsZero() && q.Until.IsZero() {
 		return true
 	}
-	return !r.At.IsZero() && (q.Since.IsZero() || !r.At.Before(q.Since)) &&
-		(q.Until.IsZero() || r.At.Before(q.Until))
+	return !at.IsZero() && (q.Since.IsZero() || !at.Before(q.Since)) &&
+		(q.Until.IsZero() || at.Before(q.Until))
 }
 
 // Reader reads an audit trail. Implementations are safe for concurrent use
@@ -54,16 +60,26 @@ type Reader interface {
 }
 
 // scanChunk bounds what Memory.Scan copies, and examines, per lock hold:
-// appends wait for a chunk at most, never for fn.
+// appends wait for a chunk at most, never for fn nor for the stream.
 const scanChunk = 256
 
-// Scan implements Reader. It copies matching records a chunk at a time
-// and calls fn without holding the lock, so a slow consumer (an HTTP
-// client) never stalls appends.
+// ErrReset is Memory.Scan's error when the trail was reset (the stream
+// recreated) while it ran: what it read may belong to either stream.
+var ErrReset = errors.New("audit: the trail was rebuilt from a recreated stream during the read; retry")
+
+// Scan implements Reader. It copies matching records a chunk at a time,
+// reads their messages' bytes back from the stream (a range read per run
+// of nearby sequences), and calls fn, holding the lock for neither. A
+// record whose message the stream no longer holds has no bytes and
+// Unreadable "envelope_raw"; one whose message is on another subject has
+// Unreadable "subject": Verify reports either. Errors: fn's, ctx's, the
+// stream's (wrapping events.ErrUnavailable when it does not answer), and
+// ErrReset.
 func (a *Memory) Scan(ctx context.Context, q Query, fn func(*Record) error) error {
 	buf := make([]Record, 0, scanChunk)
 	after, sent := q.After, 0
-	for {
+	var resets uint64
+	for first := true; ; first = false {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -72,7 +88,20 @@ func (a *Memory) Scan(ctx context.Context, q Query, fn func(*Record) error) erro
 			want = min(want, q.Limit-sent)
 		}
 		var more bool
-		buf, after, more = a.chunk(buf[:0], &q, after, want)
+		var r uint64
+		buf, after, more, r = a.chunk(buf[:0], &q, after, want)
+		if first {
+			resets = r
+		}
+		if r != resets {
+			return ErrReset
+		}
+		if err := a.readBack(ctx, buf); err != nil {
+			return err
+		}
+		if a.resetSince(resets) { // the bytes may be the new stream's
+			return ErrReset
+		}
 		for i := range buf {
 			if err := fn(&buf[i]); err != nil {
 				return err
@@ -85,19 +114,152 @@ func (a *Memory) Scan(ctx context.Context, q Query, fn func(*Record) error) erro
 	}
 }
 
-// chunk appends to buf up to want records matching q with seq > after,
-// examining at most 16 chunks' worth of records. It returns the last seq
-// examined and whether records remain beyond it.
-func (a *Memory) chunk(buf []Record, q *Query, after uint64, want int) ([]Record, uint64, bool) {
+func (a *Memory) resetSince(resets uint64) bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	i := sort.Search(len(a.records), func(i int) bool { return a.records[i].Seq > after })
-	for n := 0; i < len(a.records) && len(buf) < want && n < 16*scanChunk; i, n = i+1, n+1 {
-		r := &a.records[i]
-		after = r.Seq
-		if q.Match(r) {
-			buf = append(buf, *r)
+	return a.resets != resets
+}
+
+// chunk appends to buf up to want records matching q with seq > after,
+// without their bytes, examining at most 16 chunks' worth of records. It
+// returns the last seq examined, whether records remain beyond it, and
+// the number of resets so far.
+func (a *Memory) chunk(buf []Record, q *Query, after uint64, want int) ([]Record, uint64, bool, uint64) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	m := a.compile(q)
+	if m.none {
+		return buf, after, false, a.resets
+	}
+	i := a.search(after)
+	for n := 0; i < a.n && len(buf) < want && n < 16*scanChunk; i, n = i+1, n+1 {
+		e := a.at(i)
+		after = e.seq
+		if a.matches(&m, e) {
+			buf = append(buf, a.record(i))
 		}
 	}
-	return buf, after, i < len(a.records)
+	return buf, after, i < a.n, a.resets
+}
+
+// entryMatch is a Query in terms of the trail's string indexes.
+type entryMatch struct {
+	q        *Query
+	org, typ uint32
+	scope    []uint32 // nil: every org
+	none     bool     // a filter names what no record holds
+}
+
+func (a *Memory) compile(q *Query) entryMatch {
+	m := entryMatch{q: q}
+	var ok bool
+	if q.Org != "" {
+		if m.org, ok = a.strs.lookup(q.Org); !ok {
+			m.none = true
+		}
+	}
+	if q.Type != "" {
+		if m.typ, ok = a.strs.lookup(q.Type); !ok {
+			m.none = true
+		}
+	}
+	if q.Scope != nil {
+		m.scope = make([]uint32, 0, len(q.Scope))
+		for _, org := range q.Scope {
+			if i, ok := a.strs.lookup(org); ok {
+				m.scope = append(m.scope, i)
+			}
+		}
+		m.none = m.none || len(m.scope) == 0
+	}
+	return m
+}
+
+// matches is Query.Match on an entry (whose seq is past the cursor).
+func (a *Memory) matches(m *entryMatch, e *entry) bool {
+	switch {
+	case m.q.Org != "" && e.org != m.org,
+		m.q.Type != "" && e.typ != m.typ,
+		m.scope != nil && !slices.Contains(m.scope, e.org):
+		return false
+	}
+	return m.q.matchTime(a.eventTime(e))
+}
+
+// readGap is the largest distance between two records' sequences that
+// one range read covers: closer records share a read, farther ones (an
+// org's records among many others) are read apart.
+const readGap = 64
+
+// readBack fills recs' Raw from the stream. A message it does not find
+// is looked for again for a moment (a replica of the stream may be behind
+// the one the trail followed), then reported through Unreadable.
+func (a *Memory) readBack(ctx context.Context, recs []Record) error {
+	if len(recs) > 0 && a.src == nil {
+		return errors.New("audit: no stream to read the records' bytes back from")
+	}
+	found := make([]bool, len(recs))
+	for try := 0; ; try++ {
+		missing := false
+		for i := 0; i < len(recs); {
+			if found[i] {
+				i++
+				continue
+			}
+			j := i
+			for j+1 < len(recs) && !found[j+1] && recs[j+1].Seq-recs[j].Seq <= readGap {
+				j++
+			}
+			if err := a.readRun(ctx, recs[i:j+1], found[i:j+1]); err != nil {
+				return err
+			}
+			for k := i; k <= j; k++ {
+				missing = missing || !found[k]
+			}
+			i = j + 1
+		}
+		if !missing || try == readTries-1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(readRetry):
+		}
+	}
+	for i := range recs {
+		if !found[i] {
+			recs[i].Raw, recs[i].Unreadable = nil, ColEnvelopeRaw
+		}
+	}
+	return nil
+}
+
+// How long readBack looks for a message the stream does not give.
+const (
+	readTries = 5
+	readRetry = 200 * time.Millisecond
+)
+
+// readRun reads the messages of recs, in seq order, with one range read.
+func (a *Memory) readRun(ctx context.Context, recs []Record, found []bool) error {
+	from, to := recs[0].Seq, recs[len(recs)-1].Seq
+	k := 0
+	err := a.src.ReadRange(ctx, from, to, func(subject string, seq uint64, raw []byte) error {
+		for k < len(recs) && recs[k].Seq < seq {
+			k++
+		}
+		if k == len(recs) || recs[k].Seq != seq {
+			return nil
+		}
+		recs[k].Raw, found[k] = raw, true
+		if subject != recs[k].Subject {
+			recs[k].Unreadable = ColSubject
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("audit: reading records %d to %d back from the stream: %w", from, to, err)
+	}
+	return nil
 }

@@ -58,7 +58,7 @@ func fixture(t testing.TB) []*events.Message {
 
 func memoryOf(t testing.TB, msgs []*events.Message) *audit.Memory {
 	t.Helper()
-	m := audit.NewMemory()
+	m := audit.NewMemory(audit.Messages(msgs))
 	for _, msg := range msgs {
 		if err := m.Append(msg, base); err != nil {
 			t.Fatal(err)
@@ -117,7 +117,7 @@ func TestMemoryScanFilters(t *testing.T) {
 }
 
 func TestMemoryHeadAndStop(t *testing.T) {
-	m := audit.NewMemory()
+	m := audit.NewMemory(nil)
 	if seq, h, err := m.Head(context.Background()); seq != 0 || h != audit.Zero || err != nil {
 		t.Fatalf("empty head: %d %x %v", seq, h, err)
 	}
@@ -153,19 +153,22 @@ func TestMemoryHeadAndStop(t *testing.T) {
 // A scan longer than a chunk sees every record once, in order, while
 // appends go on; a sparse filter and a limit cross chunk boundaries.
 func TestMemoryScanChunksWhileAppending(t *testing.T) {
-	m := audit.NewMemory()
 	const n = 3000
-	for seq := uint64(1); seq <= n/2; seq++ {
+	var msgs audit.Messages // the stream, ahead of the trail
+	for seq := uint64(1); seq <= n; seq++ {
 		org := []string{"acme", "globex", "initech"}[seq%3]
-		if err := m.Append(message(t, seq, org, events.TypeRejected, admin, int(seq)), base); err != nil {
+		msgs = append(msgs, message(t, seq, org, events.TypeRejected, admin, int(seq)))
+	}
+	m := audit.NewMemory(msgs)
+	for _, msg := range msgs[:n/2] {
+		if err := m.Append(msg, base); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for seq := uint64(n/2 + 1); seq <= n; seq++ {
-			org := []string{"acme", "globex", "initech"}[seq%3]
-			if err := m.Append(message(t, seq, org, events.TypeRejected, admin, int(seq)), base); err != nil {
+		for _, msg := range msgs[n/2:] {
+			if err := m.Append(msg, base); err != nil {
 				t.Error(err)
 				return
 			}

@@ -84,7 +84,7 @@ func TestVerifyIntactTrail(t *testing.T) {
 			t.Fatalf("%s: %q", name, got)
 		}
 	}
-	empty := verify(t, audit.NewMemory(), audit.VerifyOptions{})
+	empty := verify(t, audit.NewMemory(nil), audit.VerifyOptions{})
 	if !empty.OK || empty.Rows != 0 || empty.Digest != "0:"+strings.Repeat("0", 64) {
 		t.Fatalf("empty trail: %+v", empty)
 	}

@@ -33,8 +33,7 @@ var base = time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)
 // seventh an invalid message, seq 11 not even UTF-8), one minute apart.
 func trail(t *testing.T, n int) (*audit.Memory, []*events.Message) {
 	t.Helper()
-	mem := audit.NewMemory()
-	var msgs []*events.Message
+	var msgs audit.Messages
 	for seq := uint64(1); seq <= uint64(n); seq++ {
 		org := []string{"acme", "globex", "_instance"}[seq%3]
 		var m *events.Message
@@ -52,10 +51,13 @@ func trail(t *testing.T, n int) (*audit.Memory, []*events.Message) {
 			raw, _ := env.Encode()
 			m = events.Decode(events.AuditSubject(org), seq, raw)
 		}
+		msgs = append(msgs, m)
+	}
+	mem := audit.NewMemory(msgs)
+	for _, m := range msgs {
 		if err := mem.Append(m, base); err != nil {
 			t.Fatal(err)
 		}
-		msgs = append(msgs, m)
 	}
 	return mem, msgs
 }
@@ -523,5 +525,34 @@ func TestAuditUnavailable(t *testing.T) {
 		if a.code != 200 || a.err == nil {
 			t.Errorf("failing late, %s: %d, read error %v after %d bytes", f, a.code, a.err, len(a.body))
 		}
+	}
+}
+
+// unreachable is a stream that does not answer.
+type unreachable struct{}
+
+func (unreachable) ReadRange(context.Context, uint64, uint64, func(string, uint64, []byte) error) error {
+	return fmt.Errorf("%w: no route to the stream", events.ErrUnavailable)
+}
+
+// The in-memory trail reads its records' bytes from the stream: when the
+// stream does not answer, so does the trail (503), while its head, which
+// it keeps, is still known.
+func TestAuditInMemoryStreamUnreachable(t *testing.T) {
+	_, msgs := trail(t, 10)
+	mem := audit.NewMemory(unreachable{})
+	for _, m := range msgs {
+		if err := mem.Append(m, base); err != nil {
+			t.Fatal(err)
+		}
+	}
+	api := startAPI(t, httpapi.Config{Audit: mem})
+	for _, p := range []string{"/api/audit", "/api/audit?format=jsonl", "/api/audit/verify"} {
+		if a := api.get(t, tokOperator, p); a.code != 503 || !strings.Contains(string(a.body), "event_store_unavailable") {
+			t.Errorf("%s: %d %s", p, a.code, a.body)
+		}
+	}
+	if seq, _, err := mem.Head(context.Background()); seq != 10 || err != nil {
+		t.Errorf("head %d, %v", seq, err)
 	}
 }

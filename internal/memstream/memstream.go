@@ -311,3 +311,28 @@ func (s *Stream) from(seq uint64) ([]*events.Message, <-chan struct{}) {
 	}
 	return out, s.appended
 }
+
+// ReadRange calls fn, in order, for every message with a sequence in
+// [from, to], with its subject and bytes (its own), and stops at fn's
+// first error, which it returns.
+func (s *Stream) ReadRange(ctx context.Context, from, to uint64, fn func(subject string, seq uint64, data []byte) error) error {
+	for seq := max(from, 1); seq <= to; {
+		if err := ctx.Err(); err != nil {
+			return unavailable(err)
+		}
+		batch, _ := s.from(seq)
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, m := range batch {
+			if m.Seq > to {
+				return nil
+			}
+			if err := fn(m.Subject, m.Seq, m.Raw); err != nil {
+				return err
+			}
+			seq = m.Seq + 1
+		}
+	}
+	return nil
+}

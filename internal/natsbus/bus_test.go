@@ -230,3 +230,21 @@ func TestAppendWithReaderCredentialsFails(t *testing.T) {
 		t.Fatalf("append with reader credentials: %v (context: %v)", err, ctx.Err())
 	}
 }
+
+// ReadRange on a stream that does not answer fails with ErrUnavailable
+// within its wait, whatever the caller's context allows.
+func TestReadRangeUnavailable(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.CreateStream(t)
+	b := openBus(t, srv.Connect(t, natsauth.RoleLedger, nats.MaxReconnects(-1)))
+	ctx := context.Background()
+	if _, err := b.Append(ctx, events.OrgSubject("acme"), event(t, 0), 0); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	began := time.Now()
+	err := b.ReadRange(ctx, 1, 1, func(string, uint64, []byte) error { return nil })
+	if !errors.Is(err, events.ErrUnavailable) || time.Since(began) > 30*time.Second {
+		t.Fatalf("stream down: %v after %v", err, time.Since(began))
+	}
+}

@@ -132,7 +132,7 @@ func TestAuditReaderMatchesMemory(t *testing.T) {
 	}
 	msgs := auditFixture(t)
 	insertAudit(t, pool, msgs)
-	mem := audit.NewMemory()
+	mem := audit.NewMemory(audit.Messages(msgs))
 	for _, m := range msgs {
 		mem.Append(m, time.Now())
 	}
@@ -256,7 +256,7 @@ func TestVerifyPostgresTampering(t *testing.T) {
 }
 
 func memoryHead(msgs []*events.Message) (uint64, audit.Hash, error) {
-	mem := audit.NewMemory()
+	mem := audit.NewMemory(nil)
 	for _, m := range msgs {
 		mem.Append(m, time.Now())
 	}

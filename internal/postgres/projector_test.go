@@ -150,7 +150,7 @@ func memoryModel(t *testing.T, e *env) (map[string]projection.Row, []audit.Recor
 	_, head, _ := e.bus.Stream(ctx)
 	trust := projection.Trust{Ring: keys(t).Ring(), InstallID: e.svc.InstallID()}
 	states := projection.States{}
-	trail := audit.NewMemory()
+	trail := audit.NewMemory(e.bus)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	err := e.bus.Consume(cctx, 1, time.Second, func(m *events.Message) error {
@@ -164,7 +164,15 @@ func memoryModel(t *testing.T, e *env) (map[string]projection.Row, []audit.Recor
 	if err != nil && cctx.Err() == nil {
 		t.Fatal(err)
 	}
-	return states.Rows(), trail.Records(0, 0, nil)
+	var records []audit.Record
+	err = trail.Scan(ctx, audit.Query{}, func(r *audit.Record) error {
+		records = append(records, *r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return states.Rows(), records
 }
 
 func pgAudit(t *testing.T, pool *pgxpool.Pool) []audit.Record {

@@ -30,6 +30,7 @@ type Store interface {
 	Info(ctx context.Context) (events.StreamInfo, error)
 	Stream(ctx context.Context) (created time.Time, head uint64, err error)
 	Consume(ctx context.Context, start uint64, heartbeat time.Duration, fn func(*events.Message) error, onIdle func()) error
+	ReadRange(ctx context.Context, from, to uint64, fn func(subject string, seq uint64, data []byte) error) error
 }
 
 // Open returns a new, empty stream for one subtest, and arranges with
@@ -74,6 +75,7 @@ var cases = []struct {
 	{"ConsumeOrderUnderConcurrentAppends", testConsumeOrderUnderConcurrentAppends},
 	{"ConsumeStopsWithContext", testConsumeStopsWithContext},
 	{"ConsumeIdle", testConsumeIdle},
+	{"ReadRange", testReadRange},
 }
 
 // timeout bounds every operation of a subtest: a store that hangs fails
@@ -713,4 +715,66 @@ func testConsumeIdle(t *testing.T, s Store) {
 	}
 	cancel()
 	<-errc
+}
+
+// rangeSeqs lists the sequences ReadRange delivers in [from, to], checking
+// each message's subject and bytes against Get's.
+func rangeSeqs(t *testing.T, s Store, from, to uint64) []uint64 {
+	t.Helper()
+	ctx := testContext(t)
+	var seqs []uint64
+	err := s.ReadRange(ctx, from, to, func(subject string, seq uint64, data []byte) error {
+		m, err := s.Get(ctx, seq)
+		if err != nil || m == nil || m.Subject != subject || string(m.Raw) != string(data) {
+			return fmt.Errorf("seq %d on %s: get gives %+v, %v", seq, subject, m, err)
+		}
+		seqs = append(seqs, seq)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read [%d, %d]: %v", from, to, err)
+	}
+	return seqs
+}
+
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for seq := from; seq <= to; seq++ {
+		out = append(out, seq)
+	}
+	return out
+}
+
+// ReadRange gives back every message of a range of sequences in order,
+// with its subject and exact bytes, over more than one of the reader's
+// batches, and nothing past the stream's head.
+func testReadRange(t *testing.T, s Store) {
+	if seqs := rangeSeqs(t, s, 1, 10); len(seqs) != 0 {
+		t.Fatalf("empty stream: %v", seqs)
+	}
+	const n = 1100 // more than one batch of a direct get
+	// The heads are kept here: a replica's answer to Head may lag.
+	heads := map[string]uint64{}
+	for i := range n {
+		org := []string{"acme", "globex", "initech"}[i%3]
+		seq, err := s.Append(testContext(t), events.OrgSubject(org), removed(t, org, heads[org]), heads[org])
+		if err != nil {
+			t.Fatalf("append %d on %s after %d: %v", i+1, org, heads[org], err)
+		}
+		heads[org] = seq
+	}
+	for _, c := range []struct{ from, to, wantFrom, wantTo uint64 }{
+		{1, n, 1, n}, {0, 3, 1, 3}, {5, 7, 5, 7}, {1000, 1050, 1000, 1050},
+		{n - 2, n + 50, n - 2, n}, {n + 1, n + 10, 1, 0}, {9, 8, 1, 0},
+	} {
+		if got, want := rangeSeqs(t, s, c.from, c.to), seqRange(c.wantFrom, c.wantTo); seqList(got) != seqList(want) {
+			t.Fatalf("[%d, %d]: %d messages %v…, want %d", c.from, c.to, len(got), got[:min(len(got), 5)], len(want))
+		}
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err := s.ReadRange(testContext(t), 1, n, func(string, uint64, []byte) error { calls++; return stop })
+	if err != stop || calls != 1 {
+		t.Fatalf("stopped by fn: %v after %d calls", err, calls)
+	}
 }
