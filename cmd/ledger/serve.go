@@ -187,6 +187,9 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		return nil
 	}
 	svc.DeferVerification(false)
+	// The catch-up's garbage (decoded events) goes back to the system
+	// before the ledger serves: it is most of the heap at this point.
+	debug.FreeOSMemory()
 	log.Info("stream folded", "applied", fol.Applied(), "took", time.Since(began).Round(time.Millisecond))
 	go func() {
 		began := time.Now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -80,6 +81,9 @@ func (r reader) Start(ctx context.Context, s tail.Session) (uint64, error) {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
 	f.install(states, trust, f.loaded.Load())
+	clear(states)
+	states = nil
+	debug.FreeOSMemory()
 	select {
 	case f.deferred <- struct{}{}:
 	default: // already signalled
