@@ -291,7 +291,9 @@ func (b *batcher) foldStates(p *prepared, w stateWork) error {
 	// The batch's uploads first, their signatures checked together on
 	// every core (about half the work of checking them one by one); the
 	// fold then settles each upload from that.
-	trust.Checked = projection.CheckUploads(trust, w.uploads, runtime.GOMAXPROCS(0))
+	if true {
+		trust.Checked = projection.CheckUploads(trust, w.uploads, runtime.GOMAXPROCS(0))
+	}
 	work := make(chan int, len(orgs))
 	for i := range orgs {
 		work <- i
@@ -394,6 +396,30 @@ type revocation struct {
 	seq       uint64
 }
 
+// revokes reports whether f already revokes id; seen indexes f.revoked
+// once it is long (most orgs revoke one id in a batch, if any).
+func (f *orgFold) revokes(id string, seen *map[string]bool) bool {
+	if len(f.revoked) < 16 {
+		for _, r := range f.revoked {
+			if r.licenseID == id {
+				return true
+			}
+		}
+		return false
+	}
+	if *seen == nil {
+		*seen = make(map[string]bool, 2*len(f.revoked))
+		for _, r := range f.revoked {
+			(*seen)[r.licenseID] = true
+		}
+	}
+	if (*seen)[id] {
+		return true
+	}
+	(*seen)[id] = true // it is appended next
+	return false
+}
+
 type skippedEvent struct {
 	seq     uint64
 	subject string
@@ -406,7 +432,7 @@ type skippedEvent struct {
 // not know yet, each with its first revoking sequence.
 func foldOrg(trust projection.Trust, st *license.OrgState, msgs []*events.Message) orgFold {
 	f := orgFold{state: st}
-	seen := map[string]bool{}
+	var seen map[string]bool // made once an org revokes many ids in a batch
 	for _, m := range msgs {
 		n, outcome, err := projection.Apply(trust, f.state, m)
 		switch outcome {
@@ -420,8 +446,7 @@ func foldOrg(trust projection.Trust, st *license.OrgState, msgs []*events.Messag
 				var d events.Invalidated
 				m.Envelope.DecodeData(&d)
 				// The first revocation of a license id is the one kept.
-				if _, committed := st.Revoked[d.LicenseID]; !committed && !seen[d.LicenseID] {
-					seen[d.LicenseID] = true
+				if _, committed := st.Revoked[d.LicenseID]; !committed && !f.revokes(d.LicenseID, &seen) {
 					f.revoked = append(f.revoked, revocation{d.LicenseID, m.Seq})
 				}
 			}
