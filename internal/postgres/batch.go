@@ -78,8 +78,13 @@ type batcher struct {
 
 // Flush bounds of a deferred read model.
 const (
-	flushEvery        = time.Minute // at most this much work is folded again after a crash
-	maxDeferredRevoke = 32 << 20    // bytes of revocations held for the next flush
+	flushEvery = time.Minute // at most this much work is folded again after a crash
+	// maxDeferredRevoke bounds the bytes of revocations held for the next
+	// flush (about 47 a revocation). The folded states hold every revocation
+	// too, in maps, at more than twice that: the bound is there for a
+	// stream of revocations alone, not to flush a rebuild early, since a
+	// flush that is not the first merges every row it writes.
+	maxDeferredRevoke = 128 << 20
 )
 
 var auditColumns = []string{"seq", "event_id", "subject", "org_slug", "type", "actor_kind", "actor_id",
