@@ -50,7 +50,6 @@ var payloadKeys = []string{"license_id", "customer", "org_slug", "tier", "produc
 	"issued_at", "not_before", "expires", "users_limit", "grace_days", "install_id"}
 
 var (
-	slugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	// Products and features travel in comma-separated headers and the
 	// features file: no commas, no spaces.
 	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
@@ -58,8 +57,20 @@ var (
 	uintPattern = regexp.MustCompile(`^(0|[1-9][0-9]{0,9})$`)
 )
 
-// ValidSlug reports whether s is an org slug (the reserved "_instance" is not).
-func ValidSlug(s string) bool { return slugPattern.MatchString(s) }
+// ValidSlug reports whether s is an org slug, ^[a-z0-9][a-z0-9-]{0,62}$
+// (the reserved "_instance" is not). Readers check every message's
+// subject with it, so it is a loop over the bytes, not a regexp.
+func ValidSlug(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
 // Years outside this range are malformed, so expires plus the longest grace
 // still formats as RFC 3339 and fits every store.

@@ -1,6 +1,8 @@
 package license_test
 
 import (
+	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -105,5 +107,30 @@ func TestPayloadDefaultsAndUnknownKeys(t *testing.T) {
 	l = sign(t, "k1", p)
 	if s := l.Payload.IssuedAt.String(); s != "2026-11-01 00:00:00.123456 +0000 UTC" {
 		t.Fatalf("times are kept in UTC to the microsecond, got %s", s)
+	}
+}
+
+// ValidSlug accepts exactly what the format's pattern for org slugs does.
+func TestValidSlugIsThePattern(t *testing.T) {
+	pattern := regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	cases := []string{"", "a", "0", "-", "a-", "-a", "acme", "org-00042", "Acme", "a_b", "a.b", "a b", "a\n", "\na",
+		"_instance", "*", "é", strings.Repeat("a", 63), strings.Repeat("a", 64), "a" + strings.Repeat("-", 62),
+		strings.Repeat("z9", 31) + "-", "a\x00"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 20000 {
+		alphabet := "az09-_A.\x00\xff"
+		if n%2 == 0 {
+			alphabet = "az09-"
+		}
+		b := make([]byte, rng.IntN(70))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, s := range cases {
+		if got, want := license.ValidSlug(s), pattern.MatchString(s); got != want {
+			t.Fatalf("ValidSlug(%q) = %v, the pattern says %v", s, got, want)
+		}
 	}
 }

@@ -78,8 +78,13 @@ type batcher struct {
 
 // Flush bounds of a deferred read model.
 const (
-	flushEvery        = time.Minute // at most this much work is folded again after a crash
-	maxDeferredRevoke = 32 << 20    // bytes of revocations held for the next flush
+	flushEvery = time.Minute // at most this much work is folded again after a crash
+	// maxDeferredRevoke bounds the bytes of revocations held for the next
+	// flush (about 47 a revocation). The folded states hold every revocation
+	// too, in maps, at more than twice that: the bound is there for a
+	// stream of revocations alone, not to flush a rebuild early, since a
+	// flush that is not the first merges every row it writes.
+	maxDeferredRevoke = 128 << 20
 )
 
 var auditColumns = []string{"seq", "event_id", "subject", "org_slug", "type", "actor_kind", "actor_id",
@@ -202,7 +207,8 @@ type prepared struct {
 // chain and states as if the batch were committed: batches are written
 // in order, and a failed write ends the batcher. It returns nil when no
 // message was new. Orgs are folded in parallel, each org's messages in
-// order (signature verification dominates). With deferred rows, run uses
+// order, after the batch's uploads are verified together (signature
+// verification dominates). With deferred rows, run uses
 // foldDeferred instead.
 func (b *batcher) fold(msgs []*events.Message) (*prepared, error) {
 	p, w, err := b.foldAudit(msgs)
@@ -224,10 +230,12 @@ func (b *batcher) newPrepared() *prepared {
 	return p
 }
 
-// stateWork is a batch's share of the state fold: its messages by org.
+// stateWork is a batch's share of the state fold: its messages by org,
+// and its uploads (verified together before the fold).
 type stateWork struct {
-	orgs  []string
-	byOrg map[string][]*events.Message
+	orgs    []string
+	byOrg   map[string][]*events.Message
+	uploads []*events.Message
 }
 
 // foldAudit is fold's serial part: the chain and the audit rows of msgs,
@@ -265,6 +273,9 @@ func (b *batcher) foldAudit(msgs []*events.Message) (*prepared, stateWork, error
 			w.orgs = append(w.orgs, m.Org())
 		}
 		w.byOrg[m.Org()] = append(w.byOrg[m.Org()], m)
+		if m.Type() == events.TypeUploaded {
+			w.uploads = append(w.uploads, m)
+		}
 	}
 	if seq == b.seq {
 		p.release()
@@ -282,6 +293,12 @@ func (b *batcher) foldStates(p *prepared, w stateWork) error {
 	orgs := w.orgs
 	folds := make([]orgFold, len(orgs))
 	trust := b.trust()
+	// The batch's uploads first, their signatures checked together on
+	// every core (about half the work of checking them one by one); the
+	// fold then settles each upload from that.
+	if true {
+		trust.Checked = projection.CheckUploads(trust, w.uploads, runtime.GOMAXPROCS(0))
+	}
 	work := make(chan int, len(orgs))
 	for i := range orgs {
 		work <- i
@@ -384,6 +401,30 @@ type revocation struct {
 	seq       uint64
 }
 
+// revokes reports whether f already revokes id; seen indexes f.revoked
+// once it is long (most orgs revoke one id in a batch, if any).
+func (f *orgFold) revokes(id string, seen *map[string]bool) bool {
+	if len(f.revoked) < 16 {
+		for _, r := range f.revoked {
+			if r.licenseID == id {
+				return true
+			}
+		}
+		return false
+	}
+	if *seen == nil {
+		*seen = make(map[string]bool, 2*len(f.revoked))
+		for _, r := range f.revoked {
+			(*seen)[r.licenseID] = true
+		}
+	}
+	if (*seen)[id] {
+		return true
+	}
+	(*seen)[id] = true // it is appended next
+	return false
+}
+
 type skippedEvent struct {
 	seq     uint64
 	subject string
@@ -396,7 +437,7 @@ type skippedEvent struct {
 // not know yet, each with its first revoking sequence.
 func foldOrg(trust projection.Trust, st *license.OrgState, msgs []*events.Message) orgFold {
 	f := orgFold{state: st}
-	seen := map[string]bool{}
+	var seen map[string]bool // made once an org revokes many ids in a batch
 	for _, m := range msgs {
 		n, outcome, err := projection.Apply(trust, f.state, m)
 		switch outcome {
@@ -410,8 +451,7 @@ func foldOrg(trust projection.Trust, st *license.OrgState, msgs []*events.Messag
 				var d events.Invalidated
 				m.Envelope.DecodeData(&d)
 				// The first revocation of a license id is the one kept.
-				if _, committed := st.Revoked.Get(d.LicenseID); !committed && !seen[d.LicenseID] {
-					seen[d.LicenseID] = true
+				if _, committed := st.Revoked.Get(d.LicenseID); !committed && !f.revokes(d.LicenseID, &seen) {
 					f.revoked = append(f.revoked, revocation{d.LicenseID, m.Seq})
 				}
 			}

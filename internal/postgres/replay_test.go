@@ -16,10 +16,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/postgres"
+	"github.com/licenseledger/ledger/internal/projection"
 	"github.com/licenseledger/ledger/internal/testenv"
+	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
 	"github.com/licenseledger/ledger/license"
@@ -615,5 +618,78 @@ func TestReplayStreamGap(t *testing.T) {
 	if !errors.Is(err, postgres.ErrStreamGap) || !strings.Contains(err.Error(), "the stream has no message 1 (the next one is 5)") ||
 		!strings.Contains(err.Error(), "--from-seq 5") {
 		t.Fatalf("build over a stream starting at 5: %v", err)
+	}
+}
+
+// A rebuild verifies each batch's uploads together: with forged keys
+// mixed into a batch of valid ones, its read model is the one a fold
+// verifying each key on its own makes, and reading it back finds the
+// valid licenses valid and the forged ones invalid, for the same reason.
+func TestReplayBatchOfUploadsWithForgedKeys(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	op := events.Actor{Kind: events.ActorOperator, ID: "op"}
+	forge := func(org string, l *license.License) {
+		env, _ := events.New(events.TypeUploaded, org, time.Now(), op, 0, events.Uploaded{LicenseID: l.Payload.LicenseID,
+			Fingerprint: l.Fingerprint, Key: l.Key, Slot: events.SlotCurrent, GraceDaysEffective: 7, Source: events.SourceAPI})
+		raw, _ := env.Encode()
+		e.publish(t, events.OrgSubject(org), raw)
+	}
+	forged := map[string]license.Reason{}
+	for i := range 100 {
+		org := fmt.Sprintf("org-%03d", i)
+		p := payload(org, fmt.Sprintf("0193a5b0-7e1a-7c3d-8f00-%012x", i), nil)
+		switch i % 25 {
+		case 3: // signed by another key under the trusted kid
+			forge(org, licensetest.SignAs(t, "k9", "k1", p))
+			forged[org] = license.ReasonSignatureInvalid
+		case 11: // a kid nobody trusts
+			forge(org, licensetest.Sign(t, "k9", p))
+			forged[org] = license.ReasonUnknownKey
+		default:
+			if _, err := e.svc.Upload(ctx, ledger.Upload{Org: org, Body: []byte(licensetest.Sign(t, "k1", p).Key), Actor: op, Source: events.SourceAPI}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, dsn := migrated(t)
+	r := openReplay(t, e, dsn, func(c *postgres.ReplayConfig) { c.BatchSize = 1000 })
+	if _, err := r.Build(ctx, postgres.Rebuild, 0); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = postgres.ShadowSchema
+	shadow, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shadow.Close()
+	memRows, _ := memoryModel(t, e)
+	sameRows(t, memRows, pgRows(t, shadow))
+	snap, err := postgres.ReadSnapshot(ctx, shadow, "org_licenses",
+		projection.Trust{Ring: keys(t).Ring(), InstallID: e.svc.InstallID()}, postgres.PendingGraceFrom(e.readerSource(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, st := range snap.States {
+		if !strings.HasPrefix(st.Org, "org-") {
+			continue
+		}
+		seen++
+		rep := license.ReportOf(st.Org, st, nil, time.Now())
+		want, isForged := forged[st.Org]
+		switch {
+		case isForged && (rep.Status != license.StatusInvalid || rep.Reason == nil || *rep.Reason != want):
+			t.Errorf("%s: %s %v, want invalid %s", st.Org, rep.Status, rep.Reason, want)
+		case !isForged && rep.Status != license.StatusValid:
+			t.Errorf("%s: %s %v, want valid", st.Org, rep.Status, rep.Reason)
+		}
+	}
+	if seen != 100 || len(forged) != 8 {
+		t.Fatalf("%d orgs read back, %d forged", seen, len(forged))
 	}
 }

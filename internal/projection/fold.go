@@ -25,6 +25,10 @@ type Trust struct {
 	// verifies them afterwards, in parallel, and before any decision on
 	// one (Reverify).
 	Defer bool
+	// Checked, if set, holds uploads verified ahead of the fold under the
+	// same ring and install id (CheckUploads): an upload it holds is
+	// settled from it, deferring or not, instead of being verified again.
+	Checked *Checked
 }
 
 // Verifies reports whether t verifies under the same ring and install id
@@ -143,7 +147,11 @@ func applyUpload(s *license.OrgState, trust Trust, m *events.Message) error {
 		return fmt.Errorf("slot %q", d.Slot)
 	}
 	slot := &license.Slot{LicenseID: d.LicenseID, Fingerprint: d.Fingerprint, Key: d.Key, Seq: m.Seq, At: m.Envelope.At.Time}
-	verify(slot, trust, s.Org, d.GraceDaysEffective)
+	if k := trust.Checked.outcome(trust, m.Seq, d.Key, s.Org); k != nil {
+		settle(slot, k.l, k.err, d.GraceDaysEffective)
+	} else {
+		verify(slot, trust, s.Org, d.GraceDaysEffective)
+	}
 	if d.Slot == events.SlotCurrent {
 		s.Current = slot
 	} else {

@@ -2,6 +2,7 @@ package projection_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -780,5 +781,64 @@ func TestSettleVerifiesOnlyTheDeferredSlots(t *testing.T) {
 	}
 	if projection.Settle(tr, n) != n {
 		t.Fatal("a settled state was copied again")
+	}
+}
+
+// Uploads verified together ahead of the fold (CheckUploads) fold exactly
+// as uploads verified one by one: a batch of valid keys with forged ones
+// mixed in keeps every valid key valid and every forged one refused with
+// the same reason and error. The batch outcome is used even by a fold that
+// defers verification, and only under the ring it was made with.
+func TestCheckedUploadsFoldAsVerifiedOneByOne(t *testing.T) {
+	tr := trustOf(t, "k1", "k2")
+	type upload struct {
+		org  string
+		data events.Uploaded
+	}
+	var ups []upload
+	forged := forgedUploads(t)
+	for i := range 150 {
+		org := fmt.Sprintf("org-%03d", i)
+		id := fmt.Sprintf("0193a5b0-7e1a-7c3d-8f00-%012x", i)
+		ups = append(ups, upload{org, uploadOf(sign(t, "k1", mod(basePayload(), "org_slug", org, "license_id", id)), events.SlotCurrent)})
+		if i%20 == 7 && len(forged) > 0 { // some chunks hold forged keys, some none
+			ups = append(ups, upload{"acme", forged[0].data})
+			forged = forged[1:]
+		}
+	}
+	for _, f := range forged {
+		ups = append(ups, upload{"acme", f.data})
+	}
+	msgs := make([]*events.Message, len(ups))
+	for i, u := range ups {
+		msgs[i] = message(t, u.org, uint64(i+1), 0, events.TypeUploaded, t1, u.data)
+	}
+	checked := tr
+	checked.Defer = true
+	checked.Checked = projection.CheckUploads(tr, msgs, 3)
+	other := trustOf(t, "k1", "k2") // another ring: the batch outcome is not its own
+	other.Defer, other.Checked = true, checked.Checked
+	refused := 0
+	for i, m := range msgs {
+		want, _, _ := projection.Apply(tr, license.NewOrgState(ups[i].org), m)
+		got, out, err := projection.Apply(checked, license.NewOrgState(ups[i].org), m)
+		if out != projection.Applied || err != nil {
+			t.Fatalf("upload %d: %v %v", i, out, err)
+		}
+		w, g := want.Current, got.Current
+		if fmt.Sprint(g.Err) != fmt.Sprint(w.Err) || reasonOf(g) != reasonOf(w) || g.GraceDays != w.GraceDays ||
+			g.Key != w.Key || (g.License == nil) != (w.License == nil) || g.Payload() == nil != (w.Payload() == nil) ||
+			g.Payload() != nil && g.Payload().LicenseID != w.Payload().LicenseID {
+			t.Fatalf("upload %d of %s: checked together %q (%v), one by one %q (%v)", i, ups[i].org, reasonOf(g), g.Err, reasonOf(w), w.Err)
+		}
+		if w.Err != nil {
+			refused++
+		}
+		if s, _, _ := projection.Apply(other, license.NewOrgState(ups[i].org), m); s.Current.Err != license.ErrUnverified {
+			t.Fatalf("upload %d: a batch checked under another ring was used: %v", i, s.Current.Err)
+		}
+	}
+	if refused != len(forgedUploads(t)) {
+		t.Fatalf("%d uploads refused, want the %d forged ones", refused, len(forgedUploads(t)))
 	}
 }
