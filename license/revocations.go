@@ -19,6 +19,10 @@ type Revocation struct {
 // shared with concurrent readers, never changed in place) does not copy
 // every revocation the org ever had. The zero value is the empty set.
 type Revocations struct {
+	s *revocationSet // nil: empty (one word per org state)
+}
+
+type revocationSet struct {
 	base   map[string]Revocation // never modified once built
 	recent []revokedID           // newer than base, oldest first; copied on write
 	n      int                   // distinct ids
@@ -47,47 +51,63 @@ func NewRevocations(m map[string]Revocation) Revocations {
 	if len(m) == 0 {
 		return Revocations{}
 	}
-	return Revocations{base: m, n: len(m)}
+	return Revocations{&revocationSet{base: m, n: len(m)}}
 }
 
 // Get returns id's revocation.
 func (r Revocations) Get(id string) (Revocation, bool) {
-	for i := len(r.recent) - 1; i >= 0; i-- {
-		if r.recent[i].id == id {
-			return r.recent[i].Revocation, true
+	if r.s == nil {
+		return Revocation{}, false
+	}
+	for i := len(r.s.recent) - 1; i >= 0; i-- {
+		if r.s.recent[i].id == id {
+			return r.s.recent[i].Revocation, true
 		}
 	}
-	v, ok := r.base[id]
+	v, ok := r.s.base[id]
 	return v, ok
 }
 
 // Len returns the number of revoked ids.
-func (r Revocations) Len() int { return r.n }
+func (r Revocations) Len() int {
+	if r.s == nil {
+		return 0
+	}
+	return r.s.n
+}
 
 // With returns the set with id revoked by v (replacing an earlier
 // revocation of id); r is unchanged.
 func (r Revocations) With(id string, v Revocation) Revocations {
-	n := r.n
+	cur := r.s
+	if cur == nil {
+		cur = &revocationSet{}
+	}
+	n := cur.n
 	if _, had := r.Get(id); !had {
 		n++
 	}
-	if len(r.recent) < recentMax(n) {
-		recent := make([]revokedID, len(r.recent), len(r.recent)+1)
-		copy(recent, r.recent)
-		return Revocations{base: r.base, recent: append(recent, revokedID{id, v}), n: n}
+	if len(cur.recent) < recentMax(n) {
+		recent := make([]revokedID, len(cur.recent), len(cur.recent)+1)
+		copy(recent, cur.recent)
+		return Revocations{&revocationSet{base: cur.base, recent: append(recent, revokedID{id, v}), n: n}}
 	}
 	base := make(map[string]Revocation, n)
-	maps.Copy(base, r.base)
-	for _, e := range r.recent {
+	maps.Copy(base, cur.base)
+	for _, e := range cur.recent {
 		base[e.id] = e.Revocation
 	}
 	base[id] = v
-	return Revocations{base: base, n: n}
+	return Revocations{&revocationSet{base: base, n: n}}
 }
 
 // All yields every revoked id with its revocation, in no particular order.
 func (r Revocations) All() iter.Seq2[string, Revocation] {
 	return func(yield func(string, Revocation) bool) {
+		if r.s == nil {
+			return
+		}
+		r := r.s
 		seen := make(map[string]bool, len(r.recent))
 		for i := len(r.recent) - 1; i >= 0; i-- {
 			e := r.recent[i]
@@ -109,7 +129,7 @@ func (r Revocations) All() iter.Seq2[string, Revocation] {
 
 // Map returns the set as a new map.
 func (r Revocations) Map() map[string]Revocation {
-	m := make(map[string]Revocation, r.n)
+	m := make(map[string]Revocation, r.Len())
 	for id, v := range r.All() {
 		m[id] = v
 	}
