@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"syscall"
 
@@ -25,6 +27,7 @@ type benchCmd struct {
 	Markdown    bool     `help:"Print the table as Markdown."`
 	Only        []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, memory, start, restart."`
 	DatabaseURL string   `name:"database-url" placeholder:"URL" help:"PostgreSQL for the replay and start figures, as a user allowed to CREATE DATABASE. Defaults to $LEDGER_TEST_DATABASE_URL, else 127.0.0.1:5432 as user postgres or the OS user; bench never starts one."`
+	Gatekeeper  string   `placeholder:"FILE" type:"path" help:"The gatekeeper binary the start figure measures as its replica. Defaults to gatekeeper beside this binary, else on PATH; without one, this binary's hidden bench-replica (the same packages in the larger ledger binary)."`
 	CPUProfile  string   `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run to FILE, mode 0600 (go tool pprof FILE); the replica processes of the start figure write theirs, and a heap profile, beside it (FILE.replica-*.pprof)."`
 }
 
@@ -58,8 +61,14 @@ func (c *benchCmd) Run(env *cli.Env) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	gk := c.Gatekeeper
+	if gk == "" {
+		gk = findGatekeeper(exe)
+	} else if _, err := os.Stat(gk); err != nil {
+		return cli.Usage("--gatekeeper: %v", err)
+	}
 	rows, err := bench.Run(ctx, bench.Config{Quick: c.Quick, Full: c.Full, Orgs: c.Orgs, Only: c.Only, DatabaseURL: c.DatabaseURL,
-		Progress: env.Stderr, Executable: exe, ProfilePrefix: c.CPUProfile})
+		Progress: env.Stderr, Executable: exe, Gatekeeper: gk, ProfilePrefix: c.CPUProfile})
 	var werr error
 	switch {
 	case c.JSON:
@@ -73,4 +82,19 @@ func (c *benchCmd) Run(env *cli.Env) error {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: fmt.Errorf("bench: %w", err)}
 	}
 	return werr
+}
+
+// findGatekeeper is the gatekeeper binary beside the ledger's (as releases
+// and the image install them), else on PATH; "" if neither.
+func findGatekeeper(exe string) string {
+	if exe != "" {
+		beside := filepath.Join(filepath.Dir(exe), "gatekeeper")
+		if fi, err := os.Stat(beside); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return beside
+		}
+	}
+	if p, err := exec.LookPath("gatekeeper"); err == nil {
+		return p
+	}
+	return ""
 }

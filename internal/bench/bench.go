@@ -51,6 +51,11 @@ type Config struct {
 	// RSS and restart figures and as `bench-replica` for the start
 	// figure ("": those are not measured).
 	Executable string
+	// Gatekeeper, if set, is the gatekeeper binary the start figure
+	// starts as its replica, measured as operators run it; else the
+	// start figure runs Executable's bench-replica (the same packages, in
+	// the larger ledger binary: about 16 MiB more resident at rest).
+	Gatekeeper string
 	// ProfilePrefix, if set, has each replica process the start figure
 	// starts write a CPU profile of its life and a heap profile at its
 	// steady reading: PREFIX.replica-<variant>.cpu.pprof and .heap.pprof.

@@ -29,8 +29,7 @@ func TestContainerLimit(t *testing.T) {
 	}
 }
 
-// A replica process (this module's ledger binary as bench-replica, as
-// cmd/gatekeeper runs the follower and gate) started on 20,000 licensed
+// A replica process (the gatekeeper binary) started on 20,000 licensed
 // orgs inside a memory cgroup limited as a container would be (where the
 // test may create one; else with the GOMEMLIMIT the replica would derive):
 // it sets its Go memory limit from the container's, becomes ready, allows
@@ -42,7 +41,7 @@ func TestReplicaUnderContainerMemoryLimit(t *testing.T) {
 	}
 	const orgs = 20_000
 	ctx := context.Background()
-	bins := proctest.Build(t, t.TempDir(), proctest.Ledger)
+	bins := proctest.Build(t, t.TempDir(), proctest.Ledger, proctest.Gatekeeper)
 	v, err := newVendor()
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +61,7 @@ func TestReplicaUnderContainerMemoryLimit(t *testing.T) {
 	if err := fillStream(ctx, ne, v, orgs, orgs); err != nil {
 		t.Fatal(err)
 	}
-	r := &runner{cfg: Config{Executable: bins["ledger"], Quick: true, Progress: io.Discard}, log: slog.New(slog.DiscardHandler)}
+	r := &runner{cfg: Config{Executable: bins["ledger"], Gatekeeper: bins["gatekeeper"], Quick: true, Progress: io.Discard}, log: slog.New(slog.DiscardHandler)}
 	defer r.close()
 	free, err := r.replicaProcess(ctx, ne, v, orgs, replicaOpts{variant: "stream"})
 	if err != nil {
