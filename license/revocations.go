@@ -3,6 +3,7 @@ package license
 import (
 	"iter"
 	"maps"
+	"sync/atomic"
 )
 
 // Revocation is the invalidation of a license id on an org's subject: the
@@ -23,9 +24,14 @@ type Revocations struct {
 }
 
 type revocationSet struct {
-	base   map[string]Revocation // never modified once built
-	recent []revokedID           // newer than base, oldest first; copied on write
-	n      int                   // distinct ids
+	base map[string]Revocation // never modified once built
+	// recent are the revocations newer than base, oldest first. Sets
+	// derived from one another share its array: a set sees only its own
+	// length, and the first set to extend a shared array past a length
+	// claims the slot (claimed), so no slot a set sees is ever written.
+	recent  []revokedID
+	claimed *atomic.Int64 // slots of recent's array in use by some set
+	n       int           // distinct ids
 }
 
 type revokedID struct {
@@ -34,9 +40,9 @@ type revokedID struct {
 }
 
 // recentMax is how many revocations a set of n keeps beside its base
-// before merging them into a new base: each With copies at most this many,
-// and copies the base once per this many, so a revocation costs O(√n)
-// copies whatever the org's history.
+// before merging them into a new base, which copies the base once per this
+// many revocations: O(√n) copies per revocation whatever the org's
+// history (the newest are appended in place).
 func recentMax(n int) int {
 	k := 32
 	for k*k < n {
@@ -87,10 +93,17 @@ func (r Revocations) With(id string, v Revocation) Revocations {
 	if _, had := r.Get(id); !had {
 		n++
 	}
-	if len(cur.recent) < recentMax(n) {
-		recent := make([]revokedID, len(cur.recent), len(cur.recent)+1)
+	if k := len(cur.recent); k < recentMax(n) {
+		e := revokedID{id, v}
+		if cur.claimed != nil && k < cap(cur.recent) && cur.claimed.CompareAndSwap(int64(k), int64(k+1)) {
+			recent := append(cur.recent, e) // into the slot just claimed
+			return Revocations{&revocationSet{base: cur.base, recent: recent, claimed: cur.claimed, n: n}}
+		}
+		recent := make([]revokedID, k, max(2*k, 4))
 		copy(recent, cur.recent)
-		return Revocations{&revocationSet{base: cur.base, recent: append(recent, revokedID{id, v}), n: n}}
+		claimed := new(atomic.Int64)
+		claimed.Store(int64(k + 1))
+		return Revocations{&revocationSet{base: cur.base, recent: append(recent, e), claimed: claimed, n: n}}
 	}
 	base := make(map[string]Revocation, n)
 	maps.Copy(base, cur.base)

@@ -3,6 +3,7 @@ package license_test
 import (
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/licenseledger/ledger/license"
@@ -64,5 +65,43 @@ func BenchmarkRevocationsWith(b *testing.B) {
 				s = s.With(fmt.Sprint("new-", i), license.Revocation{Seq: uint64(i)})
 			}
 		})
+	}
+}
+
+// Sets extended from one parent at once, on several goroutines, each hold
+// the parent's revocations and their own only (-race checks the sharing).
+func TestRevocationsExtendedConcurrently(t *testing.T) {
+	parent := license.Revocations{}
+	for i := range 5 {
+		parent = parent.With(fmt.Sprint("base-", i), license.Revocation{Seq: uint64(i + 1)})
+	}
+	const writers = 8
+	results := make([]license.Revocations, writers)
+	done := make(chan int)
+	for w := range writers {
+		go func() {
+			s := parent
+			for i := range 50 {
+				s = s.With(fmt.Sprintf("w%d-%d", w, i), license.Revocation{Seq: uint64(100*w + i)})
+			}
+			results[w] = s
+			done <- w
+		}()
+	}
+	for range writers {
+		<-done
+	}
+	for w, s := range results {
+		if s.Len() != 55 {
+			t.Fatalf("writer %d: %d revocations, want 55", w, s.Len())
+		}
+		for id := range s.All() {
+			if !strings.HasPrefix(id, "base-") && !strings.HasPrefix(id, fmt.Sprintf("w%d-", w)) {
+				t.Fatalf("writer %d holds %s", w, id)
+			}
+		}
+	}
+	if parent.Len() != 5 {
+		t.Fatalf("the parent changed: %d", parent.Len())
 	}
 }

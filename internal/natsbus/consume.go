@@ -62,8 +62,15 @@ func (b *Bus) ConsumeRaw(ctx context.Context, start uint64, heartbeat time.Durat
 	for {
 		// Wait longer than two heartbeats: nats.go notices missing
 		// heartbeats (and resets the ordered consumer after a lost pull)
-		// only within one Next call.
-		msg, err := it.Next(jetstream.NextMaxWait(3 * heartbeat))
+		// only within one Next call. Without onIdle, Next waits as long as
+		// it takes (no timer per message: a follower's cost per event).
+		var msg jetstream.Msg
+		var err error
+		if onIdle != nil {
+			msg, err = it.Next(jetstream.NextMaxWait(3 * heartbeat))
+		} else {
+			msg, err = it.Next()
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
