@@ -70,10 +70,8 @@ func (r *runner) gatekeeperProcess(ctx context.Context, ne *natsEnv, v *vendor, 
 			return run, err
 		}
 	}
-	select {
-	case <-time.After(time.Until(readyAt.Add(r.steadyAfter()))):
-	case <-ctx.Done():
-		return run, ctx.Err()
+	if run.verified, err = r.awaitSteady(ctx, adminBase+"/readyz", readyAt); err != nil {
+		return run, err
 	}
 	if run.steady, err = p.memory(); err != nil {
 		return run, err

@@ -9,16 +9,16 @@ import (
 )
 
 // containerLimit is the memory limit a replica holding n orgs is started
-// under for the limited start: the design's resident target (150 MiB at
-// 100,000 orgs, 1.5 GiB at 1,000,000, so 1.5 KiB per org from there),
-// and below 100,000 orgs 64 MiB (the Go runtime, the NATS client and the
+// under for the limited start: the design's resident targets (150 MiB at
+// 100,000 orgs, 1.5 GiB at 1,000,000, linear between and beyond), and
+// below 100,000 orgs 64 MiB (the Go runtime, the NATS client and the
 // listeners) plus the per-org share that reaches 150 MiB at 100,000.
 func containerLimit(n int) int64 {
-	const base = 64 << 20
+	const base, at100k, at1M = 64 << 20, 150 << 20, 1536 << 20
 	if n >= 100_000 {
-		return max(150<<20, int64(n)*perOrgTarget)
+		return at100k + int64(n-100_000)*(at1M-at100k)/900_000
 	}
-	return base + int64(n)*((150<<20)-base)/100_000
+	return base + int64(n)*(at100k-base)/100_000
 }
 
 // limitedStart: the replica from the stream again, inside a memory cgroup

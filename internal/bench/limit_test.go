@@ -18,7 +18,7 @@ func TestContainerLimit(t *testing.T) {
 	}{
 		{0, 64 << 20},
 		{100_000, 150 << 20},
-		{1_000_000, 1_000_000 * perOrgTarget},
+		{1_000_000, 1536 << 20},
 	} {
 		if got := containerLimit(c.orgs); got != c.want {
 			t.Errorf("containerLimit(%d) = %d, want %d", c.orgs, got, c.want)

@@ -69,7 +69,8 @@ type replicaRun struct {
 	afterGC         memStatus // after the replica's own GC returned its free pages (GET /heap)
 	heap            replicaHeap
 	load            loadLog
-	memLimit        int64 // the Go memory limit it set from its container's (0: none)
+	memLimit        int64         // the Go memory limit it set from its container's (0: none)
+	verified        time.Duration // ready → every license verified (orgs_unverified 0)
 }
 
 // replicaOpts are how a replica process is started.
@@ -197,8 +198,8 @@ func (r *runner) addStart(n int, variant string, run, empty replicaRun) {
 	if r.cfg.Gatekeeper != "" {
 		afterGC, heapKind = "", "its heap (go_memstats_heap_alloc_bytes)"
 	}
-	r.add(fmt.Sprintf("replica RSS steady (%s after ready, %d decisions), %s", fmtDur(r.steadyAfter()), steadyDecisions, what), fmtBytes(float64(run.steady.RSS)),
-		fmt.Sprintf("empty stream %s; peak (VmHWM) %s%s", fmtBytes(float64(empty.steady.RSS)), fmtBytes(float64(run.steady.HWM)), afterGC),
+	r.add(fmt.Sprintf("replica RSS steady (every license verified, ≥ %s after ready, %d decisions), %s", fmtDur(r.steadyAfter()), steadyDecisions, what), fmtBytes(float64(run.steady.RSS)),
+		fmt.Sprintf("empty stream %s; peak (VmHWM) %s%s; every license verified %s after ready", fmtBytes(float64(empty.steady.RSS)), fmtBytes(float64(run.steady.HWM)), afterGC, fmtDur(run.verified)),
 		float64(run.steady.RSS)/float64(empty.steady.RSS), fmt.Sprintf("≤ %s (%s)", fmtBytes(float64(rssTarget)), at), ptr(run.steady.RSS <= rssTarget))
 	perOrg := float64(run.steady.RSS-empty.steady.RSS) / float64(n)
 	heapPerOrg := float64(int64(run.heap.HeapAlloc)-int64(empty.heap.HeapAlloc)) / float64(n)
@@ -253,10 +254,8 @@ func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, n i
 			return run, err
 		}
 	}
-	select {
-	case <-time.After(time.Until(readyAt.Add(r.steadyAfter()))):
-	case <-ctx.Done():
-		return run, ctx.Err()
+	if run.verified, err = r.awaitSteady(ctx, base+"/readyz", readyAt); err != nil {
+		return run, err
 	}
 	if run.steady, err = p.memory(); err != nil {
 		return run, err
@@ -336,4 +335,40 @@ func (r *runner) replicaKind() string {
 		return "the gatekeeper binary"
 	}
 	return "ledger bench-replica (the gatekeeper's packages in the ledger binary: about 16 MiB more at rest than the gatekeeper)"
+}
+
+// awaitSteady waits until a replica ready at readyAt is steady: its
+// background verification ended (/readyz orgs_unverified 0) and
+// steadyAfter passed since ready, and a second after the verification
+// (it hands its memory back then). It returns how long after ready every
+// license was verified.
+func (r *runner) awaitSteady(ctx context.Context, readyz string, readyAt time.Time) (time.Duration, error) {
+	var verified time.Duration
+	for {
+		var h struct {
+			Unverified *int `json:"orgs_unverified"`
+		}
+		if err := getJSON(ctx, readyz, &h); err != nil {
+			return 0, err
+		}
+		if h.Unverified == nil {
+			return 0, fmt.Errorf("%s: no orgs_unverified", readyz)
+		}
+		if *h.Unverified == 0 {
+			verified = time.Since(readyAt)
+			break
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	until := readyAt.Add(max(r.steadyAfter(), verified+time.Second))
+	select {
+	case <-time.After(time.Until(until)):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return verified, nil
 }
