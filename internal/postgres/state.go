@@ -1,8 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -189,19 +192,56 @@ func ReadSnapshot(ctx context.Context, pool *pgxpool.Pool, name string, trust pr
 		revoked[org][id] = uint64(s)
 	}
 	rows.Close()
-	var all []projection.Row
-	if err := ReadRows(ctx, tx, func(r projection.Row) error { all = append(all, r); return nil }); err != nil {
-		return snap, err
+	// Rows become states on every core as they are read (a replica loads
+	// a million of them at start), never all held as rows at once.
+	workers := runtime.GOMAXPROCS(0)
+	batches := make(chan []projection.Row, 2*workers)
+	var mu sync.Mutex
+	var convErr error
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				states := make([]*license.OrgState, 0, len(b))
+				for _, r := range b {
+					st, err := stateFromRow(ctx, r, revoked[r.OrgSlug], trust, pending)
+					if err != nil {
+						mu.Lock()
+						convErr = cmp.Or(convErr, err)
+						mu.Unlock()
+						break
+					}
+					states = append(states, st)
+				}
+				mu.Lock()
+				snap.States = append(snap.States, states...)
+				mu.Unlock()
+			}
+		}()
 	}
-	for _, r := range all {
-		st, err := stateFromRow(ctx, r, revoked[r.OrgSlug], trust, pending)
-		if err != nil {
-			return snap, err
+	batch := make([]projection.Row, 0, snapshotBatch)
+	err = ReadRows(ctx, tx, func(r projection.Row) error {
+		if batch = append(batch, r); len(batch) == snapshotBatch {
+			batches <- batch
+			batch = make([]projection.Row, 0, snapshotBatch)
 		}
-		snap.States = append(snap.States, st)
+		return nil
+	})
+	if len(batch) > 0 {
+		batches <- batch
+	}
+	close(batches)
+	wg.Wait()
+	if err = cmp.Or(err, convErr); err != nil {
+		return Snapshot{}, err
 	}
 	return snap, nil
 }
+
+// snapshotBatch is how many rows ReadSnapshot hands a core at once.
+const snapshotBatch = 1024
 
 func pendingGrace(ctx context.Context, up events.Uploaded, org string, upTo uint64, pending PendingGrace) (int, error) {
 	if l, err := license.Decode([]byte(up.Key)); err == nil && l.Payload != nil && l.Payload.GraceDays != nil {
