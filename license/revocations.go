@@ -32,6 +32,7 @@ type revocationSet struct {
 	recent  []revokedID
 	claimed *atomic.Int64 // slots of recent's array in use by some set
 	n       int           // distinct ids
+	newest  revokedID     // the last revocation added
 }
 
 type revokedID struct {
@@ -97,13 +98,13 @@ func (r Revocations) With(id string, v Revocation) Revocations {
 		e := revokedID{id, v}
 		if cur.claimed != nil && k < cap(cur.recent) && cur.claimed.CompareAndSwap(int64(k), int64(k+1)) {
 			recent := append(cur.recent, e) // into the slot just claimed
-			return Revocations{&revocationSet{base: cur.base, recent: recent, claimed: cur.claimed, n: n}}
+			return Revocations{&revocationSet{base: cur.base, recent: recent, claimed: cur.claimed, n: n, newest: e}}
 		}
 		recent := make([]revokedID, k, max(2*k, 4))
 		copy(recent, cur.recent)
 		claimed := new(atomic.Int64)
 		claimed.Store(int64(k + 1))
-		return Revocations{&revocationSet{base: cur.base, recent: append(recent, e), claimed: claimed, n: n}}
+		return Revocations{&revocationSet{base: cur.base, recent: append(recent, e), claimed: claimed, n: n, newest: e}}
 	}
 	base := make(map[string]Revocation, n)
 	maps.Copy(base, cur.base)
@@ -111,7 +112,16 @@ func (r Revocations) With(id string, v Revocation) Revocations {
 		base[e.id] = e.Revocation
 	}
 	base[id] = v
-	return Revocations{&revocationSet{base: base, n: n}}
+	return Revocations{&revocationSet{base: base, n: n, newest: revokedID{id, v}}}
+}
+
+// Newest returns the revocation With added last (none for a set made by
+// NewRevocations alone).
+func (r Revocations) Newest() (string, Revocation, bool) {
+	if r.s == nil || r.s.newest.id == "" {
+		return "", Revocation{}, false
+	}
+	return r.s.newest.id, r.s.newest.Revocation, true
 }
 
 // All yields every revoked id with its revocation, in no particular order.

@@ -21,6 +21,9 @@ func TestRevocationsAreImmutable(t *testing.T) {
 		v := license.Revocation{Seq: uint64(i + 1), Note: fmt.Sprint("note ", i)}
 		cur = cur.With(id, v)
 		m[id] = v
+		if nid, nv, ok := cur.Newest(); !ok || nid != id || nv != v {
+			t.Fatalf("Newest after %s: %s %v %v", id, nid, nv, ok)
+		}
 		sets, want = append(sets, cur), append(want, maps.Clone(m))
 		if i%7 == 0 { // a second state derived from the same parent
 			other := sets[len(sets)-1].With("other", license.Revocation{Seq: 9999})

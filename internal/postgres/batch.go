@@ -447,12 +447,11 @@ func foldOrg(trust projection.Trust, st *license.OrgState, msgs []*events.Messag
 		case projection.Invalid:
 			f.skipped = append(f.skipped, skippedEvent{m.Seq, m.Subject, err})
 		case projection.Applied:
-			if m.Type() == events.TypeInvalidated {
-				var d events.Invalidated
-				m.Envelope.DecodeData(&d)
+			// An invalidation's license id, as the fold read it.
+			if id, r, ok := n.Revoked.Newest(); ok && r.Seq == m.Seq && m.Type() == events.TypeInvalidated {
 				// The first revocation of a license id is the one kept.
-				if _, committed := st.Revoked.Get(d.LicenseID); !committed && !f.revokes(d.LicenseID, &seen) {
-					f.revoked = append(f.revoked, revocation{d.LicenseID, m.Seq})
+				if _, committed := st.Revoked.Get(id); !committed && !f.revokes(id, &seen) {
+					f.revoked = append(f.revoked, revocation{id, m.Seq})
 				}
 			}
 		}
