@@ -46,7 +46,7 @@ type revokedID struct {
 // history (the newest are appended in place).
 func recentMax(n int) int {
 	k := 32
-	for k*k < n {
+	for k*k < 4*n {
 		k *= 2
 	}
 	return k

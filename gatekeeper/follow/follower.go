@@ -760,7 +760,8 @@ func (f *Follower) changed(org string) {
 // for them.
 type changeQueue struct {
 	mu     sync.Mutex
-	orgs   map[string]struct{}
+	orgs   map[string]struct{} // kept and cleared, not made again per change
+	taken  []string
 	signal chan struct{} // capacity 1: "something queued"
 	once   sync.Once
 }
@@ -781,12 +782,17 @@ func (q *changeQueue) add(org string) {
 	}
 }
 
-func (q *changeQueue) take() map[string]struct{} {
+// take returns the queued orgs and empties the queue. The slice is
+// reused by the next take: only deliverChanges calls it.
+func (q *changeQueue) take() []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	m := q.orgs
-	q.orgs = nil
-	return m
+	q.taken = q.taken[:0]
+	for org := range q.orgs {
+		q.taken = append(q.taken, org)
+	}
+	clear(q.orgs)
+	return q.taken
 }
 
 // deliverChanges calls OnChange for queued orgs until ctx ends.
@@ -797,7 +803,7 @@ func (f *Follower) deliverChanges(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-f.changes.signal:
-			for org := range f.changes.take() {
+			for _, org := range f.changes.take() {
 				f.cfg.OnChange(org)
 			}
 		}
