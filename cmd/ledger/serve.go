@@ -171,6 +171,9 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	fol := newFollower(bus, svc, rm.trail, info, rm.from, log)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_lag",
 		Help: "Stream head minus the last sequence folded into the read model."}, func() float64 { return float64(fol.Lag()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_orgs_unverified",
+		Help: "Orgs whose license key this ledger has not verified yet (verified in the background after a start, and before any read)."},
+		func() float64 { return float64(svc.UnverifiedOrgs()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_stream_last_seq",
 		Help: "Stream head at the last check."}, func() float64 { return float64(fol.Head()) }))
 	mon := newStreamMonitor(bus, svc, c.Stream, c.Replicas, reg, log)
@@ -226,7 +229,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	api := httpapi.New(httpapi.Config{Service: svc, Tokens: tokens, Registry: reg, Logger: log, Audit: rm.reader,
 		StreamMsg: rm.streamLookups(bus),
 		Readiness: func(context.Context) httpapi.Readiness {
-			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.Lag(),
+			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.Lag(), OrgsUnverified: svc.UnverifiedOrgs(),
 				TokensFile: httpapi.ReportTokensFile(watcher.Status())}
 			if rm.projector != nil {
 				rd.ProjectorLag = rm.projector.Lag()

@@ -170,6 +170,13 @@ func TestServeUploadStatusRestart(t *testing.T) {
 	if rows, _ := res["rows_checked"].(float64); code != 200 || res["ok"] != true || rows < float64(len(rebuilt)) {
 		t.Fatalf("verify after the restart: %d %v", code, res)
 	}
+	// The restart verifies every key in the background: /readyz counts
+	// those left until none is.
+	waitFor(t, "every key verified after the restart", func() bool {
+		code, rd := l2.call("GET", "/readyz", "")
+		n, ok := rd["orgs_unverified"].(float64)
+		return code == 200 && ok && n == 0
+	})
 }
 
 // With NATS_URL the ledger uses the external server with the given

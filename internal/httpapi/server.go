@@ -30,6 +30,10 @@ type Readiness struct {
 	NATS         string `json:"nats"`          // ok | unavailable
 	Store        string `json:"store"`         // memory | postgres | loading
 	ProjectorLag uint64 `json:"projector_lag"` // stream head minus the last folded sequence
+	// OrgsUnverified counts the orgs whose license key this ledger has
+	// not verified yet (a start verifies them in the background; a read
+	// verifies what it returns first). It never makes the ledger unready.
+	OrgsUnverified int `json:"orgs_unverified"`
 	// Stream is "ok" when the stream's configuration is the contract's,
 	// else what differs (each field, expected and actual) and how to
 	// restore it; such a difference makes the ledger unready.

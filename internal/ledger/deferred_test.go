@@ -47,6 +47,9 @@ func TestDeferredVerificationNeverLeaksAnUnverifiedState(t *testing.T) {
 		}
 	}
 	svc.DeferVerification(false)
+	if n := svc.UnverifiedOrgs(); n != 3 {
+		t.Fatalf("%d orgs unverified after a deferred catch-up, want 3", n)
+	}
 
 	// Reads verify what they return.
 	if st := svc.State("acme"); st.Current == nil || st.Current.Err != nil || st.Unverified() {
@@ -61,6 +64,9 @@ func TestDeferredVerificationNeverLeaksAnUnverifiedState(t *testing.T) {
 	}
 	if n := svc.VerifyDeferred(ctx); n != 0 {
 		t.Fatalf("a second pass verified %d states", n)
+	}
+	if n := svc.UnverifiedOrgs(); n != 0 {
+		t.Fatalf("%d orgs unverified after VerifyDeferred", n)
 	}
 	if st := svc.State("globex"); st.Current == nil || st.Current.Err != nil {
 		t.Fatalf("globex: %+v", st.Current)

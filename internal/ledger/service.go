@@ -164,6 +164,26 @@ func (s *Service) VerifyDeferred(ctx context.Context) int {
 	return int(n.Load())
 }
 
+// UnverifiedOrgs counts the cached orgs whose license key is held
+// unverified (a start's catch-up; VerifyDeferred or a read verifies it).
+func (s *Service) UnverifiedOrgs() int {
+	s.mu.Lock()
+	entries := make([]*orgEntry, 0, len(s.orgs))
+	for _, e := range s.orgs {
+		entries = append(entries, e)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, e := range entries {
+		e.mu.Lock()
+		if e.state.Unverified() {
+			n++
+		}
+		e.mu.Unlock()
+	}
+	return n
+}
+
 // verifyBatch verifies the unverified states of entries, their signatures
 // together, and keeps each one whose entry did not move on meanwhile (a
 // read verifies a state that did). It returns how many it kept.
