@@ -9,9 +9,5 @@ import (
 
 // reverified returns st verified again under trust, in compact form.
 func (f *Follower) reverified(ctx context.Context, st *license.OrgState, trust projection.Trust) (*license.OrgState, error) {
-	full, err := projection.WithKeys(ctx, f.bus, st)
-	if err != nil {
-		return nil, err
-	}
-	return projection.Compact(projection.Reverify(trust, full)), nil
+	return projection.ReverifyFrom(ctx, f.bus, trust, st)
 }

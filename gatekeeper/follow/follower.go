@@ -694,12 +694,27 @@ func (f *Follower) Health() Health {
 // cannot be read keeps its previous verification (logged).
 func (f *Follower) Reverify() {
 	m := f.orgs.Load()
+	skipped, unreachable := 0, error(nil)
 	m.each(func(org string, e *entry) {
-		if err := f.reverifyOrg(m, org, e); err != nil {
+		if unreachable != nil {
+			skipped++
+			return
+		}
+		err := f.reverifyOrg(m, org, e)
+		switch {
+		case errors.Is(err, events.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
+			// Every other org would wait for the stream as long: stop.
+			// Withdrawn keys took effect all the same (ReverifyFrom).
+			unreachable = err
+		case err != nil:
 			f.log.Warn("license not verified again: the previous verification stays in force", "org", org, "err", err)
 		}
 		f.changed(org)
 	})
+	if unreachable != nil {
+		f.log.Error("the stream is out of reach: licenses not verified again keep their previous verification; reload the key ring again once NATS is back",
+			"orgs_left", skipped, "err", unreachable)
+	}
 	f.checkKeyring()
 }
 

@@ -6,7 +6,9 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -296,8 +298,16 @@ func (s *Service) Reverify(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	trust := s.verifying()
-	for _, e := range entries {
-		if err := s.reverify(ctx, e, trust); err != nil {
+	for i, e := range entries {
+		err := s.reverify(ctx, e, trust)
+		if errors.Is(err, events.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			// Every other org would wait for the stream as long: stop.
+			// Withdrawn keys took effect all the same (ReverifyFrom).
+			s.cfg.Logger.Error("the stream is out of reach: licenses not verified again keep their previous verification; reload the key ring again once NATS is back",
+				"orgs_left", len(entries)-i, "err", cmp.Or(ctx.Err(), err))
+			return
+		}
+		if err != nil {
 			s.cfg.Logger.Warn("license not verified again: the previous verification stays in force", "org", s.orgOf(e), "err", err)
 		}
 	}
@@ -320,11 +330,10 @@ func (s *Service) reverify(ctx context.Context, e *orgEntry, trust projection.Tr
 		if st.Unverified() { // verified under the trust of its first read
 			return nil
 		}
-		full, err := projection.WithKeys(ctx, s.store, st)
+		n, err := projection.ReverifyFrom(ctx, s.store, trust, st)
 		if err != nil {
 			return err
 		}
-		n := projection.Compact(projection.Reverify(trust, full))
 		e.mu.Lock()
 		kept := e.state == st
 		if kept {
@@ -340,11 +349,11 @@ func (s *Service) reverify(ctx context.Context, e *orgEntry, trust projection.Tr
 	if e.state.Unverified() {
 		return nil
 	}
-	full, err := projection.WithKeys(ctx, s.store, e.state)
+	n, err := projection.ReverifyFrom(ctx, s.store, trust, e.state)
 	if err != nil {
 		return err
 	}
-	e.state = projection.Compact(projection.Reverify(trust, full))
+	e.state = n
 	return nil
 }
 

@@ -18,7 +18,7 @@ import (
 // license keeps its kid, fingerprint and payload, with the payload's
 // repeated values (tier, products, features, install id) shared between
 // orgs and its org slug shared with the state. The key is read back from
-// the stream (WithKeys) — the upload event at the slot's sequence, or the
+// the stream (ReverifyFrom) — the upload event at the slot's sequence, or the
 // org's subject for a slot loaded from PostgreSQL — when a license must
 // be verified again (a key ring reload, the install id adopted).
 
@@ -135,35 +135,13 @@ func Keyless(s *license.Slot) bool {
 	return s != nil && s.Key == "" && s.License != nil && s.License.Fingerprint != ""
 }
 
-// KeySource reads an org's subject back: what WithKeys needs of the
+// KeySource reads an org's subject back: what ReverifyFrom needs of the
 // stream.
 type KeySource interface {
 	// Next returns the first message on subject at or after seq, or nil.
 	Next(ctx context.Context, subject string, seq uint64) (*events.Message, error)
 	// ReadSubject calls fn for messages on subject in (after, upTo], in order.
 	ReadSubject(ctx context.Context, subject string, after, upTo uint64, fn func(*events.Message) error) error
-}
-
-// WithKeys returns st with the key text of its compact slots read back
-// from src.
-func WithKeys(ctx context.Context, src KeySource, st *license.OrgState) (*license.OrgState, error) {
-	if !Keyless(st.Current) && !Keyless(st.Pending) {
-		return st, nil
-	}
-	c := *st
-	for _, p := range []**license.Slot{&c.Current, &c.Pending} {
-		if !Keyless(*p) {
-			continue
-		}
-		key, err := keyOf(ctx, src, st, *p)
-		if err != nil {
-			return nil, err
-		}
-		s := **p
-		s.Key = key
-		*p = &s
-	}
-	return &c, nil
 }
 
 // keyOf reads the key of slot s of st back from the stream: the upload
@@ -208,4 +186,35 @@ func uploadedKey(m *events.Message, s *license.Slot) (string, bool) {
 		return "", false
 	}
 	return d.Key, true
+}
+
+// ReverifyFrom returns st verified again under trust, in compact form,
+// reading from src the key text of compact slots (Keyless). A compact slot
+// whose kid trust no longer holds is unknown_key at once, without reading
+// anything: a vendor key withdrawn from the ring takes effect even while
+// the stream is out of reach.
+func ReverifyFrom(ctx context.Context, src KeySource, trust Trust, st *license.OrgState) (*license.OrgState, error) {
+	n := st.Clone()
+	for _, p := range []**license.Slot{&n.Current, &n.Pending} {
+		s := *p
+		if s == nil {
+			continue
+		}
+		c := *s
+		if Keyless(s) {
+			if _, trusted := trust.Ring.Key(s.License.Kid); !trusted {
+				c.Held = license.Held{License: s.License, Err: trust.Ring.Check(s.License, license.Expect{}), GraceDays: s.GraceDays}
+				*p = &c
+				continue
+			}
+			key, err := keyOf(ctx, src, st, s)
+			if err != nil {
+				return nil, err
+			}
+			c.Key = key
+		}
+		verify(&c, trust, st.Org, c.GraceDays)
+		*p = &c
+	}
+	return Compact(n), nil
 }
