@@ -151,3 +151,27 @@ func upload(ctx context.Context, svc *ledger.Service, v *vendor, org string) (le
 	}
 	return svc.Upload(ctx, ledger.Upload{Org: org, Body: []byte(lic.Key), Actor: operator, Source: events.SourceAPI})
 }
+
+// enforcingInstall is a new vendor, a stream on a server of its own and a
+// ledger on it whose install enforces: every decision reads the org's
+// state and denies an org without a valid license. The caller closes the
+// server.
+func enforcingInstall(ctx context.Context) (*vendor, *natsEnv, *ledger.Service, error) {
+	v, err := newVendor()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ne, err := startNATS(ctx, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	svc, err := newService(ctx, ne, v)
+	if err == nil {
+		_, err = svc.SetEnforcement(ctx, operator, events.EnforceOn)
+	}
+	if err != nil {
+		ne.close()
+		return nil, nil, nil, err
+	}
+	return v, ne, svc, nil
+}

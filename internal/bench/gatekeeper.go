@@ -62,32 +62,14 @@ func (r *runner) gatekeeperProcess(ctx context.Context, ne *natsEnv, v *vendor, 
 	if err := getJSON(ctx, adminBase+"/readyz", &health); err != nil {
 		return run, err
 	}
-	if run.orgs = health.Orgs; run.orgs < n {
-		return run, fmt.Errorf("ready with %d orgs, want %d", run.orgs, n)
-	}
-	if n > 0 {
-		if err := decideRandom(ctx, "http://127.0.0.1:"+strconv.Itoa(authz)+"/authz", n, steadyDecisions); err != nil {
-			return run, err
-		}
-	}
-	if run.verified, err = r.awaitSteady(ctx, adminBase+"/readyz", readyAt); err != nil {
-		return run, err
-	}
-	if run.steady, err = p.memory(); err != nil {
-		return run, err
-	}
-	run.afterGC = run.steady
-	if run.heap.HeapAlloc, err = metricValue(ctx, adminBase+"/metrics", "go_memstats_heap_alloc_bytes"); err != nil {
-		return run, err
-	}
-	if err := p.stop(30 * time.Second); err != nil {
-		return run, fmt.Errorf("stop: %w", err)
-	}
-	run.load, _ = parseLoadLog(p.stderr.String())
-	run.memLimit = parseMemLimitLog(p.stderr.String())
-	r.progress("start: gatekeeper with %d orgs ready in %s (follower %s from %s), RSS %s → %s", run.orgs, fmtDur(run.ready), fmtDur(run.load.Took),
-		run.load.From, fmtBytes(float64(run.atReady.RSS)), fmtBytes(float64(run.steady.RSS)))
-	return run, nil
+	run.orgs = health.Orgs
+	return r.measureReady(ctx, p, run, readyAt, n, "http://127.0.0.1:"+strconv.Itoa(authz)+"/authz", adminBase+"/readyz",
+		func(run *replicaRun) error {
+			run.afterGC = run.steady
+			var err error
+			run.heap.HeapAlloc, err = metricValue(ctx, adminBase+"/metrics", "go_memstats_heap_alloc_bytes")
+			return err
+		})
 }
 
 // metricValue reads one unlabelled sample from a Prometheus text page.

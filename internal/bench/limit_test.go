@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
 
@@ -42,22 +41,11 @@ func TestReplicaUnderContainerMemoryLimit(t *testing.T) {
 	const orgs = 20_000
 	ctx := context.Background()
 	bins := proctest.Build(t, t.TempDir(), proctest.Ledger, proctest.Gatekeeper)
-	v, err := newVendor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ne, err := startNATS(ctx, false)
+	v, ne, _, err := enforcingInstall(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ne.close()
-	svc, err := newService(ctx, ne, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.SetEnforcement(ctx, operator, events.EnforceOn); err != nil {
-		t.Fatal(err)
-	}
 	if err := fillStream(ctx, ne, v, orgs, orgs); err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/licenseledger/ledger/internal/events"
 )
 
 func TestParseReplicaLines(t *testing.T) {
@@ -70,22 +68,11 @@ func (s *syncBuffer) String() string {
 // org loaded, decides through /authz, and answers /readyz and /heap.
 func TestRunReplica(t *testing.T) {
 	ctx := context.Background()
-	v, err := newVendor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ne, err := startNATS(ctx, false)
+	v, ne, svc, err := enforcingInstall(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ne.close()
-	svc, err := newService(ctx, ne, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.SetEnforcement(ctx, operator, events.EnforceOn); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := upload(ctx, svc, v, "acme"); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/postgres"
 )
 
@@ -93,24 +92,11 @@ func (r *runner) startFigure(ctx context.Context) error {
 		return errNoExecutable
 	}
 	n := r.startOrgs()
-	v, err := newVendor()
-	if err != nil {
-		return err
-	}
-	ne, err := startNATS(ctx, false)
+	v, ne, _, err := enforcingInstall(ctx)
 	if err != nil {
 		return err
 	}
 	defer ne.close()
-	// An install that enforces: every decision reads the org's state and
-	// denies an org without a valid license.
-	svc, err := newService(ctx, ne, v)
-	if err != nil {
-		return err
-	}
-	if _, err := svc.SetEnforcement(ctx, operator, events.EnforceOn); err != nil {
-		return err
-	}
 	r.progress("start: a replica on the stream before any org (reference)")
 	empty, err := r.replicaProcess(ctx, ne, v, 0, replicaOpts{variant: "empty"})
 	if err != nil {
@@ -245,25 +231,41 @@ func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, n i
 	if err != nil {
 		return run, err
 	}
-	if run.orgs = rl.Orgs; run.orgs < n {
-		return run, fmt.Errorf("ready with %d orgs, want %d", rl.Orgs, n)
-	}
+	run.orgs = rl.Orgs
 	base := "http://" + rl.Addr
+	return r.measureReady(ctx, p, run, readyAt, n, base+"/authz", base+"/readyz", func(run *replicaRun) error {
+		if err := getJSON(ctx, base+"/heap", &run.heap); err != nil {
+			return err
+		}
+		var err error
+		run.afterGC, err = p.memory()
+		return err
+	})
+}
+
+// measureReady takes a replica process p, ready at readyAt holding
+// run.orgs orgs, to steady and stops it: steadyDecisions decisions through
+// authz, its memory once readyz says every key was verified and
+// steadyAfter passed (awaitSteady), its heap (heap), and what its log
+// says of its load and memory limit.
+func (r *runner) measureReady(ctx context.Context, p *proc, run replicaRun, readyAt time.Time, n int, authz, readyz string,
+	heap func(*replicaRun) error) (replicaRun, error) {
+	if run.orgs < n {
+		return run, fmt.Errorf("ready with %d orgs, want %d", run.orgs, n)
+	}
 	if n > 0 {
-		if err := decideRandom(ctx, base+"/authz", n, steadyDecisions); err != nil {
+		if err := decideRandom(ctx, authz, n, steadyDecisions); err != nil {
 			return run, err
 		}
 	}
-	if run.verified, err = r.awaitSteady(ctx, base+"/readyz", readyAt); err != nil {
+	var err error
+	if run.verified, err = r.awaitSteady(ctx, readyz, readyAt); err != nil {
 		return run, err
 	}
 	if run.steady, err = p.memory(); err != nil {
 		return run, err
 	}
-	if err := getJSON(ctx, base+"/heap", &run.heap); err != nil {
-		return run, err
-	}
-	if run.afterGC, err = p.memory(); err != nil {
+	if err := heap(&run); err != nil {
 		return run, err
 	}
 	if err := p.stop(30 * time.Second); err != nil {
@@ -271,8 +273,8 @@ func (r *runner) replicaProcess(ctx context.Context, ne *natsEnv, v *vendor, n i
 	}
 	run.load, _ = parseLoadLog(p.stderr.String())
 	run.memLimit = parseMemLimitLog(p.stderr.String())
-	r.progress("start: %d orgs ready in %s (follower %s from %s), RSS %s → %s, %s after GC and FreeOSMemory", run.orgs, fmtDur(run.ready), fmtDur(run.load.Took),
-		run.load.From, fmtBytes(float64(run.atReady.RSS)), fmtBytes(float64(run.steady.RSS)), fmtBytes(float64(run.afterGC.RSS)))
+	r.progress("start: %d orgs ready in %s (follower %s from %s), RSS %s → %s, every key verified %s after ready", run.orgs, fmtDur(run.ready),
+		fmtDur(run.load.Took), run.load.From, fmtBytes(float64(run.atReady.RSS)), fmtBytes(float64(run.steady.RSS)), fmtDur(run.verified))
 	return run, nil
 }
 
