@@ -121,19 +121,24 @@ func Restore(ctx context.Context, conn *natsbus.Conn, dir string, progress func(
 	// No responder to the restore request means nothing started (a
 	// cluster whose JetStream API is moving after a stream's removal, or
 	// a leader change): ask again for a while, as the bus does for reads.
+	// A cluster that cannot place the stream yet (a metadata leader just
+	// elected that has not heard from every peer) is asked again too.
 	deadline := time.Now().Add(noResponderPatience)
 	var state *api.StreamState
-	for attempt := 0; ; attempt++ {
-		_, state, err = mgr.RestoreSnapshotFromDirectory(ctx, st.Stream, dir, opts...)
-		if !errors.Is(err, nats.ErrNoResponders) || !time.Now().Before(deadline) {
-			break
+	err = natsbus.RetryPlacement(ctx, func() error {
+		for attempt := 0; ; attempt++ {
+			var err error
+			_, state, err = mgr.RestoreSnapshotFromDirectory(ctx, st.Stream, dir, opts...)
+			if !errors.Is(err, nats.ErrNoResponders) || !time.Now().Before(deadline) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(min(25*time.Millisecond<<min(attempt, 6), time.Second)):
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return st, fmt.Errorf("restore of %s: %w", st.Stream, wrapJSM(err))
-		case <-time.After(min(25*time.Millisecond<<min(attempt, 6), time.Second)):
-		}
-	}
+	})
 	if err != nil {
 		return st, fmt.Errorf("restore of %s: %w", st.Stream, wrapJSM(err))
 	}

@@ -3,10 +3,12 @@ package natsbus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/natsembed"
 	"github.com/licenseledger/ledger/internal/testenv/natsroletest"
+	"github.com/licenseledger/ledger/internal/testenv/natstest"
 	"github.com/licenseledger/ledger/internal/testenv/proctest"
 )
 
@@ -282,3 +285,91 @@ func TestCheckListen(t *testing.T) {
 		t.Fatalf("embedded on 0.0.0.0 without TLS: %v", err)
 	}
 }
+
+// A replicated stream cannot be placed while its peers are offline to the
+// metadata leader, as to a leader just elected that has not heard from
+// them yet; ledger stream apply (and restore) ask again until they are
+// back instead of failing at the first refusal.
+func TestApplyStreamWaitsForPeersToReturn(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	var down []int
+	for i, srv := range c.Servers() {
+		if !srv.JetStreamIsLeader() {
+			down = append(down, i)
+		}
+	}
+	for _, i := range down {
+		c.StopServer(i)
+	}
+	// Until the metadata leader counts the nodes as offline it places on them.
+	deadline := time.Now().Add(20 * time.Second)
+	for !metaLeaderSees(c, 1) {
+		if time.Now().After(deadline) {
+			t.Fatal("the metadata leader still counts the stopped nodes as peers")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin := c.Connect(t, natsauth.RoleAdmin)
+	js, _ := jetstream.New(admin)
+
+	// What the cluster answers meanwhile: a placement refusal.
+	_, err := js.CreateStream(ctx, natsbus.StreamConfig("LICENSES", 3))
+	if !natsbus.PlacementPending(err) {
+		t.Fatalf("creating an R3 stream with two peers offline: %v, want a placement refusal", err)
+	}
+	t.Logf("refused: %v", err)
+
+	var restarted sync.WaitGroup
+	for _, i := range down {
+		restarted.Go(func() {
+			time.Sleep(time.Second)
+			c.RestartServer(t, i)
+		})
+	}
+	start := time.Now()
+	res, err := natsbus.NewConn(admin).ApplyStream(ctx, "LICENSES", 3, false)
+	restarted.Wait()
+	if err != nil || !res.Created {
+		t.Fatalf("apply while the peers come back: %+v, %v", res, err)
+	}
+	if res.Info.Replicas != 3 {
+		t.Fatalf("created with %d replicas, want 3", res.Info.Replicas)
+	}
+	t.Logf("created %s after the refusal, once the peers were back", time.Since(start).Round(time.Millisecond))
+}
+
+func metaLeaderSees(c *natstest.Cluster, peers int) bool {
+	for _, srv := range c.Servers() {
+		if srv != nil && srv.JetStreamIsLeader() {
+			return len(srv.JetStreamClusterPeers()) == peers
+		}
+	}
+	return false
+}
+
+func TestPlacementPending(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&jetstream.APIError{Code: 503, ErrorCode: 10005, Description: "no suitable peers for placement"}, true},
+		{fmt.Errorf("restore: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008}), true},
+		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamNameInUse}, false},
+		{codedError(10005), true},
+		{codedError(10059), false},
+		{nats.ErrTimeout, false},
+		{nil, false},
+	} {
+		if got := natsbus.PlacementPending(tc.err); got != tc.want {
+			t.Errorf("PlacementPending(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// codedError reports its code as jsm.go's API errors do.
+type codedError uint16
+
+func (e codedError) Error() string         { return fmt.Sprintf("nats error %d", uint16(e)) }
+func (e codedError) NatsErrorCode() uint16 { return uint16(e) }

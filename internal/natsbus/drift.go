@@ -101,6 +101,49 @@ func onlyUpgrades(drift []events.ConfigField) bool {
 // answered: the refusal is recognised when it times out.
 const applyTimeout = 10 * time.Second
 
+// placementPatience bounds how long a stream's creation or restore asks
+// again while the cluster cannot place it yet.
+const placementPatience = 15 * time.Second
+
+// PlacementPending reports whether err is the JetStream API's answer of a
+// cluster that cannot place a stream yet but may in a moment: no suitable
+// peers (10005: a metadata leader just elected has not heard from every
+// peer) or a cluster temporarily unavailable (10008). It knows nats.go's
+// jetstream.APIError and any error that reports its code the way jsm.go's
+// does (NatsErrorCode).
+func PlacementPending(err error) bool {
+	var code uint16
+	var apiErr *jetstream.APIError
+	var coded interface{ NatsErrorCode() uint16 }
+	switch {
+	case errors.As(err, &apiErr):
+		code = uint16(apiErr.ErrorCode)
+	case errors.As(err, &coded):
+		code = coded.NatsErrorCode()
+	default:
+		return false
+	}
+	return code == 10005 || code == 10008
+}
+
+// RetryPlacement runs do until it returns an error other than
+// PlacementPending, for at most placementPatience or ctx, backing off
+// from 50 ms to 1 s. It returns do's last error.
+func RetryPlacement(ctx context.Context, do func() error) error {
+	deadline := time.Now().Add(placementPatience)
+	for attempt := 0; ; attempt++ {
+		err := do()
+		if !PlacementPending(err) || !time.Now().Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(min(50*time.Millisecond<<min(attempt, 5), time.Second)):
+		}
+	}
+}
+
 // ApplyResult says what ApplyStream did.
 type ApplyResult struct {
 	// Created: the stream did not exist and now has the contract's
@@ -134,9 +177,13 @@ func (c *Conn) ApplyStream(ctx context.Context, name string, replicas int, upgra
 	}
 	s, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		rctx, cancel := context.WithTimeout(ctx, applyTimeout)
-		s, err = js.CreateStream(rctx, StreamConfig(name, replicas))
-		cancel()
+		err = RetryPlacement(ctx, func() error {
+			rctx, cancel := context.WithTimeout(ctx, applyTimeout)
+			defer cancel()
+			var err error
+			s, err = js.CreateStream(rctx, StreamConfig(name, replicas))
+			return err
+		})
 		if err == nil {
 			return ApplyResult{Created: true, Info: infoOf(s.CachedInfo())}, nil
 		}

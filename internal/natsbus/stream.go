@@ -120,7 +120,11 @@ func infoOf(si *jetstream.StreamInfo) StreamInfo {
 func EnsureStream(ctx context.Context, js jetstream.JetStream, name string, replicas int) (jetstream.Stream, StreamInfo, error) {
 	s, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = js.CreateStream(ctx, StreamConfig(name, replicas))
+		err = RetryPlacement(ctx, func() error {
+			var err error
+			s, err = js.CreateStream(ctx, StreamConfig(name, replicas))
+			return err
+		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			s, err = js.Stream(ctx, name)
 		}
