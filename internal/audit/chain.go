@@ -69,6 +69,9 @@ type Record struct {
 	Raw        []byte
 	PrevHash   Hash
 	Hash       Hash
+	// Tree is the record's tree_hashes (see Tree): nil when the store has
+	// none for it, which Verify reports.
+	Tree []byte
 
 	// What a store keeps beside the chained columns, for Verify. Envelope
 	// is the store's parsed copy of Raw as JSON text (PostgreSQL's envelope
@@ -88,5 +91,23 @@ func NewRecord(m *events.Message, prev Hash, recordedAt time.Time) Record {
 	if e := m.Envelope; e != nil {
 		r.EventID, r.ActorKind, r.ActorID, r.At = e.ID, e.Actor.Kind, e.Actor.ID, e.At.Time
 	}
+	return r
+}
+
+// Chain is a writer's position on the trail: the chain head and the tree.
+// Its Append makes each record with its hash and tree_hashes.
+type Chain struct {
+	Head Hash
+	Tree *Tree
+}
+
+// NewChain returns the position before the first record.
+func NewChain() *Chain { return &Chain{Tree: NewTree()} }
+
+// Append returns the record of m, the next message, and moves on.
+func (c *Chain) Append(m *events.Message, recordedAt time.Time) Record {
+	r := NewRecord(m, c.Head, recordedAt)
+	r.Tree = c.Tree.Append(m.Raw)
+	c.Head = r.Hash
 	return r
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
 	"strings"
 	"sync"
@@ -42,6 +43,14 @@ type Memory struct {
 	strs   strtab
 	odd    map[uint64]*oddFields // by seq: what an entry cannot hold
 	resets uint64                // Reset calls: a scan spanning one fails
+
+	// The Merkle tree: its right edge, and each block's records'
+	// tree_hashes end to end (64 bytes a record on average). treeErr,
+	// once set, is why the trail has no tree (a sequence that is not the
+	// next leaf's): every tree read returns it.
+	tree    *Tree
+	hashes  [][]byte
+	treeErr error
 }
 
 // blockLen is how many entries a block holds: the trail grows a block at
@@ -54,7 +63,7 @@ const blockLen = 1024
 // (oddFields), as are an event id not in canonical form and an event time
 // out of int64 nanoseconds' range. Records of invalid messages have no
 // event id, actor or time. A tree hash per record, when the trail gets
-// one, would go in a block beside the entries.
+// one, is in a block beside the entries (Memory.hashes).
 type entry struct {
 	seq      uint64
 	hash     Hash
@@ -85,7 +94,7 @@ type oddFields struct {
 }
 
 // NewMemory returns an empty trail whose message bytes src reads back.
-func NewMemory(src Source) *Memory { return &Memory{src: src} }
+func NewMemory(src Source) *Memory { return &Memory{src: src, tree: NewTree()} }
 
 // Append records m. Messages must arrive in stream order without gaps
 // beyond what the stream itself has (deleted sequences cannot occur: the
@@ -109,11 +118,75 @@ func (a *Memory) Append(m *events.Message, now time.Time) error {
 	}
 	if a.n%blockLen == 0 {
 		a.blocks = append(a.blocks, new([blockLen]entry))
+		a.hashes = append(a.hashes, make([]byte, 0, blockTreeBytes))
 	}
 	*a.at(a.n) = e
+	a.appendTree(m)
 	a.n++
 	a.head = e.hash
 	return nil
+}
+
+// blockTreeBytes is the most a block's tree_hashes take: 2·blockLen
+// hashes, and one more per level above the block.
+const blockTreeBytes = HashSize * (2*blockLen + 64)
+
+// appendTree adds m's leaf to the tree and its tree_hashes to the block.
+func (a *Memory) appendTree(m *events.Message) {
+	if a.treeErr != nil {
+		return
+	}
+	if want := a.tree.Size() + 1; m.Seq != want {
+		a.treeErr = fmt.Errorf("audit: no Merkle tree: record %d where leaf %d wants record %d", m.Seq, want-1, want)
+		return
+	}
+	b := &a.hashes[a.n/blockLen]
+	*b = append(*b, a.tree.Append(m.Raw)...)
+}
+
+// treeHashes returns the i-th entry's tree_hashes (nil without a tree).
+func (a *Memory) treeHashes(i int) []byte {
+	if a.treeErr != nil {
+		return nil
+	}
+	first := i - i%blockLen
+	off := nodesBefore(uint64(i)) - nodesBefore(uint64(first))
+	end := off + TreeHashesLen(uint64(i)+1)
+	return a.hashes[i/blockLen][off:end:end]
+}
+
+// nodesBefore is the offset of leaf i's tree_hashes in all of them end
+// to end: the hashes of the 2i - popcount(i) perfect subtrees of the
+// first i leaves.
+func nodesBefore(i uint64) int {
+	return HashSize * int(2*i-uint64(bits.OnesCount64(i)))
+}
+
+// TreeRows implements TreeRows.
+func (a *Memory) TreeRows(_ context.Context, seqs []uint64) (map[uint64][]byte, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.treeErr != nil {
+		return nil, a.treeErr
+	}
+	out := make(map[uint64][]byte, len(seqs))
+	for _, seq := range seqs {
+		if seq >= 1 && seq <= uint64(a.n) {
+			out[seq] = a.treeHashes(int(seq - 1))
+		}
+	}
+	return out, nil
+}
+
+// TreeSize returns the number of leaves and the root hash of the tree
+// over the whole trail.
+func (a *Memory) TreeSize() (uint64, Hash, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.treeErr != nil {
+		return 0, Hash{}, a.treeErr
+	}
+	return a.tree.Size(), a.tree.Root(), nil
 }
 
 // entryOf is NewRecord in the compact form.
@@ -193,6 +266,7 @@ func (a *Memory) Reset() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.blocks, a.n, a.head, a.strs, a.odd = nil, 0, Zero, strtab{}, nil
+	a.tree, a.hashes, a.treeErr = NewTree(), nil, nil
 	a.resets++
 }
 
@@ -223,7 +297,7 @@ func (a *Memory) search(after uint64) int {
 func (a *Memory) record(i int) Record {
 	e := a.at(i)
 	r := Record{Seq: e.seq, Org: a.strs.str(e.org), Type: a.strs.str(e.typ),
-		RecordedAt: time.Unix(0, e.recorded), PrevHash: a.prev(i), Hash: e.hash}
+		RecordedAt: time.Unix(0, e.recorded), PrevHash: a.prev(i), Hash: e.hash, Tree: a.treeHashes(i)}
 	odd := a.odd[e.seq]
 	switch {
 	case e.flags&flagOrgSubject != 0:

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/licenseledger/ledger/internal/audit"
+	"github.com/licenseledger/ledger/internal/events"
 )
 
 // The tree is checked against RFC 6962 §2.1 as written, here, without the
@@ -241,5 +244,59 @@ func TestTreeProofsRefuseWhatTheyCannotProve(t *testing.T) {
 	cp, _ := audit.ConsistencyProof(ctx, fr, 20, 40)
 	if err := audit.VerifyConsistency(20, 40, cp, root20, froot); err == nil {
 		t.Error("a trail rewritten after record 15 is consistent with the published size 20")
+	}
+}
+
+// The in-memory trail keeps every record's tree_hashes across its blocks,
+// and proves from them what the records themselves prove.
+func TestMemoryTree(t *testing.T) {
+	ctx := context.Background()
+	const n = 2*1024 + 77
+	d := leaves(n)
+	msgs := make([]*events.Message, n)
+	for i := range msgs {
+		msgs[i] = events.Decode(events.AuditSubject("acme"), uint64(i+1), d[i])
+	}
+	mem := memoryOf(t, msgs)
+	_, want := grow(d)
+	got, err := mem.TreeRows(ctx, []uint64{1, 2, 1024, 1025, 2048, n, n + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{1, 2, 1024, 1025, 2048, n} {
+		if !bytes.Equal(got[seq], want[seq-1]) {
+			t.Fatalf("record %d: tree hashes differ", seq)
+		}
+	}
+	if _, ok := got[n+1]; ok {
+		t.Fatal("a record beyond the trail")
+	}
+	size, root, err := mem.TreeSize()
+	if err != nil || size != n || !bytes.Equal(root[:], rfcMTH(d)) {
+		t.Fatalf("TreeSize: %d %x %v", size, root, err)
+	}
+	for range 50 {
+		size := 1 + rand.Uint64N(n)
+		seq := 1 + rand.Uint64N(size)
+		p, err := audit.InclusionProof(ctx, mem, seq, size)
+		if err != nil || !equalHashes(p, rfcPath(int(seq-1), d[:size])) {
+			t.Fatalf("InclusionProof(%d, %d): %v", seq, size, err)
+		}
+	}
+	res := verify(t, mem, audit.VerifyOptions{})
+	if !res.OK || res.Rows != n {
+		t.Fatalf("verify: %+v", res)
+	}
+
+	// A trail whose sequences do not start at 1 has no tree, and says so.
+	gap := audit.NewMemory(audit.Messages(msgs[1:]))
+	if err := gap.Append(msgs[1], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := gap.TreeSize(); err == nil || !strings.Contains(err.Error(), "no Merkle tree") {
+		t.Fatalf("a trail from seq 2: %v", err)
+	}
+	if _, err := gap.TreeRows(ctx, []uint64{1}); err == nil {
+		t.Fatal("a trail from seq 2 gave tree hashes")
 	}
 }

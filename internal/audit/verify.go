@@ -179,7 +179,7 @@ func Verify(ctx context.Context, rd Reader, opts VerifyOptions) (Result, error) 
 		}
 		return verifyScoped(ctx, rd, opts)
 	}
-	v := &verifier{ctx: ctx, stream: opts.Stream}
+	v := &verifier{ctx: ctx, stream: opts.Stream, tree: NewTree()}
 	if opts.Digest != "" {
 		seq, h, err := ParseDigest(opts.Digest)
 		if err != nil {
@@ -214,6 +214,7 @@ type verifier struct {
 	head    Hash // hash of the last record that verified
 	headSeq uint64
 	rows    uint64
+	tree    *Tree // over the records that verified
 
 	// A hash mismatch waits for the next record to name its column.
 	pending              bool
@@ -261,6 +262,12 @@ func (v *verifier) check(r *Record) error {
 	}
 	if col := derivedMismatch(r, v.head); col != "" {
 		return v.fail(r.Seq, col)
+	}
+	// The record's stored tree_hashes are those the records before it
+	// and its bytes make (a failure ends the walk: the tree may go on
+	// holding the record).
+	if !bytes.Equal(v.tree.Append(r.Raw), r.Tree) {
+		return v.fail(r.Seq, ColTreeHashes)
 	}
 	if v.hasDigest && r.Seq == v.digestSeq {
 		v.digestSeen = true

@@ -47,12 +47,10 @@ func (s sliceReader) Head(context.Context) (uint64, audit.Hash, error) {
 // chain builds the records of msgs, each with its own copy of the bytes.
 func chain(msgs []*events.Message) sliceReader {
 	var out sliceReader
-	prev := audit.Zero
+	c := audit.NewChain()
 	for _, m := range msgs {
 		m := events.Decode(m.Subject, m.Seq, bytes.Clone(m.Raw))
-		r := audit.NewRecord(m, prev, base)
-		out = append(out, r)
-		prev = r.Hash
+		out = append(out, c.Append(m, base))
 	}
 	return out
 }
