@@ -227,7 +227,7 @@ func newPGTrail(t *testing.T) *pgTrail {
 		}
 		p.msgs = append(p.msgs, m)
 	}
-	p.insert(t, p.msgs, audit.Zero)
+	p.insert(t, p.msgs)
 	p.seedFile = filepath.Join(t.TempDir(), "reader.nk")
 	if err := os.WriteFile(p.seedFile, srv.ReaderSeed, 0o600); err != nil {
 		t.Fatal(err)
@@ -235,22 +235,22 @@ func newPGTrail(t *testing.T) *pgTrail {
 	return p
 }
 
-// insert chains msgs after prev into license_audit, with the append-only
-// triggers off (rows may be rewritten).
-func (p *pgTrail) insert(t *testing.T, msgs []*events.Message, prev audit.Hash) {
+// insert chains msgs into license_audit after the records of p.msgs
+// before them, with the append-only triggers off (rows may be rewritten).
+func (p *pgTrail) insert(t *testing.T, msgs []*events.Message) {
 	t.Helper()
+	c := audit.NewChain()
+	for _, m := range p.msgs[:msgs[0].Seq-1] {
+		c.Append(m, time.Now())
+	}
 	var rows [][]any
 	for _, m := range msgs {
-		r := audit.NewRecord(m, prev, time.Now())
-		prev = r.Hash
-		rows = append(rows, postgres.AuditRow(r))
+		rows = append(rows, postgres.AuditRow(c.Append(m, time.Now())))
 	}
 	ctx := context.Background()
 	p.sql(t, "ALTER TABLE license_audit DISABLE TRIGGER USER")
 	p.sql(t, "DELETE FROM license_audit WHERE seq >= $1", int64(msgs[0].Seq))
-	cols := []string{"seq", "event_id", "subject", "org_slug", "type", "actor_kind", "actor_id",
-		"occurred_at", "recorded_at", "envelope", "envelope_raw", "prev_hash", "hash"}
-	if _, err := p.pool.CopyFrom(ctx, pgx.Identifier{"license_audit"}, cols, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := p.pool.CopyFrom(ctx, pgx.Identifier{"license_audit"}, postgres.AuditColumns(), pgx.CopyFromRows(rows)); err != nil {
 		t.Fatal(err)
 	}
 	p.sql(t, "ALTER TABLE license_audit ENABLE TRIGGER USER")
@@ -301,18 +301,18 @@ func TestAuditCommandsThroughPostgres(t *testing.T) {
 	// only the stream shows the change.
 	forged := append([]*events.Message{}, p.msgs...)
 	forged[2] = events.Decode(p.msgs[2].Subject, 3, []byte(strings.Replace(string(p.msgs[2].Raw), "license_malformed", "license_forgotten", 1)))
-	p.insert(t, forged[2:], audit.NewRecord(p.msgs[1], audit.Next(audit.Zero, 1, p.msgs[0].Raw), time.Now()).Hash)
+	p.insert(t, forged[2:])
 	if _, out, _ := p.verify(t, "nats://"+strings.TrimPrefix(closedPort(t), "http://")); !strings.HasPrefix(out, "ok 7 ") {
 		t.Fatalf("a consistent rewrite, PostgreSQL alone: %q", out)
 	}
 	if code, out, _ := p.verify(t, p.natsURL); code != 1 || out != "mismatch at seq 3 (envelope_raw)\n" {
 		t.Fatalf("a consistent rewrite against the stream: %d %q", code, out)
 	}
-	p.insert(t, p.msgs[2:], audit.NewRecord(p.msgs[1], audit.Next(audit.Zero, 1, p.msgs[0].Raw), time.Now()).Hash)
+	p.insert(t, p.msgs[2:])
 
 	// A row PostgreSQL has and the stream never had.
 	extra := events.Decode("licenses.org.acme", 8, []byte(`{"not":"on the stream"}`))
-	p.insert(t, []*events.Message{extra}, head)
+	p.insert(t, []*events.Message{extra})
 	if code, out, _ := p.verify(t, p.natsURL); code != 1 || out != "mismatch at seq 8 (envelope_raw)\n" {
 		t.Fatalf("a row missing from the stream: %d %q", code, out)
 	}

@@ -53,11 +53,11 @@ func TestMigrateCommand(t *testing.T) {
 	env := map[string]string{"LEDGER_MIGRATE_DATABASE_URL": dsn, "LEDGER_DB_APP_ROLE": "", "LEDGER_DB_AUDITOR_ROLE": ""}
 
 	code, out, errOut := runCmd(t, env, "migrate", "status")
-	if code != 0 || !strings.Contains(out, "schema at version 0; 2 pending") {
+	if code != 0 || !strings.Contains(out, "schema at version 0; 3 pending") {
 		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCmd(t, env, "migrate") // up is the default
-	if code != 0 || !strings.Contains(out, "applied 00002_audit_append_only.sql") || !strings.Contains(out, "roles ledger_app (app) and ledger_auditor (auditor) granted") {
+	if code != 0 || !strings.Contains(out, "applied 00003_audit_tree.sql") || !strings.Contains(out, "roles ledger_app (app) and ledger_auditor (auditor) granted") {
 		t.Fatalf("up: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCmd(t, env, "migrate", "up")
@@ -80,11 +80,11 @@ func TestMigrateCommand(t *testing.T) {
 		t.Errorf("down with an audit row: exit %d, stdout %q, stderr %q; want 1 and the reason", code, out, errOut)
 	}
 	var version int64
-	if err := conn.QueryRow(ctx, "SELECT max(version_id) FROM ledger_schema_migrations").Scan(&version); err != nil || version != 2 {
+	if err := conn.QueryRow(ctx, "SELECT max(version_id) FROM ledger_schema_migrations").Scan(&version); err != nil || version != 3 {
 		t.Errorf("after the refused down: version %d, %v", version, err)
 	}
 	code, out, errOut = runCmd(t, env, "migrate", "status")
-	if code != 0 || !strings.Contains(out, "schema at version 2; 0 pending") {
+	if code != 0 || !strings.Contains(out, "schema at version 3; 0 pending") {
 		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
 	}
 }

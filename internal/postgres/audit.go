@@ -33,7 +33,12 @@ func NewAuditReader(pool *pgxpool.Pool) *AuditReader {
 // auditSelect reads NULL text columns (those of invalid messages) as "".
 const auditSelect = `SELECT seq, coalesce(event_id::text, ''), subject, coalesce(org_slug, ''), type,
 	coalesce(actor_kind, ''), coalesce(actor_id, ''), occurred_at, recorded_at, envelope::text,
-	envelope_raw, prev_hash, hash FROM license_audit`
+	envelope_raw, prev_hash, hash, ` + treeHashesColumn + ` FROM license_audit`
+
+// treeHashesColumn is a record's tree_hashes: its column, or, for a record
+// written before the tree existed, the row the ledger added for it in
+// license_audit_tree.
+const treeHashesColumn = `coalesce(tree_hashes, (SELECT t.tree_hashes FROM license_audit_tree t WHERE t.seq = license_audit.seq))`
 
 // Scan implements audit.Reader. Records carry the envelope column
 // (EnvelopeKept), so that audit.Verify checks it too.
@@ -114,7 +119,7 @@ func scanAuditRow(row pgx.Row) (audit.Record, error) {
 		prev, hash []byte
 	)
 	if err := row.Scan(&seq, &r.EventID, &r.Subject, &r.Org, &r.Type, &r.ActorKind, &r.ActorID, &occurred,
-		&r.RecordedAt, &envelope, &r.Raw, &prev, &hash); err != nil {
+		&r.RecordedAt, &envelope, &r.Raw, &prev, &hash, &r.Tree); err != nil {
 		return r, fmt.Errorf("audit: %w", err)
 	}
 	r.Seq = uint64(seq)
@@ -140,6 +145,27 @@ func scanAuditRow(row pgx.Row) (audit.Record, error) {
 		r.Unreadable = audit.ColHash
 	}
 	return r, nil
+}
+
+// TreeRows implements audit.TreeRows.
+func (a *AuditReader) TreeRows(ctx context.Context, seqs []uint64) (map[uint64][]byte, error) {
+	return readTreeRows(ctx, a.pool, seqs)
+}
+
+// TreeSize returns the number of records from seq 1 with tree hashes (the
+// projector's tree_size, at most its checkpoint) and the root hash of
+// their tree.
+func (a *AuditReader) TreeSize(ctx context.Context) (uint64, audit.Hash, error) {
+	var size int64
+	err := a.pool.QueryRow(ctx, `SELECT coalesce(max(least(tree_size, last_seq)), 0) FROM projection_checkpoints`).Scan(&size)
+	if errors.Is(err, pgx.ErrNoRows) {
+		size, err = 0, nil
+	}
+	if err != nil {
+		return 0, audit.Hash{}, fmt.Errorf("audit tree: %w", err)
+	}
+	root, err := audit.RootAt(ctx, a, uint64(size))
+	return uint64(size), root, err
 }
 
 // Head implements audit.Reader: the last row's seq and hash.

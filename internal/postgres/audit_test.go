@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -69,16 +70,13 @@ func insertAudit(t *testing.T, pool *pgxpool.Pool, msgs []*events.Message) []aud
 	t.Helper()
 	var recs []audit.Record
 	var rows [][]any
-	prev := audit.Zero
+	c := audit.NewChain()
 	for _, m := range msgs {
-		r := audit.NewRecord(m, prev, time.Now())
-		prev = r.Hash
+		r := c.Append(m, time.Now())
 		recs = append(recs, r)
 		rows = append(rows, AuditRow(r))
 	}
-	cols := []string{"seq", "event_id", "subject", "org_slug", "type", "actor_kind", "actor_id",
-		"occurred_at", "recorded_at", "envelope", "envelope_raw", "prev_hash", "hash"}
-	if _, err := pool.CopyFrom(testContext(t), pgx.Identifier{"license_audit"}, cols, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := pool.CopyFrom(testContext(t), pgx.Identifier{"license_audit"}, AuditColumns(), pgx.CopyFromRows(rows)); err != nil {
 		t.Fatal(err)
 	}
 	return recs
@@ -234,6 +232,8 @@ func TestVerifyPostgresTampering(t *testing.T) {
 		{"a short hash", `UPDATE license_audit SET hash = substring(hash from 1 for 31) WHERE seq = 7`, 7, audit.ColHash},
 		{"prev_hash", `UPDATE license_audit SET prev_hash = sha256(prev_hash) WHERE seq = 9`, 9, audit.ColPrevHash},
 		{"a deleted row", `DELETE FROM license_audit WHERE seq = 5`, 5, audit.ColSeq},
+		{"tree_hashes", `UPDATE license_audit SET tree_hashes = set_byte(tree_hashes, 40, get_byte(tree_hashes, 40) # 1) WHERE seq = 4`, 4, audit.ColTreeHashes},
+		{"tree_hashes removed", `UPDATE license_audit SET tree_hashes = NULL WHERE seq = 3`, 3, audit.ColTreeHashes},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			behindTheTriggers(t, pool, c.sql)
@@ -272,5 +272,92 @@ func TestAuditReaderUnavailable(t *testing.T) {
 	}
 	if _, _, err := reader.Head(context.Background()); err == nil {
 		t.Fatal("head on a closed pool succeeded")
+	}
+}
+
+// Records written by a release without the tree have no tree_hashes: the
+// projector computes theirs once, at start, into license_audit_tree (no
+// row is updated), and the trail then verifies and proves as if they had
+// been written with them.
+func TestTreeOfRecordsWrittenBeforeIt(t *testing.T) {
+	_, pool := migratedDB(t)
+	ctx := testContext(t)
+	msgs := auditFixture(t)
+	recs := insertAudit(t, pool, msgs[:7])
+	behindTheTriggers(t, pool, `UPDATE license_audit SET tree_hashes = NULL`) // as the previous release wrote them
+	c := audit.NewChain()
+	for _, m := range msgs {
+		c.Append(m, time.Now())
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO projection_checkpoints (name, last_seq, updated_at) VALUES ('org_licenses', 7, now())`); err != nil {
+		t.Fatal(err)
+	}
+	reader := NewAuditReader(pool)
+	if res, err := audit.Verify(ctx, reader, audit.VerifyOptions{}); err != nil || res.OK || res.BadSeq != 1 || res.Column != audit.ColTreeHashes {
+		t.Fatalf("before the projector started: %+v %v, want a mismatch at 1 (tree_hashes)", res, err)
+	}
+	if size, _, err := reader.TreeSize(ctx); size != 0 || err != nil {
+		t.Fatalf("tree size before: %d %v", size, err)
+	}
+
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	tree, err := loadTree(ctx, conn.Conn(), "org_licenses", 7, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := audit.NewChain()
+	for _, r := range recs {
+		want.Append(events.Decode(r.Subject, r.Seq, r.Raw), time.Now())
+	}
+	if tree.Root() != want.Tree.Root() || tree.Size() != 7 {
+		t.Fatalf("tree after the backfill: size %d", tree.Size())
+	}
+	var kept int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM license_audit_tree`).Scan(&kept); err != nil || kept != 7 {
+		t.Fatalf("%d rows kept aside, %v", kept, err)
+	}
+	// The next records are written with their column.
+	rest := audit.NewChain()
+	var rows [][]any
+	for _, m := range msgs {
+		r := rest.Append(m, time.Now())
+		if r.Seq > 7 {
+			rows = append(rows, AuditRow(r))
+		}
+	}
+	if _, err := pool.CopyFrom(ctx, pgx.Identifier{"license_audit"}, AuditColumns(), pgx.CopyFromRows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE projection_checkpoints SET last_seq = 10, tree_size = 10`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := audit.Verify(ctx, reader, audit.VerifyOptions{})
+	if err != nil || !res.OK || res.Rows != 10 {
+		t.Fatalf("after the backfill: %+v %v", res, err)
+	}
+	size, root, err := reader.TreeSize(ctx)
+	if err != nil || size != 10 || root != c.Tree.Root() {
+		t.Fatalf("tree size %d, root %x, %v", size, root, err)
+	}
+	p, err := audit.InclusionProof(ctx, reader, 3, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.VerifyInclusion(msgs[2].Raw, 3, 10, p, root); err != nil {
+		t.Fatalf("inclusion of a record from before the tree: %v", err)
+	}
+	// A second start finds nothing to compute.
+	if _, err := loadTree(ctx, conn.Conn(), "org_licenses", 10, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM license_audit_tree`).Scan(&kept); err != nil || kept != 7 {
+		t.Fatalf("%d rows kept aside after a second start, %v", kept, err)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM license_audit_tree WHERE seq = 2`); err == nil {
+		t.Fatal("a row kept aside was deleted")
 	}
 }

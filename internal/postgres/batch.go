@@ -42,6 +42,9 @@ type batcher struct {
 
 	seq   uint64
 	chain audit.Hash
+	// tree is the Merkle tree's right edge at seq: each audit row gets
+	// its tree_hashes from it.
+	tree *audit.Tree
 	// states holds every org with a row (the snapshot at the checkpoint,
 	// then each batch's), so an org missing from it has no event yet.
 	states map[string]*license.OrgState
@@ -88,7 +91,7 @@ const (
 )
 
 var auditColumns = []string{"seq", "event_id", "subject", "org_slug", "type", "actor_kind", "actor_id",
-	"occurred_at", "recorded_at", "envelope", "envelope_raw", "prev_hash", "hash"}
+	"occurred_at", "recorded_at", "envelope", "envelope_raw", "prev_hash", "hash", "tree_hashes"}
 
 // AuditColumns are license_audit's columns in AuditRow order.
 func AuditColumns() []string { return append([]string(nil), auditColumns...) }
@@ -109,8 +112,12 @@ func AuditRow(r audit.Record) []any {
 	if audit.JSONBStorable(r.Raw) {
 		envelope = string(r.Raw)
 	}
+	var tree any
+	if r.Tree != nil {
+		tree = r.Tree
+	}
 	return []any{int64(r.Seq), eventID, r.Subject, nullIfEmpty(r.Org), r.Type, actorKind, actorID,
-		occurred, r.RecordedAt, envelope, r.Raw, r.PrevHash[:], r.Hash[:]}
+		occurred, r.RecordedAt, envelope, r.Raw, r.PrevHash[:], r.Hash[:], tree}
 }
 
 // appendAuditRow appends r as license_audit column values (auditColumns
@@ -149,6 +156,7 @@ func appendAuditRow(c *copyBuf, r audit.Record, valid bool) {
 	c.bytes(r.Raw)
 	c.bytes(r.PrevHash[:])
 	c.bytes(r.Hash[:])
+	c.bytes(r.Tree)
 }
 
 // jsonNUL is the escape jsonb refuses (see audit.JSONBStorable).
@@ -257,6 +265,7 @@ func (b *batcher) foldAudit(msgs []*events.Message) (*prepared, stateWork, error
 			continue // redelivered: already in this batch or committed
 		}
 		rec := audit.NewRecord(m, chain, now)
+		rec.Tree = b.tree.Append(m.Raw)
 		chain, seq = rec.Hash, m.Seq
 		switch {
 		case seq > b.auditSeq:
@@ -376,7 +385,7 @@ func (b *batcher) flushInto(p *prepared) {
 
 // auditRowOverhead is an audit row's bytes in COPY form besides its raw
 // envelope (twice) and subject: counts, lengths, ids, times, hashes.
-const auditRowOverhead = 2 + 13*4 + 8 + 16 + 64 + 8 + 8 + 1 + 64 + 64
+const auditRowOverhead = 2 + 14*4 + 8 + 16 + 64 + 8 + 8 + 1 + 64 + 64 + 2*audit.HashSize
 
 // release hands p's buffers back once p is written (or given up).
 func (p *prepared) release() {
@@ -519,7 +528,7 @@ func (b *batcher) writeTx(ctx context.Context, p *prepared, directRevocations bo
 	// The fence first: a writer that meets a swap (ledger replay) in
 	// progress waits for it here, then finds the checkpoint moved.
 	var fence *time.Time
-	err = tx.QueryRow(ctx, `UPDATE projection_checkpoints SET last_seq = $1, stream_created = $2, updated_at = now()
+	err = tx.QueryRow(ctx, `UPDATE projection_checkpoints SET last_seq = $1, tree_size = $1, stream_created = $2, updated_at = now()
 		WHERE name = $3 AND last_seq = $4 AND updated_at IS NOT DISTINCT FROM $5 RETURNING updated_at`,
 		int64(p.seq), b.created, b.name, int64(p.from), b.fence).Scan(&fence)
 	if errors.Is(err, pgx.ErrNoRows) {

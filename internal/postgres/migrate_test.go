@@ -181,8 +181,13 @@ func relationExistsIn(t *testing.T, pool *pgxpool.Pool, name string) bool {
 // triggerStates maps license_audit's triggers to their tgenabled.
 func triggerStates(t *testing.T, pool *pgxpool.Pool) map[string]string {
 	t.Helper()
+	return triggerStatesOf(t, pool, "license_audit")
+}
+
+func triggerStatesOf(t *testing.T, pool *pgxpool.Pool, table string) map[string]string {
+	t.Helper()
 	rows, err := pool.Query(testContext(t), `SELECT tgname::text, tgenabled::text FROM pg_trigger
-		WHERE tgrelid = to_regclass('license_audit') AND NOT tgisinternal`)
+		WHERE tgrelid = to_regclass($1) AND NOT tgisinternal`, table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +210,10 @@ func triggerStates(t *testing.T, pool *pgxpool.Pool) map[string]string {
 // [NOT NULL]. Where §4 is silent on NULL the migration is stricter for
 // columns every row has (subject, type, recorded_at, checkpoint last_seq).
 var wantColumns = []string{
+	"audit_checkpoints.tree_size int8 NOT NULL",
+	"audit_checkpoints.root_hash bytea NOT NULL",
+	"audit_checkpoints.note text NOT NULL",
+	"audit_checkpoints.signed_at timestamptz NOT NULL",
 	"license_audit.seq int8 NOT NULL",
 	"license_audit.event_id uuid",
 	"license_audit.subject text NOT NULL",
@@ -218,6 +227,9 @@ var wantColumns = []string{
 	"license_audit.envelope_raw bytea NOT NULL",
 	"license_audit.prev_hash bytea NOT NULL",
 	"license_audit.hash bytea NOT NULL",
+	"license_audit.tree_hashes bytea",
+	"license_audit_tree.seq int8 NOT NULL",
+	"license_audit_tree.tree_hashes bytea NOT NULL",
 	"org_licenses.org_slug text NOT NULL",
 	"org_licenses.license_id uuid",
 	"org_licenses.customer text",
@@ -242,6 +254,7 @@ var wantColumns = []string{
 	"projection_checkpoints.last_seq int8 NOT NULL",
 	"projection_checkpoints.stream_created timestamptz",
 	"projection_checkpoints.updated_at timestamptz",
+	"projection_checkpoints.tree_size int8 NOT NULL",
 	"revoked_licenses.org_slug text NOT NULL",
 	"revoked_licenses.license_id uuid NOT NULL",
 	"revoked_licenses.seq int8",
@@ -249,8 +262,10 @@ var wantColumns = []string{
 
 // wantKeys are the primary and unique keys of §4: table kind (columns).
 var wantKeys = []string{
+	"audit_checkpoints PRIMARY KEY (tree_size,root_hash)",
 	"license_audit PRIMARY KEY (seq)",
 	"license_audit UNIQUE (event_id)",
+	"license_audit_tree PRIMARY KEY (seq)",
 	"org_licenses PRIMARY KEY (org_slug)",
 	"projection_checkpoints PRIMARY KEY (name)",
 	"revoked_licenses PRIMARY KEY (org_slug,license_id)",
@@ -333,7 +348,7 @@ func TestMigrateUpCreatesTheContractSchema(t *testing.T) {
 	if err != nil {
 		t.Fatalf("migrate up: %v\n%s", err, out)
 	}
-	for _, want := range []string{"applied 00001_read_model.sql", "applied 00002_audit_append_only.sql",
+	for _, want := range []string{"applied 00001_read_model.sql", "applied 00002_audit_append_only.sql", "applied 00003_audit_tree.sql",
 		fmt.Sprintf("schema at version %d", LatestVersion()), "GRANT ledger_app TO <user>"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -341,7 +356,7 @@ func TestMigrateUpCreatesTheContractSchema(t *testing.T) {
 	}
 	pool := pgtest.NewPool(t, dsn)
 	diffLists(t, "tables", schemaTables(t, pool),
-		[]string{"ledger_schema_migrations", "license_audit", "org_licenses", "projection_checkpoints", "revoked_licenses"})
+		[]string{"audit_checkpoints", "ledger_schema_migrations", "license_audit", "license_audit_tree", "org_licenses", "projection_checkpoints", "revoked_licenses"})
 	diffLists(t, "columns", schemaColumns(t, pool), wantColumns)
 	diffLists(t, "keys", schemaKeys(t, pool), wantKeys)
 	if got, want := triggerStates(t, pool), map[string]string{
@@ -349,8 +364,15 @@ func TestMigrateUpCreatesTheContractSchema(t *testing.T) {
 	}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("license_audit triggers (name: tgenabled) = %v, want %v (enabled ALWAYS)", got, want)
 	}
-	if got := schemaVersion(t, pool); got != 2 || LatestVersion() != 2 {
-		t.Errorf("schema version %d, LatestVersion %d; want 2", got, LatestVersion())
+	for _, table := range []string{"license_audit_tree", "audit_checkpoints"} {
+		if got, want := triggerStatesOf(t, pool, table), map[string]string{
+			table + "_no_update_delete": "A", table + "_no_truncate": "A",
+		}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s triggers (name: tgenabled) = %v, want %v (enabled ALWAYS)", table, got, want)
+		}
+	}
+	if got := schemaVersion(t, pool); got != 3 || LatestVersion() != 3 {
+		t.Errorf("schema version %d, LatestVersion %d; want 3", got, LatestVersion())
 	}
 
 	// Arrays are never NULL and revoked defaults to false.
@@ -412,7 +434,8 @@ func TestMigrateStatus(t *testing.T) {
 		`^VERSION\s+STATE\s+APPLIED AT\s+MIGRATION$`,
 		`^1\s+pending\s+-\s+00001_read_model\.sql$`,
 		`^2\s+pending\s+-\s+00002_audit_append_only\.sql$`,
-		`^schema at version 0; 2 pending$`,
+		`^3\s+pending\s+-\s+00003_audit_tree\.sql$`,
+		`^schema at version 0; 3 pending$`,
 	}
 	matchLines(t, "status before up", lines, want)
 	if relationExistsIn(t, pool, VersionTable) {
@@ -430,7 +453,8 @@ func TestMigrateStatus(t *testing.T) {
 		`^VERSION\s+STATE\s+APPLIED AT\s+MIGRATION$`,
 		`^1\s+applied\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+00001_read_model\.sql$`,
 		`^2\s+applied\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+00002_audit_append_only\.sql$`,
-		`^schema at version 2; 0 pending$`,
+		`^3\s+applied\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+00003_audit_tree\.sql$`,
+		`^schema at version 3; 0 pending$`,
 	}
 	matchLines(t, "status after up", strings.Split(strings.TrimSpace(out), "\n"), want)
 }
@@ -453,6 +477,13 @@ func TestMigrateDownAndUpAgainWithAnEmptyAudit(t *testing.T) {
 	dsn, pool := migratedDB(t)
 
 	out, err := runMigrate(t, dsn, MigrateDown, Roles{})
+	if err != nil || !strings.Contains(out, "rolled back 00003_audit_tree.sql") || schemaVersion(t, pool) != 2 {
+		t.Fatalf("down from 3: %v, version %d\n%s", err, schemaVersion(t, pool), out)
+	}
+	if relationExistsIn(t, pool, "license_audit_tree") || relationExistsIn(t, pool, "audit_checkpoints") {
+		t.Error("the tree's tables are left after its down migration")
+	}
+	out, err = runMigrate(t, dsn, MigrateDown, Roles{})
 	if err != nil {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
@@ -476,7 +507,7 @@ func TestMigrateDownAndUpAgainWithAnEmptyAudit(t *testing.T) {
 	}
 
 	out, err = runMigrate(t, dsn, MigrateUp, Roles{})
-	if err != nil || schemaVersion(t, pool) != 2 {
+	if err != nil || schemaVersion(t, pool) != 3 {
 		t.Fatalf("up again: %v, version %d\n%s", err, schemaVersion(t, pool), out)
 	}
 	diffLists(t, "columns after down and up", schemaColumns(t, pool), wantColumns)
@@ -598,7 +629,7 @@ func TestRoleNames(t *testing.T) {
 func privilegeMatrix(t *testing.T, pool *pgxpool.Pool, role string) map[string]string {
 	t.Helper()
 	out := make(map[string]string)
-	for _, table := range []string{tableAudit, tableOrgLicenses, tableRevoked, tableCheckpoints, VersionTable} {
+	for _, table := range []string{tableAudit, tableAuditTree, tableAuditSigned, tableOrgLicenses, tableRevoked, tableCheckpoints, VersionTable} {
 		var held []string
 		for _, p := range []string{"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"} {
 			var ok bool
@@ -622,6 +653,8 @@ func privilegeMatrix(t *testing.T, pool *pgxpool.Pool, role string) map[string]s
 var (
 	wantAppPrivileges = map[string]string{
 		tableAudit:       "SELECT,INSERT",
+		tableAuditTree:   "SELECT,INSERT",
+		tableAuditSigned: "SELECT,INSERT",
 		tableOrgLicenses: "SELECT,INSERT,UPDATE,DELETE",
 		tableRevoked:     "SELECT,INSERT,UPDATE,DELETE",
 		tableCheckpoints: "SELECT,INSERT,UPDATE,DELETE",
@@ -630,6 +663,8 @@ var (
 	}
 	wantAuditorPrivileges = map[string]string{
 		tableAudit:       "SELECT",
+		tableAuditTree:   "SELECT",
+		tableAuditSigned: "SELECT",
 		tableOrgLicenses: "SELECT",
 		tableRevoked:     "SELECT",
 		tableCheckpoints: "SELECT",
@@ -737,11 +772,11 @@ func TestConcurrentMigrateUp(t *testing.T) {
 		}
 	}
 	pool := pgtest.NewPool(t, dsn)
-	if v := schemaVersion(t, pool); v != 2 {
+	if v := schemaVersion(t, pool); v != 3 {
 		t.Errorf("version %d", v)
 	}
 	var applied int
-	if err := pool.QueryRow(testContext(t), "SELECT count(*) FROM "+VersionTable+" WHERE version_id > 0").Scan(&applied); err != nil || applied != 2 {
+	if err := pool.QueryRow(testContext(t), "SELECT count(*) FROM "+VersionTable+" WHERE version_id > 0").Scan(&applied); err != nil || applied != 3 {
 		t.Errorf("%d version rows, %v; want each migration once", applied, err)
 	}
 	checkMatrix(t, pool, app, wantAppPrivileges)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,12 +22,17 @@ var (
 	ErrOverPrivileged = errors.New("postgres: database user could rewrite the audit trail")
 )
 
-// appendOnlyTriggers are the triggers migration 2 puts on license_audit.
-var appendOnlyTriggers = []string{"license_audit_no_update_delete", "license_audit_no_truncate"}
+// appendOnlyTables are the tables that are only ever appended to: the
+// trail, its tree hashes kept aside, and its signed checkpoints. Each has
+// the triggers <table>_no_update_delete and <table>_no_truncate
+// (migrations 2 and 3).
+var appendOnlyTables = []string{tableAudit, tableAuditTree, tableAuditSigned}
 
 // requiredPrivileges are what the ledger does on each table.
 var requiredPrivileges = []roleGrant{
 	{tableAudit, "SELECT"}, {tableAudit, "INSERT"},
+	{tableAuditTree, "SELECT"}, {tableAuditTree, "INSERT"},
+	{tableAuditSigned, "SELECT"}, {tableAuditSigned, "INSERT"},
 	{tableOrgLicenses, "SELECT"}, {tableOrgLicenses, "INSERT"}, {tableOrgLicenses, "UPDATE"}, {tableOrgLicenses, "DELETE"},
 	{tableRevoked, "SELECT"}, {tableRevoked, "INSERT"}, {tableRevoked, "UPDATE"}, {tableRevoked, "DELETE"},
 	{tableCheckpoints, "SELECT"}, {tableCheckpoints, "INSERT"}, {tableCheckpoints, "UPDATE"}, {tableCheckpoints, "DELETE"},
@@ -63,9 +69,18 @@ func CheckPrivileges(ctx context.Context, pool *pgxpool.Pool) error {
 	var missing []string
 	err = conn.QueryRow(ctx, `SELECT current_user::text,
 		ARRAY(SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NULL)`,
-		[]string{tableAudit, tableOrgLicenses, tableRevoked, tableCheckpoints, VersionTable}).Scan(&user, &missing)
+		[]string{tableAudit, tableAuditTree, tableAuditSigned, tableOrgLicenses, tableRevoked, tableCheckpoints, VersionTable}).Scan(&user, &missing)
 	if err != nil {
 		return fmt.Errorf("postgres: check privileges: %w", err)
+	}
+	if len(missing) > 0 && !slices.Contains(missing, VersionTable) {
+		// A schema behind this release lacks its newer tables: say so.
+		var version int64
+		if err := conn.QueryRow(ctx, "SELECT COALESCE(max(version_id), 0) FROM "+quoteIdentifier(VersionTable)).Scan(&version); err == nil &&
+			version > 0 && version < LatestVersion() {
+			return fmt.Errorf("%w: schema at version %d, this ledger needs %d: run `ledger migrate up` with "+
+				"LEDGER_MIGRATE_DATABASE_URL (the owner)", ErrNotMigrated, version, LatestVersion())
+		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: user %q finds no table %s (an unmigrated database, a schema outside its search_path, "+
@@ -75,13 +90,15 @@ func CheckPrivileges(ctx context.Context, pool *pgxpool.Pool) error {
 
 	// Privileges, one by one: has_table_privilege with a list is true when
 	// any one of them is held.
-	tables := make([]string, 0, len(requiredPrivileges)+len(forbiddenAuditPrivileges))
+	tables := make([]string, 0, len(requiredPrivileges)+len(appendOnlyTables)*len(forbiddenAuditPrivileges))
 	privs := make([]string, 0, cap(tables))
 	for _, g := range requiredPrivileges {
 		tables, privs = append(tables, g.table), append(privs, g.privileges)
 	}
-	for _, p := range forbiddenAuditPrivileges {
-		tables, privs = append(tables, tableAudit), append(privs, p)
+	for _, t := range appendOnlyTables {
+		for _, p := range forbiddenAuditPrivileges {
+			tables, privs = append(tables, t), append(privs, p)
+		}
 	}
 	rows, err := conn.Query(ctx, `SELECT has_table_privilege(to_regclass(t), p)
 		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(t, p, n) ORDER BY n`, tables, privs)
@@ -162,14 +179,16 @@ func CheckPrivileges(ctx context.Context, pool *pgxpool.Pool) error {
 			why = append(why, fmt.Sprintf("is a member of %q, which owns %s", owner, tableAudit))
 		}
 	}
-	var may []string
-	for _, p := range forbiddenAuditPrivileges {
-		if held[roleGrant{tableAudit, p}] {
-			may = append(may, p)
+	for _, t := range appendOnlyTables {
+		var may []string
+		for _, p := range forbiddenAuditPrivileges {
+			if held[roleGrant{t, p}] {
+				may = append(may, p)
+			}
 		}
-	}
-	if len(may) > 0 {
-		why = append(why, "may "+strings.Join(may, ", ")+" "+tableAudit)
+		if len(may) > 0 {
+			why = append(why, "may "+strings.Join(may, ", ")+" "+t)
+		}
 	}
 	if len(why) > 0 {
 		return fmt.Errorf("%w: user %q %s. Connect as a user granted %s, not the owner: as the owner, "+
@@ -181,10 +200,19 @@ func CheckPrivileges(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 // checkAppendOnlyTriggers returns ErrNotMigrated unless both triggers exist
-// on license_audit and are enabled.
+// on every append-only table and are enabled.
 func checkAppendOnlyTriggers(ctx context.Context, conn *pgxpool.Conn) error {
+	for _, table := range appendOnlyTables {
+		if err := checkTableTriggers(ctx, conn, table); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkTableTriggers(ctx context.Context, conn *pgxpool.Conn, table string) error {
 	rows, err := conn.Query(ctx, `SELECT tgname::text, tgenabled::text FROM pg_trigger
-		WHERE tgrelid = to_regclass($1) AND NOT tgisinternal`, tableAudit)
+		WHERE tgrelid = to_regclass($1) AND NOT tgisinternal`, table)
 	if err != nil {
 		return fmt.Errorf("postgres: check triggers: %w", err)
 	}
@@ -200,14 +228,14 @@ func checkAppendOnlyTriggers(ctx context.Context, conn *pgxpool.Conn) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("postgres: check triggers: %w", err)
 	}
-	for _, name := range appendOnlyTriggers {
+	for _, name := range []string{table + "_no_update_delete", table + "_no_truncate"} {
 		switch state, ok := enabled[name]; {
 		case !ok:
 			return fmt.Errorf("%w: trigger %s on %s is missing, so the audit trail is not append-only: "+
-				"run `ledger migrate up` with LEDGER_MIGRATE_DATABASE_URL (the owner)", ErrNotMigrated, name, tableAudit)
+				"run `ledger migrate up` with LEDGER_MIGRATE_DATABASE_URL (the owner)", ErrNotMigrated, name, table)
 		case state == "D":
 			return fmt.Errorf("%w: trigger %s on %s is disabled, so the audit trail is not append-only: "+
-				"as the owner, ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", ErrNotMigrated, name, tableAudit, tableAudit, name)
+				"as the owner, ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", ErrNotMigrated, name, table, table, name)
 		}
 	}
 	return nil

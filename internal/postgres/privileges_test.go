@@ -131,7 +131,7 @@ func TestCheckPrivilegesRefusesAnUnmigratedDatabase(t *testing.T) {
 	if out, err := runMigrate(t, dsn, MigrateDown, Roles{}); err != nil {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
-	wantCheckError(t, "version 1", checkAs(t, appDSN), ErrNotMigrated, "version 1", "needs 2", "ledger migrate up")
+	wantCheckError(t, "version 2", checkAs(t, appDSN), ErrNotMigrated, "version 2", "needs 3", "ledger migrate up")
 	if out, err := runMigrate(t, dsn, MigrateUp, Roles{}); err != nil {
 		t.Fatalf("up: %v\n%s", err, out)
 	}
@@ -143,6 +143,10 @@ func TestCheckPrivilegesRefusesAnUnmigratedDatabase(t *testing.T) {
 	if err := checkAs(t, appDSN); err != nil {
 		t.Errorf("after re-enabling: %v", err)
 	}
+	// The tree's tables are append-only too.
+	mustExecSQL(t, dsn, "ALTER TABLE license_audit_tree DISABLE TRIGGER license_audit_tree_no_update_delete")
+	wantCheckError(t, "disabled tree trigger", checkAs(t, appDSN), ErrNotMigrated, "license_audit_tree_no_update_delete", "disabled")
+	mustExecSQL(t, dsn, "ALTER TABLE license_audit_tree ENABLE ALWAYS TRIGGER license_audit_tree_no_update_delete")
 	// Not migrated wins over over-privileged, so --allow-owner cannot hide it.
 	mustExecSQL(t, dsn, "DROP TRIGGER license_audit_no_update_delete ON license_audit")
 	wantCheckError(t, "owner, trigger missing", checkAs(t, dsn), ErrNotMigrated, "license_audit_no_update_delete", "missing")

@@ -235,8 +235,12 @@ func (p *Projector) project(ctx context.Context, conn *pgx.Conn) error {
 	for _, st := range snap.States {
 		states[st.Org] = st
 	}
+	tree, err := loadTree(ctx, conn, p.cfg.Name, ck.seq, p.cfg.Logger)
+	if err != nil {
+		return err
+	}
 	b := &batcher{conn: conn, name: p.cfg.Name, trust: p.trust, log: p.cfg.Logger, created: created,
-		seq: ck.seq, chain: ck.hash, states: states, fence: ck.updated}
+		seq: ck.seq, chain: ck.hash, tree: tree, states: states, fence: ck.updated}
 	p.cfg.Logger.Info("projector active", "checkpoint", ck.seq, "stream_head", head)
 
 	cctx, cancel := context.WithCancel(ctx)

@@ -178,7 +178,7 @@ func memoryModel(t *testing.T, e *env) (map[string]projection.Row, []audit.Recor
 func pgAudit(t *testing.T, pool *pgxpool.Pool) []audit.Record {
 	t.Helper()
 	rows, err := pool.Query(context.Background(), `SELECT seq, coalesce(event_id::text, ''), subject, coalesce(org_slug, ''), type,
-		coalesce(actor_kind, ''), coalesce(actor_id, ''), occurred_at, envelope_raw, prev_hash, hash FROM license_audit ORDER BY seq`)
+		coalesce(actor_kind, ''), coalesce(actor_id, ''), occurred_at, envelope_raw, prev_hash, hash, tree_hashes FROM license_audit ORDER BY seq`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func pgAudit(t *testing.T, pool *pgxpool.Pool) []audit.Record {
 		var seq int64
 		var at *time.Time
 		var prev, hash []byte
-		if err := rows.Scan(&seq, &r.EventID, &r.Subject, &r.Org, &r.Type, &r.ActorKind, &r.ActorID, &at, &r.Raw, &prev, &hash); err != nil {
+		if err := rows.Scan(&seq, &r.EventID, &r.Subject, &r.Org, &r.Type, &r.ActorKind, &r.ActorID, &at, &r.Raw, &prev, &hash, &r.Tree); err != nil {
 			t.Fatal(err)
 		}
 		r.Seq = uint64(seq)

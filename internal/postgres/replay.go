@@ -245,7 +245,7 @@ func (r *Replayer) shadowBatcher(ctx context.Context, created time.Time) (*batch
 
 func (r *Replayer) loadBatcher(ctx context.Context, c *pgx.Conn, created time.Time) (*batcher, error) {
 	b := &batcher{conn: c, name: "org_licenses", trust: r.trust, log: r.cfg.Logger, created: created,
-		states: map[string]*license.OrgState{}}
+		states: map[string]*license.OrgState{}, tree: audit.NewTree()}
 	if _, err := c.Exec(ctx, `INSERT INTO projection_checkpoints (name, last_seq, updated_at) VALUES ($1, 0, now())
 		ON CONFLICT (name) DO NOTHING`, b.name); err != nil {
 		return nil, err
@@ -276,6 +276,16 @@ func (r *Replayer) loadBatcher(ctx context.Context, c *pgx.Conn, created time.Ti
 		return nil, fmt.Errorf("the shadow's audit row at its checkpoint %d: %w", seq, err)
 	}
 	copy(b.chain[:], h)
+	var treeSize int64
+	if err := c.QueryRow(ctx, `SELECT tree_size FROM projection_checkpoints WHERE name = $1`, b.name).Scan(&treeSize); err != nil {
+		return nil, err
+	}
+	if uint64(treeSize) != b.seq {
+		return nil, fmt.Errorf("the shadow was built by an earlier release, without the audit tree: drop it (DROP SCHEMA %s CASCADE) and run the replay again", ShadowSchema)
+	}
+	if b.tree, err = audit.LoadTree(ctx, shadowTreeRows{c}, b.seq); err != nil {
+		return nil, fmt.Errorf("the shadow's audit tree at %d: %w", b.seq, err)
+	}
 	snap, err := ReadSnapshot(ctx, r.shadow, b.name, r.trust(), PendingGraceFrom(r.cfg.Source))
 	if err != nil {
 		return nil, fmt.Errorf("the shadow's rows: %w", err)

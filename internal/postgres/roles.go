@@ -28,11 +28,12 @@ const (
 //
 // An empty field means the default name.
 type Roles struct {
-	// App may INSERT and SELECT license_audit (never UPDATE, DELETE or
-	// TRUNCATE it) and read and write org_licenses, revoked_licenses and
-	// projection_checkpoints.
+	// App may INSERT and SELECT license_audit, license_audit_tree and
+	// audit_checkpoints (never UPDATE, DELETE or TRUNCATE them) and read
+	// and write org_licenses, revoked_licenses and projection_checkpoints.
 	App string
-	// Auditor may SELECT license_audit, org_licenses, revoked_licenses and
+	// Auditor may SELECT license_audit, license_audit_tree,
+	// audit_checkpoints, org_licenses, revoked_licenses and
 	// projection_checkpoints, and nothing else.
 	Auditor string
 }
@@ -95,6 +96,8 @@ const (
 	tableRevoked        = "revoked_licenses"
 	tableAudit          = "license_audit"
 	tableCheckpoints    = "projection_checkpoints"
+	tableAuditTree      = "license_audit_tree"
+	tableAuditSigned    = "audit_checkpoints"
 	ledgerSchemaTable   = VersionTable
 	rolesAdvisoryLockID = 0x6c65646765720001 // serialises concurrent grants in one database
 )
@@ -109,6 +112,8 @@ type roleGrant struct {
 // ledger's tables: ensureRoles revokes anything else it granted before.
 var appGrants = []roleGrant{
 	{tableAudit, "SELECT, INSERT"},
+	{tableAuditTree, "SELECT, INSERT"},
+	{tableAuditSigned, "SELECT, INSERT"},
 	{tableOrgLicenses, "SELECT, INSERT, UPDATE, DELETE"},
 	{tableRevoked, "SELECT, INSERT, UPDATE, DELETE"},
 	{tableCheckpoints, "SELECT, INSERT, UPDATE, DELETE"},
@@ -117,6 +122,8 @@ var appGrants = []roleGrant{
 
 var auditorGrants = []roleGrant{
 	{tableAudit, "SELECT"},
+	{tableAuditTree, "SELECT"},
+	{tableAuditSigned, "SELECT"},
 	{tableOrgLicenses, "SELECT"},
 	{tableRevoked, "SELECT"},
 	{tableCheckpoints, "SELECT"},
@@ -175,7 +182,9 @@ func ensureRoles(ctx context.Context, db *sql.DB, roles Roles) error {
 		stmts = append(stmts, "GRANT "+g.privileges+" ON TABLE "+qualified[g.table]+" TO "+quoteIdentifier(roles.Auditor))
 	}
 	// Nobody else gets the audit trail by default either.
-	stmts = append(stmts, "REVOKE ALL ON TABLE "+qualified[tableAudit]+" FROM PUBLIC")
+	for _, t := range appendOnlyTables {
+		stmts = append(stmts, "REVOKE ALL ON TABLE "+qualified[t]+" FROM PUBLIC")
+	}
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
