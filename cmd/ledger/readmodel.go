@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +25,8 @@ type readModel struct {
 	store     string        // "memory" or "postgres"
 	trail     *audit.Memory // the in-memory trail; nil with PostgreSQL
 	reader    audit.Reader  // what the audit API reads
-	from      uint64        // the follower starts after this sequence
+	tree      audit.TreeSource
+	from      uint64 // the follower starts after this sequence
 	projector *postgres.Projector
 	db        *postgres.DB
 }
@@ -56,7 +58,7 @@ func (c *serveCmd) openReadModel(ctx context.Context, svc *ledger.Service, bus *
 	reg prometheus.Registerer, log *slog.Logger) (*readModel, error) {
 	if c.DatabaseURL == "" {
 		trail := audit.NewMemory(bus)
-		return &readModel{store: "memory", trail: trail, reader: trail}, nil
+		return &readModel{store: "memory", trail: trail, reader: trail, tree: trail}, nil
 	}
 	db, err := postgres.OpenDB(ctx, c.DatabaseURL)
 	reachable := err == nil
@@ -69,7 +71,8 @@ func (c *serveCmd) openReadModel(ctx context.Context, svc *ledger.Service, bus *
 	case err != nil:
 		return nil, cli.Usage("DATABASE_URL: %v", err)
 	}
-	m := &readModel{store: "postgres", db: db, reader: db.AuditReader()}
+	reader := db.AuditReader()
+	m := &readModel{store: "postgres", db: db, reader: reader, tree: reader}
 	if reachable {
 		if err := c.checkPrivileges(ctx, db, log); err != nil {
 			db.Close()
@@ -121,4 +124,13 @@ func (c *serveCmd) seed(ctx context.Context, svc *ledger.Service, bus *natsbus.B
 	log.Info("read model loaded from PostgreSQL", "orgs", len(snap.States), "checkpoint", snap.Checkpoint,
 		"to_fold", fmt.Sprint(info.LastSeq-snap.Checkpoint))
 	return snap.Checkpoint
+}
+
+// checkpoints opens the store of the signed checkpoints: PostgreSQL's
+// audit_checkpoints, or a file in the data directory.
+func (m *readModel) checkpoints(dataDir string) (audit.Checkpoints, error) {
+	if m.db != nil {
+		return m.db.Checkpoints(), nil
+	}
+	return audit.OpenFileCheckpoints(filepath.Join(dataDir, "audit-checkpoints.jsonl"))
 }

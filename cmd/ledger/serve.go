@@ -53,6 +53,8 @@ type serveCmd struct {
 	IgnoreClockRollback bool          `name:"ignore-clock-rollback" env:"LEDGER_IGNORE_CLOCK_ROLLBACK" help:"Start even though this clock is more than 5 minutes behind the newest event (recorded in ledger.started)."`
 	ScheduleInterval    time.Duration `name:"schedule-interval" env:"LEDGER_SCHEDULE_INTERVAL" default:"1s" help:"How often the expiry scheduler looks for due grace_started/expired events."`
 	DigestInterval      time.Duration `name:"digest-interval" env:"LEDGER_DIGEST_INTERVAL" default:"1h" help:"How often to log the audit trail's digest: an 'audit digest' line with digest=seq:hex and rows=N. 0 = never."`
+	CheckpointKey       string        `name:"checkpoint-key" env:"LEDGER_CHECKPOINT_KEY_FILE" placeholder:"FILE" help:"The install's Ed25519 key that signs the audit trail's checkpoints (note format), created mode 0600 at first start; default $DATA_DIR/checkpoint.key. Scaled installs give every ledger the same file."`
+	CheckpointInterval  time.Duration `name:"checkpoint-interval" env:"LEDGER_CHECKPOINT_INTERVAL" default:"1m" help:"How often to sign a checkpoint of the audit trail's Merkle tree, when it has grown."`
 	AdminToken          string        `env:"LEDGER_ADMIN_TOKEN" placeholder:"TOKEN" help:"An operator token (at least 32 characters)."`
 	TokensFile          string        `name:"tokens-file" env:"LEDGER_TOKENS_FILE" placeholder:"FILE" help:"Tokens file: '<sha256 hex> <role> <orgs|*> <name>' lines, mode 0600, re-read within a second of a change (default: $DATA_DIR/tokens). Edit it with ledger token."`
 	RateLimit           string        `name:"rate-limit" env:"LEDGER_RATE_LIMIT" default:"20/s:100" placeholder:"RATE[/s|/m|/h][:BURST]" help:"Requests per API token: RATE per second, or per minute (/m) or hour (/h), then :BURST (100 when omitted). Default 20/s:100; off for no limit. Over it: 429 rate_limited with Retry-After."`
@@ -222,12 +224,17 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	go tick.Every(runCtx, cmp.Or(c.StreamCheck, time.Minute), func() { mon.check(runCtx) })
 	go svc.RunScheduler(runCtx, c.ScheduleInterval)
 	go audit.LogDigests(runCtx, rm.reader, c.DigestInterval, log)
+	cpKey, cpStore, err := c.openCheckpoints(rm, svc.InstallID(), log)
+	if err != nil {
+		return err
+	}
+	go (&audit.Checkpointer{Key: cpKey, Tree: rm.tree, Store: cpStore, Interval: c.CheckpointInterval, Logger: log}).Run(runCtx)
 	if rm.projector != nil {
 		go rm.projector.Run(runCtx)
 	}
 
 	api := httpapi.New(httpapi.Config{Service: svc, Tokens: tokens, Registry: reg, Logger: log, Audit: rm.reader,
-		StreamMsg: rm.streamLookups(bus),
+		StreamMsg: rm.streamLookups(bus), Tree: rm.tree, Checkpoints: cpStore, CheckpointKey: cpKey.VerifierKey(),
 		Readiness: func(context.Context) httpapi.Readiness {
 			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.Lag(), OrgsUnverified: svc.UnverifiedOrgs(),
 				TokensFile: httpapi.ReportTokensFile(watcher.Status())}
@@ -409,4 +416,22 @@ func (c *serveCmd) listenAndServe(ctx context.Context, h http.Handler, log *slog
 		return err
 	}
 	return nil
+}
+
+// openCheckpoints loads (or creates) the checkpoint key, named after the
+// install, and opens the store of signed checkpoints.
+func (c *serveCmd) openCheckpoints(rm *readModel, installID string, log *slog.Logger) (*audit.CheckpointKey, audit.Checkpoints, error) {
+	path := cmp.Or(c.CheckpointKey, filepath.Join(c.DataDir, "checkpoint.key"))
+	key, created, err := audit.LoadCheckpointKey(path, audit.Origin(installID))
+	if err != nil {
+		return nil, nil, err
+	}
+	if created {
+		log.Info("audit checkpoint key created", "file", path, "verifier_key", key.VerifierKey())
+	}
+	store, err := rm.checkpoints(c.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, store, nil
 }

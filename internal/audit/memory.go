@@ -180,7 +180,7 @@ func (a *Memory) TreeRows(_ context.Context, seqs []uint64) (map[uint64][]byte, 
 
 // TreeSize returns the number of leaves and the root hash of the tree
 // over the whole trail.
-func (a *Memory) TreeSize() (uint64, Hash, error) {
+func (a *Memory) TreeSize(context.Context) (uint64, Hash, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if a.treeErr != nil {

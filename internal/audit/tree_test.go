@@ -271,7 +271,7 @@ func TestMemoryTree(t *testing.T) {
 	if _, ok := got[n+1]; ok {
 		t.Fatal("a record beyond the trail")
 	}
-	size, root, err := mem.TreeSize()
+	size, root, err := mem.TreeSize(ctx)
 	if err != nil || size != n || !bytes.Equal(root[:], rfcMTH(d)) {
 		t.Fatalf("TreeSize: %d %x %v", size, root, err)
 	}
@@ -293,7 +293,7 @@ func TestMemoryTree(t *testing.T) {
 	if err := gap.Append(msgs[1], time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := gap.TreeSize(); err == nil || !strings.Contains(err.Error(), "no Merkle tree") {
+	if _, _, err := gap.TreeSize(ctx); err == nil || !strings.Contains(err.Error(), "no Merkle tree") {
 		t.Fatalf("a trail from seq 2: %v", err)
 	}
 	if _, err := gap.TreeRows(ctx, []uint64{1}); err == nil {

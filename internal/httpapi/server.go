@@ -98,6 +98,11 @@ type Config struct {
 	// verification, and a func releasing it: /api/audit/verify then
 	// compares every record with the stream.
 	StreamMsg func() (audit.StreamLookup, func())
+	// Tree, Checkpoints and CheckpointKey (the verifier key) serve the
+	// signed checkpoints and proofs; nil answers 503.
+	Tree          audit.TreeSource
+	Checkpoints   audit.Checkpoints
+	CheckpointKey string
 }
 
 // Server is the HTTP API.
@@ -145,6 +150,10 @@ func (s *Server) Handler() http.Handler {
 		{"/api/whoami", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.whoami)}},
 		{"/api/audit", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.listAudit)}},
 		{"/api/audit/verify", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.verifyAudit)}},
+		{"/api/audit/checkpoint", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getCheckpoint)}},
+		{"/api/audit/checkpoint/key", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getCheckpointKey)}},
+		{"/api/audit/proof/inclusion", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getInclusionProof)}},
+		{"/api/audit/proof/consistency", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getConsistencyProof)}},
 		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz}},
 		{"/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz}},
 		{"/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},

@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -360,4 +363,63 @@ func TestTreeOfRecordsWrittenBeforeIt(t *testing.T) {
 	if _, err := pool.Exec(ctx, `DELETE FROM license_audit_tree WHERE seq = 2`); err == nil {
 		t.Fatal("a row kept aside was deleted")
 	}
+}
+
+// Every checkpoint signed is kept: the latest, one by size, none twice,
+// and none removed.
+func TestCheckpointsAreKept(t *testing.T) {
+	_, pool := migratedDB(t)
+	ctx := testContext(t)
+	store := &Checkpoints{pool: pool}
+	if _, err := store.Latest(ctx); !errors.Is(err, audit.ErrNoCheckpoint) {
+		t.Fatalf("latest of none: %v", err)
+	}
+	key, err := audit.ParseCheckpointKey(testCheckpointKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	for i, size := range []uint64{3, 5, 5, 9} {
+		root := audit.Hash{byte(size)}
+		msg, err := key.Sign(size, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Add(ctx, audit.Checkpoint{Size: size, Root: root, Note: msg, SignedAt: at.Add(time.Duration(i) * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	latest, err := store.Latest(ctx)
+	if err != nil || latest.Size != 9 {
+		t.Fatalf("latest: %+v %v", latest, err)
+	}
+	if size, root, err := audit.OpenCheckpoint(latest.Note, key.VerifierKey()); err != nil || size != 9 || root != (audit.Hash{9}) {
+		t.Fatalf("the kept note: %d %x %v", size, root, err)
+	}
+	if cp, err := store.BySize(ctx, 5); err != nil || cp.Size != 5 {
+		t.Fatalf("by size: %+v %v", cp, err)
+	}
+	if _, err := store.BySize(ctx, 4); !errors.Is(err, audit.ErrNoCheckpoint) {
+		t.Fatalf("a size never signed: %v", err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_checkpoints`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("%d checkpoints kept, %v", n, err)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM audit_checkpoints`); err == nil {
+		t.Fatal("checkpoints were deleted")
+	}
+}
+
+func testCheckpointKey(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "checkpoint.key")
+	if _, _, err := audit.LoadCheckpointKey(path, "license-ledger/test"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -3,12 +3,14 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/licenseledger/ledger/internal/audit"
 )
@@ -163,4 +165,50 @@ func treeError(err error) error {
 		return fmt.Errorf("%w (the app role needs INSERT on %s: run `ledger migrate up`)", err, tableAuditTree)
 	}
 	return err
+}
+
+// Checkpoints is audit_checkpoints: every checkpoint the install signed.
+type Checkpoints struct{ pool *pgxpool.Pool }
+
+// Checkpoints returns the checkpoints kept in db.
+func (db *DB) Checkpoints() *Checkpoints { return &Checkpoints{pool: db.pool} }
+
+// Add implements audit.Checkpoints.
+func (c *Checkpoints) Add(ctx context.Context, cp audit.Checkpoint) error {
+	_, err := c.pool.Exec(ctx, `INSERT INTO audit_checkpoints (tree_size, root_hash, note, signed_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (tree_size, root_hash) DO NOTHING`, int64(cp.Size), cp.Root[:], string(cp.Note), cp.SignedAt)
+	if err != nil {
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Latest implements audit.Checkpoints.
+func (c *Checkpoints) Latest(ctx context.Context) (audit.Checkpoint, error) {
+	return c.one(ctx, `SELECT tree_size, root_hash, note, signed_at FROM audit_checkpoints ORDER BY signed_at DESC, tree_size DESC LIMIT 1`)
+}
+
+// BySize implements audit.Checkpoints.
+func (c *Checkpoints) BySize(ctx context.Context, size uint64) (audit.Checkpoint, error) {
+	return c.one(ctx, `SELECT tree_size, root_hash, note, signed_at FROM audit_checkpoints WHERE tree_size = $1
+		ORDER BY signed_at DESC LIMIT 1`, int64(size))
+}
+
+func (c *Checkpoints) one(ctx context.Context, sql string, args ...any) (audit.Checkpoint, error) {
+	var cp audit.Checkpoint
+	var size int64
+	var root []byte
+	var msg string
+	err := c.pool.QueryRow(ctx, sql, args...).Scan(&size, &root, &msg, &cp.SignedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return cp, audit.ErrNoCheckpoint
+	}
+	if err != nil {
+		return cp, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	if len(root) != audit.HashSize {
+		return cp, fmt.Errorf("audit checkpoint of size %d: a root hash of %d bytes", size, len(root))
+	}
+	cp.Size, cp.Root, cp.Note = uint64(size), audit.Hash(root), []byte(msg)
+	return cp, nil
 }

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/licenseledger/ledger/internal/audit"
+)
+
+// get fetches path with tok and returns the status and body.
+func (p *ledgerProc) get(tok, path string) (int, []byte) {
+	p.t.Helper()
+	req, _ := http.NewRequest("GET", p.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+type proofJSON struct {
+	Seq       uint64   `json:"seq"`
+	LeafIndex uint64   `json:"leaf_index"`
+	TreeSize  uint64   `json:"tree_size"`
+	From      uint64   `json:"from"`
+	To        uint64   `json:"to"`
+	Hashes    [][]byte `json:"hashes"`
+}
+
+// The signed checkpoints and proofs, from outside: the checkpoint verifies
+// with the served key, a record exported from the API is proven in it, an
+// earlier checkpoint is proven a prefix of a later one, and a scoped
+// auditor gets proofs of its org's records only. The key survives a
+// restart and the checkpoints are kept.
+func TestServeSignsCheckpointsAndProves(t *testing.T) {
+	dir := t.TempDir()
+	fast := func(c *serveCmd) { c.CheckpointInterval = 50 * time.Millisecond }
+	l := startLedgerWith(t, dir, fast)
+	checkpoint := func(l *ledgerProc, atLeast uint64) (uint64, audit.Hash, []byte, string) {
+		t.Helper()
+		code, vkey := l.get(l.token, "/api/audit/checkpoint/key")
+		if code != 200 {
+			t.Fatalf("checkpoint key: %d %s", code, vkey)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, note := l.get(l.token, "/api/audit/checkpoint")
+			if code == 200 {
+				size, root, err := audit.OpenCheckpoint(note, string(vkey))
+				if err != nil {
+					t.Fatalf("the checkpoint does not verify with the served key: %v\n%s", err, note)
+				}
+				if size >= atLeast {
+					return size, root, note, string(vkey)
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no checkpoint of size %d: %d %s", atLeast, code, note)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	upload := func(org string) float64 {
+		t.Helper()
+		key := signed(t, "k1", func(p map[string]any) {
+			p["org_slug"], p["license_id"] = org, fmt.Sprintf("0193a5b0-7e1a-7c3d-8f00-%012d", len(org)*1000+int(time.Now().UnixNano()%1000))
+			p["expires"] = time.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339)
+		})
+		code, up := l.call("POST", "/api/license?org="+org, key)
+		if code != 200 {
+			t.Fatalf("upload %s: %d %v", org, code, up)
+		}
+		return up["seq"].(float64)
+	}
+	upload("acme")
+	first, firstRoot, _, vkey := checkpoint(l, 2)
+	if !strings.HasPrefix(vkey, audit.OriginPrefix) {
+		t.Fatalf("verifier key %q does not name the install", vkey)
+	}
+	globex := uint64(upload("globex"))
+	upload("initech")
+	size, root, note, _ := checkpoint(l, globex+1)
+	if !strings.HasPrefix(string(note), audit.OriginPrefix) || !strings.Contains(string(note), fmt.Sprintf("\n%d\n", size)) {
+		t.Fatalf("not a C2SP checkpoint:\n%s", note)
+	}
+
+	// The record as the API exports it, proven in the latest checkpoint.
+	var raw []byte
+	for _, r := range auditRecords(t, l, "") {
+		if uint64(r["seq"].(float64)) == globex {
+			raw = []byte(r["envelope"].(string))
+		}
+	}
+	code, body := l.get(l.token, fmt.Sprintf("/api/audit/proof/inclusion?seq=%d", globex))
+	var incl proofJSON
+	if code != 200 || json.Unmarshal(body, &incl) != nil || incl.TreeSize != size || incl.LeafIndex != globex-1 {
+		t.Fatalf("inclusion proof: %d %s", code, body)
+	}
+	if err := audit.VerifyInclusion(raw, globex, size, incl.Hashes, root); err != nil {
+		t.Fatalf("the inclusion proof does not verify: %v", err)
+	}
+	if err := audit.VerifyInclusion(append(raw, ' '), globex, size, incl.Hashes, root); err == nil {
+		t.Fatal("a changed record verified")
+	}
+	code, body = l.get(l.token, fmt.Sprintf("/api/audit/proof/consistency?from=%d", first))
+	var cons proofJSON
+	if code != 200 || json.Unmarshal(body, &cons) != nil || cons.From != first || cons.To != size {
+		t.Fatalf("consistency proof: %d %s", code, body)
+	}
+	if err := audit.VerifyConsistency(first, size, cons.Hashes, firstRoot, root); err != nil {
+		t.Fatalf("the consistency proof does not verify: %v", err)
+	}
+
+	// Clear refusals.
+	for _, c := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/api/audit/proof/inclusion", 400, "seq must be"},
+		{"/api/audit/proof/inclusion?seq=abc", 400, "seq must be"},
+		{fmt.Sprintf("/api/audit/proof/inclusion?seq=%d", size+5), 400, "not in the tree"},
+		{"/api/audit/proof/inclusion?seq=1&size=999999", 400, "no checkpoint of that size"},
+		{"/api/audit/proof/consistency", 400, "from must be"},
+		{fmt.Sprintf("/api/audit/proof/consistency?from=%d&to=%d", size, first), 400, "beyond"},
+		{"/api/audit/proof/consistency?from=-1", 400, "from must be"},
+	} {
+		if code, body := l.get(l.token, c.path); code != c.code || !strings.Contains(string(body), c.want) {
+			t.Errorf("%s: %d %s, want %d %q", c.path, code, body, c.code, c.want)
+		}
+	}
+
+	// An auditor of acme: proofs of acme's records, 403 for globex's.
+	acme := createTokenOn(t, l.url, filepath.Join(dir, "tokens"), "--role", "auditor", "--org", "acme", "--name", "acme-audit")
+	if code, body := l.get(acme, fmt.Sprintf("/api/audit/proof/inclusion?seq=%d", globex)); code != 403 {
+		t.Fatalf("acme's auditor, globex's record: %d %s", code, body)
+	}
+	if code, body := l.get(acme, "/api/audit/proof/inclusion?seq=2"); code != 200 {
+		t.Fatalf("acme's auditor, acme's record: %d %s", code, body)
+	}
+	l.stop()
+
+	// Restarted: the same key, every checkpoint kept.
+	l2 := startLedgerWith(t, dir, fast)
+	_, _, _, vkey2 := checkpoint(l2, size)
+	if vkey2 != vkey {
+		t.Fatalf("the checkpoint key changed on restart: %q, was %q", vkey2, vkey)
+	}
+	if code, body := l2.get(l2.token, fmt.Sprintf("/api/audit/proof/consistency?from=%d&to=%d", first, size)); code != 200 {
+		t.Fatalf("consistency between checkpoints signed before the restart: %d %s", code, body)
+	}
+}
