@@ -33,6 +33,11 @@ type auditCmd struct {
 	Verify auditVerifyCmd `cmd:"" help:"Check the whole chain: gapless sequences, prev_hash links, hashes, every column derived from the raw envelope, and the stream's copy when reachable. Prints 'ok <rows> <digest>' or 'mismatch at seq N (<column>)' (exit 1). Through the API, a token scoped to some orgs checks their records only: 'ok <rows> scope=<org,…>'."`
 	Digest auditDigestCmd `cmd:"" help:"Print the trail's digest, seq:hex: keep it elsewhere to prove later (audit verify --digest) that nothing up to seq changed."`
 	Export auditExportCmd `cmd:"" help:"Write audit records to standard output as JSON Lines (default), a JSON array or CSV, streaming any number of them."`
+
+	Checkpoint    auditCheckpointCmd    `cmd:"" help:"Print the latest signed checkpoint of the trail's Merkle tree (C2SP tlog-checkpoint in a signed note), or the one of --size."`
+	CheckpointKey auditCheckpointKeyCmd `cmd:"" name:"checkpoint-key" help:"Print the verifier key of the install's checkpoints (name+keyhash+base64)."`
+	Prove         auditProveCmd         `cmd:"" help:"Print a record's proof bundle: the record, its inclusion proof and the signed checkpoint, for an offline check."`
+	VerifyProof   auditVerifyProofCmd   `cmd:"" name:"verify-proof" help:"Check a proof bundle offline against the install's verifier key: no ledger, no database."`
 }
 
 const auditExitCodes = `Exit codes: 0 ok; 1 the trail does not verify; 2 usage; 3 the API answered 4xx ("<code>: <message>" on stderr); 4 PostgreSQL or the ledger could not be reached (an export may then be incomplete).`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,7 +61,7 @@ func TestServeSignsCheckpointsAndProves(t *testing.T) {
 					t.Fatalf("the checkpoint does not verify with the served key: %v\n%s", err, note)
 				}
 				if size >= atLeast {
-					return size, root, note, string(vkey)
+					return size, root, note, strings.TrimSpace(string(vkey))
 				}
 			}
 			if time.Now().After(deadline) {
@@ -146,6 +147,64 @@ func TestServeSignsCheckpointsAndProves(t *testing.T) {
 	}
 	if code, body := l.get(acme, "/api/audit/proof/inclusion?seq=2"); code != 200 {
 		t.Fatalf("acme's auditor, acme's record: %d %s", code, body)
+	}
+	// The CLI: the checkpoint and the key as the API serves them, a proof
+	// bundle, and its offline check (no server, no database).
+	if code, out, _ := l.client(t, "", "audit", "checkpoint", "--size", fmt.Sprint(size)); code != 0 || out != string(note) {
+		t.Fatalf("audit checkpoint --size %d: %d %q", size, code, out)
+	}
+	if code, out, _ := cliRun(t, "", "audit", "checkpoint-key", "--data-dir", dir); code != 0 || out != vkey+"\n" {
+		t.Fatalf("audit checkpoint-key from the key file: %d %q, want %q", code, out, vkey)
+	}
+	code, bundle, errOut := l.client(t, "", "audit", "prove", "--seq", fmt.Sprint(globex))
+	if code != 0 {
+		t.Fatalf("audit prove: %d %s", code, errOut)
+	}
+	offline := func(stdin string, args ...string) (int, string) {
+		t.Helper()
+		code, out, errOut := cliRun(t, stdin, append([]string{"audit", "verify-proof"}, args...)...)
+		return code, out + errOut
+	}
+	if code, out := offline(bundle, "-", "--key", vkey); code != 0 || !strings.HasPrefix(out, fmt.Sprintf("ok seq=%d tree_size=%d root=%x origin=%s", globex, size, root, strings.SplitN(vkey, "+", 2)[0])) {
+		t.Fatalf("verify-proof of the bundle: %d %q", code, out)
+	}
+	var b audit.Bundle
+	if err := json.Unmarshal([]byte(bundle), &b); err != nil {
+		t.Fatal(err)
+	}
+	forged := b
+	env := strings.Replace(*b.Record.Envelope, `"globex"`, `"globez"`, 1)
+	forged.Record.Envelope = &env
+	forgedJSON, _ := json.Marshal(forged)
+	if code, out := offline(string(forgedJSON), "-", "--key", vkey); code != 1 || !strings.HasPrefix(out, "not proven: ") {
+		t.Fatalf("verify-proof of a changed record: %d %q", code, out)
+	}
+	otherKey := filepath.Join(t.TempDir(), "other.key")
+	other, _, _ := audit.LoadCheckpointKey(otherKey, strings.SplitN(vkey, "+", 2)[0])
+	if code, out := offline(bundle, "-", "--key", other.VerifierKey()); code != 1 || !strings.Contains(out, "not proven: ") {
+		t.Fatalf("verify-proof with another key of the same name: %d %q", code, out)
+	}
+	if code, out := offline(bundle, "-"); code != 2 || !strings.Contains(out, "verifier key is needed") {
+		t.Fatalf("verify-proof without a key: %d %q", code, out)
+	}
+	// The three parts in files of their own, as an export and the API give them.
+	parts := t.TempDir()
+	rec, _ := json.Marshal(b.Record)
+	prf, _ := json.Marshal(b.Proof)
+	for name, data := range map[string][]byte{"record.json": rec, "proof.json": prf, "checkpoint": []byte(b.Checkpoint), "vkey": []byte(vkey + "\n")} {
+		if err := os.WriteFile(filepath.Join(parts, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out := offline("", "--record", filepath.Join(parts, "record.json"), "--proof", filepath.Join(parts, "proof.json"),
+		"--checkpoint", filepath.Join(parts, "checkpoint"), "--key-file", filepath.Join(parts, "vkey")); code != 0 || !strings.HasPrefix(out, "ok ") {
+		t.Fatalf("verify-proof of the parts: %d %q", code, out)
+	}
+	if code, _, errOut := l.client(t, "", "audit", "prove", "--seq", fmt.Sprint(size+3)); code != 3 || !strings.Contains(errOut, "not in the tree") {
+		t.Fatalf("audit prove beyond the tree: %d %q", code, errOut)
+	}
+	if code, _, _ := cliRun(t, "", "audit", "prove", "--seq", fmt.Sprint(globex), "--server", l.url, "--token", acme); code != 3 {
+		t.Fatalf("audit prove of globex's record by acme's auditor: %d", code)
 	}
 	l.stop()
 

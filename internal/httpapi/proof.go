@@ -30,17 +30,17 @@ func (s *Server) checkpointsReady(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// getCheckpoint is GET /api/audit/checkpoint: the latest signed checkpoint,
-// exactly the note's bytes.
+// getCheckpoint is GET /api/audit/checkpoint[?size=S]: the latest signed
+// checkpoint (or the one of size S), exactly the note's bytes.
 func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 	if !s.checkpointsReady(w, r) {
 		return
 	}
-	cp, err := s.cfg.Checkpoints.Latest(r.Context())
-	if errors.Is(err, audit.ErrNoCheckpoint) {
-		writeError(w, http.StatusNotFound, ledger.CodeNotFound, "no checkpoint signed yet")
+	size, ok := s.checkpointSize(w, r, "size")
+	if !ok {
 		return
 	}
+	cp, err := s.cfg.Checkpoints.BySize(r.Context(), size)
 	if err != nil {
 		s.auditUnavailable(w, err)
 		return
@@ -58,21 +58,6 @@ func (s *Server) getCheckpointKey(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte(s.cfg.CheckpointKey + "\n"))
-}
-
-// inclusionProof is the body of GET /api/audit/proof/inclusion.
-type inclusionProof struct {
-	Seq       uint64   `json:"seq"`
-	LeafIndex uint64   `json:"leaf_index"`
-	TreeSize  uint64   `json:"tree_size"`
-	Hashes    [][]byte `json:"hashes"`
-}
-
-// consistencyProof is the body of GET /api/audit/proof/consistency.
-type consistencyProof struct {
-	From   uint64   `json:"from"`
-	To     uint64   `json:"to"`
-	Hashes [][]byte `json:"hashes"`
 }
 
 // sizeParam reads a tree size parameter: (0, false, nil) when absent.
@@ -136,30 +121,72 @@ func (s *Server) getInclusionProof(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, ledger.CodeBadRequest, fmt.Sprintf("seq %d is not in the tree of size %d", seq, size))
 		return
 	}
-	// A caller scoped to some orgs is given proofs of their records only.
-	if scope := auditScope(principal(r.Context())); scope != nil {
-		var org string
-		err := s.cfg.Audit.Scan(r.Context(), audit.Query{After: seq - 1, Limit: 1}, func(rec *audit.Record) error {
-			if rec.Seq == seq {
-				org = rec.Org
-			}
-			return nil
-		})
-		if err != nil {
-			s.auditUnavailable(w, err)
-			return
-		}
-		if !slices.Contains(scope, org) {
-			writeError(w, http.StatusForbidden, ledger.CodeForbidden, "this token may not read that record")
-			return
-		}
+	if !s.recordInScope(w, r, seq) {
+		return
 	}
 	hashes, err := audit.InclusionProof(r.Context(), s.cfg.Tree, seq, size)
 	if err != nil {
 		s.auditUnavailable(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, inclusionProof{Seq: seq, LeafIndex: seq - 1, TreeSize: size, Hashes: hashes})
+	writeJSON(w, http.StatusOK, audit.InclusionJSON{Seq: seq, LeafIndex: seq - 1, TreeSize: size, Hashes: hashes})
+}
+
+// recordInScope answers 403 unless the caller may read record seq: a
+// caller scoped to some orgs is given proofs of their records only.
+func (s *Server) recordInScope(w http.ResponseWriter, r *http.Request, seq uint64) bool {
+	scope := auditScope(principal(r.Context()))
+	if scope == nil {
+		return true
+	}
+	var org string
+	err := s.cfg.Audit.Scan(r.Context(), audit.Query{After: seq - 1, Limit: 1}, func(rec *audit.Record) error {
+		if rec.Seq == seq {
+			org = rec.Org
+		}
+		return nil
+	})
+	if err != nil {
+		s.auditUnavailable(w, err)
+		return false
+	}
+	if !slices.Contains(scope, org) {
+		writeError(w, http.StatusForbidden, ledger.CodeForbidden, "this token may not read that record")
+		return false
+	}
+	return true
+}
+
+// getProofBundle is GET /api/audit/proof/record?seq=N[&size=S]: the record
+// with its inclusion proof and the checkpoint it is against, in one JSON
+// document that `ledger audit verify-proof` checks offline.
+func (s *Server) getProofBundle(w http.ResponseWriter, r *http.Request) {
+	if !s.checkpointsReady(w, r) {
+		return
+	}
+	seq, given, err := sizeParam(r, "seq")
+	if err != nil || !given || seq == 0 {
+		writeError(w, http.StatusBadRequest, ledger.CodeBadRequest, "seq must be a record's sequence number (from 1)")
+		return
+	}
+	size, ok := s.checkpointSize(w, r, "size")
+	if !ok {
+		return
+	}
+	if seq > size {
+		writeError(w, http.StatusBadRequest, ledger.CodeBadRequest, fmt.Sprintf("seq %d is not in the tree of size %d", seq, size))
+		return
+	}
+	if !s.recordInScope(w, r, seq) {
+		return
+	}
+	b, err := audit.BuildBundle(r.Context(), s.cfg.Audit, s.cfg.Tree, s.cfg.Checkpoints, seq, size)
+	if err != nil {
+		s.auditUnavailable(w, err)
+		return
+	}
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="audit-record-%d-proof.json"`, seq))
+	writeJSON(w, http.StatusOK, b)
 }
 
 // getConsistencyProof is GET /api/audit/proof/consistency?from=A[&to=B]:
@@ -196,5 +223,5 @@ func (s *Server) getConsistencyProof(w http.ResponseWriter, r *http.Request) {
 		s.auditUnavailable(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, consistencyProof{From: from, To: to, Hashes: hashes})
+	writeJSON(w, http.StatusOK, audit.ConsistencyJSON{From: from, To: to, Hashes: hashes})
 }

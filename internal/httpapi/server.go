@@ -154,6 +154,7 @@ func (s *Server) Handler() http.Handler {
 		{"/api/audit/checkpoint/key", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getCheckpointKey)}},
 		{"/api/audit/proof/inclusion", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getInclusionProof)}},
 		{"/api/audit/proof/consistency", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getConsistencyProof)}},
+		{"/api/audit/proof/record", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getProofBundle)}},
 		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz}},
 		{"/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz}},
 		{"/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},

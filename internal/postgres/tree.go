@@ -212,3 +212,6 @@ func (c *Checkpoints) one(ctx context.Context, sql string, args ...any) (audit.C
 	cp.Size, cp.Root, cp.Note = uint64(size), audit.Hash(root), []byte(msg)
 	return cp, nil
 }
+
+// Checkpoints returns the checkpoints kept beside the trail a reads.
+func (a *AuditReader) Checkpoints() *Checkpoints { return &Checkpoints{pool: a.pool} }
