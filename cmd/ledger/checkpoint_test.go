@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/audit"
+	"github.com/licenseledger/ledger/internal/testenv/witnesstest"
 )
 
 // get fetches path with tok and returns the status and body.
@@ -216,5 +218,65 @@ func TestServeSignsCheckpointsAndProves(t *testing.T) {
 	}
 	if code, body := l2.get(l2.token, fmt.Sprintf("/api/audit/proof/consistency?from=%d&to=%d", first, size)); code != 200 {
 		t.Fatalf("consistency between checkpoints signed before the restart: %d %s", code, body)
+	}
+}
+
+// Checkpoints go to a witness, which cosigns them; they are archived
+// cosigned; a witness that holds a larger tree of this install (the trail
+// rewound since) is a fork: /readyz shows it and the metric counts it,
+// without making the ledger unready.
+func TestServeSendsCheckpointsToWitnesses(t *testing.T) {
+	dir := t.TempDir()
+	l := startLedgerWith(t, dir, func(c *serveCmd) { c.CheckpointInterval = time.Hour })
+	_, vkey := l.get(l.token, "/api/audit/checkpoint/key")
+	l.stop()
+
+	tw := witnesstest.New(t, strings.TrimSpace(string(vkey)))
+	srv := httptest.NewServer(tw)
+	defer srv.Close()
+	archive := filepath.Join(t.TempDir(), "archive")
+	l = startLedgerWith(t, dir, func(c *serveCmd) {
+		c.CheckpointInterval = 50 * time.Millisecond
+		c.Witnesses = []string{tw.VKey + " " + srv.URL}
+		c.CheckpointArchive = archive
+	})
+	key := signed(t, "k1", func(p map[string]any) { p["expires"] = time.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339) })
+	code, up := l.call("POST", "/api/license?org=acme", key)
+	if code != 200 {
+		t.Fatalf("upload: %d %v", code, up)
+	}
+	waitUntil(t, "the witness cosigns the upload's checkpoint", func() bool { return tw.Size() >= uint64(up["seq"].(float64)) })
+	sample := fmt.Sprintf(`ledger_audit_witness_requests_total{outcome="cosigned",witness=%q}`, srv.URL)
+	if metric(t, l, sample) < 1 {
+		t.Fatalf("%s: %v", sample, metric(t, l, sample))
+	}
+	files, _ := filepath.Glob(filepath.Join(archive, "*.checkpoint"))
+	if len(files) == 0 {
+		t.Fatal("nothing archived")
+	}
+	last, _ := os.ReadFile(files[len(files)-1])
+	if strings.Count(string(last), "\n— ") != 2 {
+		t.Fatalf("the archived checkpoint is not cosigned:\n%s", last)
+	}
+	_, rd := readyz(t, l)
+	ws, _ := rd["audit_witnesses"].([]any)
+	if len(ws) != 1 || ws[0].(map[string]any)["fork"] != nil {
+		t.Fatalf("/readyz audit_witnesses: %v", rd["audit_witnesses"])
+	}
+
+	// The witness saw a larger tree of this install than it has now.
+	tw.Hold(1_000_000, make([]byte, 32))
+	if code, m := l.call("POST", "/api/license/invalidate?org=acme", `{"license_id":"0193a5b0-7e1a-7c3d-8f00-1234567890ab","note":"refund"}`); code != 200 {
+		t.Fatalf("invalidate: %d %v", code, m)
+	}
+	fork := fmt.Sprintf(`ledger_audit_witness_fork{witness=%q}`, srv.URL)
+	waitUntil(t, "the fork reported", func() bool { return metric(t, l, fork) == 1 })
+	code, rd = readyz(t, l)
+	ws, _ = rd["audit_witnesses"].([]any)
+	if code != 200 || len(ws) != 1 || !strings.Contains(fmt.Sprint(ws[0].(map[string]any)["fork"]), "rewound") {
+		t.Fatalf("/readyz after a fork: %d %v", code, rd)
+	}
+	if !strings.Contains(l.logText(), "AUDIT WITNESS REFUSED THE CHECKPOINT") {
+		t.Fatalf("no alert in the log:\n%s", l.logText())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/licenseledger/ledger/internal/secfile"
 	"github.com/licenseledger/ledger/internal/tick"
 	"github.com/licenseledger/ledger/internal/webui"
+	"github.com/licenseledger/ledger/internal/witness"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -55,6 +57,8 @@ type serveCmd struct {
 	DigestInterval      time.Duration `name:"digest-interval" env:"LEDGER_DIGEST_INTERVAL" default:"1h" help:"How often to log the audit trail's digest: an 'audit digest' line with digest=seq:hex and rows=N. 0 = never."`
 	CheckpointKey       string        `name:"checkpoint-key" env:"LEDGER_CHECKPOINT_KEY_FILE" placeholder:"FILE" help:"The install's Ed25519 key that signs the audit trail's checkpoints (note format), created mode 0600 at first start; default $DATA_DIR/checkpoint.key. Scaled installs give every ledger the same file."`
 	CheckpointInterval  time.Duration `name:"checkpoint-interval" env:"LEDGER_CHECKPOINT_INTERVAL" default:"1m" help:"How often to sign a checkpoint of the audit trail's Merkle tree, when it has grown."`
+	Witnesses           []string      `name:"witness" env:"LEDGER_WITNESSES" sep:";" placeholder:"[VKEY ]URL" help:"Send every checkpoint to this C2SP tlog-witness (POST URL/add-checkpoint), after the witness's verifier key to check its cosignatures; repeat the flag, or separate entries with ';' in the variable. A witness that refuses a checkpoint (a fork) is logged at error level, counted and shown on /readyz."`
+	CheckpointArchive   string        `name:"checkpoint-archive" env:"LEDGER_CHECKPOINT_ARCHIVE" placeholder:"DIR" help:"Also write every checkpoint, with the witnesses' cosignatures, to DIR (one file each; a mounted bucket or an archive outside the install)."`
 	AdminToken          string        `env:"LEDGER_ADMIN_TOKEN" placeholder:"TOKEN" help:"An operator token (at least 32 characters)."`
 	TokensFile          string        `name:"tokens-file" env:"LEDGER_TOKENS_FILE" placeholder:"FILE" help:"Tokens file: '<sha256 hex> <role> <orgs|*> <name>' lines, mode 0600, re-read within a second of a change (default: $DATA_DIR/tokens). Edit it with ledger token."`
 	RateLimit           string        `name:"rate-limit" env:"LEDGER_RATE_LIMIT" default:"20/s:100" placeholder:"RATE[/s|/m|/h][:BURST]" help:"Requests per API token: RATE per second, or per minute (/m) or hour (/h), then :BURST (100 when omitted). Default 20/s:100; off for no limit. Over it: 429 rate_limited with Retry-After."`
@@ -228,7 +232,12 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	if err != nil {
 		return err
 	}
-	go (&audit.Checkpointer{Key: cpKey, Tree: rm.tree, Store: cpStore, Interval: c.CheckpointInterval, Logger: log}).Run(runCtx)
+	wit, err := c.witnesses(rm, reg, log)
+	if err != nil {
+		return err
+	}
+	go (&audit.Checkpointer{Key: cpKey, Tree: rm.tree, Store: cpStore, Interval: c.CheckpointInterval, Logger: log,
+		OnSigned: wit.Send}).Run(runCtx)
 	if rm.projector != nil {
 		go rm.projector.Run(runCtx)
 	}
@@ -237,7 +246,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		StreamMsg: rm.streamLookups(bus), Tree: rm.tree, Checkpoints: cpStore, CheckpointKey: cpKey.VerifierKey(),
 		Readiness: func(context.Context) httpapi.Readiness {
 			rd := httpapi.Readiness{NATS: "ok", Store: rm.store, ProjectorLag: fol.Lag(), OrgsUnverified: svc.UnverifiedOrgs(),
-				TokensFile: httpapi.ReportTokensFile(watcher.Status())}
+				TokensFile: httpapi.ReportTokensFile(watcher.Status()), AuditWitnesses: wit.Statuses()}
 			if rm.projector != nil {
 				rd.ProjectorLag = rm.projector.Lag()
 				if err := rm.projector.Stopped(); err != nil {
@@ -434,4 +443,42 @@ func (c *serveCmd) openCheckpoints(rm *readModel, installID string, log *slog.Lo
 		return nil, nil, err
 	}
 	return key, store, nil
+}
+
+// witnesses parses --witness and prepares the sending of checkpoints to
+// them (and to --checkpoint-archive), with their metrics.
+func (c *serveCmd) witnesses(rm *readModel, reg prometheus.Registerer, log *slog.Logger) (*witness.Sender, error) {
+	s := &witness.Sender{Tree: rm.tree, Archive: c.CheckpointArchive, Logger: log}
+	for _, w := range c.Witnesses {
+		if strings.TrimSpace(w) == "" {
+			continue
+		}
+		parsed, err := witness.Parse(w)
+		if err != nil {
+			return nil, cli.Usage("--witness: %v", err)
+		}
+		s.Witnesses = append(s.Witnesses, parsed)
+	}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_audit_witness_requests_total",
+		Help: "Checkpoints sent to each witness, by outcome: cosigned, fork (it refused: the trail may have been forked or rewritten), refused (it does not know this log), failed."},
+		[]string{"witness", "outcome"})
+	forks := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_audit_witness_fork",
+		Help: "1 while a witness's last answer was a fork (a refused consistency proof, or a larger tree than the install's)."}, []string{"witness"})
+	reg.MustRegister(requests, forks)
+	for _, w := range s.Witnesses {
+		for _, o := range []witness.Outcome{witness.Cosigned, witness.Fork, witness.Refused, witness.Failed} {
+			requests.WithLabelValues(w.URL, string(o))
+		}
+		forks.WithLabelValues(w.URL).Set(0)
+	}
+	s.Count = func(url string, o witness.Outcome) {
+		requests.WithLabelValues(url, string(o)).Inc()
+		switch o {
+		case witness.Fork:
+			forks.WithLabelValues(url).Set(1)
+		case witness.Cosigned:
+			forks.WithLabelValues(url).Set(0)
+		}
+	}
+	return s, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/licenseledger/ledger/internal/bearer"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
+	"github.com/licenseledger/ledger/internal/witness"
 	"github.com/licenseledger/ledger/license"
 )
 
@@ -45,6 +46,10 @@ type Readiness struct {
 	// that the file grants nothing at all; null when every line is in
 	// force. It never makes the ledger unready: the other tokens work.
 	TokensFile *TokensFileReport `json:"tokens_file"`
+	// AuditWitnesses is what each witness last said of the checkpoints
+	// (a "fork" is a refusal: the trail may have been forked or rewritten);
+	// omitted without witnesses. It never makes the ledger unready.
+	AuditWitnesses []witness.Status `json:"audit_witnesses,omitempty"`
 }
 
 // TokensFileReport is /readyz's account of a tokens file that is not
