@@ -40,7 +40,7 @@ func uiLedger(t *testing.T) (l *ledgerProc, acmeAdmin, auditor string) {
 	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte(e.Line()+"\n"+a.Line()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startLedger(t, dir, nil), acmeAdmin, auditor
+	return startLedgerWith(t, dir, func(c *serveCmd) { c.CheckpointInterval = 100 * time.Millisecond }), acmeAdmin, auditor
 }
 
 // signIn signs in on the page with the keyboard: the token, then Enter.
@@ -438,6 +438,33 @@ func TestWebUIInBrowser(t *testing.T) {
 		t.Fatalf("CSV export: %q", csv)
 	}
 	b.Screenshot("audit-filtered")
+
+	// The signed checkpoint the page shows is one the API serves, and a
+	// record downloaded with its proof verifies offline.
+	b.WaitFor("the checkpoint shown", `document.querySelector('#checkpoint-size') !== null`, 20*time.Second)
+	shownSize := b.Text("#checkpoint-size")
+	var shownNote, vkey string
+	b.Eval(`document.querySelector('#checkpoint-note').textContent`, &shownNote)
+	b.Eval(`document.querySelector('#checkpoint-key').textContent`, &vkey)
+	if code, body := l.get(l.token, "/api/audit/checkpoint?size="+shownSize); code != 200 || string(body) != shownNote {
+		t.Fatalf("the page shows checkpoint %q (size %s), the API: %d %q", shownNote, shownSize, code, body)
+	}
+	b.Run("download a record with its proof", chromedp.Click(`#audit-list li button.ev-proof`, q))
+	var firstSeq string
+	b.Eval(`document.querySelector('#audit-list li').dataset.seq`, &firstSeq)
+	proofPath := filepath.Join(downloads, "audit-record-"+firstSeq+"-proof.json")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if data, err := os.ReadFile(proofPath); err == nil && json.Valid(data) {
+			break
+		}
+		if time.Now().After(deadline) {
+			ents, _ := os.ReadDir(downloads)
+			t.Fatalf("no proof download in %s: %v", downloads, ents)
+		}
+	}
+	if code, out, errOut := cliRun(t, "", "audit", "verify-proof", proofPath, "--key", vkey); code != 0 || !strings.HasPrefix(out, "ok seq="+firstSeq+" ") {
+		t.Fatalf("the downloaded proof: %d %q %q", code, out, errOut)
+	}
 
 	// Date range (UTC days, both ends included): the rejections' own day
 	// lists them, the next day does not; the page agrees with the API.

@@ -75,8 +75,62 @@ function auditItem(rec) {
       el('time', { datetime: rec.at || '', text: rec.at ? fmtSeconds(rec.at) : 'no time' }),
       el('span', { class: 'ev-type', text: TYPE_LABELS[rec.type] || rec.type })),
     el('div', { class: 'ev-meta', text: meta.join(' · ') }),
-    el('p', { class: 'ev-detail', text: eventDetail(rec, env) }));
+    el('p', { class: 'ev-detail', text: eventDetail(rec, env) }),
+    el('button', { type: 'button', class: 'ev-proof', 'data-seq': String(rec.seq), text: 'Download with proof',
+      title: 'The record, its inclusion proof and the signed checkpoint: ledger audit verify-proof checks it offline' }));
 }
+
+// download saves blob as name.
+function download(blob, name) {
+  const a = el('a', { href: URL.createObjectURL(blob), download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+}
+
+// downloadProof saves the record's proof bundle (GET /api/audit/proof/record).
+async function downloadProof(seq) {
+  show($('audit-error'), false);
+  const r = await api('GET', '/api/audit/proof/record?seq=' + encodeURIComponent(seq), { raw: true });
+  if (!r.ok) {
+    $('audit-error').textContent = r.status === 404 ? 'No checkpoint is signed yet: the proof can be downloaded within a minute.'
+      : errorSentence(r.code, { message: r.message, retryAfter: r.retryAfter });
+    show($('audit-error'), true);
+    return;
+  }
+  download(await r.response.blob(), 'audit-record-' + seq + '-proof.json');
+}
+
+// checkpointState holds the latest checkpoint's note for its download.
+const checkpointState = { note: null };
+
+// loadCheckpoint shows the latest signed checkpoint: its size, root and
+// origin, the note itself and the verifier key.
+async function loadCheckpoint() {
+  const out = $('checkpoint-result');
+  const [r, k] = await Promise.all([
+    api('GET', '/api/audit/checkpoint', { raw: true }),
+    api('GET', '/api/audit/checkpoint/key', { raw: true }),
+  ]);
+  if (!r.ok) {
+    show($('checkpoint-download'), false);
+    setMessage(out, r.status === 404 ? 'ok' : 'error', r.status === 404 ? 'No checkpoint signed yet; the ledger signs one within a minute of a change.'
+      : errorSentence(r.code, { message: r.message, retryAfter: r.retryAfter }));
+    return;
+  }
+  const note = await r.response.text();
+  checkpointState.note = note;
+  const [origin, size, root] = note.split('\n');
+  out.replaceChildren(el('p', {},
+    'The trail\'s first ', el('strong', { id: 'checkpoint-size', text: size }), ' records, root ',
+    el('code', { id: 'checkpoint-root', text: root }), ', signed by ', el('code', { text: origin }), '.'),
+  el('p', { class: 'note', text: 'Keep checkpoints outside the install: a later one that does not prove consistent with it means history was rewritten.' }));
+  $('checkpoint-note').textContent = note;
+  $('checkpoint-key').textContent = k.ok ? (await k.response.text()).trim() : '';
+  show($('checkpoint-download'), true);
+}
+
 
 async function loadAudit(more) {
   const p = auditFilters();
@@ -117,12 +171,7 @@ async function exportAudit(format) {
     show($('audit-error'), true);
     return;
   }
-  const blob = await r.response.blob();
-  const a = el('a', { href: URL.createObjectURL(blob), download: 'audit-' + (p.get('org') || 'all') + '.' + format });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+  download(await r.response.blob(), 'audit-' + (p.get('org') || 'all') + '.' + format);
 }
 
 async function verifyChain() {
@@ -170,6 +219,15 @@ export function initAudit(w) {
   $('audit-more').addEventListener('click', () => loadAudit(true));
   $('export-csv').addEventListener('click', () => exportAudit('csv'));
   $('export-jsonl').addEventListener('click', () => exportAudit('jsonl'));
+  $('audit-list').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button.ev-proof');
+    if (b) downloadProof(b.dataset.seq);
+  });
+  show($('checkpoint-panel'), true);
+  $('checkpoint-download').addEventListener('click', () => {
+    if (checkpointState.note) download(new Blob([checkpointState.note], { type: 'text/plain' }), 'checkpoint.txt');
+  });
+  loadCheckpoint();
   if (w.role === 'operator' || w.role === 'auditor') {
     show($('verify-panel'), true);
     $('verify-run').addEventListener('click', verifyChain);
