@@ -25,7 +25,7 @@ type benchCmd struct {
 	Orgs        int      `placeholder:"N" help:"Licensed orgs of the start and restart figures (default 100,000; 1,000,000 with --full), for a point of the growth curve."`
 	JSON        bool     `name:"json" help:"Print the rows as JSON instead of a table."`
 	Markdown    bool     `help:"Print the table as Markdown."`
-	Only        []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, memory, start, restart."`
+	Only        []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, tree, memory, start, restart."`
 	DatabaseURL string   `name:"database-url" placeholder:"URL" help:"PostgreSQL for the replay and start figures, as a user allowed to CREATE DATABASE. Defaults to $LEDGER_TEST_DATABASE_URL, else 127.0.0.1:5432 as user postgres or the OS user; bench never starts one."`
 	Gatekeeper  string   `placeholder:"FILE" type:"path" help:"The gatekeeper binary the start figure measures as its replica. Defaults to gatekeeper beside this binary, else on PATH; without one, this binary's hidden bench-replica (the same packages in the larger ledger binary)."`
 	CPUProfile  string   `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run to FILE, mode 0600 (go tool pprof FILE); the replica processes of the start figure write theirs, and a heap profile, beside it (FILE.replica-*.pprof)."`

@@ -76,7 +76,7 @@ type Row struct {
 }
 
 // Figures lists the figures in the order they run.
-var Figures = []string{"decision", "authz", "proxy", "propagation", "append", "replay", "memory", "start", "restart"}
+var Figures = []string{"decision", "authz", "proxy", "propagation", "append", "replay", "tree", "memory", "start", "restart"}
 
 // Run measures the selected figures. It returns the rows measured so far
 // and an error when a figure could not be measured at all. A figure that
@@ -98,6 +98,7 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		{"propagation", r.propagationFigure},
 		{"append", r.appendFigure},
 		{"replay", r.replayFigure},
+		{"tree", r.treeFigure},
 		{"memory", r.memoryFigure},
 		{"start", r.startFigure},
 		{"restart", r.restartFigure},

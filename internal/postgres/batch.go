@@ -43,8 +43,9 @@ type batcher struct {
 	seq   uint64
 	chain audit.Hash
 	// tree is the Merkle tree's right edge at seq: each audit row gets
-	// its tree_hashes from it.
-	tree *audit.Tree
+	// its tree_hashes from it, unless skipTree (ProjectorConfig.SkipTree).
+	tree     *audit.Tree
+	skipTree bool
 	// states holds every org with a row (the snapshot at the checkpoint,
 	// then each batch's), so an org missing from it has no event yet.
 	states map[string]*license.OrgState
@@ -265,7 +266,9 @@ func (b *batcher) foldAudit(msgs []*events.Message) (*prepared, stateWork, error
 			continue // redelivered: already in this batch or committed
 		}
 		rec := audit.NewRecord(m, chain, now)
-		rec.Tree = b.tree.Append(m.Raw)
+		if !b.skipTree {
+			rec.Tree = b.tree.Append(m.Raw)
+		}
 		chain, seq = rec.Hash, m.Seq
 		switch {
 		case seq > b.auditSeq:
@@ -528,7 +531,11 @@ func (b *batcher) writeTx(ctx context.Context, p *prepared, directRevocations bo
 	// The fence first: a writer that meets a swap (ledger replay) in
 	// progress waits for it here, then finds the checkpoint moved.
 	var fence *time.Time
-	err = tx.QueryRow(ctx, `UPDATE projection_checkpoints SET last_seq = $1, tree_size = $1, stream_created = $2, updated_at = now()
+	treeSize := "$1"
+	if b.skipTree {
+		treeSize = "tree_size"
+	}
+	err = tx.QueryRow(ctx, `UPDATE projection_checkpoints SET last_seq = $1, tree_size = `+treeSize+`, stream_created = $2, updated_at = now()
 		WHERE name = $3 AND last_seq = $4 AND updated_at IS NOT DISTINCT FROM $5 RETURNING updated_at`,
 		int64(p.seq), b.created, b.name, int64(p.from), b.fence).Scan(&fence)
 	if errors.Is(err, pgx.ErrNoRows) {

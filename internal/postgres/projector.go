@@ -59,6 +59,11 @@ type ProjectorConfig struct {
 	Logger    *slog.Logger
 	// Registry receives the projector's metrics (nil: none).
 	Registry prometheus.Registerer
+	// SkipTree writes audit rows without their tree_hashes and leaves
+	// tree_size where it is: ledger bench's reference for what the Merkle
+	// tree costs the projector. The next start without it computes the
+	// missing hashes (loadTree).
+	SkipTree bool
 }
 
 // Projector folds the stream into org_licenses, revoked_licenses and the
@@ -240,7 +245,7 @@ func (p *Projector) project(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	b := &batcher{conn: conn, name: p.cfg.Name, trust: p.trust, log: p.cfg.Logger, created: created,
-		seq: ck.seq, chain: ck.hash, tree: tree, states: states, fence: ck.updated}
+		seq: ck.seq, chain: ck.hash, tree: tree, skipTree: p.cfg.SkipTree, states: states, fence: ck.updated}
 	p.cfg.Logger.Info("projector active", "checkpoint", ck.seq, "stream_head", head)
 
 	cctx, cancel := context.WithCancel(ctx)
