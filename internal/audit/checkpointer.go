@@ -44,6 +44,8 @@ func (c *Checkpointer) SignNow(ctx context.Context) (Checkpoint, bool, error) {
 	}
 	latest, err := c.Store.Latest(ctx)
 	switch {
+	case errors.Is(err, ErrNoCheckpoint) && size == 0:
+		return Checkpoint{}, false, nil // nothing to sign for yet
 	case errors.Is(err, ErrNoCheckpoint):
 	case err != nil:
 		return Checkpoint{}, false, err

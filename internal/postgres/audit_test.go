@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -422,4 +424,103 @@ func testCheckpointKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// The PostgreSQL trail's tree over thousands of records: every proof it
+// gives, for random records and sizes, is the one the same records make in
+// memory, and verifies against the root.
+func TestTreeProofsAtScale(t *testing.T) {
+	_, pool := migratedDB(t)
+	ctx := testContext(t)
+	const n = 3000
+	var msgs []*events.Message
+	for i := 1; i <= n; i++ {
+		msgs = append(msgs, events.Decode(events.AuditSubject("acme"), uint64(i), fmt.Appendf(nil, `{"n":%d,"pad":%q}`, i, strings.Repeat("x", i%97))))
+	}
+	insertAudit(t, pool, msgs)
+	if _, err := pool.Exec(ctx, `INSERT INTO projection_checkpoints (name, last_seq, tree_size, updated_at) VALUES ('org_licenses', $1, $1, now())`, n); err != nil {
+		t.Fatal(err)
+	}
+	reader := NewAuditReader(pool)
+	mem := audit.NewMemory(audit.Messages(msgs))
+	for _, m := range msgs {
+		if err := mem.Append(m, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size, root, err := reader.TreeSize(ctx)
+	if _, memRoot, _ := mem.TreeSize(ctx); err != nil || size != n || root != memRoot {
+		t.Fatalf("tree size %d root %x, %v; memory's root %x", size, root, err, memRoot)
+	}
+	for range 300 {
+		at := 1 + rand.Uint64N(n)
+		seq := 1 + rand.Uint64N(at)
+		p, err := audit.InclusionProof(ctx, reader, seq, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ := audit.InclusionProof(ctx, mem, seq, at)
+		r, _ := audit.RootAt(ctx, reader, at)
+		if fmt.Sprint(p) != fmt.Sprint(q) || audit.VerifyInclusion(msgs[seq-1].Raw, seq, at, p, r) != nil {
+			t.Fatalf("inclusion of %d in %d", seq, at)
+		}
+		from := rand.Uint64N(at + 1)
+		c, err := audit.ConsistencyProof(ctx, reader, from, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr, _ := audit.RootAt(ctx, reader, from)
+		if err := audit.VerifyConsistency(from, at, c, fr, r); err != nil {
+			t.Fatalf("consistency %d → %d: %v", from, at, err)
+		}
+	}
+}
+
+// A trail rolled back and grown again differently, hashes and tree and
+// all: it verifies by itself, but not against a checkpoint signed before
+// (the consistency proof fails) nor against the stream.
+func TestTreeCatchesARewrittenTrail(t *testing.T) {
+	_, pool := migratedDB(t)
+	ctx := testContext(t)
+	msgs := auditFixture(t)
+	insertAudit(t, pool, msgs)
+	reader := NewAuditReader(pool)
+	root8, err := audit.RootAt(ctx, reader, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Records 6 on rewritten consistently, behind the triggers.
+	forged := append([]*events.Message(nil), msgs...)
+	for i := 5; i < len(forged); i++ {
+		forged[i] = events.Decode(forged[i].Subject, forged[i].Seq, append(bytes.Clone(forged[i].Raw), ' '))
+	}
+	behindTheTriggers(t, pool, `DELETE FROM license_audit WHERE seq >= 6`)
+	c := audit.NewChain()
+	var rows [][]any
+	for _, m := range forged {
+		r := c.Append(m, time.Now())
+		if r.Seq >= 6 {
+			rows = append(rows, AuditRow(r))
+		}
+	}
+	if _, err := pool.CopyFrom(ctx, pgx.Identifier{"license_audit"}, AuditColumns(), pgx.CopyFromRows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := audit.Verify(ctx, reader, audit.VerifyOptions{}); err != nil || !res.OK {
+		t.Fatalf("the rewritten trail by itself: %+v %v", res, err)
+	}
+	root10, _ := audit.RootAt(ctx, reader, 10)
+	proof, err := audit.ConsistencyProof(ctx, reader, 8, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.VerifyConsistency(8, 10, proof, root8, root10); err == nil {
+		t.Fatal("the rewritten trail is consistent with the checkpoint of size 8 signed before")
+	}
+	stream := func(_ context.Context, seq uint64) (string, []byte, error) {
+		return msgs[seq-1].Subject, msgs[seq-1].Raw, nil
+	}
+	if res, err := audit.Verify(ctx, reader, audit.VerifyOptions{Stream: stream}); err != nil || res.OK || res.BadSeq != 6 || res.Column != audit.ColEnvelopeRaw {
+		t.Fatalf("against the stream: %+v %v", res, err)
+	}
 }
