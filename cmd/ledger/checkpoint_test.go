@@ -96,6 +96,9 @@ func TestServeSignsCheckpointsAndProves(t *testing.T) {
 		t.Fatalf("not a C2SP checkpoint:\n%s", note)
 	}
 
+	if got := metric(t, l, "ledger_audit_checkpoint_tree_size"); got < float64(size) {
+		t.Fatalf("ledger_audit_checkpoint_tree_size %v, checkpoint %d", got, size)
+	}
 	// The record as the API exports it, proven in the latest checkpoint.
 	var raw []byte
 	for _, r := range auditRecords(t, l, "") {

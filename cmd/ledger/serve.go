@@ -236,8 +236,17 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	if err != nil {
 		return err
 	}
+	cpSize := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ledger_audit_checkpoint_tree_size",
+		Help: "Tree size of the last audit checkpoint this ledger signed."})
+	cpTime := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ledger_audit_checkpoint_signed_timestamp_seconds",
+		Help: "When this ledger last signed an audit checkpoint (Unix seconds): alert when the trail grows and this does not move."})
+	reg.MustRegister(cpSize, cpTime)
 	go (&audit.Checkpointer{Key: cpKey, Tree: rm.tree, Store: cpStore, Interval: c.CheckpointInterval, Logger: log,
-		OnSigned: wit.Send}).Run(runCtx)
+		OnSigned: func(ctx context.Context, cp audit.Checkpoint) {
+			cpSize.Set(float64(cp.Size))
+			cpTime.Set(float64(cp.SignedAt.UnixNano()) / 1e9)
+			wit.Send(ctx, cp)
+		}}).Run(runCtx)
 	if rm.projector != nil {
 		go rm.projector.Run(runCtx)
 	}
