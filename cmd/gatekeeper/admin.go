@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -11,9 +12,10 @@ import (
 )
 
 // adminHandler serves /healthz, /readyz and /metrics. /readyz is 200 once
-// the initial state is loaded, whatever the staleness (reported in the
-// body), so a NATS outage never takes every replica out of rotation.
-func adminHandler(reg *prometheus.Registry, fol *follow.Follower) http.Handler {
+// the initial state is loaded and the serving listeners (/authz, the
+// proxy) accept connections (serving), whatever the staleness (reported in
+// the body), so a NATS outage never takes every replica out of rotation.
+func adminHandler(reg *prometheus.Registry, fol *follow.Follower, serving *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -21,7 +23,7 @@ func adminHandler(reg *prometheus.Registry, fol *follow.Follower) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		h := fol.Health()
 		code := http.StatusOK
-		if !h.Loaded {
+		if !h.Loaded || !serving.Load() {
 			code = http.StatusServiceUnavailable
 		}
 		writeJSON(w, code, h)

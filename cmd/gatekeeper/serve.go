@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -230,7 +231,8 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	}
 
 	srvs := &servers{log: log, shutdown: c.ShutdownWait, limits: lim}
-	admin, err := srvs.listen(c.AdminListen, adminHandler(reg, fol))
+	var serving atomic.Bool // /readyz waits for the listeners below too
+	admin, err := srvs.listen(c.AdminListen, adminHandler(reg, fol, &serving))
 	if err != nil {
 		return err
 	}
@@ -251,6 +253,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 	} else if c.Listen != "off" {
 		log.Warn("no --upstream: the reverse proxy listener is off")
 	}
+	serving.Store(true)
 	h := fol.Health()
 	log.Info("gatekeeper ready", "orgs", h.OrgsCached, "applied_seq", h.AppliedSeq, "install_id", fol.InstallID(),
 		"proxy", a.proxy, "authz", a.authz, "admin", a.admin, "org_from", c.OrgFrom, "keyring_fingerprint", keys.Ring().Fingerprint())
