@@ -24,15 +24,18 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .
 ARG VERSION=dev
+# The commit (the context holds no .git to read it from):
+# docker build --build-arg REVISION=$(git rev-parse HEAD) …
+ARG REVISION=
 ARG TARGETOS
 ARG TARGETARCH
 # Static binaries (no cgo), reproducible paths, no symbol tables; the version
-# is what `ledger --version` and `gatekeeper --version` print and what
-# ledger.started records.
+# and commit are what `--version` prints and *_build_info exports, and the
+# version is what ledger.started records.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X github.com/licenseledger/ledger/internal/buildinfo.Revision=${REVISION}" \
       -o /out/ ./cmd/ledger ./cmd/gatekeeper ./cmd/licensegen
 # The single-node default keeps its state in /data (embedded NATS store,
 # seeds, admin token): an empty directory the runtime user owns, so a named

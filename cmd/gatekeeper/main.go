@@ -10,6 +10,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/licenseledger/ledger/internal/buildinfo"
 	"github.com/licenseledger/ledger/internal/cli"
 )
 
@@ -23,7 +24,7 @@ names: NATS_URL, NATS_NKEY, DATABASE_URL, LICENSE_PUBLIC_KEYS…);
 repeatable flags take comma lists.`
 
 func run(args []string, env *cli.Env) int {
-	return cli.Run("gatekeeper", description, &gatekeeperCmd{}, args, env, kong.Vars{"version": version})
+	return cli.Run("gatekeeper", description, &gatekeeperCmd{}, args, env, kong.Vars{"version": "gatekeeper " + buildinfo.Read(version).String()})
 }
 
 func main() { os.Exit(run(os.Args[1:], cli.OSEnv())) }

@@ -24,6 +24,7 @@ import (
 	"github.com/licenseledger/ledger/gatekeeper/follow"
 	"github.com/licenseledger/ledger/gatekeeper/frontend"
 	"github.com/licenseledger/ledger/gatekeeper/natsstream"
+	"github.com/licenseledger/ledger/internal/buildinfo"
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/sighup"
 	"github.com/licenseledger/ledger/license"
@@ -174,7 +175,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Read(version).Collector("gatekeeper"))
 	if tokens != nil {
 		gcfg.Tokens, gcfg.TokenCookie = tokens, c.JWTCookie
 		reg.MustRegister(tokens.Collector())

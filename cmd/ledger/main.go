@@ -6,10 +6,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/alecthomas/kong"
 
+	"github.com/licenseledger/ledger/internal/buildinfo"
 	"github.com/licenseledger/ledger/internal/cli"
 )
 
@@ -18,6 +20,7 @@ var version = "dev"
 
 type grammar struct {
 	Version      kong.VersionFlag `help:"Print the version and exit."`
+	VersionCmd   versionCmd       `cmd:"" name:"version" help:"Print the build: version, commit, commit time and Go version."`
 	Serve        serveCmd         `cmd:"" help:"Run the ledger: API, event stream (embedded NATS unless NATS_URL), read model."`
 	License      licenseCmd       `cmd:"" help:"Inspect or verify a license file offline."`
 	Status       statusCmd        `cmd:"" help:"Print an org's license status from the ledger API (exit 0 whatever the status)."`
@@ -39,7 +42,14 @@ type grammar struct {
 const description = `License ledger: event-sourced, multi-tenant license enforcement.`
 
 func run(args []string, env *cli.Env) int {
-	return cli.Run("ledger", description, &grammar{}, args, env, kong.Vars{"version": version})
+	return cli.Run("ledger", description, &grammar{}, args, env, kong.Vars{"version": "ledger " + buildinfo.Read(version).String()})
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run(env *cli.Env) error {
+	fmt.Fprintln(env.Stdout, "ledger "+buildinfo.Read(version).String())
+	return nil
 }
 
 func main() { os.Exit(run(os.Args[1:], cli.OSEnv())) }

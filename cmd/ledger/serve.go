@@ -22,6 +22,7 @@ import (
 
 	"github.com/licenseledger/ledger/internal/audit"
 	"github.com/licenseledger/ledger/internal/auth"
+	"github.com/licenseledger/ledger/internal/buildinfo"
 	"github.com/licenseledger/ledger/internal/cli"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/httpapi"
@@ -157,7 +158,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Read(version).Collector("ledger"))
 	keyringInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_keyring_info",
 		Help: "The trusted key ring: 1 for the current fingerprint."}, []string{"fingerprint"})
 	reg.MustRegister(keyringInfo, keyringmetric.Collector(keys)) // license_keyring_info: the name every process shares

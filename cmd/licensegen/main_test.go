@@ -242,3 +242,12 @@ func sh(t *testing.T, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, errOut := runCmd(t, "", args...)
+		if code != 0 || !strings.HasPrefix(out, "licensegen dev (commit ") || errOut != "" {
+			t.Fatalf("licensegen %v: %d %q %q", args, code, out, errOut)
+		}
+	}
+}
