@@ -109,10 +109,10 @@ func TestBinariesStaticAndVersioned(t *testing.T) {
 		}
 		f.Close()
 	}
-	for _, name := range []string{"ledger", "gatekeeper"} {
+	for _, name := range []string{"ledger", "gatekeeper", "licensegen"} {
 		out, err := exec.Command(filepath.Join(dir, name), "--version").CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) != testVersion {
-			t.Errorf("%s --version: %q, %v; want %q (-X main.version)", name, out, err, testVersion)
+		if want := name + " " + testVersion + " (commit "; err != nil || !strings.HasPrefix(string(out), want) {
+			t.Errorf("%s --version: %q, %v; want %q… (-X main.version)", name, out, err, want)
 		}
 	}
 }

@@ -86,8 +86,10 @@ func TestBinariesLinkedChecksCanFail(t *testing.T) {
 // The gatekeeper binary is built on the public packages any Go program
 // can import — the gate, its follower and the stream's NATS door — and,
 // of this module's internal packages, only process plumbing: flags,
-// logging and exit codes (internal/cli) and SIGHUP (internal/sighup).
-var gatekeeperPlumbing = []string{"github.com/licenseledger/ledger/internal/cli", "github.com/licenseledger/ledger/internal/sighup"}
+// logging and exit codes (internal/cli), SIGHUP (internal/sighup) and the
+// build's version (internal/buildinfo).
+var gatekeeperPlumbing = []string{"github.com/licenseledger/ledger/internal/cli", "github.com/licenseledger/ledger/internal/sighup",
+	"github.com/licenseledger/ledger/internal/buildinfo"}
 
 // internalImports lists the imports of module packages under internal/
 // that allowed does not name.
