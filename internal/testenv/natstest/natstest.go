@@ -19,6 +19,7 @@ import (
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 	"github.com/licenseledger/ledger/internal/natsembed"
+	"github.com/licenseledger/ledger/internal/testenv"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -224,22 +225,10 @@ func shutdown(srv *server.Server) {
 	srv.WaitForShutdown()
 }
 
-// freePorts reserves n distinct loopback ports. They are released before
-// use, so another process could take one in between; that is rare enough on
-// loopback for tests.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		// Keep it open until all are chosen so the ports differ.
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// freePorts reserves n distinct loopback ports below the ephemeral
+// range (testenv.FixedPorts): a node stopped and started again binds its
+// cluster port a second time, which no outgoing connection can have taken.
+func freePorts(n int) ([]int, error) { return testenv.FixedPorts(n) }
 
 func joinURLs(nodes []*node) string {
 	urls := make([]string, 0, len(nodes))

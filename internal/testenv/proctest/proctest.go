@@ -7,7 +7,6 @@ package proctest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,18 +261,15 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, procs []*Process,
 	}
 }
 
-// FreePorts returns n distinct loopback ports that were free a moment ago:
-// all listeners are open at once, so no port is handed out twice.
+// FreePorts returns n distinct loopback ports that were free a moment
+// ago, below the kernel's ephemeral range (testenv.FixedPorts): a process
+// started on one, or restarted on it, never meets an outgoing connection
+// holding it.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+	ports, err := testenv.FixedPorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }
