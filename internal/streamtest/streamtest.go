@@ -106,15 +106,25 @@ func appendOn(t *testing.T, s Store, org string) uint64 {
 	t.Helper()
 	ctx := testContext(t)
 	subject := events.OrgSubject(org)
-	head, err := s.Head(ctx, subject)
-	if err != nil {
-		t.Fatalf("head of %s: %v", subject, err)
+	// On a replicated stream Head may be answered by a follower that has
+	// not applied the last append yet (direct gets): the append then meets
+	// a conflict, and is retried from the head read again, as a writer
+	// does after a conflict.
+	for attempt := 0; ; attempt++ {
+		head, err := s.Head(ctx, subject)
+		if err != nil {
+			t.Fatalf("head of %s: %v", subject, err)
+		}
+		seq, err := s.Append(ctx, subject, removed(t, org, head), head)
+		if errors.Is(err, events.ErrConflict) && attempt < 20 {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("append on %s after %d: %v", subject, head, err)
+		}
+		return seq
 	}
-	seq, err := s.Append(ctx, subject, removed(t, org, head), head)
-	if err != nil {
-		t.Fatalf("append on %s after %d: %v", subject, head, err)
-	}
-	return seq
 }
 
 func lastSeq(t *testing.T, s Store) uint64 {
