@@ -175,3 +175,23 @@ func enforcingInstall(ctx context.Context) (*vendor, *natsEnv, *ledger.Service, 
 	}
 	return v, ne, svc, nil
 }
+
+// filledStream is a new vendor and a stream on a server of its own
+// holding n events: an upload for each of orgs orgs, then invalidations
+// (fillStream). The caller closes the server.
+func (r *runner) filledStream(ctx context.Context, figure string, n, orgs int) (*vendor, *natsEnv, error) {
+	v, err := newVendor()
+	if err != nil {
+		return nil, nil, err
+	}
+	ne, err := startNATS(ctx, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.progress("%s: appending %d events (%d orgs)", figure, n, orgs)
+	if err := fillStream(ctx, ne, v, n, orgs); err != nil {
+		ne.close()
+		return nil, nil, err
+	}
+	return v, ne, nil
+}

@@ -31,19 +31,11 @@ func (r *runner) memoryOrgs() int {
 // embedded default.
 func (r *runner) memoryFigure(ctx context.Context) error {
 	n := r.memoryOrgs()
-	v, err := newVendor()
-	if err != nil {
-		return err
-	}
-	ne, err := startNATS(ctx, false)
+	v, ne, err := r.filledStream(ctx, "memory", n, n)
 	if err != nil {
 		return err
 	}
 	defer ne.close()
-	r.progress("memory: appending %d licensed orgs", n)
-	if err := fillStream(ctx, ne, v, n, n); err != nil {
-		return err
-	}
 	held, err := r.heldHeap(ctx, ne, v, n)
 	if err != nil {
 		return err

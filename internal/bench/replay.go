@@ -76,19 +76,11 @@ func (r *runner) replayFigure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := newVendor()
-	if err != nil {
-		return err
-	}
-	ne, err := startNATS(ctx, false)
+	v, ne, err := r.filledStream(ctx, "replay", n, max(n/10, 1)) // 10% uploads, 90% invalidations
 	if err != nil {
 		return err
 	}
 	defer ne.close()
-	r.progress("replay: appending %d events (10%% uploads, 90%% invalidations)", n)
-	if err := fillStream(ctx, ne, v, n, max(n/10, 1)); err != nil {
-		return err
-	}
 	dsn, drop, err := pg.CreateDatabase()
 	if err != nil {
 		return err

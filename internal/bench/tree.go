@@ -33,19 +33,11 @@ func (r *runner) treeFigure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := newVendor()
-	if err != nil {
-		return err
-	}
-	ne, err := startNATS(ctx, false)
+	v, ne, err := r.filledStream(ctx, "tree", n, max(n/10, 1))
 	if err != nil {
 		return err
 	}
 	defer ne.close()
-	r.progress("tree: appending %d events", n)
-	if err := fillStream(ctx, ne, v, n, max(n/10, 1)); err != nil {
-		return err
-	}
 	bus, closeBus, err := ne.readerBus(ctx, "projector")
 	if err != nil {
 		return err

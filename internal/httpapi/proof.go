@@ -103,30 +103,37 @@ func (s *Server) checkpointSize(w http.ResponseWriter, r *http.Request, name str
 	return size, true
 }
 
-// getInclusionProof is GET /api/audit/proof/inclusion?seq=N[&size=S].
-func (s *Server) getInclusionProof(w http.ResponseWriter, r *http.Request) {
+// provableRecord reads and checks ?seq=N[&size=S] of an inclusion proof
+// or a bundle: a record the caller may read, in a signed checkpoint's tree
+// (the latest when size is absent). Otherwise it answers, and ok is false.
+func (s *Server) provableRecord(w http.ResponseWriter, r *http.Request) (seq, size uint64, ok bool) {
 	if !s.checkpointsReady(w, r) {
-		return
+		return 0, 0, false
 	}
 	seq, given, err := sizeParam(r, "seq")
 	if err != nil || !given || seq == 0 {
 		writeError(w, http.StatusBadRequest, ledger.CodeBadRequest, "seq must be a record's sequence number (from 1)")
-		return
+		return 0, 0, false
 	}
-	size, ok := s.checkpointSize(w, r, "size")
-	if !ok {
-		return
+	if size, ok = s.checkpointSize(w, r, "size"); !ok {
+		return 0, 0, false
 	}
 	if seq > size {
 		writeError(w, http.StatusBadRequest, ledger.CodeBadRequest, fmt.Sprintf("seq %d is not in the tree of size %d", seq, size))
-		return
+		return 0, 0, false
 	}
-	if !s.recordInScope(w, r, seq) {
+	return seq, size, s.recordInScope(w, r, seq)
+}
+
+// getInclusionProof is GET /api/audit/proof/inclusion?seq=N[&size=S].
+func (s *Server) getInclusionProof(w http.ResponseWriter, r *http.Request) {
+	seq, size, ok := s.provableRecord(w, r)
+	if !ok {
 		return
 	}
 	hashes, err := audit.InclusionProof(r.Context(), s.cfg.Tree, seq, size)
 	if err != nil {
-		s.auditUnavailable(w, err)
+		s.proofFailed(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, audit.InclusionJSON{Seq: seq, LeafIndex: seq - 1, TreeSize: size, Hashes: hashes})
@@ -161,28 +168,13 @@ func (s *Server) recordInScope(w http.ResponseWriter, r *http.Request, seq uint6
 // with its inclusion proof and the checkpoint it is against, in one JSON
 // document that `ledger audit verify-proof` checks offline.
 func (s *Server) getProofBundle(w http.ResponseWriter, r *http.Request) {
-	if !s.checkpointsReady(w, r) {
-		return
-	}
-	seq, given, err := sizeParam(r, "seq")
-	if err != nil || !given || seq == 0 {
-		writeError(w, http.StatusBadRequest, ledger.CodeBadRequest, "seq must be a record's sequence number (from 1)")
-		return
-	}
-	size, ok := s.checkpointSize(w, r, "size")
+	seq, size, ok := s.provableRecord(w, r)
 	if !ok {
-		return
-	}
-	if seq > size {
-		writeError(w, http.StatusBadRequest, ledger.CodeBadRequest, fmt.Sprintf("seq %d is not in the tree of size %d", seq, size))
-		return
-	}
-	if !s.recordInScope(w, r, seq) {
 		return
 	}
 	b, err := audit.BuildBundle(r.Context(), s.cfg.Audit, s.cfg.Tree, s.cfg.Checkpoints, seq, size)
 	if err != nil {
-		s.auditUnavailable(w, err)
+		s.proofFailed(w, err)
 		return
 	}
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="audit-record-%d-proof.json"`, seq))
@@ -220,8 +212,20 @@ func (s *Server) getConsistencyProof(w http.ResponseWriter, r *http.Request) {
 	}
 	hashes, err := audit.ConsistencyProof(r.Context(), s.cfg.Tree, from, to)
 	if err != nil {
-		s.auditUnavailable(w, err)
+		s.proofFailed(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, audit.ConsistencyJSON{From: from, To: to, Hashes: hashes})
+}
+
+// proofFailed answers a proof that could not be built: 409 when the trail
+// no longer holds the checkpoint's tree (a stream recreated since it was
+// signed, or a read model rebuilt shorter), else the store is unavailable.
+func (s *Server) proofFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, audit.ErrTreeSize) {
+		writeError(w, http.StatusConflict, ledger.CodeConflict,
+			"the trail no longer holds the records of that checkpoint (the stream was recreated, or the read model rebuilt, since it was signed)")
+		return
+	}
+	s.auditUnavailable(w, err)
 }

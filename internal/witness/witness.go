@@ -40,9 +40,13 @@ type Witness struct {
 	Key    note.Verifier // nil: cosignatures are kept without being checked
 	client *http.Client
 
-	mu     sync.Mutex
-	size   uint64 // the size it last accepted from this install
-	status Status
+	mu   sync.Mutex // one add-checkpoint at a time
+	size uint64     // the size it last accepted from this install
+
+	// status is read by /readyz while a request may be in flight (up to
+	// its timeout): it has a lock of its own, never held across I/O.
+	statusMu sync.Mutex
+	status   Status
 }
 
 // Status is what /readyz says of a witness.
@@ -83,8 +87,8 @@ func Parse(s string) (*Witness, error) {
 
 // Status returns what the witness last said.
 func (w *Witness) Status() Status {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.statusMu.Lock()
+	defer w.statusMu.Unlock()
 	return w.status
 }
 
@@ -119,7 +123,9 @@ func (w *Witness) Add(ctx context.Context, tree audit.TreeRows, cp audit.Checkpo
 				return w.failed(Failed, err)
 			}
 			w.size = cp.Size
+			w.statusMu.Lock()
 			w.status = Status{URL: w.URL, Size: cp.Size, Cosigned: time.Now().UTC()}
+			w.statusMu.Unlock()
 			return body, Cosigned, nil
 		case status == http.StatusConflict && attempt == 0:
 			size, err := strconv.ParseUint(strings.TrimSpace(string(body)), 10, 64)
@@ -144,6 +150,8 @@ func (w *Witness) Add(ctx context.Context, tree audit.TreeRows, cp audit.Checkpo
 }
 
 func (w *Witness) failed(o Outcome, err error) ([]byte, Outcome, error) {
+	w.statusMu.Lock()
+	defer w.statusMu.Unlock()
 	if o == Fork {
 		w.status.Fork = err.Error()
 	} else {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
@@ -144,5 +146,38 @@ func TestWitnessProtocol(t *testing.T) {
 		if _, err := witness.Parse(bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
+	}
+}
+
+// A witness that does not answer holds up neither /readyz (Status) nor
+// anything else while its request is in flight.
+func TestStatusWhileAWitnessHangs(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	w, err := witness.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := audit.LoadCheckpointKey(filepath.Join(t.TempDir(), "k"), audit.Origin("install-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTrail(records(0, 3, "a"))
+	msg, _ := key.Sign(tr.tree.Size(), tr.tree.Root())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Add(ctx, tr, audit.Checkpoint{Size: tr.tree.Size(), Root: tr.tree.Root(), Note: msg})
+	time.Sleep(100 * time.Millisecond) // the request is in flight
+	got := make(chan witness.Status, 1)
+	go func() { got <- w.Status() }()
+	select {
+	case st := <-got:
+		if st.URL != srv.URL {
+			t.Fatalf("status %+v", st)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Status waited for the witness's answer")
 	}
 }
