@@ -18,6 +18,15 @@ const (
 	EnforceAuto = "auto"
 )
 
+// Seat enforcement modes, the install-wide setting recorded on _instance:
+// how gatekeepers treat seat-consuming routes of an org whose reported
+// users reach its license's users_limit.
+const (
+	SeatsOff  = "off"  // not enforced (the default)
+	SeatsSoft = "soft" // served, with a warning
+	SeatsHard = "hard" // refused (users_limit_reached)
+)
+
 // OrgState is an org's licenses as the stream left them: the current and
 // pending slots, the revoked license ids and, on _instance, the
 // install-wide enforcement mode. Values are immutable once published: a
@@ -34,6 +43,15 @@ type OrgState struct {
 	Revoked Revocations
 	// Enforcement is the install-wide mode set on _instance ("" = never set).
 	Enforcement string
+	// SeatEnforcement is the install-wide seat mode set on _instance ("" =
+	// never set: off).
+	SeatEnforcement string
+	// UsersActive is the org's active users as last reported
+	// (usage.reported); meaningful only when UsersReportedAt is set.
+	UsersActive int
+	// UsersReportedAt is the time of the report that set UsersActive; zero
+	// before any.
+	UsersReportedAt time.Time
 	// GraceStarted and Expired are the license ids whose grace_started and
 	// expired events have been folded (the scheduler appends each once).
 	GraceStarted map[string]bool
@@ -102,6 +120,24 @@ func (s *OrgState) EnforcementMode() string {
 	return s.Enforcement
 }
 
+// SeatMode is the install-wide seat enforcement mode recorded on
+// _instance.
+func (s *OrgState) SeatMode() string {
+	if s == nil || s.SeatEnforcement == "" {
+		return SeatsOff
+	}
+	return s.SeatEnforcement
+}
+
+// Users returns the org's reported active users, and false before any
+// report.
+func (s *OrgState) Users() (int, bool) {
+	if s == nil || s.UsersReportedAt.IsZero() {
+		return 0, false
+	}
+	return s.UsersActive, true
+}
+
 func held(s *Slot) *Held {
 	if s == nil {
 		return nil
@@ -137,6 +173,9 @@ func ReportOf(org string, own, instance *OrgState, t time.Time) Report {
 	r.Seq = &seq
 	mode := instance.EnforcementMode()
 	r.Enforcement = &mode
+	if n, ok := own.Users(); ok {
+		r.UsersActive, r.UsersReportedAt = &n, timePtr(own.UsersReportedAt)
+	}
 	return r
 }
 

@@ -31,9 +31,13 @@ type Report struct {
 	GraceEnds     *string  `json:"grace_ends"`
 	DaysRemaining *int     `json:"days_remaining"`
 	UsersLimit    *int     `json:"users_limit"`
-	Enforcement   *string  `json:"enforcement"`
-	Seq           *uint64  `json:"seq"`
-	Pending       *Pending `json:"pending"`
+	// UsersActive is the org's active users as its platform last reported
+	// them, UsersReportedAt when; both null before any report.
+	UsersActive     *int     `json:"users_active"`
+	UsersReportedAt *string  `json:"users_reported_at"`
+	Enforcement     *string  `json:"enforcement"`
+	Seq             *uint64  `json:"seq"`
+	Pending         *Pending `json:"pending"`
 }
 
 // Pending is the waiting license of a status payload.

@@ -129,7 +129,7 @@ func TestReportHasEveryKey(t *testing.T) {
 		"features":  []any{"audit_export", "chat_connector"},
 		"issued_at": "2026-11-01T00:00:00Z", "not_before": nil, "expires": "2027-11-01T00:00:00Z",
 		"grace_ends": "2027-11-15T00:00:00Z", "days_remaining": -1.0, "users_limit": 50.0,
-		"enforcement": nil, "seq": nil, "pending": nil,
+		"users_active": nil, "users_reported_at": nil, "enforcement": nil, "seq": nil, "pending": nil,
 	}
 	if len(m) != len(want) {
 		t.Fatalf("keys: %v", m)

@@ -248,7 +248,7 @@ func (f *clientFlags) print(env *cli.Env, answer []byte, status string) error {
 // statusKeys is the order of a status payload's table lines.
 var statusKeys = []string{"org", "status", "reason", "resolved_from", "license_id", "customer", "tier",
 	"products", "features", "issued_at", "not_before", "expires", "grace_ends", "days_remaining",
-	"users_limit", "enforcement", "seq", "pending"}
+	"users_limit", "users_active", "users_reported_at", "enforcement", "seq", "pending"}
 
 // printTable prints a JSON object as "key  value" lines: a status payload
 // in statusKeys order (then any other key, sorted), anything else sorted.

@@ -154,11 +154,12 @@ func TestClientLicenseLifecycle(t *testing.T) {
 		t.Fatalf("table has %d lines, want %d:\n%s", len(lines), len(statusKeys), out)
 	}
 	// Keys in the fixed order, values aligned after the longest key
-	// ("days_remaining") and two spaces.
+	// ("users_reported_at") and two spaces.
 	for i, k := range []string{"org", "status", "reason", "resolved_from", "license_id", "customer", "tier", "products",
-		"features", "issued_at", "not_before", "expires", "grace_ends", "days_remaining", "users_limit", "enforcement", "seq", "pending"} {
-		if len(lines[i]) <= 16 || strings.TrimRight(lines[i][:16], " ") != k || lines[i][16] == ' ' {
-			t.Fatalf("line %d is not %q then a value at column 16:\n%s", i, k, out)
+		"features", "issued_at", "not_before", "expires", "grace_ends", "days_remaining", "users_limit", "users_active",
+		"users_reported_at", "enforcement", "seq", "pending"} {
+		if len(lines[i]) <= 19 || strings.TrimRight(lines[i][:19], " ") != k || lines[i][19] == ' ' {
+			t.Fatalf("line %d is not %q then a value at column 19:\n%s", i, k, out)
 		}
 	}
 	for _, want := range []string{`status\s+valid`, `reason\s+-`, `customer\s+Acme Corp`, `products\s+-`, `features\s+sso`,

@@ -106,8 +106,8 @@ func TestLicenseVerifyStatusesAndExitCodes(t *testing.T) {
 				if out["status"] != c.status || out["reason"] != c.reason || out["days_remaining"] != c.daysRemained {
 					t.Fatalf("%s: %v", cmd, out)
 				}
-				if out["seq"] != nil || out["resolved_from"] != nil || len(out) != 18 {
-					t.Fatalf("offline payload must have all 18 keys with seq and resolved_from null: %v", out)
+				if out["seq"] != nil || out["resolved_from"] != nil || len(out) != 20 {
+					t.Fatalf("offline payload must have all 20 keys with seq and resolved_from null: %v", out)
 				}
 			}
 		})

@@ -36,6 +36,9 @@ const (
 	RoleOperator Role = "operator"
 	RoleOrgAdmin Role = "org_admin"
 	RoleAuditor  Role = "auditor"
+	// RoleReporter may only report its orgs' usage (PUT /api/usage): what
+	// a platform's seat counter holds.
+	RoleReporter Role = "reporter"
 )
 
 // MinTokenLength is the shortest token accepted.
@@ -63,7 +66,7 @@ func (p *Principal) Actor() events.Actor {
 
 // CoversOrg reports whether the principal's org scope includes org.
 func (p *Principal) CoversOrg(org string) bool {
-	if p.Role == RoleOrgAdmin && org == license.InstanceOrg {
+	if (p.Role == RoleOrgAdmin || p.Role == RoleReporter) && org == license.InstanceOrg {
 		return false
 	}
 	return p.Orgs == nil || slices.Contains(p.Orgs, "*") || slices.Contains(p.Orgs, org)

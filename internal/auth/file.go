@@ -112,16 +112,16 @@ func checkOrgs(role Role, orgs []string) error {
 			return errors.New(`an operator token covers every org: its orgs field is "*"`)
 		}
 		return nil
-	case RoleOrgAdmin, RoleAuditor:
+	case RoleOrgAdmin, RoleAuditor, RoleReporter:
 	default:
-		return fmt.Errorf("role %q: want operator, org_admin or auditor", role)
+		return fmt.Errorf("role %q: want operator, org_admin, auditor or reporter", role)
 	}
 	if len(orgs) == 0 {
 		return fmt.Errorf("an %s token needs at least one org", role)
 	}
 	if all {
 		if role == RoleOrgAdmin {
-			return errors.New(`an org_admin token names its orgs; "*" is for operators and auditors`)
+			return errors.New(`an org_admin token names its orgs; "*" is for operators, auditors and reporters`)
 		}
 		return nil
 	}
@@ -131,6 +131,8 @@ func checkOrgs(role Role, orgs []string) error {
 			return errors.New(`"*" stands alone: it already means every org`)
 		case org == license.InstanceOrg && role == RoleOrgAdmin:
 			return fmt.Errorf("an org_admin token never covers %s (operators manage the install-wide license)", license.InstanceOrg)
+		case org == license.InstanceOrg && role == RoleReporter:
+			return fmt.Errorf("a reporter token never covers %s (usage is reported per org)", license.InstanceOrg)
 		case org != license.InstanceOrg && !license.ValidSlug(org):
 			return fmt.Errorf("org %q: want a slug (^[a-z0-9][a-z0-9-]{0,62}$)", org)
 		case slices.Contains(orgs[:i], org):

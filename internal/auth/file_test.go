@@ -103,7 +103,7 @@ func TestParseTokensBadLines(t *testing.T) {
 		{"unknown role", h + " admin * x", `role "admin"`},
 		{"role case", h + " Operator * x", `role "Operator"`},
 		{"operator with orgs", h + " operator acme x", `orgs field is "*"`},
-		{"org_admin of every org", h + " org_admin * x", `"*" is for operators and auditors`},
+		{"org_admin of every org", h + " org_admin * x", `"*" is for operators, auditors and reporters`},
 		{"org_admin of _instance", h + " org_admin acme,_instance x", "never covers _instance"},
 		{"org_admin bad slug", h + " org_admin Acme x", `org "Acme"`},
 		{"empty org in list", h + " org_admin acme,,globex x", `org ""`},

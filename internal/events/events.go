@@ -44,6 +44,12 @@ const (
 	TypeGraceStarted       = "license.grace_started"
 	TypeExpired            = "license.expired"
 	TypeEnforcementChanged = "enforcement.changed"
+	// TypeUsageReported records an org's active users as its platform
+	// reported them (appended only when the number changes).
+	TypeUsageReported = "usage.reported"
+	// TypeSeatEnforcementChanged sets, on _instance, how gatekeepers
+	// enforce users_limit on seat-consuming routes.
+	TypeSeatEnforcementChanged = "seat_enforcement.changed"
 )
 
 // Event types on licenses.audit.<org>.
@@ -194,6 +200,20 @@ type EnforcementChanged struct {
 	Mode string `json:"mode"` // on, off, auto
 }
 
+// UsageReported is the data of usage.reported: the org's active users
+// (seats in use) as its platform last reported them.
+type UsageReported struct {
+	Users int `json:"users"`
+}
+
+// MaxUsers bounds a usage report (users_limit's own bound).
+const MaxUsers = 1<<31 - 1
+
+// SeatEnforcementChanged is the data of seat_enforcement.changed.
+type SeatEnforcementChanged struct {
+	Mode string `json:"mode"` // off, soft, hard
+}
+
 // Enforcement modes.
 const (
 	EnforceOn   = license.EnforceOn
@@ -271,7 +291,8 @@ func (e *Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
 // IsOrgType reports whether typ belongs on an org subject (folded).
 func IsOrgType(typ string) bool {
 	switch typ {
-	case TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired, TypeEnforcementChanged:
+	case TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired, TypeEnforcementChanged,
+		TypeUsageReported, TypeSeatEnforcementChanged:
 		return true
 	}
 	return false
@@ -458,9 +479,10 @@ func jsonString(name string, v []byte, dst *string) error {
 var common = func() map[string]string {
 	m := map[string]string{}
 	for _, s := range []string{TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired,
-		TypeEnforcementChanged, TypeRejected, TypeRejectedSuppressed, TypeLedgerStarted, TypeStreamConfigDrift,
+		TypeEnforcementChanged, TypeUsageReported, TypeSeatEnforcementChanged, TypeRejected, TypeRejectedSuppressed, TypeLedgerStarted, TypeStreamConfigDrift,
 		ActorOrgAdmin, ActorOperator, ActorAuditor, ActorSystem, ActorInstall,
-		SlotCurrent, SlotPending, SourceAPI, SourceUI, SourceCLI, SourceInstall, EnforceOn, EnforceOff, EnforceAuto} {
+		SlotCurrent, SlotPending, SourceAPI, SourceUI, SourceCLI, SourceInstall, EnforceOn, EnforceOff, EnforceAuto,
+		license.SeatsOff, license.SeatsSoft, license.SeatsHard} {
 		m[`"`+s+`"`] = s
 	}
 	return m
@@ -523,8 +545,11 @@ func (e *Envelope) checkSubject(m *Message) error {
 	if m.IsOrgSubject() != IsOrgType(e.Type) && (IsOrgType(e.Type) || isAuditType(e.Type)) {
 		return fmt.Errorf("type %s does not belong on %s", e.Type, m.Subject)
 	}
-	if e.Type == TypeEnforcementChanged && e.Org != license.InstanceOrg {
-		return fmt.Errorf("enforcement.changed outside _instance")
+	if (e.Type == TypeEnforcementChanged || e.Type == TypeSeatEnforcementChanged) && e.Org != license.InstanceOrg {
+		return fmt.Errorf("%s outside _instance", e.Type)
+	}
+	if e.Type == TypeUsageReported && e.Org == license.InstanceOrg {
+		return fmt.Errorf("usage.reported on _instance: usage is reported per org")
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -150,6 +151,9 @@ func (s *Server) Handler() http.Handler {
 		}},
 		{"/api/license/invalidate", map[string]http.HandlerFunc{http.MethodPost: s.authed(s.invalidate)}},
 		{"/api/enforcement", map[string]http.HandlerFunc{http.MethodPut: s.authed(s.putEnforcement)}},
+		{"/api/seat-enforcement", map[string]http.HandlerFunc{http.MethodPut: s.authed(s.putSeatEnforcement)}},
+		{"/api/usage", map[string]http.HandlerFunc{http.MethodPut: s.authed(s.putUsage)}},
+		{"/api/usage/report", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getUsageReport)}},
 		{"/api/orgs", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.listOrgs)}},
 		{"/api/install", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getInstall)}},
 		{"/api/whoami", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.whoami)}},
@@ -290,6 +294,9 @@ func (s *Server) writeCommandError(w http.ResponseWriter, err error) {
 	msg := err.Error()
 	if errors.As(err, &e) {
 		msg = e.Message
+	}
+	if e != nil && e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
 	switch code {
 	case ledger.CodeConflict:

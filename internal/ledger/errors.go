@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"time"
 
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/license"
@@ -24,6 +25,10 @@ const (
 	CodeForbidden        = "forbidden"
 	CodeNotFound         = "not_found"
 	CodeBadRequest       = "bad_request"
+	// CodeRateLimited: a usage report that would change the org's users
+	// came sooner than LEDGER_USAGE_RATE allows (Error.RetryAfter says
+	// when to report again).
+	CodeRateLimited = "rate_limited"
 )
 
 // Error is a command failure with its contract code and a message for
@@ -31,6 +36,8 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// RetryAfter, when set, is how long to wait before asking again.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

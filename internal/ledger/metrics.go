@@ -13,6 +13,8 @@ type Metrics struct {
 	FoldSkipped    *prometheus.CounterVec
 	CatchUps       prometheus.Counter
 	RejectsDropped prometheus.Counter
+	// UsageLimited counts usage reports refused by LEDGER_USAGE_RATE.
+	UsageLimited prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -37,9 +39,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RejectsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ledger_rejections_suppressed_total", Help: "license.rejected events not appended because of LEDGER_REJECT_AUDIT_RATE (summarised by license.rejected_suppressed).",
 		}),
+		UsageLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ledger_usage_reports_limited_total", Help: "Usage reports refused (429 rate_limited) because the org's users changed more often than LEDGER_USAGE_RATE allows.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Commands, m.Appended, m.Conflicts, m.FoldSkipped, m.CatchUps, m.RejectsDropped)
+		reg.MustRegister(m.Commands, m.Appended, m.Conflicts, m.FoldSkipped, m.CatchUps, m.RejectsDropped, m.UsageLimited)
 	}
 	return m
 }

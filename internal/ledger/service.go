@@ -46,6 +46,9 @@ type Config struct {
 	// RejectAuditPerMinute caps license.rejected events per org
 	// (LEDGER_REJECT_AUDIT_RATE). Defaults to 10.
 	RejectAuditPerMinute int
+	// UsageReportsPerHour caps the usage changes an org may record an hour
+	// (LEDGER_USAGE_RATE). Defaults to DefaultUsageReportsPerHour.
+	UsageReportsPerHour int
 	// Version is recorded in ledger.started.
 	Version string
 	// Now is the clock. Defaults to time.Now.
@@ -62,6 +65,7 @@ type Service struct {
 	mu        sync.Mutex
 	orgs      map[string]*orgEntry
 	rejects   *rejectLimiter
+	usage     *usageLimiter
 	drift     driftRecord
 	// deferring: the fold holds uploaded keys unverified (a start's
 	// catch-up); every read verifies what it returns (settled).
@@ -106,12 +110,16 @@ func New(cfg Config) *Service {
 	if cfg.RejectAuditPerMinute <= 0 {
 		cfg.RejectAuditPerMinute = 10
 	}
+	if cfg.UsageReportsPerHour <= 0 {
+		cfg.UsageReportsPerHour = DefaultUsageReportsPerHour
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
 	s := &Service{cfg: cfg, store: cfg.Store, orgs: map[string]*orgEntry{}}
 	s.installID.Store("")
 	s.rejects = newRejectLimiter(cfg.RejectAuditPerMinute)
+	s.usage = newUsageLimiter(cfg.UsageReportsPerHour)
 	return s
 }
 
@@ -473,6 +481,10 @@ func (s *Service) refold(ctx context.Context, org string) error {
 
 // Trust returns what stored keys are verified against now.
 func (s *Service) Trust() projection.Trust { return s.trust() }
+
+// VerifyingTrust is what stored keys are verified against now, never
+// deferred: for a reader that folds history on its own (reports).
+func (s *Service) VerifyingTrust() projection.Trust { return s.verifying() }
 
 // Keys returns the key ring the service verifies with.
 func (s *Service) Keys() *license.Keys { return s.cfg.Keys }

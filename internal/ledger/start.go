@@ -100,11 +100,13 @@ type InstallInfo struct {
 	InstallID          string `json:"install_id"`
 	KeyringFingerprint string `json:"keyring_fingerprint"`
 	Enforcement        string `json:"enforcement"`
+	SeatEnforcement    string `json:"seat_enforcement"`
 	Version            string `json:"version"`
 }
 
 // Install returns the install's identity as this ledger sees it.
 func (s *Service) Install() InstallInfo {
 	return InstallInfo{InstallID: s.InstallID(), KeyringFingerprint: s.cfg.Keys.Ring().Fingerprint(),
-		Enforcement: s.State(license.InstanceOrg).EnforcementMode(), Version: s.cfg.Version}
+		Enforcement: s.State(license.InstanceOrg).EnforcementMode(), SeatEnforcement: s.State(license.InstanceOrg).SeatMode(),
+		Version: s.cfg.Version}
 }

@@ -100,7 +100,8 @@ func AuditColumns() []string { return append([]string(nil), auditColumns...) }
 // orgColumns are org_licenses' columns in rowArgs order.
 var orgColumns = []string{"org_slug", "license_id", "customer", "tier", "products", "features", "issued_at",
 	"not_before", "expires_at", "users_limit", "grace_days", "license_key", "fingerprint", "revoked", "revoked_note",
-	"pending_license_id", "pending_not_before", "pending_license_key", "updated_at", "last_seq"}
+	"pending_license_id", "pending_not_before", "pending_license_key", "updated_at", "last_seq",
+	"users_active", "users_reported_at"}
 
 // AuditRow is r as license_audit column values (the COPY order).
 func AuditRow(r audit.Record) []any {
@@ -882,10 +883,10 @@ func PendingGraceFrom(src Source) PendingGrace {
 // mergeOrgRows upserts the batch's org rows, never going back in sequence.
 const mergeOrgRows = `INSERT INTO org_licenses (org_slug, license_id, customer, tier, products, features, issued_at,
 	not_before, expires_at, users_limit, grace_days, license_key, fingerprint, revoked, revoked_note,
-	pending_license_id, pending_not_before, pending_license_key, updated_at, last_seq)
+	pending_license_id, pending_not_before, pending_license_key, updated_at, last_seq, users_active, users_reported_at)
 SELECT org_slug, license_id, customer, tier, products, features, issued_at,
 	not_before, expires_at, users_limit, grace_days, license_key, fingerprint, revoked, revoked_note,
-	pending_license_id, pending_not_before, pending_license_key, updated_at, last_seq FROM ` + tempOrgRows + `
+	pending_license_id, pending_not_before, pending_license_key, updated_at, last_seq, users_active, users_reported_at FROM ` + tempOrgRows + `
 ON CONFLICT (org_slug) DO UPDATE SET license_id = excluded.license_id, customer = excluded.customer,
 	tier = excluded.tier, products = excluded.products, features = excluded.features,
 	issued_at = excluded.issued_at, not_before = excluded.not_before, expires_at = excluded.expires_at,
@@ -893,7 +894,7 @@ ON CONFLICT (org_slug) DO UPDATE SET license_id = excluded.license_id, customer 
 	fingerprint = excluded.fingerprint, revoked = excluded.revoked, revoked_note = excluded.revoked_note,
 	pending_license_id = excluded.pending_license_id, pending_not_before = excluded.pending_not_before,
 	pending_license_key = excluded.pending_license_key, updated_at = excluded.updated_at,
-	last_seq = excluded.last_seq
+	last_seq = excluded.last_seq, users_active = excluded.users_active, users_reported_at = excluded.users_reported_at
 WHERE org_licenses.last_seq < excluded.last_seq`
 
 // appendOrgRow appends r as org_licenses column values (orgColumns order).
@@ -923,4 +924,6 @@ func appendOrgRow(c *copyBuf, r projection.Row) {
 		c.timestamptz(r.UpdatedAt)
 	}
 	c.int8(int64(r.LastSeq))
+	c.int4OrNull(r.UsersActive)
+	c.timestamptzOrNull(r.UsersReportedAt)
 }

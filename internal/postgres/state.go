@@ -25,7 +25,7 @@ type querier interface {
 // rowColumns are org_licenses' columns in Row order.
 const rowColumns = `org_slug, license_id::text, customer, tier, products, features, issued_at, not_before,
 	expires_at, users_limit, grace_days, license_key, fingerprint, revoked, revoked_note,
-	pending_license_id::text, pending_not_before, pending_license_key, updated_at, last_seq`
+	pending_license_id::text, pending_not_before, pending_license_key, updated_at, last_seq, users_active, users_reported_at`
 
 func scanRow(r pgx.Row) (projection.Row, error) {
 	var row projection.Row
@@ -34,12 +34,12 @@ func scanRow(r pgx.Row) (projection.Row, error) {
 	err := r.Scan(&row.OrgSlug, &row.LicenseID, &row.Customer, &row.Tier, &row.Products, &row.Features,
 		&row.IssuedAt, &row.NotBefore, &row.ExpiresAt, &row.UsersLimit, &row.GraceDays, &row.LicenseKey,
 		&row.Fingerprint, &row.Revoked, &row.RevokedNote, &row.PendingLicenseID, &row.PendingNotBefore,
-		&row.PendingLicenseKey, &updated, &last)
+		&row.PendingLicenseKey, &updated, &last, &row.UsersActive, &row.UsersReportedAt)
 	if updated != nil {
 		row.UpdatedAt = updated.UTC()
 	}
 	row.LastSeq = uint64(last)
-	for _, t := range []**time.Time{&row.IssuedAt, &row.NotBefore, &row.ExpiresAt, &row.PendingNotBefore} {
+	for _, t := range []**time.Time{&row.IssuedAt, &row.NotBefore, &row.ExpiresAt, &row.PendingNotBefore, &row.UsersReportedAt} {
 		if *t != nil {
 			u := (*t).UTC()
 			*t = &u
@@ -117,6 +117,9 @@ func LoadState(ctx context.Context, q querier, org string, trust projection.Trus
 func stateFromRow(ctx context.Context, row projection.Row, revoked map[string]uint64, trust projection.Trust, pending PendingGrace) (*license.OrgState, error) {
 	org := row.OrgSlug
 	s := &license.OrgState{Org: org, Seq: row.LastSeq, UpdatedAt: row.UpdatedAt}
+	if row.UsersActive != nil && row.UsersReportedAt != nil {
+		s.UsersActive, s.UsersReportedAt = *row.UsersActive, *row.UsersReportedAt
+	}
 	if len(revoked) > 0 {
 		set := make(map[string]license.Revocation, len(revoked))
 		for id, seq := range revoked {

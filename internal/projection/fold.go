@@ -98,6 +98,22 @@ func Apply(trust Trust, s *license.OrgState, m *events.Message) (*license.OrgSta
 			}
 			n.Enforcement = d.Mode
 		}
+	case events.TypeSeatEnforcementChanged:
+		var d events.SeatEnforcementChanged
+		if err = env.DecodeData(&d); err == nil {
+			if d.Mode != license.SeatsOff && d.Mode != license.SeatsSoft && d.Mode != license.SeatsHard {
+				err = fmt.Errorf("seat enforcement mode %q", d.Mode)
+			}
+			n.SeatEnforcement = d.Mode
+		}
+	case events.TypeUsageReported:
+		var d events.UsageReported
+		if err = env.DecodeData(&d); err == nil && (d.Users < 0 || d.Users > events.MaxUsers) {
+			err = fmt.Errorf("users %d: want 0..%d", d.Users, events.MaxUsers)
+		}
+		if err == nil {
+			n.UsersActive, n.UsersReportedAt = d.Users, env.At.Time
+		}
 	case events.TypeGraceStarted, events.TypeExpired:
 		// No effect on status (it is time-based); recorded so the expiry
 		// scheduler appends each event once.

@@ -28,8 +28,13 @@ type Row struct {
 	PendingLicenseID  *string
 	PendingNotBefore  *time.Time
 	PendingLicenseKey *string
-	UpdatedAt         time.Time
-	LastSeq           uint64
+	// UsersActive and UsersReportedAt are the last usage report (NULL
+	// before any); a removal keeps them (usage is the org's, not a
+	// license's).
+	UsersActive     *int
+	UsersReportedAt *time.Time
+	UpdatedAt       time.Time
+	LastSeq         uint64
 }
 
 // RowOf projects s into its org_licenses row: the current and pending
@@ -52,6 +57,10 @@ func RowOf(s *license.OrgState) Row {
 			rev, _ := s.Revoked.Get(id)
 			r.Revoked, r.RevokedNote = true, &rev.Note
 		}
+	}
+	if n, ok := s.Users(); ok {
+		at := s.UsersReportedAt
+		r.UsersActive, r.UsersReportedAt = &n, &at
 	}
 	if p := s.Pending; p != nil {
 		id, key := p.LicenseID, p.Key

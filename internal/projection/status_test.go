@@ -13,7 +13,8 @@ import (
 const day = 24 * time.Hour
 
 var reportKeys = []string{"org", "status", "reason", "resolved_from", "license_id", "customer", "tier", "products",
-	"features", "issued_at", "not_before", "expires", "grace_ends", "days_remaining", "users_limit", "enforcement",
+	"features", "issued_at", "not_before", "expires", "grace_ends", "days_remaining", "users_limit", "users_active",
+	"users_reported_at", "enforcement",
 	"seq", "pending"}
 
 // reportJSON renders r as the API does and checks that every key is there.
@@ -65,7 +66,7 @@ func TestReportHasEveryKey(t *testing.T) {
 		"products": `["hub_platform"]`, "features": `["audit_export","chat_connector"]`,
 		"issued_at": `"2026-11-01T00:00:00Z"`, "not_before": `null`, "expires": `"2027-11-01T00:00:00Z"`,
 		"grace_ends": `"2027-11-15T00:00:00Z"`, "days_remaining": `336`, "users_limit": `50`,
-		"enforcement": `"auto"`, "seq": `2`, "pending": `{"license_id":"` + idB + `","not_before":"2027-10-25T00:00:00Z"}`,
+		"users_active": `null`, "users_reported_at": `null`, "enforcement": `"auto"`, "seq": `2`, "pending": `{"license_id":"` + idB + `","not_before":"2027-10-25T00:00:00Z"}`,
 	})
 
 	m = reportJSON(t, license.ReportOf("globex", nil, nil, t1))
