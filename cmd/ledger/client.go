@@ -48,6 +48,8 @@ type apiRequest struct {
 	query        url.Values
 	body         []byte
 	contentType  string
+	// raw: a 2xx answer is printed exactly as received (CSV).
+	raw bool
 }
 
 // maxAnswer bounds the body read from the server.
@@ -109,6 +111,9 @@ func (f *clientFlags) send(env *cli.Env, r apiRequest) error {
 	}
 
 	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300 && r.raw:
+		_, err := env.Stdout.Write(answer)
+		return err
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return f.print(env, answer, clean(resp.Status))
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:

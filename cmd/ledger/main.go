@@ -28,6 +28,8 @@ type grammar struct {
 	Remove       removeCmd        `cmd:"" help:"Remove an org's own license through the ledger API (operators)."`
 	Invalidate   invalidateCmd    `cmd:"" help:"Revoke a license id for an org, for good, through the ledger API (operators)."`
 	Enforcement  enforcementCmd   `cmd:"" help:"Set the install-wide enforcement mode through the ledger API (operators)."`
+	Usage        usageCmd         `cmd:"" help:"Report an org's active users (usage set) or print the seat true-up (usage report) through the ledger API."`
+	Seats        seatsCmd         `cmd:"" help:"Set the install-wide seat enforcement mode (seats enforcement set) through the ledger API (operators)."`
 	Token        tokenCmd         `cmd:"" help:"Create, list or revoke API tokens in the tokens file (LEDGER_TOKENS_FILE, default $DATA_DIR/tokens)."`
 	Audit        auditCmd         `cmd:"" help:"Verify, digest or export the hash-chained audit trail, from PostgreSQL (DATABASE_URL) or through the ledger API."`
 	Replay       replayCmd        `cmd:"" help:"Rebuild the read model and audit trail from the stream into the ledger_shadow schema: --verify prints the differences with the live tables (exit 1 if any), --swap replaces the live read model in one transaction."`

@@ -64,6 +64,7 @@ type serveCmd struct {
 	TokensFile          string        `name:"tokens-file" env:"LEDGER_TOKENS_FILE" placeholder:"FILE" help:"Tokens file: '<sha256 hex> <role> <orgs|*> <name>' lines, mode 0600, re-read within a second of a change (default: $DATA_DIR/tokens). Edit it with ledger token."`
 	RateLimit           string        `name:"rate-limit" env:"LEDGER_RATE_LIMIT" default:"20/s:100" placeholder:"RATE[/s|/m|/h][:BURST]" help:"Requests per API token: RATE per second, or per minute (/m) or hour (/h), then :BURST (100 when omitted). Default 20/s:100; off for no limit. Over it: 429 rate_limited with Retry-After."`
 	RejectAudit         int           `name:"reject-audit-rate" env:"LEDGER_REJECT_AUDIT_RATE" default:"10" help:"license.rejected events per org per minute; more are summarised."`
+	UsageRate           int           `name:"usage-rate" env:"LEDGER_USAGE_RATE" default:"60" help:"Usage changes (usage.reported) recorded per org per hour, in bursts of up to a sixth of that; a report of the number already recorded never counts. Past it: 429 rate_limited with Retry-After."`
 	TLSCert             string        `name:"tls-cert" env:"LEDGER_TLS_CERT" placeholder:"FILE" help:"Serve HTTPS with this certificate."`
 	TLSKey              string        `name:"tls-key" env:"LEDGER_TLS_KEY" placeholder:"FILE" help:"Key of --tls-cert."`
 	InsecureHTTP        bool          `name:"insecure-http" env:"LEDGER_INSECURE_HTTP" help:"Allow plain HTTP on a non-loopback --listen."`
@@ -78,6 +79,9 @@ func (c *serveCmd) validate() error {
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return cli.Usage("LICENSE_STREAM_REPLICAS must be 1..5")
+	}
+	if c.UsageRate < 1 {
+		return cli.Usage("LEDGER_USAGE_RATE (--usage-rate) must be at least 1 usage change per org per hour")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return cli.Usage("--tls-cert and --tls-key go together")
@@ -166,7 +170,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	registerTokensFileMetrics(reg, watcher)
 
 	svc := ledger.New(ledger.Config{Store: bus, Keys: keys, DefaultGraceDays: c.GraceDays,
-		RejectAuditPerMinute: c.RejectAudit, Version: version, Logger: log, Metrics: ledger.NewMetrics(reg)})
+		RejectAuditPerMinute: c.RejectAudit, UsageReportsPerHour: c.UsageRate, Version: version, Logger: log, Metrics: ledger.NewMetrics(reg)})
 	if err := svc.AdoptInstallID(ctx); err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}

@@ -135,7 +135,7 @@ func TestServeWithPostgres(t *testing.T) {
 
 	// The owner (a superuser) may rewrite the audit: refused, exit 2.
 	cmd := &serveCmd{Listen: "127.0.0.1:0", DataDir: t.TempDir(), NATSListen: "off", NATSSync: "always", Replicas: 1,
-		GraceDays: 7, RejectAudit: 10, ShutdownWait: time.Second, DatabaseURL: super}
+		GraceDays: 7, RejectAudit: 10, UsageRate: 60, ShutdownWait: time.Second, DatabaseURL: super}
 	cmd.Stream, cmd.LogFormat, cmd.LogLevel = "LICENSES", "text", "error"
 	log, _ := cmd.Logger(io.Discard)
 	err = cmd.serve(context.Background(), &cli.Env{Stdout: io.Discard, Stderr: io.Discard, Now: time.Now}, log, nil)

@@ -53,7 +53,7 @@ func startLedgerWith(t *testing.T, dataDir string, mod func(*serveCmd)) *ledgerP
 	t.Helper()
 	ring, _ := vendorKey("k1")
 	cmd := &serveCmd{Listen: "127.0.0.1:0", DataDir: dataDir, NATSListen: "off", NATSSync: "always",
-		Replicas: 1, GraceDays: 7, RejectAudit: 10, ShutdownWait: 5 * time.Second}
+		Replicas: 1, GraceDays: 7, RejectAudit: 10, UsageRate: 60, ShutdownWait: 5 * time.Second}
 	cmd.PublicKeys = ring
 	cmd.Stream = "LICENSES"
 	cmd.LogFormat, cmd.LogLevel = "text", "warn"
@@ -196,7 +196,7 @@ func TestServeExternalNATS(t *testing.T) {
 	ring, _ := vendorKey("k1")
 	token := strings.Repeat("t", 40)
 	cmd := &serveCmd{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), NATSSync: "always",
-		Replicas: 1, GraceDays: 7, RejectAudit: 10, ShutdownWait: time.Second, AdminToken: token}
+		Replicas: 1, GraceDays: 7, RejectAudit: 10, UsageRate: 60, ShutdownWait: time.Second, AdminToken: token}
 	cmd.PublicKeys, cmd.Stream, cmd.NATSURL, cmd.NATSNKey = ring, "LICENSES", srv.URL(), seed
 	cmd.LogFormat, cmd.LogLevel = "json", "warn"
 	log, _ := cmd.Logger(io.Discard)

@@ -47,8 +47,8 @@ func (f *tokensFileFlags) path() string {
 
 type tokenCreateCmd struct {
 	tokensFileFlags
-	Role   string        `required:"" enum:"operator,org_admin,auditor" placeholder:"ROLE" help:"operator (every org and _instance), org_admin (its orgs' licenses) or auditor (audit of its orgs, or of every org)."`
-	Org    []string      `placeholder:"ORG" help:"An org the token covers; repeat or separate with commas. org_admin needs at least one and never _instance; auditor defaults to * (every org); operator takes none."`
+	Role   string        `required:"" enum:"operator,org_admin,auditor,reporter" placeholder:"ROLE" help:"operator (every org and _instance), org_admin (its orgs' licenses), auditor (audit of its orgs, or of every org) or reporter (only reports the usage of its orgs, or of every org)."`
+	Org    []string      `placeholder:"ORG" help:"An org the token covers; repeat or separate with commas. org_admin needs at least one and never _instance; auditor and reporter default to * (every org, never _instance for reporter); operator takes none."`
 	Name   string        `required:"" placeholder:"NAME" help:"Unique name, 1..64 of A-Z a-z 0-9 _ . @ -; events record it as the actor id."`
 	Server string        `env:"LEDGER_SERVER" default:"http://127.0.0.1:8080" placeholder:"URL" help:"The ledger that reads this tokens file: create returns once it accepts the new token (GET /api/whoami). When nothing answers there, create says so and returns."`
 	CAFile string        `name:"ca-file" env:"LEDGER_CA_FILE" placeholder:"FILE" help:"PEM CA bundle that verifies an https:// server."`
@@ -76,7 +76,7 @@ func (c *tokenCreateCmd) Run(env *cli.Env) error {
 	switch {
 	case role == auth.RoleOperator && len(orgs) > 0:
 		return cli.Usage("an operator token covers every org: drop --org")
-	case role == auth.RoleOperator, role == auth.RoleAuditor && len(orgs) == 0:
+	case role == auth.RoleOperator, (role == auth.RoleAuditor || role == auth.RoleReporter) && len(orgs) == 0:
 		orgs = []string{"*"}
 	case role == auth.RoleOrgAdmin && len(orgs) == 0:
 		return cli.Usage("an org_admin token needs --org")

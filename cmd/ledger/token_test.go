@@ -251,7 +251,7 @@ func serveTokens(t *testing.T, dataDir string, mod func(*serveCmd)) *tokenLedger
 	t.Helper()
 	ring, _ := vendorKey("k1")
 	cmd := &serveCmd{Listen: "127.0.0.1:0", DataDir: dataDir, NATSListen: "off", NATSSync: "always",
-		Replicas: 1, GraceDays: 7, RejectAudit: 10, ShutdownWait: 5 * time.Second}
+		Replicas: 1, GraceDays: 7, RejectAudit: 10, UsageRate: 60, ShutdownWait: 5 * time.Second}
 	cmd.PublicKeys, cmd.Stream = ring, "LICENSES"
 	cmd.LogFormat, cmd.LogLevel = "text", "info"
 	if mod != nil {
@@ -582,7 +582,7 @@ func TestServeRefusesBadTokensSettings(t *testing.T) {
 	ring, _ := vendorKey("k1")
 	try := func(dir string, mod func(*serveCmd)) (int, string) {
 		cmd := &serveCmd{Listen: "127.0.0.1:0", DataDir: dir, NATSListen: "off", NATSSync: "always",
-			Replicas: 1, GraceDays: 7, RejectAudit: 10, ShutdownWait: time.Second}
+			Replicas: 1, GraceDays: 7, RejectAudit: 10, UsageRate: 60, ShutdownWait: time.Second}
 		cmd.PublicKeys, cmd.Stream = ring, "LICENSES"
 		mod(cmd)
 		log, _ := cmd.Logger(io.Discard)
