@@ -38,7 +38,6 @@ func (s *Service) ReportUsage(ctx context.Context, org string, actor events.Acto
 		if !granted {
 			ok, wait := s.usage.allow(org, now)
 			if !ok {
-				s.cfg.Metrics.UsageLimited.Inc()
 				return nil, &Error{Code: CodeRateLimited, RetryAfter: wait, Message: fmt.Sprintf(
 					"%s's users changed more often than %d times an hour (LEDGER_USAGE_RATE); nothing was recorded: report again in %s",
 					org, s.usage.perHour, wait.Round(time.Second))}
@@ -47,6 +46,9 @@ func (s *Service) ReportUsage(ctx context.Context, org string, actor events.Acto
 		}
 		return events.New(events.TypeUsageReported, org, now, actor, st.Seq, events.UsageReported{Users: users})
 	}, nil)
+	if CodeOf(err) == CodeRateLimited {
+		s.cfg.Metrics.UsageLimited.Inc()
+	}
 	s.count("usage", res, err)
 	return res, err
 }
