@@ -11,8 +11,8 @@ ALTER TABLE org_licenses ADD COLUMN users_reported_at timestamptz;
 -- +goose StatementBegin
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM org_licenses WHERE users_reported_at IS NOT NULL) THEN
-        RAISE EXCEPTION 'org_licenses holds usage reports: refusing to drop users_active and users_reported_at (ledger replay rebuilds them after an upgrade)';
+    IF EXISTS (SELECT 1 FROM license_audit) THEN
+        RAISE EXCEPTION 'license_audit has rows: refusing to drop the seat usage columns';
     END IF;
 END;
 $$;

@@ -78,7 +78,7 @@ func oldRowArgs(r projection.Row) []any {
 	}
 	return []any{r.OrgSlug, r.LicenseID, r.Customer, r.Tier, r.Products, r.Features, r.IssuedAt, r.NotBefore,
 		r.ExpiresAt, r.UsersLimit, r.GraceDays, r.LicenseKey, r.Fingerprint, r.Revoked, r.RevokedNote,
-		r.PendingLicenseID, r.PendingNotBefore, r.PendingLicenseKey, updated, int64(r.LastSeq)}
+		r.PendingLicenseID, r.PendingNotBefore, r.PendingLicenseKey, updated, int64(r.LastSeq), r.UsersActive, r.UsersReportedAt}
 }
 
 func TestBinaryOrgRowsStoreWhatPgxStores(t *testing.T) {
@@ -99,7 +99,10 @@ func TestBinaryOrgRowsStoreWhatPgxStores(t *testing.T) {
 			ExpiresAt: at(time.Date(9998, 12, 31, 0, 0, 0, 0, time.FixedZone("x", 3600))), UsersLimit: num(1<<31 - 1), GraceDays: num(0),
 			LicenseKey: str("key.sig"), Fingerprint: str("sha256:00"), Revoked: true, RevokedNote: str(""),
 			PendingLicenseID: str("0193A5B0-7E1A-7C3D-8F00-1234567890AC"), PendingNotBefore: at(time.Date(1970, 1, 1, 0, 0, 0, 1000, time.UTC)),
-			PendingLicenseKey: str("pending.sig"), UpdatedAt: time.Date(2026, 11, 29, 13, 1, 2, 123456000, time.UTC), LastSeq: 1 << 40},
+			PendingLicenseKey: str("pending.sig"), UpdatedAt: time.Date(2026, 11, 29, 13, 1, 2, 123456000, time.UTC), LastSeq: 1 << 40,
+			UsersActive: num(1<<31 - 1), UsersReportedAt: at(time.Date(2026, 12, 1, 0, 0, 0, 999000, time.UTC))},
+		{OrgSlug: "counted", Products: []string{}, Features: []string{}, LastSeq: 9, UsersActive: num(0),
+			UsersReportedAt: at(time.Date(2026, 12, 2, 3, 4, 5, 0, time.UTC))},
 	}
 	var c copyBuf
 	var pgxRows [][]any

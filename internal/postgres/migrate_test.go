@@ -250,6 +250,8 @@ var wantColumns = []string{
 	"org_licenses.pending_license_key text",
 	"org_licenses.updated_at timestamptz",
 	"org_licenses.last_seq int8 NOT NULL",
+	"org_licenses.users_active int4",
+	"org_licenses.users_reported_at timestamptz",
 	"projection_checkpoints.name text NOT NULL",
 	"projection_checkpoints.last_seq int8 NOT NULL",
 	"projection_checkpoints.stream_created timestamptz",
@@ -371,8 +373,8 @@ func TestMigrateUpCreatesTheContractSchema(t *testing.T) {
 			t.Errorf("%s triggers (name: tgenabled) = %v, want %v (enabled ALWAYS)", table, got, want)
 		}
 	}
-	if got := schemaVersion(t, pool); got != 3 || LatestVersion() != 3 {
-		t.Errorf("schema version %d, LatestVersion %d; want 3", got, LatestVersion())
+	if got := schemaVersion(t, pool); got != 4 || LatestVersion() != 4 {
+		t.Errorf("schema version %d, LatestVersion %d; want 4", got, LatestVersion())
 	}
 
 	// Arrays are never NULL and revoked defaults to false.
@@ -435,7 +437,8 @@ func TestMigrateStatus(t *testing.T) {
 		`^1\s+pending\s+-\s+00001_read_model\.sql$`,
 		`^2\s+pending\s+-\s+00002_audit_append_only\.sql$`,
 		`^3\s+pending\s+-\s+00003_audit_tree\.sql$`,
-		`^schema at version 0; 3 pending$`,
+		`^4\s+pending\s+-\s+00004_seat_usage\.sql$`,
+		`^schema at version 0; 4 pending$`,
 	}
 	matchLines(t, "status before up", lines, want)
 	if relationExistsIn(t, pool, VersionTable) {
@@ -454,7 +457,8 @@ func TestMigrateStatus(t *testing.T) {
 		`^1\s+applied\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+00001_read_model\.sql$`,
 		`^2\s+applied\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+00002_audit_append_only\.sql$`,
 		`^3\s+applied\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+00003_audit_tree\.sql$`,
-		`^schema at version 3; 0 pending$`,
+		`^4\s+applied\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+00004_seat_usage\.sql$`,
+		`^schema at version 4; 0 pending$`,
 	}
 	matchLines(t, "status after up", strings.Split(strings.TrimSpace(out), "\n"), want)
 }
@@ -477,6 +481,13 @@ func TestMigrateDownAndUpAgainWithAnEmptyAudit(t *testing.T) {
 	dsn, pool := migratedDB(t)
 
 	out, err := runMigrate(t, dsn, MigrateDown, Roles{})
+	if err != nil || !strings.Contains(out, "rolled back 00004_seat_usage.sql") || schemaVersion(t, pool) != 3 {
+		t.Fatalf("down from 4: %v, version %d\n%s", err, schemaVersion(t, pool), out)
+	}
+	if cols := strings.Join(schemaColumns(t, pool), " "); strings.Contains(cols, "users_active") || strings.Contains(cols, "users_reported_at") {
+		t.Error("the seat usage columns are left after their down migration")
+	}
+	out, err = runMigrate(t, dsn, MigrateDown, Roles{})
 	if err != nil || !strings.Contains(out, "rolled back 00003_audit_tree.sql") || schemaVersion(t, pool) != 2 {
 		t.Fatalf("down from 3: %v, version %d\n%s", err, schemaVersion(t, pool), out)
 	}
@@ -507,7 +518,7 @@ func TestMigrateDownAndUpAgainWithAnEmptyAudit(t *testing.T) {
 	}
 
 	out, err = runMigrate(t, dsn, MigrateUp, Roles{})
-	if err != nil || schemaVersion(t, pool) != 3 {
+	if err != nil || schemaVersion(t, pool) != 4 {
 		t.Fatalf("up again: %v, version %d\n%s", err, schemaVersion(t, pool), out)
 	}
 	diffLists(t, "columns after down and up", schemaColumns(t, pool), wantColumns)
@@ -772,11 +783,11 @@ func TestConcurrentMigrateUp(t *testing.T) {
 		}
 	}
 	pool := pgtest.NewPool(t, dsn)
-	if v := schemaVersion(t, pool); v != 3 {
+	if v := schemaVersion(t, pool); v != 4 {
 		t.Errorf("version %d", v)
 	}
 	var applied int
-	if err := pool.QueryRow(testContext(t), "SELECT count(*) FROM "+VersionTable+" WHERE version_id > 0").Scan(&applied); err != nil || applied != 3 {
+	if err := pool.QueryRow(testContext(t), "SELECT count(*) FROM "+VersionTable+" WHERE version_id > 0").Scan(&applied); err != nil || applied != 4 {
 		t.Errorf("%d version rows, %v; want each migration once", applied, err)
 	}
 	checkMatrix(t, pool, app, wantAppPrivileges)

@@ -131,7 +131,7 @@ func TestCheckPrivilegesRefusesAnUnmigratedDatabase(t *testing.T) {
 	if out, err := runMigrate(t, dsn, MigrateDown, Roles{}); err != nil {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
-	wantCheckError(t, "version 2", checkAs(t, appDSN), ErrNotMigrated, "version 2", "needs 3", "ledger migrate up")
+	wantCheckError(t, "version 3", checkAs(t, appDSN), ErrNotMigrated, "version 3", "needs 4", "ledger migrate up")
 	if out, err := runMigrate(t, dsn, MigrateUp, Roles{}); err != nil {
 		t.Fatalf("up: %v\n%s", err, out)
 	}
