@@ -137,8 +137,8 @@ func TestUpgradeFromThePreviousRelease(t *testing.T) {
 	pool.QueryRow(context.Background(), `SELECT count(*) FROM license_audit`).Scan(&rowsBefore)
 	p.Stop()
 
-	if out := migrate(current); !strings.Contains(out, "applied 00003_audit_tree.sql") {
-		t.Fatalf("migrate up to the tree:\n%s", out)
+	if out := migrate(current); !strings.Contains(out, "applied 00003_audit_tree.sql") || !strings.Contains(out, "applied 00004_seat_usage.sql") {
+		t.Fatalf("migrate up to the tree and the seat usage columns:\n%s", out)
 	}
 	p, l = serve(current)
 	for org, id := range before {
@@ -154,6 +154,24 @@ func TestUpgradeFromThePreviousRelease(t *testing.T) {
 		}
 		return nil
 	})
+	// Rows of the previous release have no usage; a report after the
+	// upgrade reaches the read model.
+	var unreported, all int
+	pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE users_active IS NULL AND users_reported_at IS NULL), count(*)
+		FROM org_licenses`).Scan(&unreported, &all)
+	if unreported != all || all < len(before) {
+		t.Fatalf("%d of %d rows of the previous release without usage", unreported, all)
+	}
+	code, st := l.call("PUT", "/api/usage?org=acme", `{"users": 12}`)
+	if code != 200 || st["users_active"] != 12.0 {
+		t.Fatalf("a usage report after the upgrade: %d %v", code, st)
+	}
+	projected(p, st["seq"].(float64))
+	var users int
+	pool.QueryRow(context.Background(), `SELECT users_active FROM org_licenses WHERE org_slug = 'acme'`).Scan(&users)
+	if users != 12 {
+		t.Fatalf("org_licenses.users_active of acme after a report: %d", users)
+	}
 	var kept int
 	pool.QueryRow(context.Background(), `SELECT count(*) FROM license_audit_tree`).Scan(&kept)
 	if kept < rowsBefore || !strings.Contains(p.Output(), "audit tree: computing the tree hashes") {

@@ -190,6 +190,10 @@ func TestServeUsageReportsAndSeatEnforcement(t *testing.T) {
 	if m := jsonObject(t, out); code != 0 || len(m["rows"].([]any)) != 1 || m["rows"].([]any)[0].(map[string]any)["max_users"] != 42.0 {
 		t.Fatalf("usage report --org acme: %d %s", code, out)
 	}
+	// The chain and the tree cover the usage events like any other.
+	if code, v := l.call("GET", "/api/audit/verify", ""); code != 200 || v["ok"] != true {
+		t.Fatalf("audit verify: %d %v", code, v)
+	}
 	code, _, body = l.raw(l.token, "GET", "/metrics", "")
 	if code != 200 || !strings.Contains(body, "ledger_usage_reports_limited_total 2") {
 		i := strings.Index(body, "ledger_usage_reports_limited_total")
