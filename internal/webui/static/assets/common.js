@@ -83,6 +83,8 @@ export const TYPE_LABELS = {
   'license.grace_started': 'Grace period started',
   'license.expired': 'License expired',
   'enforcement.changed': 'Enforcement changed',
+  'usage.reported': 'Usage reported',
+  'seat_enforcement.changed': 'Seat enforcement changed',
   'ledger.started': 'Ledger started',
   invalid: 'Unreadable message',
 };
