@@ -591,3 +591,260 @@ func waitAudit(t *testing.T, l *ledgerProc, query string) {
 		}
 	}
 }
+
+// seatView is the seat block of Settings → License.
+type seatView struct {
+	Shown                             bool
+	State, Count, SeatState, Reported string
+	Enforcement                       string
+	Refused                           bool
+	Meter                             bool // the bar is shown
+	Role, Min, Max, Now, ValueText    string
+	Width, Fill                       string // the bar's filled share (of 100) and its colour
+}
+
+func readSeats(b *browsertest.Browser) seatView {
+	var v seatView
+	b.Eval(`(() => {
+		const box = document.getElementById('lic-seats'), m = document.getElementById('seat-meter');
+		const f = document.getElementById('seat-fill'), st = document.getElementById('seat-state');
+		const enf = document.getElementById('seat-enforcement');
+		return {Shown: !box.hidden, State: box.dataset.state || '', Count: document.getElementById('seat-count').textContent,
+			SeatState: st.hidden ? '' : st.textContent, Reported: document.getElementById('seat-reported').textContent,
+			Enforcement: enf.hidden ? '' : enf.textContent, Refused: enf.classList.contains('refused'),
+			Meter: !m.hidden && m.getBoundingClientRect().width > 0, Role: m.getAttribute('role') || '',
+			Min: m.getAttribute('aria-valuemin') || '', Max: m.getAttribute('aria-valuemax') || '',
+			Now: m.getAttribute('aria-valuenow') || '', ValueText: m.getAttribute('aria-valuetext') || '',
+			Width: f.getAttribute('width'), Fill: getComputedStyle(f).fill};
+	})()`, &v)
+	return v
+}
+
+// seatCell is one org's Seats cell in the organizations list.
+type seatCell struct{ Org, Text, State, Tag string }
+
+func readSeatCells(b *browsertest.Browser) []seatCell {
+	var cells []seatCell
+	b.Eval(`[...document.querySelectorAll('#orgs-body tr')].map(r => {
+		const c = r.querySelector('td.seats-cell'), tag = c.querySelector('.over-tag, .near-tag');
+		return {Org: r.dataset.org, Text: c.querySelector('.seat-num').textContent, State: c.dataset.seats, Tag: tag ? tag.textContent : ''};
+	})`, &cells)
+	return cells
+}
+
+// Seats in a real browser: the license page's seat bar in each state
+// (no usage reported, under, near and at the limit, over it, unlimited,
+// usage without a license), what seat enforcement means for the org, the
+// install's seat enforcement set from the page, and the organizations
+// list's Seats column and over-limit filter. Every state is set up through
+// the API (licenses with users_limit, PUT /api/usage) and screenshotted.
+func TestWebUISeatsInBrowser(t *testing.T) {
+	l, acmeAdmin, _ := uiLedger(t)
+	b := browsertest.New(t, 1280, 900, 3*time.Minute)
+
+	upload := func(org, id string, limit int) {
+		t.Helper()
+		key := signed(t, "k1", func(p map[string]any) {
+			p["org_slug"], p["customer"], p["license_id"], p["users_limit"] = org, org+" Inc", id, limit
+			p["expires"] = future(365 * 24 * time.Hour)
+		})
+		if code, m := l.call("POST", "/api/license?org="+org, key); code != 200 {
+			t.Fatalf("upload %s: %d %v", org, code, m)
+		}
+	}
+	reported := map[string]string{} // org -> users_reported_at, as the page should show it
+	report := func(org string, users int) {
+		t.Helper()
+		code, m := l.call("PUT", "/api/usage?org="+org, `{"users": `+jsonNum(users)+`}`, "Content-Type", "application/json")
+		if code != 200 || m["users_active"] != float64(users) {
+			t.Fatalf("usage of %s: %d %v", org, code, m)
+		}
+		at, err := time.Parse(time.RFC3339, m["users_reported_at"].(string))
+		if err != nil {
+			t.Fatalf("usage of %s reported at %v", org, m["users_reported_at"])
+		}
+		reported[org] = "Reported " + at.UTC().Format("2006-01-02 15:04") + " UTC by the organization's platform."
+	}
+	upload("fresh", "0193a5b0-7e1a-7c3d-8f00-00000005ea01", 50)
+	upload("calm", "0193a5b0-7e1a-7c3d-8f00-00000005ea02", 50)
+	upload("acme", "0193a5b0-7e1a-7c3d-8f00-00000005ea03", 50)
+	upload("full", "0193a5b0-7e1a-7c3d-8f00-00000005ea04", 50)
+	upload("crowd", "0193a5b0-7e1a-7c3d-8f00-00000005ea05", 50)
+	upload("packed", "0193a5b0-7e1a-7c3d-8f00-00000005ea06", 10)
+	upload("open", "0193a5b0-7e1a-7c3d-8f00-00000005ea07", 0)
+	report("calm", 20)
+	report("acme", 46)
+	report("full", 50)
+	report("crowd", 57)
+	report("packed", 11)
+	report("open", 42)
+	report("stray", 12) // usage, but no license
+
+	signIn(b, l.url, l.token)
+	b.WaitFor("license page", `location.pathname === '/ui/license/'`, 20*time.Second)
+	const blue, amber, red = "rgb(29, 79, 145)", "rgb(246, 195, 67)", "rgb(179, 38, 30)"
+	unreported := "The organization's platform has not reported its active users yet."
+	check := func(org string, want seatView, shot string) {
+		t.Helper()
+		openLicense(b, l.url, org)
+		got := readSeats(b)
+		if got != want {
+			t.Errorf("seats of %s:\n got %+v\nwant %+v", org, got, want)
+		}
+		if shot != "" {
+			b.Screenshot(shot)
+		}
+	}
+	bar := func(state, count, seatState, reported, max, now, valueText, width, fill string) seatView {
+		return seatView{Shown: true, State: state, Count: count, SeatState: seatState, Reported: reported, Meter: true,
+			Role: "meter", Min: "0", Max: max, Now: now, ValueText: valueText, Width: width, Fill: fill}
+	}
+	noBar := func(state, count, reported string) seatView {
+		return seatView{Shown: true, State: state, Count: count, Reported: reported, Role: "meter", Min: "0", Width: "0", Fill: blue}
+	}
+
+	// Seat enforcement off (the default): the states, and nothing said about enforcement.
+	if got := b.Text("#inst-seat-enforcement"); got != "off" {
+		t.Fatalf("seat enforcement shown as %q", got)
+	}
+	check("fresh", noBar("unreported", "No usage reported · limit 50 users", unreported), "seats-unreported")
+	check("calm", bar("under", "20 / 50 users", "30 seats left", reported["calm"], "50", "20",
+		"20 of 50 users, 30 seats left", "40", blue), "seats-under")
+	check("acme", bar("near", "46 / 50 users", "near the limit: 4 seats left", reported["acme"], "50", "46",
+		"46 of 50 users, near the limit: 4 seats left", "92", amber), "seats-near")
+	check("full", bar("near", "50 / 50 users", "at the limit: no seats left", reported["full"], "50", "50",
+		"50 of 50 users, at the limit: no seats left", "100", amber), "seats-at-limit")
+	check("crowd", bar("over", "57 / 50 users", "over by 7", reported["crowd"], "50", "50",
+		"57 of 50 users, over by 7", "100", red), "seats-over")
+	check("open", noBar("unlimited", "42 users · unlimited", reported["open"]), "seats-unlimited")
+	check("stray", noBar("nolimit", "12 users · no license sets a limit", reported["stray"]), "")
+	// The seat state is in words, not colour only: the over-limit words are red on white, the near ones dark on amber.
+	var tag string
+	openLicense(b, l.url, "crowd")
+	b.Eval(`(() => { const s = getComputedStyle(document.getElementById('seat-state')); return s.backgroundColor + ' ' + s.color; })()`, &tag)
+	if tag != red+" rgb(255, 255, 255)" {
+		t.Errorf("over-limit words shown in %s", tag)
+	}
+	if ids := unlabelled(b); len(ids) > 0 {
+		t.Errorf("controls without a label on the license page: %v", ids)
+	}
+
+	// The operator sets hard seat enforcement on the page: an org at or over
+	// its limit is told that new users are refused; one under it, from when.
+	b.Run("seat enforcement hard", chromedp.SetValue("#seat-enforcement-mode", "hard", q), chromedp.Click(`#seat-enforcement-form button`, q))
+	b.WaitFor("seat enforcement set", `document.querySelector('#inst-seat-enforcement').textContent === 'hard'`, 20*time.Second)
+	if msg := b.Text("#seat-enforcement-result"); msg != "Seat enforcement is now hard." {
+		t.Fatalf("seat enforcement answer %q", msg)
+	}
+	if got := b.Text("#inst-seat-note"); got != "(new users past the limit are refused)" {
+		t.Errorf("seat enforcement explained as %q", got)
+	}
+	if _, inst := l.call("GET", "/api/install", ""); inst["seat_enforcement"] != "hard" {
+		t.Fatalf("seat enforcement after the page set it: %v", inst)
+	}
+	hardOver := bar("over", "57 / 50 users", "over by 7", reported["crowd"], "50", "50", "57 of 50 users, over by 7", "100", red)
+	hardOver.Enforcement, hardOver.Refused = "Seat enforcement is hard: the limit is reached, so new users are refused.", true
+	b.WaitFor("crowd under hard enforcement", `!document.querySelector('#seat-enforcement').hidden`, 20*time.Second)
+	check("crowd", hardOver, "seats-over-hard")
+	hardFull := bar("near", "50 / 50 users", "at the limit: no seats left", reported["full"], "50", "50",
+		"50 of 50 users, at the limit: no seats left", "100", amber)
+	hardFull.Enforcement, hardFull.Refused = "Seat enforcement is hard: the limit is reached, so new users are refused.", true
+	check("full", hardFull, "")
+	hardCalm := bar("under", "20 / 50 users", "30 seats left", reported["calm"], "50", "20", "20 of 50 users, 30 seats left", "40", blue)
+	hardCalm.Enforcement = "Seat enforcement is hard: once 50 users are active, new users are refused."
+	check("calm", hardCalm, "")
+	hardOpen := noBar("unlimited", "42 users · unlimited", reported["open"])
+	hardOpen.Enforcement = "Seat enforcement is hard: this license sets no user limit, so no one is refused."
+	check("open", hardOpen, "")
+
+	// Soft: admitted, with a warning.
+	if code, m := l.call("PUT", "/api/seat-enforcement", `{"mode":"soft"}`, "Content-Type", "application/json"); code != 200 || m["mode"] != "soft" {
+		t.Fatalf("seat enforcement soft: %d %v", code, m)
+	}
+	softNear := bar("near", "46 / 50 users", "near the limit: 4 seats left", reported["acme"], "50", "46",
+		"46 of 50 users, near the limit: 4 seats left", "92", amber)
+	softNear.Enforcement = "Seat enforcement is soft: past 50 active users, new users are admitted with a warning."
+	check("acme", softNear, "")
+	softOver := hardOver
+	softOver.Enforcement, softOver.Refused = "Seat enforcement is soft: the limit is reached; new users are still admitted, with a warning.", false
+	check("crowd", softOver, "seats-over-soft")
+
+	// A new report shows on a reload: calm goes over its limit.
+	report("calm", 51)
+	calmOver := bar("over", "51 / 50 users", "over by 1", reported["calm"], "50", "50", "51 of 50 users, over by 1", "100", red)
+	calmOver.Enforcement = softOver.Enforcement
+	check("calm", calmOver, "")
+	report("calm", 20)
+
+	// Organizations: the Seats column in every state, and the over-limit filter.
+	b.Run("organizations", chromedp.Navigate(l.url+"/ui/orgs/"))
+	b.WaitFor("org rows", `document.querySelectorAll('#orgs-body tr').length === 9`, 20*time.Second)
+	wantCells := []seatCell{
+		{"_instance", "—", "unreported", ""}, {"acme", "46 / 50", "near", "near limit"}, {"calm", "20 / 50", "under", ""},
+		{"crowd", "57 / 50", "over", "over by 7"}, {"fresh", "—", "unreported", ""}, {"full", "50 / 50", "near", "at limit"},
+		{"open", "42 / ∞", "unlimited", ""}, {"packed", "11 / 10", "over", "over by 1"}, {"stray", "12 / —", "nolimit", ""},
+	}
+	if got := readSeatCells(b); !slices.Equal(got, wantCells) {
+		t.Fatalf("seats column:\n got %v\nwant %v", got, wantCells)
+	}
+	if got := b.Text("#orgs-summary"); !strings.HasSuffix(got, "; 2 over their seat limit.") {
+		t.Errorf("organizations summary %q", got)
+	}
+	if ids := unlabelled(b); len(ids) > 0 {
+		t.Errorf("controls without a label on the organizations page: %v", ids)
+	}
+	b.Screenshot("organizations-seats")
+	b.Run("sort by seats", chromedp.Click(`#orgs-table button[data-sort="seats"]`, q))
+	if order := orgsOfCells(readSeatCells(b)); !slices.Equal(order, []string{"_instance", "fresh", "open", "stray", "calm", "acme", "full", "packed", "crowd"}) {
+		t.Fatalf("sorted by seats: %v", order)
+	}
+	b.Run("over limit only", chromedp.Click("#orgs-over", q))
+	if order := orgsOfCells(readSeatCells(b)); !slices.Equal(order, []string{"packed", "crowd"}) {
+		t.Fatalf("over the seat limit: %v", order)
+	}
+	if got := b.Text("#orgs-summary"); !strings.HasPrefix(got, "Showing 2 of 9 organizations;") {
+		t.Errorf("summary with the over-limit filter %q", got)
+	}
+	b.Screenshot("organizations-over-limit")
+	b.Run("with a text filter too", chromedp.SendKeys("#orgs-q", "cro", q))
+	if order := orgsOfCells(readSeatCells(b)); !slices.Equal(order, []string{"crowd"}) {
+		t.Fatalf("over the seat limit, filtered by cro: %v", order)
+	}
+	b.Run("every org again", chromedp.Click("#orgs-over", q),
+		chromedp.Evaluate(`(() => { const i = document.querySelector('#orgs-q'); i.value = ''; i.dispatchEvent(new Event('input')); })()`, nil))
+	if n := len(readSeatCells(b)); n != 9 {
+		t.Fatalf("without the filters: %d rows", n)
+	}
+
+	// The audit history names the seat events.
+	b.Run("audit", chromedp.Navigate(l.url+"/ui/audit/?type=usage.reported&org=crowd"))
+	b.WaitFor("usage events", `document.querySelector('#audit-summary').textContent.startsWith('Showing')`, 20*time.Second)
+	if got := b.Texts("#audit-list li .ev-detail"); !slices.Equal(got, []string{"57 active users reported."}) {
+		t.Errorf("crowd's usage events shown as %q", got)
+	}
+
+	// An org admin sees its own org's seats, and what soft enforcement means for it.
+	b.Run("sign out", chromedp.Click("#sign-out", q), chromedp.WaitVisible("#signin-token", q))
+	signIn(b, l.url, acmeAdmin)
+	b.WaitFor("acme's seats", `document.querySelector('#lic-org').textContent === 'acme' && !document.querySelector('#lic-seats').hidden`, 20*time.Second)
+	if got := readSeats(b); got != softNear {
+		t.Errorf("acme admin's seats:\n got %+v\nwant %+v", got, softNear)
+	}
+	b.Screenshot("seats-org-admin")
+
+	for _, e := range b.Errors() {
+		if strings.Contains(e, "Content Security Policy") || strings.HasPrefix(e, "exception:") {
+			t.Errorf("page error: %s", e)
+		} else {
+			t.Logf("page log: %s", e)
+		}
+	}
+}
+
+func orgsOfCells(cells []seatCell) []string {
+	out := []string{}
+	for _, c := range cells {
+		out = append(out, c.Org)
+	}
+	return out
+}

@@ -50,6 +50,10 @@ function eventDetail(rec, env) {
       return 'License ' + d.license_id + ' expired (grace over) at ' + fmtSeconds(d.due_at) + '.';
     case 'enforcement.changed':
       return 'Install-wide enforcement set to ' + d.mode + '.';
+    case 'usage.reported':
+      return plural(d.users, 'active user') + ' reported.';
+    case 'seat_enforcement.changed':
+      return 'Install-wide seat enforcement set to ' + d.mode + '.';
     case 'ledger.started':
       return 'Version ' + d.version + ', enforcement ' + d.enforcement + ', key ring ' + String(d.keyring_fingerprint || '').slice(0, 12) + '…' +
         (d.ignored_clock_rollback ? ', started despite a clock behind the newest event' : '') + '.';

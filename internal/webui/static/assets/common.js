@@ -83,6 +83,8 @@ export const TYPE_LABELS = {
   'license.grace_started': 'Grace period started',
   'license.expired': 'License expired',
   'enforcement.changed': 'Enforcement changed',
+  'usage.reported': 'Usage reported',
+  'seat_enforcement.changed': 'Seat enforcement changed',
   'ledger.started': 'Ledger started',
   invalid: 'Unreadable message',
 };
@@ -133,6 +135,33 @@ export function daysText(dr) {
   if (dr === 0) return 'less than a day left';
   if (dr === -1) return 'expired less than a day ago';
   return 'expired ' + plural(-dr - 1, 'day') + ' ago';
+}
+
+// seats tells where an org stands against its seat limit, from a status
+// payload: state is unreported (no usage yet), nolimit (usage, but no
+// license to set a limit), unlimited (users_limit 0), under, near (90 % of
+// the limit or more, the limit itself included) or over; cell is what the
+// organizations list shows.
+export function seats(o) {
+  const active = o.users_active === undefined ? null : o.users_active;
+  const limit = o.users_limit === undefined ? null : o.users_limit;
+  const r = { active, limit, over: 0, left: 0 };
+  if (active === null) {
+    r.state = 'unreported';
+    r.cell = '—';
+  } else if (limit === null) {
+    r.state = 'nolimit';
+    r.cell = active + ' / —';
+  } else if (limit === 0) {
+    r.state = 'unlimited';
+    r.cell = active + ' / ∞';
+  } else {
+    r.cell = active + ' / ' + limit;
+    r.over = Math.max(active - limit, 0);
+    r.left = Math.max(limit - active, 0);
+    r.state = active > limit ? 'over' : active * 10 >= limit * 9 ? 'near' : 'under';
+  }
+  return r;
 }
 
 export function setMessage(node, kind, text, title) {

@@ -2,12 +2,13 @@
 // operators the install's enforcement mode.
 
 import {
-  $, BADGES, api, daysText, el, errorSentence, fillBadge, fillDatalist, fmtTime, orgNames, setMessage, show, tierName,
+  $, BADGES, api, daysText, el, errorSentence, fillBadge, fillDatalist, fmtTime, orgNames, plural, seats, setMessage, show,
+  tierName,
 } from './common.js';
 
 // ---- Settings → License ---------------------------------------------------
 
-const lic = { org: null, w: null, report: null };
+const lic = { org: null, w: null, report: null, seatMode: null };
 
 function renderReport(rep) {
   lic.report = rep;
@@ -43,7 +44,81 @@ function renderReport(rep) {
   } else {
     show($('lic-pending'), false);
   }
+  renderSeats(rep);
   show($('license-view'), true);
+}
+
+// What seat enforcement means for this org (soft or hard only).
+const SEAT_MODES = {
+  off: 'limits are shown, not enforced',
+  soft: 'new users past the limit are admitted, with a warning',
+  hard: 'new users past the limit are refused',
+};
+
+function seatEnforcementText(mode, s) {
+  if (mode !== 'soft' && mode !== 'hard') return '';
+  const head = 'Seat enforcement is ' + mode + ': ';
+  if (s.state === 'nolimit') return '';
+  if (s.state === 'unlimited') return head + 'this license sets no user limit, so no one is refused.';
+  const reached = s.state === 'over' || (s.state === 'near' && s.left === 0);
+  if (mode === 'hard') {
+    return head + (reached ? 'the limit is reached, so new users are refused.'
+      : 'once ' + plural(s.limit, 'user') + ' are active, new users are refused.');
+  }
+  return head + (reached ? 'the limit is reached; new users are still admitted, with a warning.'
+    : 'past ' + plural(s.limit, 'active user') + ', new users are admitted with a warning.');
+}
+
+// The seat bar: users in use against the license's limit. The state is in
+// words as well as colour; the bar is a meter with the same words.
+function renderSeats(rep) {
+  const box = $('lic-seats');
+  const s = seats(rep);
+  if (s.state === 'unreported' && s.limit === null) {
+    show(box, false);
+    return;
+  }
+  box.className = 'seats seats-' + s.state;
+  box.dataset.state = s.state;
+  const meter = $('seat-meter');
+  let count, state = '';
+  switch (s.state) {
+    case 'unreported':
+      count = 'No usage reported · ' + (s.limit === 0 ? 'unlimited' : 'limit ' + plural(s.limit, 'user'));
+      break;
+    case 'nolimit':
+      count = plural(s.active, 'user') + ' · no license sets a limit';
+      break;
+    case 'unlimited':
+      count = plural(s.active, 'user') + ' · unlimited';
+      break;
+    default:
+      count = s.active + ' / ' + s.limit + ' users';
+      if (s.state === 'over') state = 'over by ' + s.over;
+      else if (s.state === 'near') state = s.left === 0 ? 'at the limit: no seats left' : 'near the limit: ' + plural(s.left, 'seat') + ' left';
+      else state = plural(s.left, 'seat') + ' left';
+  }
+  $('seat-count').textContent = count;
+  $('seat-state').textContent = state;
+  show($('seat-state'), state !== '');
+  const bar = s.state === 'under' || s.state === 'near' || s.state === 'over';
+  show(meter, bar);
+  if (bar) {
+    meter.setAttribute('aria-valuemax', String(s.limit));
+    meter.setAttribute('aria-valuenow', String(Math.min(s.active, s.limit)));
+    meter.setAttribute('aria-valuetext', s.active + ' of ' + s.limit + ' users, ' + state);
+    $('seat-fill').setAttribute('width', String(Math.min(100, (100 * s.active) / s.limit)));
+  }
+  $('seat-reported').textContent = rep.users_reported_at
+    ? 'Reported ' + fmtTime(rep.users_reported_at) + ' by the organization\'s platform.'
+    : 'The organization\'s platform has not reported its active users yet.';
+  const enf = $('seat-enforcement');
+  const text = seatEnforcementText(lic.seatMode, s);
+  enf.textContent = text;
+  enf.dataset.mode = lic.seatMode || '';
+  enf.classList.toggle('refused', lic.seatMode === 'hard' && (s.state === 'over' || (s.state === 'near' && s.left === 0)));
+  show(enf, text !== '');
+  show(box, true);
 }
 
 async function loadLicense(org) {
@@ -55,7 +130,8 @@ async function loadLicense(org) {
   const errNode = $('license-load-error');
   show(errNode, false);
   setMessage($('upload-result'), '', '');
-  const r = await api('GET', '/api/license?org=' + encodeURIComponent(org));
+  const [r, inst] = await Promise.all([api('GET', '/api/license?org=' + encodeURIComponent(org)), api('GET', '/api/install')]);
+  lic.seatMode = inst.ok ? inst.data.seat_enforcement || null : null;
   if (!r.ok) {
     errNode.textContent = errorSentence(r.code, { org, message: r.message, retryAfter: r.retryAfter });
     show(errNode, true);
@@ -71,6 +147,10 @@ async function loadInstall() {
   $('inst-id').textContent = inst.data.install_id;
   $('inst-enforcement').textContent = inst.data.enforcement;
   $('enforcement-mode').value = inst.data.enforcement;
+  const seatMode = inst.data.seat_enforcement || 'off';
+  $('inst-seat-enforcement').textContent = seatMode;
+  $('inst-seat-note').textContent = '(' + (SEAT_MODES[seatMode] || '') + ')';
+  $('seat-enforcement-mode').value = seatMode;
   if (ilic.ok) fillBadge($('inst-badge'), ilic.data.status, ilic.data.reason);
   show($('install-panel'), true);
 }
@@ -145,6 +225,20 @@ async function setEnforcement(ev) {
 }
 
 
+async function setSeatEnforcement(ev) {
+  ev.preventDefault();
+  const mode = $('seat-enforcement-mode').value;
+  const r = await api('PUT', '/api/seat-enforcement', {
+    body: JSON.stringify({ mode }), headers: { 'Content-Type': 'application/json', 'X-Ledger-Client': 'ui' },
+  });
+  if (!r.ok) {
+    setMessage($('seat-enforcement-result'), 'error', errorSentence(r.code, { message: r.message, retryAfter: r.retryAfter }));
+    return;
+  }
+  setMessage($('seat-enforcement-result'), 'ok', 'Seat enforcement is now ' + r.data.mode + '.');
+  loadInstall();
+  if (lic.org) loadLicense(lic.org);
+}
 
 export async function initLicense(w) {
   lic.w = w;
@@ -159,6 +253,7 @@ export async function initLicense(w) {
   if (w.role === 'operator') {
     show($('org-form'), true);
     $('enforcement-form').addEventListener('submit', setEnforcement);
+    $('seat-enforcement-form').addEventListener('submit', setSeatEnforcement);
     loadInstall();
     orgNames().then((r) => {
       if (r.orgs) fillDatalist($('org-options'), r.orgs.map((o) => o.org).concat(['_instance']).filter((v, i, a) => a.indexOf(v) === i));

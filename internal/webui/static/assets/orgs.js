@@ -1,7 +1,8 @@
-// Organizations: every org's license, sortable and filterable.
+// Organizations: every org's license and seats, sortable and filterable.
+// Every page of /api/orgs is loaded, so the filters apply to every org.
 
 import {
-  $, badge, el, errorSentence, fmtTime, orgNames, plural, show, tierName,
+  $, badge, el, errorSentence, fmtTime, orgNames, plural, seats, show, tierName,
 } from './common.js';
 
 // ---- Organizations -------------------------------------------------------
@@ -14,6 +15,28 @@ function soon(o) {
   return (o.status === 'valid' || o.status === 'grace') && o.days_remaining !== null && o.days_remaining <= 30;
 }
 
+// Over its seat limit: more active users reported than a nonzero limit.
+function overLimit(o) { return seats(o).state === 'over'; }
+
+// Sorted by seats: by the share of the limit in use; unreported first,
+// then usage without a limit.
+function seatKey(o) {
+  const s = seats(o);
+  if (s.state === 'unreported') return -2;
+  if (s.state === 'nolimit' || s.state === 'unlimited') return -1;
+  return s.active / s.limit;
+}
+
+function seatCell(o) {
+  const s = seats(o);
+  const tag = s.state === 'over' ? el('span', { class: 'over-tag', text: 'over by ' + s.over })
+    : s.state === 'near' ? el('span', { class: 'near-tag', text: s.left === 0 ? 'at limit' : 'near limit' }) : null;
+  const title = s.state === 'unreported' ? 'no usage reported' : s.state === 'unlimited' ? s.active + ' users, unlimited'
+    : s.state === 'nolimit' ? s.active + ' users, no license' : s.active + ' of ' + s.limit + ' users';
+  return el('td', { class: 'seats-cell', 'data-seats': s.state, title },
+    el('span', { class: 'seat-num', text: s.cell }), tag);
+}
+
 function sortKey(o, key) {
   switch (key) {
     case 'status': return STATUS_ORDER[o.status];
@@ -21,6 +44,7 @@ function sortKey(o, key) {
     case 'tier': return o.tier || '';
     case 'expires': return o.expires || '';
     case 'days': return o.days_remaining === null ? Infinity : o.days_remaining;
+    case 'seats': return seatKey(o);
     default: return o.org;
   }
 }
@@ -29,10 +53,11 @@ function renderOrgs() {
   const q = $('orgs-q').value.trim().toLowerCase();
   const st = $('orgs-status').value;
   const onlySoon = $('orgs-soon').checked;
+  const onlyOver = $('orgs-over').checked;
   const { sort, dir } = orgsState;
   const rows = orgsState.rows.filter((o) =>
     (!q || o.org.includes(q) || (o.customer || '').toLowerCase().includes(q)) &&
-    (!st || o.status === st) && (!onlySoon || soon(o)));
+    (!st || o.status === st) && (!onlySoon || soon(o)) && (!onlyOver || overLimit(o)));
   rows.sort((a, b) => {
     const x = sortKey(a, sort), y = sortKey(b, sort);
     return (x < y ? -1 : x > y ? 1 : a.org < b.org ? -1 : 1) * dir;
@@ -47,11 +72,13 @@ function renderOrgs() {
       el('td', { text: o.customer || '—' }),
       el('td', { text: tierName(o.tier) }),
       el('td', { text: o.expires ? fmtTime(o.expires) : '—' }),
-      el('td', { text: o.days_remaining === null ? '—' : String(o.days_remaining) }));
+      el('td', { text: o.days_remaining === null ? '—' : String(o.days_remaining) }),
+      seatCell(o));
   }));
   const nsoon = orgsState.rows.filter(soon).length;
+  const nover = orgsState.rows.filter(overLimit).length;
   $('orgs-summary').textContent = 'Showing ' + rows.length + ' of ' + plural(orgsState.rows.length, 'organization') +
-    '; ' + nsoon + ' expiring within 30 days or in grace.';
+    '; ' + nsoon + ' expiring within 30 days or in grace; ' + nover + ' over their seat limit.';
   for (const th of document.querySelectorAll('#orgs-table thead th')) {
     const key = th.querySelector('button').dataset.sort;
     if (key === sort) th.setAttribute('aria-sort', dir > 0 ? 'ascending' : 'descending');
@@ -69,7 +96,7 @@ export async function initOrgs() {
     });
   }
   $('orgs-filter').addEventListener('submit', (ev) => ev.preventDefault());
-  for (const id of ['orgs-q', 'orgs-status', 'orgs-soon']) $(id).addEventListener('input', renderOrgs);
+  for (const id of ['orgs-q', 'orgs-status', 'orgs-soon', 'orgs-over']) $(id).addEventListener('input', renderOrgs);
   $('orgs-summary').textContent = 'Loading…';
   const r = await orgNames();
   if (r.error) {
