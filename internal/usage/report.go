@@ -225,26 +225,35 @@ type segment struct {
 // orgRows computes org's rows for [from, to).
 func orgRows(org string, h, inst *history, from, to time.Time) []Row {
 	segs := segments(org, h, inst, from, to)
+	moments := instants(org, h, inst, from, to)
 	var rows []Row
 	for _, m := range months(from, to) {
 		start, end := later(m, from), earlier(m.AddDate(0, 1, 0), to)
 		row := Row{Month: m.Format("2006-01"), Org: org}
 		over := map[string]bool{}
-		for _, s := range segs {
-			if !s.from.Before(end) || !s.until.After(start) {
-				continue
-			}
+		count := func(s segment, a, b time.Time) {
 			if s.hasUsers && (row.MaxUsers == nil || s.users > *row.MaxUsers) {
 				row.MaxUsers = ptr(s.users)
 			}
 			if s.hasUsers && s.limit != nil && *s.limit > 0 && s.users > *s.limit {
 				row.MaxOverage = max(row.MaxOverage, s.users-*s.limit)
-				a, b := later(s.from, start), earlier(s.until, end)
-				for d := day(a); d.Before(b); d = d.AddDate(0, 0, 1) {
+				for d := day(a); !d.After(b); d = d.AddDate(0, 0, 1) {
 					over[d.Format(time.DateOnly)] = true
 				}
 			}
+		}
+		for _, s := range segs {
+			if !s.from.Before(end) || !s.until.After(start) {
+				continue
+			}
+			// [a, b]: the segment's part in the month, b its last instant.
+			count(s, later(s.from, start), earlier(s.until, end).Add(-time.Nanosecond))
 			row.UsersLimit, row.LicenseID = s.limit, s.licenseID // the last segment of the month wins
+		}
+		for _, s := range moments {
+			if !s.from.Before(start) && s.from.Before(end) {
+				count(s, s.from, s.from)
+			}
 		}
 		row.DaysOver = len(over)
 		for _, t := range h.reports {
@@ -255,6 +264,30 @@ func orgRows(org string, h, inst *history, from, to time.Time) []Row {
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// instants are org's states at each of its own events in [from, to): a
+// number reported and replaced at the same instant still was reported.
+func instants(org string, h, inst *history, from, to time.Time) []segment {
+	var out []segment
+	for _, sn := range h.states {
+		if sn.at.Before(from) || !sn.at.Before(to) {
+			continue
+		}
+		out = append(out, stateAt(org, sn.st, inst.at(sn.at), sn.at, sn.at))
+	}
+	return out
+}
+
+// stateAt is the segment [t, until) of org's own and instance states.
+func stateAt(org string, own, in *license.OrgState, t, until time.Time) segment {
+	s := segment{from: t, until: until}
+	s.users, s.hasUsers = own.Users()
+	rep := license.ReportOf(org, own, in, t)
+	if (rep.Status == license.StatusValid || rep.Status == license.StatusGrace) && rep.UsersLimit != nil {
+		s.limit, s.licenseID = rep.UsersLimit, rep.LicenseID
+	}
+	return s
 }
 
 // segments splits [from, to) wherever org's users or limit may change: at
@@ -292,14 +325,7 @@ func segments(org string, h, inst *history, from, to time.Time) []segment {
 	segs := make([]segment, 0, len(points)-1)
 	for i := 0; i+1 < len(points); i++ {
 		t := points[i]
-		own, in := h.at(t), inst.at(t)
-		s := segment{from: t, until: points[i+1]}
-		s.users, s.hasUsers = own.Users()
-		rep := license.ReportOf(org, own, in, t)
-		if (rep.Status == license.StatusValid || rep.Status == license.StatusGrace) && rep.UsersLimit != nil {
-			s.limit, s.licenseID = rep.UsersLimit, rep.LicenseID
-		}
-		segs = append(segs, s)
+		segs = append(segs, stateAt(org, h.at(t), inst.at(t), t, points[i+1]))
 	}
 	return segs
 }
