@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/natsauth"
@@ -164,7 +166,23 @@ func TestUsageTrueUpOverAScriptedMonth(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("replay --swap into an empty database: exit %d\n%s\n%s", code, out, errOut)
 	}
-	replayed, err := usage.Compute(ctx, postgres.NewAuditReader(pgtest.NewPool(t, rebuilt)), svc.VerifyingTrust(), q)
+	rebuiltPool := pgtest.NewPool(t, rebuilt)
+	// The replay rebuilds the seat state of the read model too.
+	seats := func(pool *pgxpool.Pool) string {
+		t.Helper()
+		var out string
+		if err := pool.QueryRow(ctx, `SELECT string_agg(org_slug || ':' || coalesce(users_active::text, '-') || '@' ||
+			coalesce(to_char(users_reported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS'), '-') || '/' || coalesce(users_limit::text, '-'), ' ' ORDER BY org_slug)
+			FROM org_licenses`).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if live, replayed := seats(pool), seats(rebuiltPool); live != replayed ||
+		live != "_instance:-@-/- acme:58@2027-04-02T06:00:00/60 globex:500@2027-03-03T12:00:00/0 initech:-@-/10" {
+		t.Fatalf("org_licenses seats: live %q, rebuilt %q", live, replayed)
+	}
+	replayed, err := usage.Compute(ctx, postgres.NewAuditReader(rebuiltPool), svc.VerifyingTrust(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
