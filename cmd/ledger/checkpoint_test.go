@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,15 +17,8 @@ import (
 // get fetches path with tok and returns the status and body.
 func (p *ledgerProc) get(tok, path string) (int, []byte) {
 	p.t.Helper()
-	req, _ := http.NewRequest("GET", p.url+path, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	code, _, body := p.raw(tok, "GET", path, "")
+	return code, []byte(body)
 }
 
 type proofJSON struct {

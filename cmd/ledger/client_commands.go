@@ -168,10 +168,13 @@ type enforcementSetCmd struct {
 	Mode string `arg:"" enum:"on,off,auto" placeholder:"on|off|auto" help:"on: enforce; off: allow every request (audited); auto: off until the install first holds a license, then on for good."`
 }
 
-func (c *enforcementSetCmd) Run(env *cli.Env) error {
-	body, err := json.Marshal(map[string]string{"mode": c.Mode})
+func (c *enforcementSetCmd) Run(env *cli.Env) error { return c.putMode(env, "api/enforcement", c.Mode) }
+
+// putMode PUTs {"mode": mode} to an install-wide mode's endpoint.
+func (f *clientFlags) putMode(env *cli.Env, path, mode string) error {
+	body, err := json.Marshal(map[string]string{"mode": mode})
 	if err != nil {
 		return err
 	}
-	return c.send(env, apiRequest{method: http.MethodPut, path: "api/enforcement", body: body, contentType: "application/json"})
+	return f.send(env, apiRequest{method: http.MethodPut, path: path, body: body, contentType: "application/json"})
 }

@@ -66,20 +66,7 @@ func newReplayEnv(t *testing.T) *replayEnv {
 	if _, err := e.svc.Invalidate(ctx, "globex", op, "0193a5b0-7e1a-7c3d-8f00-0000000000b1", "chargeback"); err != nil {
 		t.Fatal(err)
 	}
-	e.dsn = pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, e.dsn, "up", postgres.Roles{}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	e.pool = pgtest.NewPool(t, e.dsn)
-	reader, _, err := natsbus.Open(ctx, e.srv.Connect(t, natsauth.RoleReader), "LICENSES", 1, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.projector = postgres.NewProjector(postgres.ProjectorConfig{Pool: e.pool, Source: reader, Keys: keys, InstallID: e.svc.InstallID})
-	pctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- e.projector.Run(pctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	e.dsn, e.pool, e.projector = startProjector(t, e.srv, keys, e.svc.InstallID)
 	e.waitProjected(t)
 	dir := t.TempDir()
 	e.ledgerSeed, e.readerSeed = filepath.Join(dir, "ledger.nk"), filepath.Join(dir, "reader.nk")
@@ -88,13 +75,38 @@ func newReplayEnv(t *testing.T) *replayEnv {
 	return e
 }
 
-func (e *replayEnv) waitProjected(t *testing.T) {
+// startProjector migrates a new database and runs a projector from srv's
+// stream into it until the test ends.
+func startProjector(t *testing.T, srv *natstest.Server, keys *license.Keys, installID func() string) (string, *pgxpool.Pool, *postgres.Projector) {
 	t.Helper()
-	_, head, _ := e.bus.Stream(context.Background())
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	if err := postgres.Migrate(ctx, dsn, "up", postgres.Roles{}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	pool := pgtest.NewPool(t, dsn)
+	reader, _, err := natsbus.Open(ctx, srv.Connect(t, natsauth.RoleReader), "LICENSES", 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := postgres.NewProjector(postgres.ProjectorConfig{Pool: pool, Source: reader, Keys: keys, InstallID: installID})
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(pctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return dsn, pool, p
+}
+
+func (e *replayEnv) waitProjected(t *testing.T) { waitProjected(t, e.bus, e.projector) }
+
+// waitProjected waits until p has applied the stream up to its head.
+func waitProjected(t *testing.T, bus *natsbus.Bus, p *postgres.Projector) {
+	t.Helper()
+	_, head, _ := bus.Stream(context.Background())
 	deadline := time.Now().Add(20 * time.Second)
-	for e.projector.Applied() < head {
+	for p.Applied() < head {
 		if time.Now().After(deadline) {
-			t.Fatalf("projector at %d of %d", e.projector.Applied(), head)
+			t.Fatalf("projector at %d of %d", p.Applied(), head)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -102,9 +102,5 @@ type seatsEnforcementSetCmd struct {
 }
 
 func (c *seatsEnforcementSetCmd) Run(env *cli.Env) error {
-	body, err := json.Marshal(map[string]string{"mode": c.Mode})
-	if err != nil {
-		return err
-	}
-	return c.send(env, apiRequest{method: http.MethodPut, path: "api/seat-enforcement", body: body, contentType: "application/json"})
+	return c.putMode(env, "api/seat-enforcement", c.Mode)
 }

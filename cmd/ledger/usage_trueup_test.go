@@ -101,27 +101,8 @@ func TestUsageTrueUpOverAScriptedMonth(t *testing.T) {
 	report("acme", 58, true) // April: over on the 1st and the 2nd
 	at("2027-04-10T00:00:00Z")
 
-	dsn := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, dsn, "up", postgres.Roles{}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	pool := pgtest.NewPool(t, dsn)
-	reader, _, err := natsbus.Open(ctx, srv.Connect(t, natsauth.RoleReader), "LICENSES", 1, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proj := postgres.NewProjector(postgres.ProjectorConfig{Pool: pool, Source: reader, Keys: keys, InstallID: svc.InstallID})
-	pctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- proj.Run(pctx) }()
-	_, head, _ := bus.Stream(ctx)
-	for deadline := time.Now().Add(20 * time.Second); proj.Applied() < head; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("projector at %d of %d", proj.Applied(), head)
-		}
-	}
-	cancel()
-	<-done
+	_, pool, proj := startProjector(t, srv, keys, svc.InstallID)
+	waitProjected(t, bus, proj)
 
 	q := usage.Query{From: mustTime(t, "2027-03-01T00:00:00Z"), To: mustTime(t, "2027-05-01T00:00:00Z")}
 	live, err := usage.Compute(ctx, postgres.NewAuditReader(pool), svc.VerifyingTrust(), q)

@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"net/http"
 	"strconv"
 
 	"github.com/licenseledger/ledger/internal/auth"
+	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/ledger"
 )
 
@@ -66,6 +68,12 @@ func (s *Server) invalidate(w http.ResponseWriter, r *http.Request) {
 
 // putEnforcement sets the install-wide enforcement mode (operators).
 func (s *Server) putEnforcement(w http.ResponseWriter, r *http.Request) {
+	s.putMode(w, r, s.cfg.Service.SetEnforcement)
+}
+
+// putMode answers a PUT of an install-wide mode, {"mode": …} (operators),
+// with the mode in force after set.
+func (s *Server) putMode(w http.ResponseWriter, r *http.Request, set func(context.Context, events.Actor, string) (string, error)) {
 	p, ok := operatorOnly(w, r)
 	if !ok {
 		return
@@ -76,7 +84,7 @@ func (s *Server) putEnforcement(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &body) {
 		return
 	}
-	mode, err := s.cfg.Service.SetEnforcement(r.Context(), p.Actor(), body.Mode)
+	mode, err := set(r.Context(), p.Actor(), body.Mode)
 	if err != nil {
 		s.writeCommandError(w, err)
 		return

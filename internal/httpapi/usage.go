@@ -47,22 +47,7 @@ func (s *Server) putUsage(w http.ResponseWriter, r *http.Request) {
 // putSeatEnforcement sets the install-wide seat enforcement mode
 // (operators): PUT /api/seat-enforcement {"mode": "off|soft|hard"}.
 func (s *Server) putSeatEnforcement(w http.ResponseWriter, r *http.Request) {
-	p, ok := operatorOnly(w, r)
-	if !ok {
-		return
-	}
-	var body struct {
-		Mode string `json:"mode"`
-	}
-	if !readJSON(w, r, &body) {
-		return
-	}
-	mode, err := s.cfg.Service.SetSeatEnforcement(r.Context(), p.Actor(), body.Mode)
-	if err != nil {
-		s.writeCommandError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"mode": mode})
+	s.putMode(w, r, s.cfg.Service.SetSeatEnforcement)
 }
 
 // getUsageReport is GET /api/usage/report?from=&to=&org=[&format=csv]:

@@ -68,14 +68,9 @@ func (s *Service) SetEnforcement(ctx context.Context, actor events.Actor, mode s
 	if mode != license.EnforceOn && mode != license.EnforceOff && mode != license.EnforceAuto {
 		return "", fail(CodeBadRequest, "mode must be on, off or auto")
 	}
-	res, err := s.command(ctx, license.InstanceOrg, func(st *license.OrgState, now time.Time) (*events.Envelope, error) {
-		if st.EnforcementMode() == mode {
-			return nil, nil
-		}
-		return events.New(events.TypeEnforcementChanged, license.InstanceOrg, now, actor, st.Seq, events.EnforcementChanged{Mode: mode})
-	}, nil)
-	s.count("enforcement", res, err)
-	if err != nil {
+	if err := s.setMode(ctx, "enforcement", (*license.OrgState).EnforcementMode, mode, func(now time.Time, prev uint64) (*events.Envelope, error) {
+		return events.New(events.TypeEnforcementChanged, license.InstanceOrg, now, actor, prev, events.EnforcementChanged{Mode: mode})
+	}); err != nil {
 		return "", err
 	}
 	if mode == license.EnforceAuto {
@@ -84,6 +79,20 @@ func (s *Service) SetEnforcement(ctx context.Context, actor events.Actor, mode s
 		}
 	}
 	return s.State(license.InstanceOrg).EnforcementMode(), nil
+}
+
+// setMode appends _instance's event setting an install-wide mode, unless
+// current already says mode.
+func (s *Service) setMode(ctx context.Context, command string, current func(*license.OrgState) string, mode string,
+	event func(now time.Time, prevSeq uint64) (*events.Envelope, error)) error {
+	res, err := s.command(ctx, license.InstanceOrg, func(st *license.OrgState, now time.Time) (*events.Envelope, error) {
+		if current(st) == mode {
+			return nil, nil
+		}
+		return event(now, st.Seq)
+	}, nil)
+	s.count(command, res, err)
+	return err
 }
 
 // latch turns auto enforcement on once the install holds a license: the

@@ -60,15 +60,9 @@ func (s *Service) SetSeatEnforcement(ctx context.Context, actor events.Actor, mo
 	if mode != license.SeatsOff && mode != license.SeatsSoft && mode != license.SeatsHard {
 		return "", fail(CodeBadRequest, "mode must be off, soft or hard")
 	}
-	res, err := s.command(ctx, license.InstanceOrg, func(st *license.OrgState, now time.Time) (*events.Envelope, error) {
-		if st.SeatMode() == mode {
-			return nil, nil
-		}
-		return events.New(events.TypeSeatEnforcementChanged, license.InstanceOrg, now, actor, st.Seq,
-			events.SeatEnforcementChanged{Mode: mode})
-	}, nil)
-	s.count("seat_enforcement", res, err)
-	if err != nil {
+	if err := s.setMode(ctx, "seat_enforcement", (*license.OrgState).SeatMode, mode, func(now time.Time, prev uint64) (*events.Envelope, error) {
+		return events.New(events.TypeSeatEnforcementChanged, license.InstanceOrg, now, actor, prev, events.SeatEnforcementChanged{Mode: mode})
+	}); err != nil {
 		return "", err
 	}
 	return s.State(license.InstanceOrg).SeatMode(), nil
