@@ -7,7 +7,8 @@ import (
 )
 
 // decodeDataFast decodes the data of the event types every reader folds
-// (uploads, invalidations, removals, due times, enforcement changes) in
+// (uploads, invalidations, removals, due times, enforcement changes, usage
+// reports, seat enforcement changes) in
 // one pass, and reports whether it did. It gives exactly what
 // json.Unmarshal gives — keys matched exactly, else case-insensitively,
 // the last match winning, null leaving a field as it is (a pointer nil),
@@ -66,6 +67,26 @@ func decodeDataFast(data []byte, v any) bool {
 			*d = x
 		}
 		return ok
+	case *UsageReported:
+		if d == nil || *d != (UsageReported{}) {
+			return false
+		}
+		var x UsageReported
+		ok := members(data, usageKeys, func(_ int, val []byte) bool { return jsonInt("", val, &x.Users) == nil })
+		if ok {
+			*d = x
+		}
+		return ok
+	case *SeatEnforcementChanged:
+		if d == nil || *d != (SeatEnforcementChanged{}) {
+			return false
+		}
+		var x SeatEnforcementChanged
+		ok := members(data, enforcementKeys, func(_ int, val []byte) bool { return setString(val, &x.Mode) })
+		if ok {
+			*d = x
+		}
+		return ok
 	case *EnforcementChanged:
 		if d == nil || *d != (EnforcementChanged{}) {
 			return false
@@ -88,6 +109,7 @@ var (
 	removedKeys     = []string{"license_id"}
 	dueKeys         = []string{"license_id", "due_at"}
 	enforcementKeys = []string{"mode"}
+	usageKeys       = []string{"users"}
 )
 
 // members hands each member of the object data whose key names one of

@@ -106,6 +106,14 @@ var dataSeeds = []string{
 	`null`,
 	`[]`,
 	`{"slot":"current"} x`,
+	`{"users":42}`,
+	`{"users":-1}`,
+	`{"users":1.5}`,
+	`{"users":"42"}`,
+	`{"users":9223372036854775808}`,
+	`{"Users":7,"users":8}`,
+	`{"users":null}`,
+	`{"mode":"hard"}`,
 }
 
 // FuzzDecodeData checks the one-pass data decoder against json.Unmarshal:
@@ -120,6 +128,7 @@ func FuzzDecodeData(f *testing.F) {
 		for _, newTarget := range []func() any{
 			func() any { return new(Uploaded) }, func() any { return new(Invalidated) }, func() any { return new(Removed) },
 			func() any { return new(Due) }, func() any { return new(EnforcementChanged) },
+			func() any { return new(UsageReported) }, func() any { return new(SeatEnforcementChanged) },
 		} {
 			fast, ref, got := newTarget(), newTarget(), newTarget()
 			werr := json.Unmarshal(data, ref)
@@ -137,7 +146,8 @@ func FuzzDecodeData(f *testing.F) {
 func TestDecodeDataLikeEncodingJSON(t *testing.T) {
 	fast := 0
 	for _, s := range dataSeeds {
-		for _, target := range []any{new(Uploaded), new(Invalidated), new(Removed), new(Due), new(EnforcementChanged)} {
+		for _, target := range []any{new(Uploaded), new(Invalidated), new(Removed), new(Due), new(EnforcementChanged),
+			new(UsageReported), new(SeatEnforcementChanged)} {
 			ref := reflect.New(reflect.TypeOf(target).Elem()).Interface()
 			werr := json.Unmarshal([]byte(s), ref)
 			if decodeDataFast([]byte(s), target) {
