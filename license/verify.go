@@ -33,8 +33,13 @@ func (r *Ring) Verify(input []byte, expect Expect) (*License, error) {
 // Check verifies an already decoded license; see Verify.
 func (r *Ring) Check(l *License, expect Expect) error {
 	pub, ok := r.keys[l.Kid]
+	if !ok && len(r.keys) == 0 {
+		return &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("the key ring trusts no vendor key at all, so no license (kid %q) "+
+			"can verify: give the vendor's public keys in LICENSE_PUBLIC_KEYS or LICENSE_PUBLIC_KEYS_FILE", l.Kid)}
+	}
 	if !ok {
-		return &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("no trusted key has kid %q", l.Kid)}
+		return &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("no trusted key has kid %q (the ring trusts %s): add the vendor's "+
+			"key %q to LICENSE_PUBLIC_KEYS or LICENSE_PUBLIC_KEYS_FILE", l.Kid, strings.Join(r.Kids(), ", "), l.Kid)}
 	}
 	if !ed25519.Verify(pub, l.SignedBytes(), l.Signature()) {
 		return &Error{Reason: ReasonSignatureInvalid, Detail: fmt.Sprintf("the signature does not match key %q", l.Kid)}

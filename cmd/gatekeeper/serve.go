@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -77,16 +78,36 @@ type gatekeeperCmd struct {
 	// Failure modes and denials.
 	AllowNoKeys bool   `name:"allow-no-keys" env:"GATEKEEPER_ALLOW_NO_KEYS" help:"Start with no trusted vendor key (every licensed org is then denied license_invalid)."`
 	RenewalURL  string `name:"renewal-url" env:"GATEKEEPER_RENEWAL_URL" default:"/ui/license/?org={org}" help:"The renewal link of the HTML denial page; {org} is replaced by the org."`
+
+	// Which connection settings defaults() filled in (errors name them).
+	urlDefaulted, nkeyDefaulted bool
 }
 
 // defaults fills in what depends on other settings.
 func (c *gatekeeperCmd) defaults() {
 	if c.NATSURL == "" {
-		c.NATSURL = "nats://127.0.0.1:4223"
+		c.NATSURL, c.urlDefaulted = "nats://127.0.0.1:4223", true
 	}
 	if c.NATSNKey == "" && c.NATSCreds == "" && c.NATSUser == "" {
-		c.NATSNKey = filepath.Join(c.DataDir, "nats", "reader.nk")
+		c.NATSNKey, c.nkeyDefaulted = filepath.Join(c.DataDir, "nats", "reader.nk"), true
 	}
+}
+
+// explainConnect says what to do about a failed connection to NATS, in
+// terms of the settings the operator gave or left to their defaults.
+func (c *gatekeeperCmd) explainConnect(err error) error {
+	switch {
+	case c.nkeyDefaulted && errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("no reader credentials at %s, the default ($DATA_DIR/nats/reader.nk with --data-dir %s), which "+
+			"a ledger serve on the embedded NATS writes: run the gatekeeper where that ledger runs, point --data-dir "+
+			"(DATA_DIR) at the ledger's data directory, or give the reader's NATS_NKEY or NATS_CREDS (%w)", c.NATSNKey, c.DataDir, err)
+	case c.urlDefaulted && natsstream.NoServers(err):
+		return fmt.Errorf("nothing answers at %s, where a ledger serve on this machine runs its embedded NATS: start the "+
+			"ledger first (ledger serve; --nats-listen says where), or set NATS_URL to the NATS servers of a scaled install (%w)", c.NATSURL, err)
+	case natsstream.NoServers(err):
+		return fmt.Errorf("no NATS server answers at NATS_URL %s: check that the servers run and the URL (and TLS settings) are right (%w)", c.NATSURL, err)
+	}
+	return err
 }
 
 // gateConfig validates the decision settings.
@@ -190,7 +211,7 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 		User: f.NATSUser, Password: f.NATSPassword, TLSCA: f.NATSTLSCA, TLSCert: f.NATSTLSCert, TLSKey: f.NATSTLSKey,
 		Name: "gatekeeper", MaxStaleness: c.MaxStaleness, Logger: log})
 	if err != nil {
-		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
+		return &cli.Error{Code: cli.ExitUnavailable, Err: c.explainConnect(err)}
 	}
 	defer nc.Close()
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -116,6 +116,14 @@ func (c *signCmd) flagPayload(id string, issued time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !issued.Before(expires) {
+		from := "--issued-at " + rfc3339(issued)
+		if c.IssuedAt == "" {
+			from = "issued_at, now (" + rfc3339(issued) + ") without --issued-at"
+		}
+		return nil, cli.Usage("--expires %s is not after %s: give a later --expires (e.g. +365d, counted from issued_at) "+
+			"or an earlier --issued-at", rfc3339(expires), from)
+	}
 	p := struct {
 		LicenseID  string   `json:"license_id"`
 		Customer   string   `json:"customer"`

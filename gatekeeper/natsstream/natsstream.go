@@ -9,6 +9,7 @@ package natsstream
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -18,6 +19,10 @@ import (
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
 )
+
+// NoServers reports whether err (from Connect) says that no NATS server
+// answered at the URL.
+func NoServers(err error) bool { return errors.Is(err, nats.ErrNoServers) }
 
 // DefaultStream is the stream's default name (LICENSE_STREAM).
 const DefaultStream = natsbus.DefaultStream

@@ -223,6 +223,11 @@ func (s *Server) instrument(name string, h http.HandlerFunc) http.Handler {
 	})
 }
 
+// MessageUnauthorized is the 401 answer: what to send, and where a token
+// comes from.
+const MessageUnauthorized = "a valid bearer token is required (Authorization: Bearer <token>): the operator token of a " +
+	"single-node install is in $DATA_DIR/admin.token (cat data/admin.token); others are made with ledger token create"
+
 type principalKey struct{}
 
 // principal returns the authenticated caller set by authed.
@@ -240,7 +245,7 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 		p, known := s.cfg.Tokens.Authenticate(tok)
 		if !ok || !known {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ledger"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+			writeError(w, http.StatusUnauthorized, "unauthorized", MessageUnauthorized)
 			return
 		}
 		if !s.withinRateLimit(w, p, limited) {

@@ -85,7 +85,7 @@ func decideUpload(st *license.OrgState, lic *license.License, grace int, u Uploa
 		}
 	}
 	if inForce != nil && !u.Force && inForce.License.Payload != nil && p.IssuedAt.Before(inForce.License.Payload.IssuedAt) {
-		return nil, fail(CodeOlderThanCurrent, fmt.Sprintf("the license was issued on %s, before the current one (%s); an operator can force it",
+		return nil, fail(CodeOlderThanCurrent, fmt.Sprintf("the license was issued on %s, before the current one (%s); an operator can force it: ?force=true on the API, ledger upload --force",
 			license.FormatTime(p.IssuedAt), license.FormatTime(inForce.License.Payload.IssuedAt)))
 	}
 	d := &events.Uploaded{LicenseID: p.LicenseID, Fingerprint: lic.Fingerprint, Key: lic.Key, Slot: events.SlotCurrent,
