@@ -29,7 +29,7 @@ func TestAdminEndpointsOverHTTP(t *testing.T) {
 		}
 		for _, o := range page["orgs"].([]any) {
 			rep := o.(map[string]any)
-			if len(rep) != 18 {
+			if len(rep) != 20 {
 				t.Fatalf("listing entry is not a status payload: %v", rep)
 			}
 			orgs = append(orgs, rep["org"].(string))

@@ -136,7 +136,7 @@ func TestClientLicenseLifecycle(t *testing.T) {
 	if code != cli.ExitOK || up["status"] != "valid" || up["license_id"] != clientLicenseID || up["resolved_from"] != "org" || errs != "" {
 		t.Fatalf("upload: exit %d, %v, stderr %q", code, up, errs)
 	}
-	if !strings.HasPrefix(out, "{\n  \"org\": \"acme\",\n  \"status\": \"valid\",\n") || !strings.HasSuffix(out, "\n}\n") || len(up) != 18 {
+	if !strings.HasPrefix(out, "{\n  \"org\": \"acme\",\n  \"status\": \"valid\",\n") || !strings.HasSuffix(out, "\n}\n") || len(up) != 20 {
 		t.Fatalf("upload output is not the pretty-printed status payload:\n%s", out)
 	}
 
@@ -492,9 +492,9 @@ func TestClientHTTPSAndAnswers(t *testing.T) {
 	// key=value and keys beyond the status payload at the end.
 	code, out, errs = runAt("hostile", "", "status", "--org", "acme", "-o", "table")
 	lines := strings.Split(out, "\n")
-	if code != cli.ExitOK || len(lines) != 20 || !strings.Contains(out, "customer        Evil\\x1b[2J\\tCorp\n") ||
-		!strings.Contains(out, "pending         license_id=0193a5b0-7e1a-7c3d-8f00-0000000000aa not_before=2027-01-01T00:00:00Z\n") ||
-		!strings.HasPrefix(lines[0], "org ") || lines[18] != "extra           true" || strings.Contains(out, "\x1b") {
+	if code != cli.ExitOK || len(lines) != 22 || !strings.Contains(out, "customer           Evil\\x1b[2J\\tCorp\n") ||
+		!strings.Contains(out, "pending            license_id=0193a5b0-7e1a-7c3d-8f00-0000000000aa not_before=2027-01-01T00:00:00Z\n") ||
+		!strings.HasPrefix(lines[0], "org ") || lines[20] != "extra              true" || strings.Contains(out, "\x1b") {
 		t.Fatalf("hostile table: exit %d, %s\n%s", code, errs, out)
 	}
 
