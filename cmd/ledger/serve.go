@@ -190,6 +190,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	fol := newFollower(bus, svc, rm.trail, info, rm.from, log)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_lag",
 		Help: "Stream head minus the last sequence folded into the read model."}, func() float64 { return float64(fol.Lag()) }))
+	reg.MustRegister(svc.OrgsCollector()) // ledger_orgs{status}, ledger_orgs_expiring{within}, …
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_orgs_unverified",
 		Help: "Orgs whose license key this ledger has not verified yet (verified in the background after a start, and before any read)."},
 		func() float64 { return float64(svc.UnverifiedOrgs()) }))
