@@ -1,13 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/licenseledger/ledger/internal/events"
+	"github.com/licenseledger/ledger/internal/ledger"
 	"github.com/licenseledger/ledger/internal/testenv/browsertest"
 )
 
@@ -150,4 +154,58 @@ func TestWebUIExpiryBannerInBrowser(t *testing.T) {
 		t.Fatalf("organizations banner with none due: %+v", ob)
 	}
 	b.Screenshot("orgs-no-banner")
+}
+
+// ledger serve end to end: its scheduler appends license.expiring at the
+// configured thresholds (the nearest reached), and /metrics counts the
+// orgs by status and expiry, with enforcement.
+func TestServeExpiryNoticesAndMetrics(t *testing.T) {
+	l := startLedgerWith(t, t.TempDir(), func(c *serveCmd) {
+		c.ExpiryNoticeDays = "14,3"
+		var err error
+		if c.noticeDays, err = ledger.ParseExpiryNoticeDays(c.ExpiryNoticeDays); err != nil {
+			t.Fatal(err)
+		}
+	})
+	const day = 24 * time.Hour
+	for i, u := range []struct {
+		org     string
+		expires time.Duration
+	}{{"farout", 200 * day}, {"soon", 10 * day}, {"lapsed", -day}} {
+		key := signed(t, "k1", func(p map[string]any) {
+			p["org_slug"], p["license_id"], p["expires"] = u.org, "0193a5b0-7e1a-7c3d-8f00-0000000bb00"+strconv.Itoa(i), future(u.expires)
+		})
+		if code, m := l.call("POST", "/api/license?org="+u.org, key); code != 200 {
+			t.Fatalf("upload %s: %d %v", u.org, code, m)
+		}
+	}
+	var notices []map[string]any
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		notices = auditRecords(t, l, "type=license.expiring")
+		if len(notices) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // more ticks: still one notice
+	notices = auditRecords(t, l, "type=license.expiring")
+	if len(notices) != 1 || notices[0]["org"] != "soon" {
+		t.Fatalf("notices %v", notices)
+	}
+	var env struct{ Data events.Expiring }
+	if err := json.Unmarshal([]byte(notices[0]["envelope"].(string)), &env); err != nil || env.Data.Days != 14 ||
+		env.Data.Expires.Sub(time.Now().Add(10*day)).Abs() > time.Minute {
+		t.Fatalf("notice %v: %+v", err, env.Data)
+	}
+	for sample, want := range map[string]float64{
+		`ledger_orgs{status="valid"}`: 2, `ledger_orgs{status="grace"}`: 1, `ledger_orgs{status="expired"}`: 0,
+		`ledger_orgs{status="invalid"}`: 0, `ledger_orgs{status="missing"}`: 0,
+		`ledger_orgs_expiring{within="7d"}`: 0, `ledger_orgs_expiring{within="30d"}`: 1, "ledger_enforcement_on": 1,
+	} {
+		if got := metric(t, l, sample); got != want {
+			t.Errorf("%s = %v, want %v", sample, got, want)
+		}
+	}
+	if got := metric(t, l, "ledger_license_soonest_expiry_timestamp_seconds"); time.Unix(int64(got), 0).Sub(time.Now().Add(10*day)).Abs() > time.Minute {
+		t.Errorf("soonest expiry %v", time.Unix(int64(got), 0))
+	}
 }
