@@ -2,6 +2,7 @@ package license
 
 import (
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -56,6 +57,9 @@ type OrgState struct {
 	// expired events have been folded (the scheduler appends each once).
 	GraceStarted map[string]bool
 	Expired      map[string]bool
+	// Notices are the license.expiring notices folded, by NoticeKey (the
+	// scheduler appends each once).
+	Notices map[string]bool
 	// UpdatedAt is the last folded event's time.
 	UpdatedAt time.Time
 }
@@ -101,6 +105,34 @@ func (s *OrgState) InForce(t time.Time) (inForce, waiting *Slot) {
 		return s.Current, s.Pending
 	}
 	return s.Pending, nil
+}
+
+// NoticeKey names the license.expiring notice of license id at days in
+// OrgState.Notices.
+func NoticeKey(id string, days int) string { return id + ":" + strconv.Itoa(days) }
+
+// Effective returns the license an org's expiry is judged by at t: the
+// license in force, or the waiting one when it renews it — it starts before
+// the one in force expires (so there is no gap) and expires later. It is
+// nil when neither is a verified license that is not revoked (an invalid
+// or revoked license in force has no expiry to look ahead to).
+func (s *OrgState) Effective(t time.Time) *Slot {
+	inForce, waiting := s.InForce(t)
+	if !s.usable(inForce) {
+		return nil
+	}
+	if s.usable(waiting) {
+		cur, next := inForce.Payload(), waiting.Payload()
+		if !next.NotBefore.Add(-Skew).After(cur.Expires) && next.Expires.After(cur.Expires) {
+			return waiting
+		}
+	}
+	return inForce
+}
+
+// usable reports whether slot holds a verified license that is not revoked.
+func (s *OrgState) usable(slot *Slot) bool {
+	return slot != nil && slot.Err == nil && slot.Payload() != nil && !s.IsRevoked(slot.LicenseID)
 }
 
 // IsRevoked reports whether license id is revoked for s's org.

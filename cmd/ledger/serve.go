@@ -54,7 +54,8 @@ type serveCmd struct {
 	LicenseFile         string        `name:"license-file" env:"LICENSE_FILE" placeholder:"FILE" help:"Install-time license file (either form), imported into _instance at start; default $DATA_DIR/license.json or license.key."`
 	LicenseKey          string        `name:"license-key" env:"LICENSE_KEY" placeholder:"KEY" help:"Install-time license as a compact key (instead of a file)."`
 	IgnoreClockRollback bool          `name:"ignore-clock-rollback" env:"LEDGER_IGNORE_CLOCK_ROLLBACK" help:"Start even though this clock is more than 5 minutes behind the newest event (recorded in ledger.started)."`
-	ScheduleInterval    time.Duration `name:"schedule-interval" env:"LEDGER_SCHEDULE_INTERVAL" default:"1s" help:"How often the expiry scheduler looks for due grace_started/expired events."`
+	ScheduleInterval    time.Duration `name:"schedule-interval" env:"LEDGER_SCHEDULE_INTERVAL" default:"1s" help:"How often the expiry scheduler looks for due expiring/grace_started/expired events."`
+	ExpiryNoticeDays    string        `name:"expiry-notice-days" env:"LICENSE_EXPIRY_NOTICE_DAYS" default:"30,14,7,1" placeholder:"DAYS,…" help:"Days ahead of a license's expiry at which the scheduler appends a license.expiring notice, once each (1..365, comma-separated), or off."`
 	DigestInterval      time.Duration `name:"digest-interval" env:"LEDGER_DIGEST_INTERVAL" default:"1h" help:"How often to log the audit trail's digest: an 'audit digest' line with digest=seq:hex and rows=N. 0 = never."`
 	CheckpointKey       string        `name:"checkpoint-key" env:"LEDGER_CHECKPOINT_KEY_FILE" placeholder:"FILE" help:"The install's Ed25519 key that signs the audit trail's checkpoints (note format), created mode 0600 at first start; default $DATA_DIR/checkpoint.key. Scaled installs give every ledger the same file."`
 	CheckpointInterval  time.Duration `name:"checkpoint-interval" env:"LEDGER_CHECKPOINT_INTERVAL" default:"1m" help:"How often to sign a checkpoint of the audit trail's Merkle tree, when it has grown."`
@@ -71,6 +72,8 @@ type serveCmd struct {
 	ShutdownWait        time.Duration `name:"shutdown-timeout" env:"LEDGER_SHUTDOWN_TIMEOUT" default:"10s" help:"How long to drain requests on SIGTERM."`
 	DatabaseURL         string        `name:"database-url" env:"DATABASE_URL" placeholder:"URL" help:"PostgreSQL for the read model and audit, as a login user granted ledger_app (not the owner). Unset: both are kept in memory."`
 	AllowOwner          bool          `name:"allow-owner" env:"LEDGER_ALLOW_OWNER" help:"Development only: accept a DATABASE_URL user that owns license_audit or may rewrite it (logged as a warning)."`
+
+	noticeDays []int // ExpiryNoticeDays, parsed by validate
 }
 
 func (c *serveCmd) validate() error {
@@ -80,6 +83,11 @@ func (c *serveCmd) validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return cli.Usage("LICENSE_STREAM_REPLICAS must be 1..5")
 	}
+	days, err := ledger.ParseExpiryNoticeDays(c.ExpiryNoticeDays)
+	if err != nil {
+		return cli.Usage("LICENSE_EXPIRY_NOTICE_DAYS (--expiry-notice-days): %v; want days ahead of expiry like 30,14,7,1, or off", err)
+	}
+	c.noticeDays = days
 	if c.UsageRate < 1 {
 		return cli.Usage("LEDGER_USAGE_RATE (--usage-rate) must be at least 1 usage change per org per hour")
 	}
@@ -170,7 +178,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	registerTokensFileMetrics(reg, watcher)
 
 	svc := ledger.New(ledger.Config{Store: bus, Keys: keys, DefaultGraceDays: c.GraceDays,
-		RejectAuditPerMinute: c.RejectAudit, UsageReportsPerHour: c.UsageRate, Version: version, Logger: log, Metrics: ledger.NewMetrics(reg)})
+		RejectAuditPerMinute: c.RejectAudit, UsageReportsPerHour: c.UsageRate, ExpiryNoticeDays: c.noticeDays, Version: version, Logger: log, Metrics: ledger.NewMetrics(reg)})
 	if err := svc.AdoptInstallID(ctx); err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}
@@ -182,6 +190,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	fol := newFollower(bus, svc, rm.trail, info, rm.from, log)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_lag",
 		Help: "Stream head minus the last sequence folded into the read model."}, func() float64 { return float64(fol.Lag()) }))
+	reg.MustRegister(svc.OrgsCollector()) // ledger_orgs{status}, ledger_orgs_expiring{within}, …
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_orgs_unverified",
 		Help: "Orgs whose license key this ledger has not verified yet (verified in the background after a start, and before any read)."},
 		func() float64 { return float64(svc.UnverifiedOrgs()) }))

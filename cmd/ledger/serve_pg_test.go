@@ -24,9 +24,13 @@ func TestServeWithPostgres(t *testing.T) {
 	}
 	app := pgtest.LoginRole(t, super, "ledger_app")
 	dir := t.TempDir()
-	withPG := func(c *serveCmd) { c.DatabaseURL, c.CheckpointInterval = app, 100*time.Millisecond }
+	withPG := func(c *serveCmd) {
+		c.DatabaseURL, c.CheckpointInterval = app, 100*time.Millisecond
+		c.noticeDays = nil // license.expiring at the default thresholds
+	}
 	l := startLedgerWith(t, dir, withPG)
-	key := signed(t, "k1", func(p map[string]any) { p["expires"] = future(48 * time.Hour) })
+	// Far from expiry: no license.expiring moves acme's subject on.
+	key := signed(t, "k1", func(p map[string]any) { p["expires"] = future(365 * 24 * time.Hour) })
 	code, up := l.call("POST", "/api/license?org=acme", key)
 	if code != 200 {
 		t.Fatalf("upload: %d %v", code, up)
@@ -63,18 +67,32 @@ func TestServeWithPostgres(t *testing.T) {
 	if code, m := l.call("PUT", "/api/enforcement", `{"mode":"off"}`); code != 200 {
 		t.Fatalf("enforcement: %d %v", code, m)
 	}
+	// Ten days from expiry: the 14-day license.expiring notice.
+	notice := signed(t, "k1", func(p map[string]any) {
+		p["org_slug"], p["license_id"] = "notice", "0193a5b0-7e1a-7c3d-8f00-0000000000f2"
+		p["expires"] = future(10 * 24 * time.Hour)
+	})
+	if code, m := l.call("POST", "/api/license?org=notice", notice); code != 200 {
+		t.Fatalf("upload notice: %d %v", code, m)
+	}
 	dueEvents := func() int {
 		var n int
 		pool.QueryRow(context.Background(), `SELECT count(*) FROM license_audit WHERE org_slug = 'soon'
 			AND type IN ('license.grace_started', 'license.expired')`).Scan(&n)
 		return n
 	}
+	notices := func() int {
+		var n int
+		pool.QueryRow(context.Background(), `SELECT count(*) FROM license_audit WHERE org_slug = 'notice'
+			AND type = 'license.expiring'`).Scan(&n)
+		return n
+	}
 	deadline := time.Now().Add(15 * time.Second)
-	for dueEvents() < 2 && time.Now().Before(deadline) {
+	for (dueEvents() < 2 || notices() < 1) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if dueEvents() != 2 {
-		t.Fatalf("%d due events before the restart", dueEvents())
+	if dueEvents() != 2 || notices() != 1 {
+		t.Fatalf("%d due events and %d notices before the restart", dueEvents(), notices())
 	}
 	waitRow(up["seq"].(float64))
 	if code, rd := l.call("GET", "/readyz", ""); code != 200 || rd["store"] != "postgres" {
@@ -118,6 +136,9 @@ func TestServeWithPostgres(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond) // two scheduler ticks on seeded states
 	if n := dueEvents(); n != 2 {
 		t.Fatalf("%d due events after a restart from PostgreSQL, want 2 (appended once)", n)
+	}
+	if n := notices(); n != 1 {
+		t.Fatalf("%d notices after a restart from PostgreSQL, want 1 (appended once)", n)
 	}
 	code, rm := l.call("DELETE", "/api/license?org=acme", "")
 	if code != 200 {

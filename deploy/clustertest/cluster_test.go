@@ -170,7 +170,7 @@ func TestScaledDeployment(t *testing.T) {
 	key := licensetest.Sign(t, "k1", map[string]any{
 		"license_id": "0193a5b0-7e1a-7c3d-8f00-00000000c1a5", "customer": "Acme Corp", "org_slug": "acme",
 		"tier": "enterprise", "features": []string{"sso"}, "issued_at": issued.Format(time.RFC3339),
-		"expires": issued.Add(30 * 24 * time.Hour).Format(time.RFC3339),
+		"expires": issued.Add(365 * 24 * time.Hour).Format(time.RFC3339), // no license.expiring notice moves the seqs on
 	}).Key
 	code, up := apiCall(t, "POST", api1+"/api/license?org=acme", adminToken, key)
 	if code != 200 || up["status"] != "valid" {

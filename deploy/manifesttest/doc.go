@@ -1,6 +1,7 @@
 // Package manifesttest checks the deployment files of the repository: the
 // Dockerfile and .dockerignore at its root, the Kubernetes manifests and the
-// NATS Helm values in deploy/kubernetes, the alert rules of docs/deploy.md,
+// NATS Helm values in deploy/kubernetes, the alert rules of deploy/prometheus
+// (their expressions, and promtool check/test rules),
 // the links between the README, docs/ and the READMEs of deploy/, the
 // README's package map, and the Go toolchain every build path selects
 // (.ci/run, scripts/, the Dockerfile, the README's Quickstart). It has no

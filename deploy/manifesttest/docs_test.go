@@ -137,35 +137,34 @@ type alertRule struct {
 }
 
 var (
-	fenceRe       = regexp.MustCompile("(?s)```yaml\n(.*?)```")
 	exprMetricRe  = regexp.MustCompile(`\b((?:ledger|gatekeeper)_[a-z0-9_]+)`)
 	rangeRe       = regexp.MustCompile(`\[([^\]]*)\]`)
 	promDuration  = regexp.MustCompile(`^(\d+(ms|s|m|h|d|w|y))+$`)
 	stalenessExpr = regexp.MustCompile(`gatekeeper_staleness_seconds\)?\s*>\s*([0-9.]+)`)
 )
 
-// alertRules parses the first yaml block of the document holding "groups:".
-func alertRules(doc string) ([]alertRule, error) {
-	for _, m := range fenceRe.FindAllStringSubmatch(doc, -1) {
-		if !strings.HasPrefix(strings.TrimSpace(m[1]), "groups:") {
-			continue
-		}
-		var f struct {
-			Groups []struct {
-				Name  string      `yaml:"name"`
-				Rules []alertRule `yaml:"rules"`
-			} `yaml:"groups"`
-		}
-		if err := yaml.Unmarshal([]byte(m[1]), &f); err != nil {
-			return nil, fmt.Errorf("the alert rules do not parse: %w", err)
-		}
-		var rules []alertRule
-		for _, g := range f.Groups {
-			rules = append(rules, g.Rules...)
-		}
-		return rules, nil
+// rulesFile is the alert rules' one source: docs/deploy.md links to it.
+const rulesFile = "deploy/prometheus/alerts.yml"
+
+// alertRules parses a Prometheus rule file.
+func alertRules(file string) ([]alertRule, error) {
+	var f struct {
+		Groups []struct {
+			Name  string      `yaml:"name"`
+			Rules []alertRule `yaml:"rules"`
+		} `yaml:"groups"`
 	}
-	return nil, fmt.Errorf("no ```yaml block with the alert rules (groups:)")
+	if err := yaml.Unmarshal([]byte(file), &f); err != nil {
+		return nil, fmt.Errorf("the alert rules do not parse: %w", err)
+	}
+	var rules []alertRule
+	for _, g := range f.Groups {
+		rules = append(rules, g.Rules...)
+	}
+	if len(rules) == 0 {
+		return nil, fmt.Errorf("%s holds no alert rules (groups:)", rulesFile)
+	}
+	return rules, nil
 }
 
 func balanced(s string) bool {
@@ -205,10 +204,13 @@ var requiredAlerts = []struct {
 	{"ledger_fold_skipped_total increase", regexp.MustCompile(`increase\(ledger_fold_skipped_total\[`)},
 	{"ledger_rate_limited_total", regexp.MustCompile(`ledger_rate_limited_total\b`)},
 	{"/readyz failing", regexp.MustCompile(`kube_deployment_status_replicas_available|probe_success|gatekeeper_state_loaded`)},
+	{"a license expiring within 14 days", regexp.MustCompile(`ledger_license_soonest_expiry_timestamp_seconds\)?\s*-\s*time\(\)\s*<\s*14 \* 86400`)},
+	{"orgs in grace", regexp.MustCompile(`ledger_orgs\{status="grace"\}`)},
+	{"orgs expired while enforcement is on", regexp.MustCompile(`ledger_orgs\{status="expired"\}.*\band\b.*ledger_enforcement_on`)},
 }
 
-func checkAlertRules(doc string, known map[string]bool, maxStaleness time.Duration) []string {
-	rules, err := alertRules(doc)
+func checkAlertRules(file string, known map[string]bool, maxStaleness time.Duration) []string {
+	rules, err := alertRules(file)
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -358,7 +360,10 @@ func TestDeployDoc(t *testing.T) {
 	known := knownMetrics(t)
 	var p []string
 	p = append(p, checkDocSections(doc)...)
-	p = append(p, checkAlertRules(doc, known, maxStaleness(t, loadManifests(t)))...)
+	p = append(p, checkAlertRules(string(readRepoFile(t, rulesFile)), known, maxStaleness(t, loadManifests(t)))...)
+	if !strings.Contains(doc, "(../"+rulesFile+")") {
+		p = append(p, "docs/deploy.md does not link to "+rulesFile)
+	}
 	p = append(p, checkMetricTable(doc, known)...)
 	for _, f := range []string{"docs/deploy.md", "deploy/kubernetes/README.md"} {
 		p = append(p, checkLinks(root, f, string(readRepoFile(t, f)))...)
@@ -372,13 +377,14 @@ func TestDeployDocChecksCanFail(t *testing.T) {
 	root := repoRoot(t)
 	doc := string(readRepoFile(t, "docs/deploy.md"))
 	known := knownMetrics(t)
-	run := func(d string) string {
-		p := append(checkDocSections(d), checkAlertRules(d, known, 30*time.Second)...)
+	rules := string(readRepoFile(t, rulesFile))
+	run := func(d, rules string) string {
+		p := append(checkDocSections(d), checkAlertRules(rules, known, 30*time.Second)...)
 		p = append(p, checkMetricTable(d, known)...)
 		p = append(p, checkLinks(root, "docs/deploy.md", d)...)
 		return strings.Join(p, "\n")
 	}
-	if got := run(doc); got != "" {
+	if got := run(doc, rules); got != "" {
 		t.Fatalf("the document itself fails: %s", got)
 	}
 	cases := []struct{ old, new, want string }{
@@ -386,6 +392,9 @@ func TestDeployDocChecksCanFail(t *testing.T) {
 		{"expr: max(ledger_projector_stopped) == 1", "expr: max(ledger_projector_stopped) > 0", "no alert on ledger_projector_stopped == 1"},
 		{`code="license_state_unavailable"}[5m]`, `code="state_unavailable"}[5m]`, "no alert on denied license_state_unavailable rate"},
 		{"(gatekeeper_staleness_seconds) > 30", "(gatekeeper_staleness_seconds) > 60", "fires at 60s"},
+		{"time() < 14 * 86400", "time() < 30 * 86400", "no alert on a license expiring within 14 days"},
+		{`and on() max(ledger_enforcement_on) == 1`, ``, "no alert on orgs expired while enforcement is on"},
+		{"max(ledger_orgs{status=\"grace\"})", "max(ledger_org{status=\"grace\"})", "ledger_org is no metric"},
 		{"increase(ledger_fold_skipped_total[1h])", "increase(ledger_fold_skipped_total[1 hour])", "is not a duration"},
 		{"rate(ledger_append_conflicts_total[10m])) > 1", "rate(ledger_append_conflicts_total[10m]) > 1", "unbalanced"},
 		{"labels: {severity: critical}", "labels: {severity: page}", `severity "page"`},
@@ -396,11 +405,17 @@ func TestDeployDocChecksCanFail(t *testing.T) {
 		{"(design.md)", "(design.md#no-such-heading)", "no heading #no-such-heading"},
 	}
 	for _, c := range cases {
-		if !strings.Contains(doc, c.old) {
-			t.Errorf("docs/deploy.md no longer contains %q: update this case", c.old)
+		d, r := doc, rules
+		switch {
+		case strings.Contains(rules, c.old):
+			r = strings.Replace(rules, c.old, c.new, 1)
+		case strings.Contains(doc, c.old):
+			d = strings.Replace(doc, c.old, c.new, 1)
+		default:
+			t.Errorf("neither docs/deploy.md nor %s contains %q: update this case", rulesFile, c.old)
 			continue
 		}
-		if got := run(strings.Replace(doc, c.old, c.new, 1)); !strings.Contains(got, c.want) {
+		if got := run(d, r); !strings.Contains(got, c.want) {
 			t.Errorf("%q → %q: want %q, got:\n%s", c.old, c.new, c.want, got)
 		}
 	}

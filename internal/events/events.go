@@ -38,11 +38,14 @@ func AuditSubject(org string) string { return AuditPrefix + org }
 
 // Event types on licenses.org.<org>.
 const (
-	TypeUploaded           = "license.uploaded"
-	TypeInvalidated        = "license.invalidated"
-	TypeRemoved            = "license.removed"
-	TypeGraceStarted       = "license.grace_started"
-	TypeExpired            = "license.expired"
+	TypeUploaded     = "license.uploaded"
+	TypeInvalidated  = "license.invalidated"
+	TypeRemoved      = "license.removed"
+	TypeGraceStarted = "license.grace_started"
+	TypeExpired      = "license.expired"
+	// TypeExpiring is the scheduler's notice ahead of expiry: the org's
+	// license expires within data.days days (LICENSE_EXPIRY_NOTICE_DAYS).
+	TypeExpiring           = "license.expiring"
 	TypeEnforcementChanged = "enforcement.changed"
 	// TypeUsageReported records an org's active users as its platform
 	// reported them (appended only when the number changes).
@@ -195,6 +198,17 @@ type Due struct {
 	DueAt     Time   `json:"due_at"`
 }
 
+// Expiring is the data of license.expiring: the license LicenseID (the
+// one in force, or the pending renewal that covers its expiry) expires at
+// Expires, within Days days, a threshold of LICENSE_EXPIRY_NOTICE_DAYS
+// reached at DueAt (Expires − Days × 24 h).
+type Expiring struct {
+	LicenseID string `json:"license_id"`
+	Days      int    `json:"days"`
+	Expires   Time   `json:"expires"`
+	DueAt     Time   `json:"due_at"`
+}
+
 // EnforcementChanged is the data of enforcement.changed.
 type EnforcementChanged struct {
 	Mode string `json:"mode"` // on, off, auto
@@ -291,7 +305,7 @@ func (e *Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
 // IsOrgType reports whether typ belongs on an org subject (folded).
 func IsOrgType(typ string) bool {
 	switch typ {
-	case TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired, TypeEnforcementChanged,
+	case TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired, TypeExpiring, TypeEnforcementChanged,
 		TypeUsageReported, TypeSeatEnforcementChanged:
 		return true
 	}
@@ -478,7 +492,7 @@ func jsonString(name string, v []byte, dst *string) error {
 // slots, sources and modes to the strings they stand for.
 var common = func() map[string]string {
 	m := map[string]string{}
-	for _, s := range []string{TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired,
+	for _, s := range []string{TypeUploaded, TypeInvalidated, TypeRemoved, TypeGraceStarted, TypeExpired, TypeExpiring,
 		TypeEnforcementChanged, TypeUsageReported, TypeSeatEnforcementChanged, TypeRejected, TypeRejectedSuppressed, TypeLedgerStarted, TypeStreamConfigDrift,
 		ActorOrgAdmin, ActorOperator, ActorAuditor, ActorSystem, ActorInstall,
 		SlotCurrent, SlotPending, SourceAPI, SourceUI, SourceCLI, SourceInstall, EnforceOn, EnforceOff, EnforceAuto,

@@ -49,6 +49,10 @@ type Config struct {
 	// UsageReportsPerHour caps the usage changes an org may record an hour
 	// (LEDGER_USAGE_RATE). Defaults to DefaultUsageReportsPerHour.
 	UsageReportsPerHour int
+	// ExpiryNoticeDays are the thresholds, in days ahead of expiry, of the
+	// scheduler's license.expiring notices (LICENSE_EXPIRY_NOTICE_DAYS,
+	// ParseExpiryNoticeDays). nil: DefaultExpiryNoticeDays; empty: none.
+	ExpiryNoticeDays []int
 	// Version is recorded in ledger.started.
 	Version string
 	// Now is the clock. Defaults to time.Now.
@@ -115,6 +119,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.ExpiryNoticeDays == nil {
+		cfg.ExpiryNoticeDays = DefaultExpiryNoticeDays
 	}
 	s := &Service{cfg: cfg, store: cfg.Store, orgs: map[string]*orgEntry{}}
 	s.installID.Store("")

@@ -125,6 +125,16 @@ func Apply(trust Trust, s *license.OrgState, m *events.Message) (*license.OrgSta
 				n.Expired = withID(n.Expired, d.LicenseID)
 			}
 		}
+	case events.TypeExpiring:
+		// No effect on status; recorded so the scheduler appends each
+		// notice once.
+		var d events.Expiring
+		if err = env.DecodeData(&d); err == nil && (d.LicenseID == "" || d.Days < 1) {
+			err = fmt.Errorf("license_id %q, days %d", d.LicenseID, d.Days)
+		}
+		if err == nil {
+			n.Notices = withID(n.Notices, license.NoticeKey(d.LicenseID, d.Days))
+		}
 	default: // unknown types: ignored
 		return n, Ignored, nil
 	}

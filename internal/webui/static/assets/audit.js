@@ -44,6 +44,8 @@ function eventDetail(rec, env) {
       return 'License ' + d.license_id + ' revoked for good' + (d.note ? ': ' + d.note : '.');
     case 'license.removed':
       return 'License ' + d.license_id + ' removed; the organization has no license of its own.';
+    case 'license.expiring':
+      return 'License ' + d.license_id + ' expires within ' + plural(d.days, 'day') + ', at ' + fmtSeconds(d.expires) + ': upload its renewal.';
     case 'license.grace_started':
       return 'License ' + d.license_id + ' reached its expiry at ' + fmtSeconds(d.due_at) + '.';
     case 'license.expired':
@@ -69,7 +71,7 @@ function auditItem(rec) {
   const d = (env && env.data) || {};
   const cls = rec.type === 'license.rejected' || rec.type === 'license.rejected_suppressed' ? 'rejected'
     : rec.type === 'invalid' ? 'invalid'
-      : rec.type === 'license.expired' || rec.type === 'license.grace_started' ? 'expiry' : null;
+      : rec.type === 'license.expired' || rec.type === 'license.grace_started' || rec.type === 'license.expiring' ? 'expiry' : null;
   const actor = rec.actor ? rec.actor.kind + ' ' + rec.actor.id : 'unknown';
   const meta = ['org ' + rec.org, 'by ' + actor];
   if (d.source) meta.push('via ' + (SOURCES[d.source] || d.source));

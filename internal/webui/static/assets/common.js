@@ -80,6 +80,7 @@ export const TYPE_LABELS = {
   'license.rejected_suppressed': 'Rejections summarised',
   'license.invalidated': 'License revoked',
   'license.removed': 'License removed',
+  'license.expiring': 'Expiry notice',
   'license.grace_started': 'Grace period started',
   'license.expired': 'License expired',
   'enforcement.changed': 'Enforcement changed',
@@ -135,6 +136,26 @@ export function daysText(dr) {
   if (dr === 0) return 'less than a day left';
   if (dr === -1) return 'expired less than a day ago';
   return 'expired ' + plural(-dr - 1, 'day') + ' ago';
+}
+
+// Days ahead of expiry from which the UI asks for the renewal (the first
+// of LICENSE_EXPIRY_NOTICE_DAYS's default thresholds).
+export const RENEW_WITHIN_DAYS = 30;
+
+// renewed: a pending license takes over before the one in force expires
+// (not_before − 5 minutes, for clock skew), so the org's licensing goes on.
+export function renewed(rep) {
+  return !!(rep.pending && rep.expires) && Date.parse(rep.pending.not_before) - 5 * 60 * 1000 <= Date.parse(rep.expires);
+}
+
+// renewalDue says whether a status payload asks for a renewal, and why:
+// 'soon' (valid, expiring within RENEW_WITHIN_DAYS with no renewal
+// stored), 'grace' or 'expired'; '' otherwise.
+export function renewalDue(rep) {
+  if (rep.status === 'grace' || rep.status === 'expired') return rep.status;
+  if (rep.status === 'valid' && rep.days_remaining !== null && rep.days_remaining !== undefined &&
+      rep.days_remaining <= RENEW_WITHIN_DAYS && !renewed(rep)) return 'soon';
+  return '';
 }
 
 // seats tells where an org stands against its seat limit, from a status

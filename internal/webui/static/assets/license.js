@@ -2,8 +2,8 @@
 // operators the install's enforcement mode.
 
 import {
-  $, BADGES, api, daysText, el, errorSentence, fillBadge, fillDatalist, fmtTime, orgNames, plural, seats, setMessage, show,
-  tierName,
+  $, BADGES, api, daysText, el, errorSentence, fillBadge, fillDatalist, fmtTime, orgNames, plural, renewalDue, seats, setMessage,
+  show, tierName,
 } from './common.js';
 
 // ---- Settings → License ---------------------------------------------------
@@ -45,7 +45,31 @@ function renderReport(rep) {
     show($('lic-pending'), false);
   }
   renderSeats(rep);
+  renderBanner(rep);
   show($('license-view'), true);
+}
+
+// The renewal banner: expiry near (within 30 days, no renewal stored),
+// grace begun, or expired; its action goes to the upload form.
+function renderBanner(rep) {
+  const due = renewalDue(rep);
+  const box = $('lic-banner');
+  box.dataset.due = due;
+  box.className = 'banner banner-' + (due === 'soon' ? 'warn' : due === 'grace' ? 'grace' : 'bad');
+  const whose = rep.resolved_from === 'instance' ? 'The instance-wide license that ' + rep.org + ' relies on' : 'This license';
+  let text = '';
+  if (due === 'soon') {
+    text = whose + ' expires on ' + fmtTime(rep.expires) + ' (' + daysText(rep.days_remaining) + '). Upload its renewal before then to keep ' +
+      rep.org + ' licensed.';
+  } else if (due === 'grace') {
+    text = whose + ' expired on ' + fmtTime(rep.expires) + ': the grace period has begun and ends on ' + fmtTime(rep.grace_ends) +
+      '. After that ' + rep.org + '\'s users are refused while enforcement is on. Upload the renewal now.';
+  } else if (due === 'expired') {
+    text = whose + ' expired and its grace period ended on ' + fmtTime(rep.grace_ends) + ': ' + rep.org +
+      '\'s users are refused while enforcement is on. Upload the renewal.';
+  }
+  $('lic-banner-text').textContent = text;
+  show(box, due !== '');
 }
 
 // What seat enforcement means for this org (soft or hard only).
@@ -243,6 +267,11 @@ async function setSeatEnforcement(ev) {
 export async function initLicense(w) {
   lic.w = w;
   readFileInto($('upload-file'), $('upload-text'));
+  $('lic-renew').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    $('upload-form').scrollIntoView();
+    $('upload-text').focus();
+  });
   $('upload-form').addEventListener('submit', upload);
   $('org-form').addEventListener('submit', (ev) => {
     ev.preventDefault();

@@ -2,7 +2,7 @@
 // Every page of /api/orgs is loaded, so the filters apply to every org.
 
 import {
-  $, badge, el, errorSentence, fmtTime, orgNames, plural, seats, show, tierName,
+  $, badge, el, errorSentence, fmtTime, orgNames, plural, renewalDue, seats, show, tierName,
 } from './common.js';
 
 // ---- Organizations -------------------------------------------------------
@@ -10,9 +10,29 @@ import {
 const orgsState = { rows: [], sort: 'org', dir: 1 };
 const STATUS_ORDER = { expired: 0, invalid: 1, grace: 2, missing: 3, valid: 4 };
 
-// Expiring within 30 days, or already in its grace period: due for renewal.
+// Expiring within 30 days with no renewal stored, or already in its grace
+// period: due for renewal.
 function soon(o) {
-  return (o.status === 'valid' || o.status === 'grace') && o.days_remaining !== null && o.days_remaining <= 30;
+  const due = renewalDue(o);
+  return due === 'soon' || due === 'grace';
+}
+
+// The renewal banner: the orgs whose expiry is near or whose grace has
+// begun, soonest first, each with its renewal link.
+function renderBanner() {
+  const due = orgsState.rows.filter(soon).sort((a, b) => (a.expires < b.expires ? -1 : 1));
+  const box = $('orgs-banner');
+  show(box, due.length > 0);
+  if (!due.length) return;
+  const grace = due.filter((o) => o.status === 'grace').length;
+  box.className = 'banner ' + (grace ? 'banner-grace' : 'banner-warn');
+  $('orgs-banner-text').textContent = plural(due.length, 'organization') + ' need' + (due.length === 1 ? 's' : '') +
+    ' a renewal: ' + (grace ? grace + ' in grace period, ' : '') + (due.length - grace) + ' expiring within 30 days.';
+  const shown = due.slice(0, 5);
+  $('orgs-banner-list').replaceChildren(...shown.map((o) => el('li', { 'data-org': o.org },
+    el('strong', { text: o.org }), ' — ' + (o.status === 'grace' ? 'in grace period, expired ' : 'expires ') + fmtTime(o.expires) + ' ',
+    el('a', { href: '/ui/license/?org=' + encodeURIComponent(o.org) + '#upload-form', class: 'renew-link', text: 'Renew' }))),
+  ...(due.length > shown.length ? [el('li', { text: 'and ' + (due.length - shown.length) + ' more' })] : []));
 }
 
 // Over its seat limit: more active users reported than a nonzero limit.
@@ -106,5 +126,10 @@ export async function initOrgs() {
     return;
   }
   orgsState.rows = r.orgs;
+  $('orgs-banner-show').addEventListener('click', () => {
+    $('orgs-soon').checked = true;
+    renderOrgs();
+  });
+  renderBanner();
   renderOrgs();
 }
