@@ -53,11 +53,11 @@ func TestMigrateCommand(t *testing.T) {
 	env := map[string]string{"LEDGER_MIGRATE_DATABASE_URL": dsn, "LEDGER_DB_APP_ROLE": "", "LEDGER_DB_AUDITOR_ROLE": ""}
 
 	code, out, errOut := runCmd(t, env, "migrate", "status")
-	if code != 0 || !strings.Contains(out, "schema at version 0; 3 pending") {
+	if code != 0 || !strings.Contains(out, "schema at version 0; 4 pending") {
 		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCmd(t, env, "migrate") // up is the default
-	if code != 0 || !strings.Contains(out, "applied 00003_audit_tree.sql") || !strings.Contains(out, "roles ledger_app (app) and ledger_auditor (auditor) granted") {
+	if code != 0 || !strings.Contains(out, "applied 00004_seat_usage.sql") || !strings.Contains(out, "roles ledger_app (app) and ledger_auditor (auditor) granted") {
 		t.Fatalf("up: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCmd(t, env, "migrate", "up")

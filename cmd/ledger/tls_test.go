@@ -90,7 +90,7 @@ func TestNonLoopbackListenNeedsTLS(t *testing.T) {
 		{"10.0.0.5:8080", false, true, true},
 		{"10.0.0.5:8080", true, false, true},
 	} {
-		cmd := &serveCmd{Listen: c.listen, GraceDays: 7, Replicas: 1, InsecureHTTP: c.flag}
+		cmd := &serveCmd{Listen: c.listen, GraceDays: 7, Replicas: 1, UsageRate: 60, InsecureHTTP: c.flag}
 		if c.tls {
 			cmd.TLSCert, cmd.TLSKey = certFile, keyFile
 		}
@@ -179,7 +179,7 @@ func TestServeRefusesAnExposedTLSKey(t *testing.T) {
 		"--tls-key":             func(c *serveCmd) { c.TLSCert, c.TLSKey = certFile, keyFile },
 		"--nats-listen-tls-key": func(c *serveCmd) { c.NATSListenTLSCert, c.NATSListenTLSKey = certFile, keyFile },
 	} {
-		cmd := &serveCmd{Listen: "127.0.0.1:0", Replicas: 1, NATSListen: "127.0.0.1:0"}
+		cmd := &serveCmd{Listen: "127.0.0.1:0", Replicas: 1, UsageRate: 60, NATSListen: "127.0.0.1:0"}
 		set(cmd)
 		err := cmd.validate()
 		var ce *cli.Error
@@ -188,7 +188,7 @@ func TestServeRefusesAnExposedTLSKey(t *testing.T) {
 		}
 	}
 	os.Chmod(keyFile, 0o600)
-	cmd := &serveCmd{Listen: "127.0.0.1:0", Replicas: 1, NATSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile}
+	cmd := &serveCmd{Listen: "127.0.0.1:0", Replicas: 1, UsageRate: 60, NATSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile}
 	if err := cmd.validate(); err != nil {
 		t.Errorf("a 0600 key: %v", err)
 	}
