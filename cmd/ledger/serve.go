@@ -71,6 +71,10 @@ type serveCmd struct {
 	ShutdownWait        time.Duration `name:"shutdown-timeout" env:"LEDGER_SHUTDOWN_TIMEOUT" default:"10s" help:"How long to drain requests on SIGTERM."`
 	DatabaseURL         string        `name:"database-url" env:"DATABASE_URL" placeholder:"URL" help:"PostgreSQL for the read model and audit, as a login user granted ledger_app (not the owner). Unset: both are kept in memory."`
 	AllowOwner          bool          `name:"allow-owner" env:"LEDGER_ALLOW_OWNER" help:"Development only: accept a DATABASE_URL user that owns license_audit or may rewrite it (logged as a warning)."`
+
+	// wrapAPI, when set (tests only), wraps the API's handler: the tests
+	// check every request and answer against the OpenAPI document.
+	wrapAPI func(http.Handler) http.Handler
 }
 
 func (c *serveCmd) validate() error {
@@ -276,7 +280,11 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 			return rd
 		}})
 	// The web UI under /ui/ (and / redirecting there) in front of the API.
-	err = c.listenAndServe(ctx, webui.Wrap(api.Handler()), log, started)
+	h := api.Handler()
+	if c.wrapAPI != nil {
+		h = c.wrapAPI(h)
+	}
+	err = c.listenAndServe(ctx, webui.Wrap(h), log, started)
 	// Rejections the rate limit dropped since the last tick are counted on
 	// the stream before NATS goes: a shutdown loses no audit count.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -19,6 +19,7 @@ import (
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
+	"github.com/licenseledger/ledger/internal/testenv/openapitest"
 )
 
 // ledgerProc is a ledger serve running in-process on a random port.
@@ -57,6 +58,10 @@ func startLedgerWith(t *testing.T, dataDir string, mod func(*serveCmd)) *ledgerP
 	cmd.PublicKeys = ring
 	cmd.Stream = "LICENSES"
 	cmd.LogFormat, cmd.LogLevel = "text", "warn"
+	// Every request and answer is checked against the OpenAPI document;
+	// the validator stops reporting after p.stop (registered later, run
+	// first) drained the server.
+	cmd.wrapAPI = openapitest.New(t).Wrap
 	mod(cmd)
 	logs := &lockedWriter{w: &bytes.Buffer{}}
 	log, _ := cmd.Logger(logs)
