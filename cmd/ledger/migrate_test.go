@@ -18,7 +18,7 @@ import (
 // it then says how many requests the OpenAPI validator checked.
 func TestMain(m *testing.M) {
 	code := pgtest.Run(m)
-	fmt.Printf("openapitest: %d API requests checked against the OpenAPI document\n", openapitest.Total())
+	fmt.Println(openapitest.Summary())
 	os.Exit(code)
 }
 

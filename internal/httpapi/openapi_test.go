@@ -2,9 +2,11 @@ package httpapi_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +17,14 @@ import (
 	"github.com/licenseledger/ledger/internal/httpapi"
 	"github.com/licenseledger/ledger/internal/testenv/openapitest"
 )
+
+// TestMain says how much of the API the package's traffic exercised
+// against the OpenAPI document (startAPI checks every request).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	fmt.Println(openapitest.Summary())
+	os.Exit(code)
+}
 
 // The document is OpenAPI 3.1 that kin-openapi loads and validates, and
 // GET /api/openapi.json serves it exactly, to a caller without a token.

@@ -34,6 +34,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,10 +70,42 @@ var document = sync.OnceValues(func() (*openapi3.T, error) { return Load(httpapi
 // Document returns httpapi.OpenAPI, loaded and validated once.
 func Document() (*openapi3.T, error) { return document() }
 
-var total atomic.Int64
+var (
+	total atomic.Int64
+	seen  sync.Map // "GET /api/license" → struct{}: the operations exercised
+)
 
 // Total is how many requests every Validator of the process checked.
 func Total() int64 { return total.Load() }
+
+// Unexercised lists the document's operations ("GET /api/license") no
+// Validator of the process has seen a request of, sorted.
+func Unexercised() []string {
+	doc, err := Document()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if _, ok := seen.Load(method + " " + path); !ok {
+				out = append(out, method+" "+path)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Summary is one line for a TestMain: the requests checked and the
+// operations none exercised.
+func Summary() string {
+	s := fmt.Sprintf("openapitest: %d API requests checked against the OpenAPI document", Total())
+	if u := Unexercised(); len(u) > 0 {
+		s += "; not exercised: " + strings.Join(u, ", ")
+	}
+	return s
+}
 
 // Validator checks the traffic of handlers it wraps against the API's
 // document, reporting mismatches to its test.
@@ -155,6 +188,7 @@ func (v *Validator) check(r *http.Request, body []byte, rec *recorder) string {
 		}
 		return v.checkError(rec, http.StatusMethodNotAllowed, head, "a method the document does not list on "+r.URL.Path)
 	}
+	seen.Store(method+" "+r.URL.Path, struct{}{})
 	route := &routers.Route{Spec: v.doc, Path: r.URL.Path, PathItem: item, Method: method, Operation: op}
 	ctx := context.Background()
 	vreq := r.Clone(ctx)
