@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/httpapi"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
@@ -296,6 +297,23 @@ func TestServeExportsKeyringFingerprint(t *testing.T) {
 	for _, name := range []string{"license_keyring_info", "ledger_keyring_info"} {
 		if want := name + `{fingerprint="` + fp + `"} 1`; !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`).Match(body) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(body), "keyring"))
+		}
+	}
+}
+
+// ledger serve answers its OpenAPI document, as embedded, and /healthz to
+// a caller without a token.
+func TestServeOpenAPIDocument(t *testing.T) {
+	l := startLedger(t, t.TempDir(), nil)
+	for path, want := range map[string][]byte{"/api/openapi.json": httpapi.OpenAPI, "/healthz": []byte("{\"status\":\"ok\"}\n")} {
+		resp, err := http.Get(l.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" || !bytes.Equal(body, want) {
+			t.Errorf("GET %s: %d %s, %d bytes", path, resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
 		}
 	}
 }
