@@ -21,7 +21,9 @@
 // marked x-ledger-sniffed-body (POST /api/license takes a compact key or
 // JSON whatever the Content-Type); and a request the document accepts but
 // the server refuses (the server is stricter than JSON Schema can say:
-// duplicate keys, semantic checks). A JSON request body sent without a
+// duplicate keys, semantic checks). A parameter given empty is dropped
+// before the request is checked: the server takes it as absent. A JSON
+// request body sent without a
 // Content-Type, which the server reads as JSON, is checked as the
 // operation's one documented media type.
 package openapitest
@@ -195,6 +197,7 @@ func (v *Validator) check(r *http.Request, body []byte, rec *recorder) string {
 	vreq.Method = method
 	vreq.Body = io.NopCloser(bytes.NewReader(body))
 	vreq.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	dropEmpty(vreq, op)
 	if rb := op.RequestBody; rb != nil && rb.Value != nil && len(body) > 0 && vreq.Header.Get("Content-Type") == "" && len(rb.Value.Content) == 1 {
 		for ct := range rb.Value.Content {
 			vreq.Header.Set("Content-Type", ct)
@@ -225,6 +228,33 @@ func (v *Validator) check(r *http.Request, body []byte, rec *recorder) string {
 		return err.Error()
 	}
 	return ""
+}
+
+// dropEmpty removes from r the parameters of op given empty, which the
+// server takes as absent (the document's info says so): ?org= and an
+// empty X-Org-Slug.
+func dropEmpty(r *http.Request, op *openapi3.Operation) {
+	q := r.URL.Query()
+	changed := false
+	for _, p := range op.Parameters {
+		if p.Value == nil {
+			continue
+		}
+		switch p.Value.In {
+		case openapi3.ParameterInQuery:
+			if vs, ok := q[p.Value.Name]; ok && len(vs) == 1 && vs[0] == "" {
+				q.Del(p.Value.Name)
+				changed = true
+			}
+		case openapi3.ParameterInHeader:
+			if vs := r.Header.Values(p.Value.Name); len(vs) == 1 && vs[0] == "" {
+				r.Header.Del(p.Value.Name)
+			}
+		}
+	}
+	if changed {
+		r.URL.RawQuery = q.Encode()
+	}
 }
 
 // checkError checks an answer outside the document's operations: the
