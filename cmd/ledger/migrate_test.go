@@ -2,17 +2,25 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/licenseledger/ledger/internal/testenv/openapitest"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
 )
 
-// TestMain is the package's only one: pgtest.Main drops the package's test
-// databases, and stops a throwaway PostgreSQL cluster, when the tests end.
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain is the package's only one: pgtest.Run drops the package's test
+// databases, and stops a throwaway PostgreSQL cluster, when the tests end;
+// it then says how many requests the OpenAPI validator checked.
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	fmt.Println(openapitest.Summary())
+	os.Exit(code)
+}
 
 func TestMigrateUsage(t *testing.T) {
 	env := map[string]string{"LEDGER_MIGRATE_DATABASE_URL": "", "LEDGER_DB_APP_ROLE": "", "LEDGER_DB_AUDITOR_ROLE": ""}

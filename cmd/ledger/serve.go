@@ -74,6 +74,9 @@ type serveCmd struct {
 	AllowOwner          bool          `name:"allow-owner" env:"LEDGER_ALLOW_OWNER" help:"Development only: accept a DATABASE_URL user that owns license_audit or may rewrite it (logged as a warning)."`
 
 	noticeDays []int // ExpiryNoticeDays, parsed by validate
+	// wrapAPI, when set (tests only), wraps the API's handler: the tests
+	// check every request and answer against the OpenAPI document.
+	wrapAPI func(http.Handler) http.Handler
 }
 
 func (c *serveCmd) validate() error {
@@ -285,7 +288,11 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 			return rd
 		}})
 	// The web UI under /ui/ (and / redirecting there) in front of the API.
-	err = c.listenAndServe(ctx, webui.Wrap(api.Handler()), log, started)
+	h := api.Handler()
+	if c.wrapAPI != nil {
+		h = c.wrapAPI(h)
+	}
+	err = c.listenAndServe(ctx, webui.Wrap(h), log, started)
 	// Rejections the rate limit dropped since the last tick are counted on
 	// the stream before NATS goes: a shutdown loses no audit count.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/httpapi"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/testenv/licensetest"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
+	"github.com/licenseledger/ledger/internal/testenv/openapitest"
 )
 
 // ledgerProc is a ledger serve running in-process on a random port.
@@ -61,6 +63,10 @@ func startLedgerWith(t *testing.T, dataDir string, mod func(*serveCmd)) *ledgerP
 	cmd.PublicKeys = ring
 	cmd.Stream = "LICENSES"
 	cmd.LogFormat, cmd.LogLevel = "text", "warn"
+	// Every request and answer is checked against the OpenAPI document;
+	// the validator stops reporting after p.stop (registered later, run
+	// first) drained the server.
+	cmd.wrapAPI = openapitest.New(t).Wrap
 	mod(cmd)
 	logs := &lockedWriter{w: &bytes.Buffer{}}
 	log, _ := cmd.Logger(logs)
@@ -295,6 +301,23 @@ func TestServeExportsKeyringFingerprint(t *testing.T) {
 	for _, name := range []string{"license_keyring_info", "ledger_keyring_info"} {
 		if want := name + `{fingerprint="` + fp + `"} 1`; !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`).Match(body) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(body), "keyring"))
+		}
+	}
+}
+
+// ledger serve answers its OpenAPI document, as embedded, and /healthz to
+// a caller without a token.
+func TestServeOpenAPIDocument(t *testing.T) {
+	l := startLedger(t, t.TempDir(), nil)
+	for path, want := range map[string][]byte{"/api/openapi.json": httpapi.OpenAPI, "/healthz": []byte("{\"status\":\"ok\"}\n")} {
+		resp, err := http.Get(l.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" || !bytes.Equal(body, want) {
+			t.Errorf("GET %s: %d %s, %d bytes", path, resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
 		}
 	}
 }

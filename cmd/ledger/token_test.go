@@ -23,6 +23,7 @@ import (
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/testenv/natstest"
+	"github.com/licenseledger/ledger/internal/testenv/openapitest"
 )
 
 // runCmd runs the ledger CLI in-process with env set for the test.
@@ -254,6 +255,7 @@ func serveTokens(t *testing.T, dataDir string, mod func(*serveCmd)) *tokenLedger
 		Replicas: 1, GraceDays: 7, RejectAudit: 10, UsageRate: 60, ShutdownWait: 5 * time.Second}
 	cmd.PublicKeys, cmd.Stream = ring, "LICENSES"
 	cmd.LogFormat, cmd.LogLevel = "text", "info"
+	cmd.wrapAPI = openapitest.New(t).Wrap // checked against the OpenAPI document
 	if mod != nil {
 		mod(cmd)
 	}

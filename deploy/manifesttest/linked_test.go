@@ -13,7 +13,7 @@ import (
 // connect to one.
 var (
 	harnessPackages = []string{"testing", "github.com/licenseledger/ledger/internal/testenv/",
-		"github.com/licenseledger/ledger/internal/faulttest", "github.com/chromedp/"}
+		"github.com/licenseledger/ledger/internal/faulttest", "github.com/chromedp/", "github.com/getkin/"}
 	natsServer = "github.com/nats-io/nats-server/"
 	forbidden  = map[string][]string{
 		"./cmd/ledger":     harnessPackages,
@@ -62,17 +62,19 @@ func TestBinariesLinkWhatTheyRun(t *testing.T) {
 func TestBinariesLinkedChecksCanFail(t *testing.T) {
 	deps := []string{"fmt", "testing", "testing/iotest", "github.com/licenseledger/ledger/internal/testenv/pgtest",
 		"github.com/licenseledger/ledger/internal/faulttest", "github.com/chromedp/chromedp",
-		"github.com/nats-io/nats-server/v2/server", "github.com/nats-io/nats.go",
+		"github.com/getkin/kin-openapi/openapi3filter", "github.com/nats-io/nats-server/v2/server", "github.com/nats-io/nats.go",
 		"github.com/licenseledger/ledger/internal/testenvelope"}
 	want := map[string][]string{
 		"./cmd/ledger": {"./cmd/ledger links testing", "./cmd/ledger links testing/iotest",
 			"./cmd/ledger links github.com/licenseledger/ledger/internal/testenv/pgtest",
 			"./cmd/ledger links github.com/licenseledger/ledger/internal/faulttest",
-			"./cmd/ledger links github.com/chromedp/chromedp"},
+			"./cmd/ledger links github.com/chromedp/chromedp",
+			"./cmd/ledger links github.com/getkin/kin-openapi/openapi3filter"},
 		"./cmd/gatekeeper": {"./cmd/gatekeeper links testing", "./cmd/gatekeeper links testing/iotest",
 			"./cmd/gatekeeper links github.com/licenseledger/ledger/internal/testenv/pgtest",
 			"./cmd/gatekeeper links github.com/licenseledger/ledger/internal/faulttest",
 			"./cmd/gatekeeper links github.com/chromedp/chromedp",
+			"./cmd/gatekeeper links github.com/getkin/kin-openapi/openapi3filter",
 			"./cmd/gatekeeper links github.com/nats-io/nats-server/v2/server"},
 	}
 	for cmd, w := range want {

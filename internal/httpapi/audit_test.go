@@ -25,6 +25,7 @@ import (
 	"github.com/licenseledger/ledger/internal/auth"
 	"github.com/licenseledger/ledger/internal/events"
 	"github.com/licenseledger/ledger/internal/httpapi"
+	"github.com/licenseledger/ledger/internal/testenv/openapitest"
 )
 
 var base = time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)
@@ -103,7 +104,8 @@ func startAPI(t *testing.T, cfg httpapi.Config) *apiServer {
 	cfg.Tokens = auth.NewTokens(auth.Union(admin, auth.NewSet(entries)))
 	cfg.Registry = prometheus.NewRegistry()
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	srv := httptest.NewServer(httpapi.New(cfg).Handler())
+	oa := openapitest.New(t) // before the server: it stops reporting after the server stopped
+	srv := httptest.NewServer(oa.Wrap(httpapi.New(cfg).Handler()))
 	t.Cleanup(srv.Close)
 	return &apiServer{url: srv.URL}
 }

@@ -140,10 +140,9 @@ type route struct {
 	methods map[string]http.HandlerFunc
 }
 
-// Handler returns the API's handler.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	routes := []route{
+// routes is the route table: every path and its methods.
+func (s *Server) routes() []route {
+	return []route{
 		{"/api/license", map[string]http.HandlerFunc{
 			http.MethodGet:    s.authed(s.getLicense),
 			http.MethodPost:   s.authed(s.postLicense),
@@ -166,9 +165,15 @@ func (s *Server) Handler() http.Handler {
 		{"/api/audit/proof/record", map[string]http.HandlerFunc{http.MethodGet: s.authed(s.getProofBundle)}},
 		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz}},
 		{"/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz}},
+		{"/api/openapi.json", map[string]http.HandlerFunc{http.MethodGet: s.openAPI}},
 		{"/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},
 	}
-	for _, r := range routes {
+}
+
+// Handler returns the API's handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.routes() {
 		mux.Handle(r.path, s.instrument(r.path, r.dispatch))
 	}
 	mux.Handle("/", s.instrument("other", func(w http.ResponseWriter, _ *http.Request) {
