@@ -88,11 +88,11 @@ func TestMigrateCommand(t *testing.T) {
 		t.Errorf("down with an audit row: exit %d, stdout %q, stderr %q; want 1 and the reason", code, out, errOut)
 	}
 	var version int64
-	if err := conn.QueryRow(ctx, "SELECT max(version_id) FROM ledger_schema_migrations").Scan(&version); err != nil || version != 3 {
+	if err := conn.QueryRow(ctx, "SELECT max(version_id) FROM ledger_schema_migrations").Scan(&version); err != nil || version != 4 {
 		t.Errorf("after the refused down: version %d, %v", version, err)
 	}
 	code, out, errOut = runCmd(t, env, "migrate", "status")
-	if code != 0 || !strings.Contains(out, "schema at version 3; 0 pending") {
+	if code != 0 || !strings.Contains(out, "schema at version 4; 0 pending") {
 		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
 	}
 }
