@@ -1,6 +1,7 @@
 package gatekeeper
 
 import (
+	"fmt"
 	"hash/maphash"
 	"math"
 	"strconv"
@@ -83,8 +84,24 @@ type view struct {
 	// expired status (zero otherwise): per license, so kept out of the
 	// shared look.
 	expires time.Time
+	// The seat check of seat routes (Config.SeatRoutes), per org: from the
+	// instance's seat mode, the org's reported users and the users_limit
+	// of the license in force (valid or grace).
+	seat     seatCheck
+	seatHard bool       // the seat mode is hard (else soft)
+	seatHdr  *headerSet // seatOver: the look's headers with the seat warning added
+	seatMsg  string     // seatOver: the users_limit_reached message
 	*look
 }
+
+// seatCheck is a view's seat check outcome.
+type seatCheck uint8
+
+const (
+	seatNone  seatCheck = iota // not checked: seats off, no report, no limit (0: unlimited) or no license in force
+	seatUnder                  // checked: users below the limit
+	seatOver                   // checked: users at or over the limit
+)
 
 // look is what a view decides with, shared by the views that agree on it.
 type look struct {
@@ -235,6 +252,7 @@ func (e *entry) build(now int64) *view {
 		}
 	}
 	v.look = e.cache.lookOf(&rep)
+	v.seatOf(&rep, e.own, e.inst)
 	switch rep.Status {
 	case license.StatusValid, license.StatusGrace, license.StatusExpired:
 		if rep.Expires != nil {
@@ -242,6 +260,38 @@ func (e *entry) build(now int64) *view {
 		}
 	}
 	return v
+}
+
+// seatOf sets v's seat check from the report (status, users_limit), the
+// org's reported users and the instance's seat mode. It needs v.look.
+func (v *view) seatOf(rep *license.Report, own, inst *license.OrgState) {
+	mode := inst.SeatMode()
+	if mode != license.SeatsSoft && mode != license.SeatsHard {
+		return
+	}
+	if rep.Status != license.StatusValid && rep.Status != license.StatusGrace || rep.UsersLimit == nil || *rep.UsersLimit <= 0 {
+		return
+	}
+	n, ok := own.Users()
+	if !ok {
+		return
+	}
+	limit := *rep.UsersLimit
+	v.seatHard = mode == license.SeatsHard
+	if n < limit {
+		v.seat = seatUnder
+		return
+	}
+	v.seat = seatOver
+	h := v.look.hdr
+	w := fmt.Sprintf("users_limit; active=%d; limit=%d", n, limit)
+	if h.warning != nil {
+		// One value: a proxy relaying a single value relays both.
+		w = h.warning[0] + ", " + w
+	}
+	h.warning = []string{w}
+	v.seatHdr = &h
+	v.seatMsg = fmt.Sprintf("the org has used all of its %d seats (%d active users): routes that add a user are refused until users are removed or the license raises its users_limit; removing users and every other route still work", limit, n)
 }
 
 // lookOf returns the look of a status report: the shared one when there

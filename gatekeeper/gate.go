@@ -69,7 +69,7 @@ func New(src Source, cfg Config) (*Gate, error) {
 	if g.proxies, err = NewPeers(proxies); err != nil {
 		return nil, fmt.Errorf("gatekeeper: trusted proxies: %w", err)
 	}
-	rt, err := newRouter(cfg.Allow, cfg.NoDefaultAllow, cfg.Features)
+	rt, err := newRouter(cfg.Allow, cfg.NoDefaultAllow, cfg.Features, cfg.SeatRoutes)
 	if err != nil {
 		return nil, fmt.Errorf("gatekeeper: %w", err)
 	}
@@ -239,7 +239,7 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		rm := g.routes.match(method, host, path)
 		m = &rm
 	}
-	allow, rule := m.allow, m.rule
+	allow, rule, seat := m.allow, m.rule, m.seat
 	d.Org, d.Allowlisted, d.resultStripe = org, allow, m.stripe
 
 	e, err := g.entryFor(ctx, org, minSeqOf(hdr))
@@ -267,6 +267,9 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		d.Allowed, d.Status = true, http.StatusOK
 	case !enforced:
 		d.Allowed, d.Status, d.Unenforced = true, http.StatusOK, true
+		if seat && v.seat != seatNone {
+			g.seatAllowed(d, v) // hard mode unenforced warns as soft does
+		}
 	case v.code != "":
 		g.denyInto(d, v.code)
 		d.Reason = v.reason
@@ -275,10 +278,32 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		g.denyInto(d, CodeFeatureNotLicensed)
 		d.Message = v.ruleMsg[rule]
 		return
+	case seat && v.seat == seatOver && v.seatHard:
+		g.stats.seat(d.resultStripe, idxSeatHardDenied)
+		g.denyInto(d, CodeUsersLimitReached)
+		d.Message = v.seatMsg
+		return
 	default:
 		d.Allowed, d.Status = true, http.StatusOK
+		if seat && v.seat != seatNone {
+			g.seatAllowed(d, v)
+		}
 	}
 	g.stats.count(d)
+}
+
+// seatAllowed counts the seat check of an allowed request on a seat route
+// and, over the limit, gives it the headers with the seat warning.
+func (g *Gate) seatAllowed(d *Decision, v *view) {
+	i := idxSeatSoftUnder
+	if v.seatHard {
+		i = idxSeatHardUnder
+	}
+	if v.seat == seatOver {
+		i++ // warned
+		d.hdr = v.seatHdr
+	}
+	g.stats.seat(d.resultStripe, i)
 }
 
 // entryFor returns org's decision entry. Without a consistency token, an
