@@ -84,24 +84,23 @@ type view struct {
 	// expired status (zero otherwise): per license, so kept out of the
 	// shared look.
 	expires time.Time
-	// The seat check of seat routes (Config.SeatRoutes), per org: from the
-	// instance's seat mode, the org's reported users and the users_limit
-	// of the license in force (valid or grace).
-	seat     seatCheck
-	seatHard bool       // the seat mode is hard (else soft)
-	seatHdr  *headerSet // seatOver: the look's headers with the seat warning added
-	seatMsg  string     // seatOver: the users_limit_reached message
+	// seat is the seat check of seat routes (Config.SeatRoutes), nil when
+	// they are not checked (seats off, no report, no limit — 0 is
+	// unlimited — or no license in force). Kept out of line: other routes
+	// never read it.
+	seat *seatView
 	*look
 }
 
-// seatCheck is a view's seat check outcome.
-type seatCheck uint8
-
-const (
-	seatNone  seatCheck = iota // not checked: seats off, no report, no limit (0: unlimited) or no license in force
-	seatUnder                  // checked: users below the limit
-	seatOver                   // checked: users at or over the limit
-)
+// seatView is the seat check of a view, per org: from the instance's seat
+// mode, the org's reported users and the users_limit of the license in
+// force (valid or grace).
+type seatView struct {
+	hard bool      // the seat mode is hard (else soft)
+	over bool      // users at or over the limit
+	hdr  headerSet // over: the look's headers with the seat warning added
+	msg  string    // over: the users_limit_reached message
+}
 
 // look is what a view decides with, shared by the views that agree on it.
 type look struct {
@@ -277,21 +276,19 @@ func (v *view) seatOf(rep *license.Report, own, inst *license.OrgState) {
 		return
 	}
 	limit := *rep.UsersLimit
-	v.seatHard = mode == license.SeatsHard
+	sv := &seatView{hard: mode == license.SeatsHard}
+	v.seat = sv
 	if n < limit {
-		v.seat = seatUnder
 		return
 	}
-	v.seat = seatOver
-	h := v.look.hdr
+	sv.over, sv.hdr = true, v.look.hdr
 	w := fmt.Sprintf("users_limit; active=%d; limit=%d", n, limit)
-	if h.warning != nil {
+	if sv.hdr.warning != nil {
 		// One value: a proxy relaying a single value relays both.
-		w = h.warning[0] + ", " + w
+		w = sv.hdr.warning[0] + ", " + w
 	}
-	h.warning = []string{w}
-	v.seatHdr = &h
-	v.seatMsg = fmt.Sprintf("the org has used all of its %d seats (%d active users): routes that add a user are refused until users are removed or the license raises its users_limit; removing users and every other route still work", limit, n)
+	sv.hdr.warning = []string{w}
+	sv.msg = fmt.Sprintf("the org has used all of its %d seats (%d active users): routes that add a user are refused until users are removed or the license raises its users_limit; removing users and every other route still work", limit, n)
 }
 
 // lookOf returns the look of a status report: the shared one when there

@@ -267,8 +267,8 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		d.Allowed, d.Status = true, http.StatusOK
 	case !enforced:
 		d.Allowed, d.Status, d.Unenforced = true, http.StatusOK, true
-		if seat && v.seat != seatNone {
-			g.seatAllowed(d, v) // hard mode unenforced warns as soft does
+		if seat && v.seat != nil {
+			g.seatAllowed(d, v.seat) // hard mode unenforced warns as soft does
 		}
 	case v.code != "":
 		g.denyInto(d, v.code)
@@ -278,15 +278,15 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		g.denyInto(d, CodeFeatureNotLicensed)
 		d.Message = v.ruleMsg[rule]
 		return
-	case seat && v.seat == seatOver && v.seatHard:
+	case seat && v.seat != nil && v.seat.over && v.seat.hard:
 		g.stats.seat(d.resultStripe, idxSeatHardDenied)
 		g.denyInto(d, CodeUsersLimitReached)
-		d.Message = v.seatMsg
+		d.Message = v.seat.msg
 		return
 	default:
 		d.Allowed, d.Status = true, http.StatusOK
-		if seat && v.seat != seatNone {
-			g.seatAllowed(d, v)
+		if seat && v.seat != nil {
+			g.seatAllowed(d, v.seat)
 		}
 	}
 	g.stats.count(d)
@@ -294,14 +294,14 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 
 // seatAllowed counts the seat check of an allowed request on a seat route
 // and, over the limit, gives it the headers with the seat warning.
-func (g *Gate) seatAllowed(d *Decision, v *view) {
+func (g *Gate) seatAllowed(d *Decision, s *seatView) {
 	i := idxSeatSoftUnder
-	if v.seatHard {
+	if s.hard {
 		i = idxSeatHardUnder
 	}
-	if v.seat == seatOver {
+	if s.over {
 		i++ // warned
-		d.hdr = v.seatHdr
+		d.hdr = &s.hdr
 	}
 	g.stats.seat(d.resultStripe, i)
 }
