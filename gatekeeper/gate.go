@@ -387,7 +387,8 @@ func (g *Gate) PrepareRequest(r *http.Request, d Decision) {
 // answers a denial (WriteDenial: the JSON body, or the HTML page for a
 // browser; 503 for license_state_unavailable, 403 otherwise), or
 // prepares the request (PrepareRequest) and calls next, with
-// X-License-Warning on the response in grace.
+// X-License-Warning on the response in grace and, on a seat route, over
+// the org's seats (SetClientHeaders).
 func (g *Gate) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := g.Decide(r)

@@ -42,10 +42,10 @@ type router struct {
 	allowList []string                  // the effective allowlist, one entry per method set
 	features  *http.ServeMux            // patterns with their path and host in lower case
 	rules     []FeatureRule
-	byPattern map[string]int // folded pattern → rule
-	seats     *http.ServeMux // Config.SeatRoutes, folded as features; nil: none
-	seatPats  map[string]bool
-	hostKey   bool // some pattern names a host: the host is part of the match
+	byPattern map[string]int  // folded pattern → rule
+	seats     *http.ServeMux  // Config.SeatRoutes, folded as features; nil: none
+	seatPats  map[string]bool // folded seat patterns (a redirect's target)
+	hostKey   bool            // some pattern names a host: the host is part of the match
 	seed      uint64
 	slots     []atomic.Pointer[route]
 }
