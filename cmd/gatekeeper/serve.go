@@ -226,6 +226,9 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 		return cli.Usage("%v", err)
 	}
 	log.Info("allowlist: these routes pass whatever the license state", "entries", gate.Allowlist())
+	if len(gcfg.SeatRoutes) > 0 {
+		log.Info("seat routes: here an org at or over its users_limit is warned (seat mode soft) or refused (hard)", "routes", gcfg.SeatRoutes)
+	}
 	reg.MustRegister(gate.Collector()) // decisions by result and code; the enforcement override
 	keys.ReloadOnSIGHUP(ctx, log, func(*license.Ring) { fol.Reverify() })
 	if secret != nil {
