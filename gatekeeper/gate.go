@@ -28,6 +28,7 @@ type Gate struct {
 	routes      *router
 	cache       *entryCache
 	stats       counters
+	seats       seatCounters  // apart from stats: the decision counters keep their layout
 	tokens      TokenVerifier // jwt mode
 	tokenCookie string        // jwt mode
 	renewal     string        // Config.RenewalURL, validated
@@ -268,7 +269,7 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 	case !enforced:
 		d.Allowed, d.Status, d.Unenforced = true, http.StatusOK, true
 		if seat && v.seat != nil {
-			g.seatAllowed(d, v.seat) // hard mode unenforced warns as soft does
+			g.seatCheck(d, v.seat, false) // hard mode unenforced warns as soft does
 		}
 	case v.code != "":
 		g.denyInto(d, v.code)
@@ -278,23 +279,34 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		g.denyInto(d, CodeFeatureNotLicensed)
 		d.Message = v.ruleMsg[rule]
 		return
-	case seat && v.seat != nil && v.seat.over && v.seat.hard:
-		g.stats.seat(d.resultStripe, idxSeatHardDenied)
-		g.denyInto(d, CodeUsersLimitReached)
-		d.Message = v.seat.msg
-		return
+	case seat && v.seat != nil:
+		if g.seatCheck(d, v.seat, true) {
+			return
+		}
 	default:
 		d.Allowed, d.Status = true, http.StatusOK
-		if seat && v.seat != nil {
-			g.seatAllowed(d, v.seat)
-		}
 	}
 	g.stats.count(d)
 }
 
-// seatAllowed counts the seat check of an allowed request on a seat route
-// and, over the limit, gives it the headers with the seat warning.
-func (g *Gate) seatAllowed(d *Decision, s *seatView) {
+// seatCheck decides the seat check of a request on a seat route that
+// passed every other check, and counts it: enforced, over the limit in
+// hard mode, it denies d (counted) and reports true; otherwise d is
+// allowed (already, when not enforced) and, over the limit, gets the
+// headers with the seat warning. Out of line: decide's common path stays
+// as it was.
+//
+//go:noinline
+func (g *Gate) seatCheck(d *Decision, s *seatView, enforced bool) (denied bool) {
+	if enforced && s.over && s.hard {
+		g.seats.count(d.resultStripe, idxSeatHardDenied)
+		g.denyInto(d, CodeUsersLimitReached)
+		d.Message = s.msg
+		return true
+	}
+	if enforced {
+		d.Allowed, d.Status = true, http.StatusOK
+	}
 	i := idxSeatSoftUnder
 	if s.hard {
 		i = idxSeatHardUnder
@@ -303,7 +315,8 @@ func (g *Gate) seatAllowed(d *Decision, s *seatView) {
 		i++ // warned
 		d.hdr = &s.hdr
 	}
-	g.stats.seat(d.resultStripe, i)
+	g.seats.count(d.resultStripe, i)
+	return false
 }
 
 // entryFor returns org's decision entry. Without a consistency token, an

@@ -20,14 +20,18 @@ const (
 	idxAllowed = codeCount + iota
 	idxAllowlisted
 	idxUnenforced
-	// Seat checks (seat routes only), by mode and outcome; warned is
-	// under + 1.
-	idxSeatSoftUnder
+	counterCount
+)
+
+// Seat checks (seat routes only), by mode and outcome (warned is under +
+// 1), counted apart from the decisions.
+const (
+	idxSeatSoftUnder = iota
 	idxSeatSoftWarned
 	idxSeatHardUnder
 	idxSeatHardWarned
 	idxSeatHardDenied
-	counterCount
+	seatCount
 )
 
 // Seat check outcomes, as counted (gatekeeper_seat_checks_total).
@@ -61,8 +65,24 @@ func (c *counters) count(d *Decision) {
 	c.s[d.resultStripe%stripes].n[i].Add(1)
 }
 
-// seat counts a seat check.
-func (c *counters) seat(stripe uint8, i int) { c.s[stripe%stripes].n[i].Add(1) }
+// seatCounters are the seat checks' counters, striped as counters are.
+type seatCounters struct {
+	s [stripes]struct {
+		n [seatCount]atomic.Uint64
+		_ [64]byte
+	}
+}
+
+// count counts a seat check.
+func (c *seatCounters) count(stripe uint8, i int) { c.s[stripe%stripes].n[i].Add(1) }
+
+func (c *seatCounters) sum(i int) uint64 {
+	var n uint64
+	for s := range c.s {
+		n += c.s[s].n[i].Load()
+	}
+	return n
+}
 
 func codeIndex(code string) int {
 	for i, c := range codes {
@@ -101,9 +121,9 @@ func (g *Gate) Stats() Stats {
 		s.Denied[c] = g.stats.sum(i)
 	}
 	s.Seats = map[string]map[string]uint64{
-		license.SeatsSoft: {SeatUnder: g.stats.sum(idxSeatSoftUnder), SeatWarned: g.stats.sum(idxSeatSoftWarned)},
-		license.SeatsHard: {SeatUnder: g.stats.sum(idxSeatHardUnder), SeatWarned: g.stats.sum(idxSeatHardWarned),
-			SeatDenied: g.stats.sum(idxSeatHardDenied)},
+		license.SeatsSoft: {SeatUnder: g.seats.sum(idxSeatSoftUnder), SeatWarned: g.seats.sum(idxSeatSoftWarned)},
+		license.SeatsHard: {SeatUnder: g.seats.sum(idxSeatHardUnder), SeatWarned: g.seats.sum(idxSeatHardWarned),
+			SeatDenied: g.seats.sum(idxSeatHardDenied)},
 	}
 	return s
 }
