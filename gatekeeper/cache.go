@@ -1,6 +1,7 @@
 package gatekeeper
 
 import (
+	"fmt"
 	"hash/maphash"
 	"math"
 	"strconv"
@@ -83,7 +84,22 @@ type view struct {
 	// expired status (zero otherwise): per license, so kept out of the
 	// shared look.
 	expires time.Time
+	// seat is the seat check of seat routes (Config.SeatRoutes), nil when
+	// they are not checked (seats off, no report, no limit — 0 is
+	// unlimited — or no license in force). Kept out of line: other routes
+	// never read it.
+	seat *seatView
 	*look
+}
+
+// seatView is the seat check of a view, per org: from the instance's seat
+// mode, the org's reported users and the users_limit of the license in
+// force (valid or grace).
+type seatView struct {
+	hard bool      // the seat mode is hard (else soft)
+	over bool      // users at or over the limit
+	hdr  headerSet // over: the look's headers with the seat warning added
+	msg  string    // over: the users_limit_reached message
 }
 
 // look is what a view decides with, shared by the views that agree on it.
@@ -235,6 +251,7 @@ func (e *entry) build(now int64) *view {
 		}
 	}
 	v.look = e.cache.lookOf(&rep)
+	v.seatOf(&rep, e.own, e.inst)
 	switch rep.Status {
 	case license.StatusValid, license.StatusGrace, license.StatusExpired:
 		if rep.Expires != nil {
@@ -242,6 +259,36 @@ func (e *entry) build(now int64) *view {
 		}
 	}
 	return v
+}
+
+// seatOf sets v's seat check from the report (status, users_limit), the
+// org's reported users and the instance's seat mode. It needs v.look.
+func (v *view) seatOf(rep *license.Report, own, inst *license.OrgState) {
+	mode := inst.SeatMode()
+	if mode != license.SeatsSoft && mode != license.SeatsHard {
+		return
+	}
+	if rep.Status != license.StatusValid && rep.Status != license.StatusGrace || rep.UsersLimit == nil || *rep.UsersLimit <= 0 {
+		return
+	}
+	n, ok := own.Users()
+	if !ok {
+		return
+	}
+	limit := *rep.UsersLimit
+	sv := &seatView{hard: mode == license.SeatsHard}
+	v.seat = sv
+	if n < limit {
+		return
+	}
+	sv.over, sv.hdr = true, v.look.hdr
+	w := fmt.Sprintf("users_limit; active=%d; limit=%d", n, limit)
+	if sv.hdr.warning != nil {
+		// One value: a proxy relaying a single value relays both.
+		w = sv.hdr.warning[0] + ", " + w
+	}
+	sv.hdr.warning = []string{w}
+	sv.msg = fmt.Sprintf("the org has used all of its %d seats (%d active users): routes that add a user are refused until users are removed or the license raises its users_limit; removing users and every other route still work", limit, n)
 }
 
 // lookOf returns the look of a status report: the shared one when there

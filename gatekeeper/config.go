@@ -75,6 +75,13 @@ type Config struct {
 	NoDefaultAllow bool
 	// Features are the routes that need licensed features (ParseFeatures).
 	Features []FeatureRule
+	// SeatRoutes are the routes that consume a seat (ParseSeatRoutes):
+	// "[METHOD ]PATTERN", ServeMux patterns matched as feature rules are
+	// (e.g. "POST /api/users"). On them, and only there, an org whose
+	// reported active users are at or over its license's users_limit is
+	// warned (seat mode soft) or refused users_limit_reached (hard, while
+	// enforcement is on); see design §6.
+	SeatRoutes []string
 	// Enforce overrides the install's enforcement mode when non-nil
 	// (LICENSE_ENFORCE: ParseEnforce).
 	Enforce *bool

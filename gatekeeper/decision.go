@@ -27,13 +27,17 @@ const (
 	// CodeAuthzForbidden: /authz asked by a peer outside --authz-trusted or
 	// without the shared secret (403; nothing about any org is told).
 	CodeAuthzForbidden = "authz_forbidden"
-	codeCount          = 11
+	// CodeUsersLimitReached: a seat route (Config.SeatRoutes) in seat mode
+	// hard, for an org whose reported active users are at or over its
+	// license's users_limit (403; the org's other routes still pass).
+	CodeUsersLimitReached = "users_limit_reached"
+	codeCount             = 12
 )
 
 // codes lists every denial code.
 var codes = [codeCount]string{CodePathInvalid, CodeOrgInvalid, CodeOrgRequired, CodeLicenseMissing,
 	CodeFeatureNotLicensed, CodeLicenseExpired, CodeLicenseInvalid, CodeStateUnavailable,
-	CodeOrgUnauthenticated, CodeAuthzHeadersMismatch, CodeAuthzForbidden}
+	CodeOrgUnauthenticated, CodeAuthzHeadersMismatch, CodeAuthzForbidden, CodeUsersLimitReached}
 
 // messageOf is the default message of a denial code.
 func messageOf(code string) string {
@@ -60,6 +64,8 @@ func messageOf(code string) string {
 		return "the proxy sent another header family than the gatekeeper's --authz-headers names"
 	case CodeAuthzForbidden:
 		return "this peer may not ask the gatekeeper for decisions"
+	case CodeUsersLimitReached:
+		return "the org has used all of its seats: routes that add a user are refused until users are removed or the license raises its users_limit; removing users and every other route still work"
 	}
 	return code
 }
@@ -117,7 +123,7 @@ type Decision struct {
 // sent.
 type headerSet struct {
 	status, tier, features, usersLimit, days []string
-	warning                                  []string // client response, in grace
+	warning                                  []string // client response: in grace, and over the seats on a seat route
 }
 
 // statusOf is the HTTP status of a denial code on the proxy and the
@@ -197,7 +203,10 @@ func setUpstream(h http.Header, d Decision, absent bool) {
 }
 
 // SetClientHeaders sets the headers of the client response of an allowed
-// request: X-License-Warning: grace; ends=<RFC 3339> in grace.
+// request: X-License-Warning, one value: "grace; ends=<RFC 3339>" in
+// grace; "users_limit; active=N; limit=L" on a seat route of an org at or
+// over its users_limit in seat mode soft (or hard while not enforced);
+// both joined by ", " when both apply.
 func SetClientHeaders(h http.Header, d Decision) {
 	if d.Allowed && d.hdr != nil && d.hdr.warning != nil {
 		h[HeaderWarning] = d.hdr.warning

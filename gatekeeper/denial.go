@@ -160,7 +160,7 @@ func (g *Gate) pageOf(d Decision) page {
 		p.Past = d.LicenseStatus == license.StatusExpired || d.LicenseStatus == license.StatusGrace
 	}
 	switch d.Code {
-	case CodeLicenseMissing, CodeLicenseExpired, CodeLicenseInvalid, CodeFeatureNotLicensed:
+	case CodeLicenseMissing, CodeLicenseExpired, CodeLicenseInvalid, CodeFeatureNotLicensed, CodeUsersLimitReached:
 		if d.Org != "" {
 			p.Renew = strings.ReplaceAll(g.renewal, "{org}", url.QueryEscape(d.Org))
 		}
@@ -188,6 +188,8 @@ func titleOf(code string) string {
 		return "License not valid"
 	case CodeFeatureNotLicensed:
 		return "Feature not licensed"
+	case CodeUsersLimitReached:
+		return "All seats in use"
 	case CodeStateUnavailable:
 		return "License check unavailable"
 	case CodeOrgRequired, CodeOrgInvalid, CodeOrgUnauthenticated:

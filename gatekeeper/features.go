@@ -138,7 +138,7 @@ var registeredAt = regexp.MustCompile(` \(registered at [^)]*\)`)
 // buildFeatureMux registers every rule in a new ServeMux. A conflict
 // names both lines.
 func buildFeatureMux(rules []FeatureRule) (*http.ServeMux, error) {
-	mux := http.NewServeMux()
+	list := make([]muxRule, len(rules))
 	for i, r := range rules {
 		if len(r.Features) == 0 {
 			return nil, fmt.Errorf("features %s: no feature", r.where())
@@ -148,22 +148,87 @@ func buildFeatureMux(rules []FeatureRule) (*http.ServeMux, error) {
 				return nil, fmt.Errorf("features %s: feature %q: want ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", r.where(), f)
 			}
 		}
-		if err := register(http.NewServeMux(), r.Pattern, ruleHandler{}); err != nil {
-			return nil, fmt.Errorf("features %s: pattern %q: %s", r.where(), r.Pattern, patternError(err))
+		list[i] = muxRule{pattern: r.Pattern, where: r.where()}
+	}
+	return buildRuleMux("features", list)
+}
+
+// muxRule is a pattern to register, with where it comes from (for errors).
+type muxRule struct{ pattern, where string }
+
+// buildRuleMux registers every rule's folded pattern in a new ServeMux,
+// handler ruleHandler{idx: its index}. Errors start with what (the kind
+// of rules); a conflict names both rules.
+func buildRuleMux(what string, rules []muxRule) (*http.ServeMux, error) {
+	mux := http.NewServeMux()
+	for i, r := range rules {
+		if err := register(http.NewServeMux(), r.pattern, ruleHandler{}); err != nil {
+			return nil, fmt.Errorf("%s %s: pattern %q: %s", what, r.where, r.pattern, patternError(err))
 		}
-		if err := register(mux, foldPattern(r.Pattern), ruleHandler{idx: i}); err != nil {
+		if err := register(mux, foldPattern(r.pattern), ruleHandler{idx: i}); err != nil {
 			for j := range i {
 				pair := http.NewServeMux()
-				_ = register(pair, foldPattern(rules[j].Pattern), ruleHandler{})
-				if register(pair, foldPattern(r.Pattern), ruleHandler{}) != nil {
-					return nil, fmt.Errorf("features %s: pattern %q conflicts with %s (%q): neither is more specific, or they are the same (rules match without regard to case)",
-						r.where(), r.Pattern, rules[j].where(), rules[j].Pattern)
+				_ = register(pair, foldPattern(rules[j].pattern), ruleHandler{})
+				if register(pair, foldPattern(r.pattern), ruleHandler{}) != nil {
+					return nil, fmt.Errorf("%s %s: pattern %q conflicts with %s (%q): neither is more specific, or they are the same (rules match without regard to case)",
+						what, r.where, r.pattern, rules[j].where, rules[j].pattern)
 				}
 			}
-			return nil, fmt.Errorf("features %s: pattern %q: %s", r.where(), r.Pattern, patternError(err))
+			return nil, fmt.Errorf("%s %s: pattern %q: %s", what, r.where, r.pattern, patternError(err))
 		}
 	}
 	return mux, nil
+}
+
+// ParseSeatRoutes reads a seat routes file: the routes that consume a seat
+// (adding a user), one per line, "[METHOD ]PATTERN" — a ServeMux pattern
+// as in a features file, without a feature list, e.g. "POST /api/users".
+// '#' starts a comment running to the end of the line; blank lines are
+// skipped. Patterns match as feature rules do (method in upper case, host
+// and path without regard to case); errors name the line, conflicts both
+// lines.
+func ParseSeatRoutes(r io.Reader) ([]string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxFeatureLine)
+	var routes []string
+	var list []muxRule
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		fields := strings.Fields(text)
+		if len(fields) == 0 {
+			continue
+		}
+		if len(fields) > 2 {
+			return nil, fmt.Errorf("seat routes line %d: want \"[METHOD ]PATTERN\" (a seat route has no feature list), got %d fields", line, len(fields))
+		}
+		p := strings.Join(fields, " ")
+		routes = append(routes, p)
+		list = append(list, muxRule{pattern: p, where: fmt.Sprintf("line %d", line)})
+	}
+	if err := sc.Err(); err != nil {
+		if err == bufio.ErrTooLong {
+			return nil, fmt.Errorf("seat routes line %d: longer than %d bytes", line+1, maxFeatureLine)
+		}
+		return nil, fmt.Errorf("seat routes: %w", err)
+	}
+	if _, err := buildRuleMux("seat routes", list); err != nil {
+		return nil, err
+	}
+	return routes, nil
+}
+
+// buildSeatMux registers Config.SeatRoutes.
+func buildSeatMux(routes []string) (*http.ServeMux, error) {
+	list := make([]muxRule, len(routes))
+	for i, p := range routes {
+		list[i] = muxRule{pattern: p, where: fmt.Sprintf("entry %d", i+1)}
+	}
+	return buildRuleMux("seat routes", list)
 }
 
 // patternError trims ServeMux's panic text to its reason.

@@ -28,6 +28,7 @@ type Gate struct {
 	routes      *router
 	cache       *entryCache
 	stats       counters
+	seats       seatCounters  // apart from stats: the decision counters keep their layout
 	tokens      TokenVerifier // jwt mode
 	tokenCookie string        // jwt mode
 	renewal     string        // Config.RenewalURL, validated
@@ -69,7 +70,7 @@ func New(src Source, cfg Config) (*Gate, error) {
 	if g.proxies, err = NewPeers(proxies); err != nil {
 		return nil, fmt.Errorf("gatekeeper: trusted proxies: %w", err)
 	}
-	rt, err := newRouter(cfg.Allow, cfg.NoDefaultAllow, cfg.Features)
+	rt, err := newRouter(cfg.Allow, cfg.NoDefaultAllow, cfg.Features, cfg.SeatRoutes)
 	if err != nil {
 		return nil, fmt.Errorf("gatekeeper: %w", err)
 	}
@@ -239,7 +240,7 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		rm := g.routes.match(method, host, path)
 		m = &rm
 	}
-	allow, rule := m.allow, m.rule
+	allow, rule, seat := m.allow, m.rule, m.seat
 	d.Org, d.Allowlisted, d.resultStripe = org, allow, m.stripe
 
 	e, err := g.entryFor(ctx, org, minSeqOf(hdr))
@@ -267,6 +268,9 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		d.Allowed, d.Status = true, http.StatusOK
 	case !enforced:
 		d.Allowed, d.Status, d.Unenforced = true, http.StatusOK, true
+		if seat && v.seat != nil {
+			g.seatCheck(d, v.seat, false) // hard mode unenforced warns as soft does
+		}
 	case v.code != "":
 		g.denyInto(d, v.code)
 		d.Reason = v.reason
@@ -275,10 +279,44 @@ func (g *Gate) decide(ctx context.Context, d *Decision, r *http.Request, method,
 		g.denyInto(d, CodeFeatureNotLicensed)
 		d.Message = v.ruleMsg[rule]
 		return
+	case seat && v.seat != nil:
+		if g.seatCheck(d, v.seat, true) {
+			return
+		}
 	default:
 		d.Allowed, d.Status = true, http.StatusOK
 	}
 	g.stats.count(d)
+}
+
+// seatCheck decides the seat check of a request on a seat route that
+// passed every other check, and counts it: enforced, over the limit in
+// hard mode, it denies d (counted) and reports true; otherwise d is
+// allowed (already, when not enforced) and, over the limit, gets the
+// headers with the seat warning. Out of line: decide's common path stays
+// as it was.
+//
+//go:noinline
+func (g *Gate) seatCheck(d *Decision, s *seatView, enforced bool) (denied bool) {
+	if enforced && s.over && s.hard {
+		g.seats.count(d.resultStripe, idxSeatHardDenied)
+		g.denyInto(d, CodeUsersLimitReached)
+		d.Message = s.msg
+		return true
+	}
+	if enforced {
+		d.Allowed, d.Status = true, http.StatusOK
+	}
+	i := idxSeatSoftUnder
+	if s.hard {
+		i = idxSeatHardUnder
+	}
+	if s.over {
+		i++ // warned
+		d.hdr = &s.hdr
+	}
+	g.seats.count(d.resultStripe, i)
+	return false
 }
 
 // entryFor returns org's decision entry. Without a consistency token, an
@@ -362,7 +400,8 @@ func (g *Gate) PrepareRequest(r *http.Request, d Decision) {
 // answers a denial (WriteDenial: the JSON body, or the HTML page for a
 // browser; 503 for license_state_unavailable, 403 otherwise), or
 // prepares the request (PrepareRequest) and calls next, with
-// X-License-Warning on the response in grace.
+// X-License-Warning on the response in grace and, on a seat route, over
+// the org's seats (SetClientHeaders).
 func (g *Gate) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := g.Decide(r)

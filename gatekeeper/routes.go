@@ -12,7 +12,7 @@ import (
 )
 
 // Route matching is net/http.ServeMux's: one mux for the allowlist, one
-// for the feature rules, built once. ServeMux.Handler costs hundreds of
+// for the feature rules, one for the seat routes, built once. ServeMux.Handler costs hundreds of
 // nanoseconds and allocates for wildcard and unmatched paths, so its
 // answers are memoised in a fixed-size, direct-mapped cache keyed by
 // (method, path[, host]): a hit allocates nothing, a miss asks the muxes
@@ -32,6 +32,7 @@ type route struct {
 // routeMatch is what a request line matched.
 type routeMatch struct {
 	allow  bool
+	seat   bool  // a seat route (Config.SeatRoutes)
 	stripe uint8 // spreads the counters (from the request line's hash)
 	rule   int   // index in rules, or noRule
 }
@@ -41,13 +42,15 @@ type router struct {
 	allowList []string                  // the effective allowlist, one entry per method set
 	features  *http.ServeMux            // patterns with their path and host in lower case
 	rules     []FeatureRule
-	byPattern map[string]int // folded pattern → rule
-	hostKey   bool           // some pattern names a host: the host is part of the match
+	byPattern map[string]int  // folded pattern → rule
+	seats     *http.ServeMux  // Config.SeatRoutes, folded as features; nil: none
+	seatPats  map[string]bool // folded seat patterns (a redirect's target)
+	hostKey   bool            // some pattern names a host: the host is part of the match
 	seed      uint64
 	slots     []atomic.Pointer[route]
 }
 
-func newRouter(allow []string, noDefaults bool, rules []FeatureRule) (*router, error) {
+func newRouter(allow []string, noDefaults bool, rules []FeatureRule, seats []string) (*router, error) {
 	rt := &router{allow: map[string]*http.ServeMux{}, rules: normalizeRules(rules), byPattern: map[string]int{},
 		seed: fasthash.NewSeed(), slots: make([]atomic.Pointer[route], routeSlots)}
 	entries := allow
@@ -85,6 +88,16 @@ func newRouter(allow []string, noDefaults bool, rules []FeatureRule) (*router, e
 	for i, r := range rt.rules {
 		rt.byPattern[foldPattern(r.Pattern)] = i
 		rt.hostKey = rt.hostKey || hasHost(r.Pattern)
+	}
+	if len(seats) > 0 {
+		if rt.seats, err = buildSeatMux(seats); err != nil {
+			return nil, err
+		}
+		rt.seatPats = map[string]bool{}
+		for _, p := range seats {
+			rt.seatPats[foldPattern(p)] = true
+			rt.hostKey = rt.hostKey || hasHost(p)
+		}
 	}
 	return rt, nil
 }
@@ -165,8 +178,8 @@ func (rt *router) hash(method, host, path string) uint64 {
 	return h
 }
 
-// match returns whether the request is allowlisted and the feature rule
-// it falls under (noRule: none), from the cache or, on a miss, from the
+// match returns whether the request is allowlisted, the feature rule it
+// falls under (noRule: none) and whether it is a seat route, from the cache or, on a miss, from the
 // muxes (then cached). path must be a canonical path (canonicalPath)
 // decoded once.
 func (rt *router) match(method, host, path string) routeMatch {
@@ -183,7 +196,7 @@ func (rt *router) match(method, host, path string) routeMatch {
 		}
 	}
 	m := routeMatch{stripe: uint8(h >> 32)}
-	m.allow, m.rule = rt.lookup(method, host, path)
+	m.allow, m.rule, m.seat = rt.lookup(method, host, path)
 	if slot != nil {
 		slot.Store(&route{method: strings.Clone(method), host: strings.Clone(host), path: strings.Clone(path),
 			plain: isPlain(path), routeMatch: m})
@@ -206,8 +219,9 @@ func isPlain(p string) bool {
 // and path in lower case. A trailing-slash redirect (the rule "/a/" and
 // the path "/a") does not allowlist, but does put the request under the
 // redirect target's feature rule: what an upstream serves at "/a" is
-// treated like what it serves under "/a/".
-func (rt *router) lookup(method, host, path string) (allow bool, rule int) {
+// treated like what it serves under "/a/". Seat routes match as feature
+// rules do.
+func (rt *router) lookup(method, host, path string) (allow bool, rule int, seat bool) {
 	if mux := rt.allow[method]; mux != nil {
 		r := &http.Request{Method: method, Host: host, URL: &url.URL{Path: path}}
 		if h, _ := mux.Handler(r); isRule(h) {
@@ -215,16 +229,22 @@ func (rt *router) lookup(method, host, path string) (allow bool, rule int) {
 		}
 	}
 	rule = noRule
-	if len(rt.rules) > 0 {
+	if len(rt.rules) > 0 || rt.seats != nil {
 		r := &http.Request{Method: upperASCII(method), Host: lowerASCII(host), URL: &url.URL{Path: foldCase(path)}}
-		h, pattern := rt.features.Handler(r)
-		if rh, ok := h.(ruleHandler); ok {
-			rule = rh.idx
-		} else if i, ok := rt.byPattern[pattern]; ok && pattern != "" {
-			rule = i
+		if len(rt.rules) > 0 {
+			h, pattern := rt.features.Handler(r)
+			if rh, ok := h.(ruleHandler); ok {
+				rule = rh.idx
+			} else if i, ok := rt.byPattern[pattern]; ok && pattern != "" {
+				rule = i
+			}
+		}
+		if rt.seats != nil {
+			h, pattern := rt.seats.Handler(r)
+			seat = isRule(h) || pattern != "" && rt.seatPats[pattern]
 		}
 	}
-	return allow, rule
+	return allow, rule, seat
 }
 
 func isRule(h http.Handler) bool {

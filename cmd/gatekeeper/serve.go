@@ -48,6 +48,7 @@ type gatekeeperCmd struct {
 	AllowNoOrg      bool          `name:"allow-no-org" env:"GATEKEEPER_ALLOW_NO_ORG" help:"Decide requests without an org on the instance-wide license instead of denying them."`
 	Allow           []string      `env:"GATEKEEPER_ALLOW" sep:";" placeholder:"METHODS PATTERN" help:"More always-allowed routes, each with its methods: 'GET,HEAD /status' (a ServeMux pattern, matched exactly; the variable separates entries with ';')."`
 	Features        string        `env:"GATEKEEPER_FEATURES" placeholder:"FILE" help:"Feature rules: '[METHOD ]PATTERN FEATURE[,FEATURE…]' per line."`
+	SeatRoutes      string        `name:"seat-routes" env:"GATEKEEPER_SEAT_ROUTES" placeholder:"FILE" help:"Routes that consume a seat (add a user): '[METHOD ]PATTERN' per line, e.g. 'POST /api/users'. In seat mode soft an org at or over its users_limit gets X-License-Warning on them; in hard, 403 users_limit_reached (its other routes keep working)."`
 	DecisionTimeout time.Duration `name:"decision-timeout" env:"GATEKEEPER_DECISION_TIMEOUT" default:"100ms" help:"After this the state counts as unavailable."`
 	MinSeqWait      time.Duration `name:"min-seq-wait" env:"GATEKEEPER_MIN_SEQ_WAIT" default:"50ms" help:"How long a request with X-License-Min-Seq waits for the event before folding the org's subject."`
 	MaxStaleness    time.Duration `name:"max-staleness" env:"GATEKEEPER_MAX_STALENESS" default:"30s" help:"Beyond this without confirming it is current, the replica stops trusting its cache for uncached orgs."`
@@ -131,6 +132,16 @@ func (c *gatekeeperCmd) gateConfig() (gatekeeper.Config, error) {
 		defer f.Close()
 		if cfg.Features, err = gatekeeper.ParseFeatures(f); err != nil {
 			return cfg, cli.Usage("--features %s: %v", c.Features, err)
+		}
+	}
+	if c.SeatRoutes != "" {
+		f, err := os.Open(c.SeatRoutes)
+		if err != nil {
+			return cfg, cli.Usage("--seat-routes: %v", err)
+		}
+		defer f.Close()
+		if cfg.SeatRoutes, err = gatekeeper.ParseSeatRoutes(f); err != nil {
+			return cfg, cli.Usage("--seat-routes %s: %v", c.SeatRoutes, err)
 		}
 	}
 	cfg.AllowNoOrg, cfg.Allow, cfg.NoDefaultAllow, cfg.DecisionTimeout = c.AllowNoOrg, c.Allow, c.NoDefaultAllow, c.DecisionTimeout
@@ -236,6 +247,9 @@ func (c *gatekeeperCmd) serve(ctx context.Context, log *slog.Logger, started cha
 		return cli.Usage("%v", err)
 	}
 	log.Info("allowlist: these routes pass whatever the license state", "entries", gate.Allowlist())
+	if len(gcfg.SeatRoutes) > 0 {
+		log.Info("seat routes: here an org at or over its users_limit is warned (seat mode soft) or refused (hard)", "routes", gcfg.SeatRoutes)
+	}
 	reg.MustRegister(gate.Collector()) // decisions by result and code; the enforcement override
 	keys.ReloadOnSIGHUP(ctx, log, func(*license.Ring) { fol.Reverify() })
 	if secret != nil {
