@@ -57,8 +57,6 @@ func warningOf(d Decision) string {
 	return h.Get(HeaderWarning)
 }
 
-const seatWarning50 = "users_limit; active=%d; limit=50"
-
 func TestSeatModes(t *testing.T) {
 	for _, tc := range []struct {
 		mode                  string
