@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/testenv/metricstest"
 	"github.com/licenseledger/ledger/internal/testenv/proxies"
 	"github.com/licenseledger/ledger/license"
 )
@@ -177,6 +178,7 @@ func TestSeatsFollowReportsAndLicenses(t *testing.T) {
 	}
 	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	metricstest.Check(t, raw) // promtool's lint, and units in names
 	for _, want := range []string{`gatekeeper_seat_checks_total{mode="hard",outcome="denied"} 2`, `gatekeeper_seat_checks_total{mode="hard",outcome="under"} 2`,
 		`gatekeeper_decisions_total{code="users_limit_reached",result="denied"} 2`} {
 		if !strings.Contains(string(raw), want) {

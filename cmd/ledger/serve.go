@@ -191,8 +191,11 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	}
 	defer rm.close()
 	fol := newFollower(bus, svc, rm.trail, info, rm.from, log)
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_lag",
-		Help: "Stream head minus the last sequence folded into the read model."}, func() float64 { return float64(fol.Lag()) }))
+	lag := func() float64 { return float64(fol.Lag()) }
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_lag_events",
+		Help: "Stream head minus the last sequence folded into the read model, in events."}, lag),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_lag",
+			Help: "Deprecated: ledger_projector_lag_events, the same value with its unit in the name; removed in the next release."}, lag))
 	reg.MustRegister(svc.OrgsCollector()) // ledger_orgs{status}, ledger_orgs_expiring{within}, …
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_orgs_unverified",
 		Help: "Orgs whose license key this ledger has not verified yet (verified in the background after a start, and before any read)."},

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/licenseledger/ledger/internal/testenv/metricstest"
 )
 
 // raw makes an API request with tok and returns the status, the headers
@@ -195,6 +197,7 @@ func TestServeUsageReportsAndSeatEnforcement(t *testing.T) {
 		t.Fatalf("audit verify: %d %v", code, v)
 	}
 	code, _, body = l.raw(l.token, "GET", "/metrics", "")
+	metricstest.Check(t, []byte(body)) // promtool's lint, and units in names
 	if code != 200 || !strings.Contains(body, "ledger_usage_reports_limited_total 2") {
 		i := strings.Index(body, "ledger_usage_reports_limited_total")
 		t.Errorf("metrics lack ledger_usage_reports_limited_total 2: %d %s", code, body[max(i, 0):min(len(body), max(i, 0)+300)])

@@ -52,7 +52,7 @@ func knownMetrics(t testing.TB) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, must := range []string{"ledger_projector_pg_lag", "gatekeeper_decisions_total", "gatekeeper_staleness_seconds"} {
+	for _, must := range []string{"ledger_projector_pg_lag_events", "gatekeeper_decisions_total", "gatekeeper_staleness_seconds"} {
 		if !names[must] {
 			t.Fatalf("metric scan found no %s: the scan is broken", must)
 		}
@@ -196,7 +196,7 @@ var requiredAlerts = []struct {
 	what string
 	re   *regexp.Regexp
 }{
-	{"ledger_projector_pg_lag growing", regexp.MustCompile(`ledger_projector_pg_lag\b`)},
+	{"ledger_projector_pg_lag_events growing", regexp.MustCompile(`ledger_projector_pg_lag_events\b`)},
 	{"ledger_projector_stopped == 1", regexp.MustCompile(`ledger_projector_stopped\)?\s*==\s*1`)},
 	{"gatekeeper_staleness_seconds > max-staleness", stalenessExpr},
 	{"denied license_state_unavailable rate", regexp.MustCompile(`rate\(gatekeeper_decisions_total\{result="` + gatekeeper.ResultDenied + `",code="` + gatekeeper.CodeStateUnavailable + `"\}`)},

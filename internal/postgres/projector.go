@@ -82,7 +82,7 @@ type Projector struct {
 
 	batches      prometheus.Counter
 	events       prometheus.Counter
-	lagGauge     prometheus.GaugeFunc
+	lagGauges    [2]prometheus.GaugeFunc
 	stoppedGauge prometheus.GaugeFunc
 }
 
@@ -118,10 +118,15 @@ func NewProjector(cfg ProjectorConfig) *Projector {
 			}
 			return 0
 		})
-	p.lagGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_pg_lag",
-		Help: "Stream head minus the projector's PostgreSQL checkpoint."}, func() float64 { return float64(p.Lag()) })
+	lag := func() float64 { return float64(p.Lag()) }
+	p.lagGauges = [2]prometheus.GaugeFunc{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_pg_lag_events",
+			Help: "Stream head minus the projector's PostgreSQL checkpoint, in events."}, lag),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_projector_pg_lag",
+			Help: "Deprecated: ledger_projector_pg_lag_events, the same value with its unit in the name; removed in the next release."}, lag),
+	}
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(p.batches, p.events, p.lagGauge, p.stoppedGauge)
+		cfg.Registry.MustRegister(p.batches, p.events, p.lagGauges[0], p.lagGauges[1], p.stoppedGauge)
 	}
 	return p
 }
