@@ -11,7 +11,7 @@ import {
 // older is the page's next_cursor, newer its prev_cursor read in
 // ascending order and shown reversed. The page size is ?limit= (200).
 const auditState = {
-  w: null, limit: 200, older: null, newer: null, hasOlder: false, hasNewer: false, busy: false,
+  w: null, limit: 200, older: null, newer: null, hasOlder: false, hasNewer: false, req: 0,
 };
 
 function auditFilters() {
@@ -159,7 +159,7 @@ async function loadCheckpoint() {
 // loadAudit shows a page: go is 'newest' (the first page), 'older' or
 // 'newer' than the one shown.
 async function loadAudit(go) {
-  if (auditState.busy) return;
+  const req = ++auditState.req; // a later request supersedes this one
   const p = auditFilters();
   p.set('limit', String(auditState.limit));
   const newer = go === 'newer' && auditState.newer;
@@ -176,9 +176,8 @@ async function loadAudit(go) {
   }
   show($('audit-error'), false);
   $('audit-summary').textContent = 'Loading…';
-  auditState.busy = true;
   const r = await api('GET', '/api/audit?' + p.toString());
-  auditState.busy = false;
+  if (req !== auditState.req) return;
   if (!r.ok) {
     $('audit-summary').textContent = '';
     $('audit-error').textContent = errorSentence(r.code, { org: p.get('org'), message: r.message, retryAfter: r.retryAfter });
