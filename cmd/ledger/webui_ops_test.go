@@ -194,6 +194,11 @@ func TestWebUIOperatorActionsInBrowser(t *testing.T) {
 		!strings.Contains(text, `Note recorded: "`+note+`"`) || action != "Revoke license "+globexID {
 		t.Fatalf("revoke confirmation: %q %q %q", title, text, action)
 	}
+	var stale string
+	b.Eval(`document.querySelector('#ops-result').textContent`, &stale)
+	if stale != "" {
+		t.Errorf("the refusal of the long note still shown with the confirmation: %q", stale)
+	}
 	b.Screenshot("revoke-confirmation")
 	b.Run("confirm revocation", chromedp.Click("#confirm-ok", q))
 	b.WaitFor("revoked", `document.querySelector('#ops-result').textContent.includes('of globex revoked')`, 20*time.Second)

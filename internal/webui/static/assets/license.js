@@ -87,6 +87,7 @@ async function removeLicense() {
   const rep = lic.report;
   if (!rep || !rep.license_id) return;
   const org = rep.org, id = rep.license_id;
+  setMessage($('ops-result'), '', '');
   const ok = await confirmAction('Remove the license of ' + org + '?', [
     'License ' + id + ' will be removed from ' + org + '.',
     rep.pending ? 'Its pending renewal ' + rep.pending.license_id + ' is removed with it.' : '',
@@ -122,6 +123,7 @@ async function invalidateLicense(ev) {
     $('ops-note').focus();
     return;
   }
+  setMessage($('ops-result'), '', '');
   const ok = await confirmAction('Revoke the license of ' + org + '?', [
     'License ' + id + ' of ' + org + ' will be revoked for good: it becomes invalid at once and can never be used again.',
     note ? 'Note recorded: "' + note + '"' : 'No note: the audit history will not say why.',
