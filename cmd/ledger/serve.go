@@ -77,6 +77,8 @@ type serveCmd struct {
 	// wrapAPI, when set (tests only), wraps the API's handler: the tests
 	// check every request and answer against the OpenAPI document.
 	wrapAPI func(http.Handler) http.Handler
+	// now is the service's clock (tests); nil: time.Now.
+	now func() time.Time
 }
 
 func (c *serveCmd) validate() error {
@@ -181,7 +183,7 @@ func (c *serveCmd) serve(ctx context.Context, env *cli.Env, log *slog.Logger, st
 	registerTokensFileMetrics(reg, watcher)
 
 	svc := ledger.New(ledger.Config{Store: bus, Keys: keys, DefaultGraceDays: c.GraceDays,
-		RejectAuditPerMinute: c.RejectAudit, UsageReportsPerHour: c.UsageRate, ExpiryNoticeDays: c.noticeDays, Version: version, Logger: log, Metrics: ledger.NewMetrics(reg)})
+		RejectAuditPerMinute: c.RejectAudit, UsageReportsPerHour: c.UsageRate, ExpiryNoticeDays: c.noticeDays, Version: version, Logger: log, Metrics: ledger.NewMetrics(reg), Now: c.now})
 	if err := svc.AdoptInstallID(ctx); err != nil {
 		return &cli.Error{Code: cli.ExitUnavailable, Err: err}
 	}

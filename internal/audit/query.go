@@ -17,7 +17,13 @@ type Query struct {
 	// never match a time bound.
 	Since, Until time.Time
 	After        uint64 // only records with seq > After: the cursor
-	Limit        int    // at most this many records; 0 = all
+	// Before, when nonzero, keeps only records with seq < Before: the
+	// cursor of a descending scan.
+	Before uint64
+	// Desc scans newest first: descending seq order (Limit then keeps
+	// the newest).
+	Desc  bool
+	Limit int // at most this many records; 0 = all
 	// Scope is the orgs the caller may see: nil = every org, empty = none.
 	// It applies on top of Org, so no filter or cursor reaches beyond it.
 	Scope []string
@@ -28,6 +34,7 @@ type Query struct {
 func (q *Query) Match(r *Record) bool {
 	switch {
 	case r.Seq <= q.After,
+		q.Before != 0 && r.Seq >= q.Before,
 		q.Org != "" && r.Org != q.Org,
 		q.Type != "" && r.Type != q.Type,
 		q.Scope != nil && !slices.Contains(q.Scope, r.Org):
@@ -48,8 +55,8 @@ func (q *Query) matchTime(at time.Time) bool {
 // Reader reads an audit trail. Implementations are safe for concurrent use
 // and stream: memory use does not grow with the number of records.
 type Reader interface {
-	// Scan calls fn for every record matching q, in ascending seq order,
-	// at most q.Limit of them, and stops at fn's first error, which it
+	// Scan calls fn for every record matching q, in ascending seq order
+	// (descending with q.Desc), at most q.Limit of them, and stops at fn's first error, which it
 	// returns. The record is valid only during the call (readers may reuse
 	// it) and must not be modified. Other errors are the context's or the
 	// store's.
@@ -77,7 +84,10 @@ var ErrReset = errors.New("audit: the trail was rebuilt from a recreated stream 
 // ErrReset.
 func (a *Memory) Scan(ctx context.Context, q Query, fn func(*Record) error) error {
 	buf := make([]Record, 0, scanChunk)
-	after, sent := q.After, 0
+	pos, sent := q.After, 0 // the last seq examined: the next chunk starts past it
+	if q.Desc {
+		pos = q.Before
+	}
 	var resets uint64
 	for first := true; ; first = false {
 		if err := ctx.Err(); err != nil {
@@ -89,7 +99,12 @@ func (a *Memory) Scan(ctx context.Context, q Query, fn func(*Record) error) erro
 		}
 		var more bool
 		var r uint64
-		buf, after, more, r = a.chunk(buf[:0], &q, after, want)
+		if q.Desc {
+			buf, pos, more, r = a.chunkDesc(buf[:0], &q, pos, want)
+			slices.Reverse(buf) // readBack reads in ascending order
+		} else {
+			buf, pos, more, r = a.chunk(buf[:0], &q, pos, want)
+		}
 		if first {
 			resets = r
 		}
@@ -101,6 +116,9 @@ func (a *Memory) Scan(ctx context.Context, q Query, fn func(*Record) error) erro
 		}
 		if a.resetSince(resets) { // the bytes may be the new stream's
 			return ErrReset
+		}
+		if q.Desc {
+			slices.Reverse(buf)
 		}
 		for i := range buf {
 			if err := fn(&buf[i]); err != nil {
@@ -131,15 +149,44 @@ func (a *Memory) chunk(buf []Record, q *Query, after uint64, want int) ([]Record
 	if m.none {
 		return buf, after, false, a.resets
 	}
+	end := a.n
+	if q.Before != 0 {
+		end = a.search(q.Before - 1)
+	}
 	i := a.search(after)
-	for n := 0; i < a.n && len(buf) < want && n < 16*scanChunk; i, n = i+1, n+1 {
+	for n := 0; i < end && len(buf) < want && n < 16*scanChunk; i, n = i+1, n+1 {
 		e := a.at(i)
 		after = e.seq
 		if a.matches(&m, e) {
 			buf = append(buf, a.record(i))
 		}
 	}
-	return buf, after, i < a.n, a.resets
+	return buf, after, i < end, a.resets
+}
+
+// chunkDesc is chunk newest first: it appends up to want records matching
+// q with seq < before (0: the newest on), in descending seq order, and
+// returns the last (lowest) seq examined.
+func (a *Memory) chunkDesc(buf []Record, q *Query, before uint64, want int) ([]Record, uint64, bool, uint64) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	m := a.compile(q)
+	if m.none {
+		return buf, before, false, a.resets
+	}
+	i := a.n - 1
+	if before != 0 {
+		i = a.search(before-1) - 1
+	}
+	low := a.search(q.After)
+	for n := 0; i >= low && len(buf) < want && n < 16*scanChunk; i, n = i-1, n+1 {
+		e := a.at(i)
+		before = e.seq
+		if a.matches(&m, e) {
+			buf = append(buf, a.record(i))
+		}
+	}
+	return buf, before, i >= low, a.resets
 }
 
 // entryMatch is a Query in terms of the trail's string indexes.

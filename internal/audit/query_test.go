@@ -103,6 +103,14 @@ var queryCases = []struct {
 	{"scope with cursor", audit.Query{Scope: []string{"globex"}, After: 3}, []uint64{6}},
 	{"empty scope sees nothing", audit.Query{Scope: []string{}}, nil},
 	{"scope of two", audit.Query{Scope: []string{"globex", "_instance"}, Limit: 3}, []uint64{1, 3, 6}},
+	{"before", audit.Query{Before: 5}, []uint64{1, 2, 3, 4}},
+	{"after and before", audit.Query{After: 2, Before: 7}, []uint64{3, 4, 5, 6}},
+	{"desc", audit.Query{Desc: true}, []uint64{8, 7, 6, 5, 4, 3, 2, 1}},
+	{"desc limit keeps the newest", audit.Query{Desc: true, Limit: 3}, []uint64{8, 7, 6}},
+	{"desc before and limit", audit.Query{Desc: true, Before: 7, Limit: 2, Org: "acme"}, []uint64{5, 4}},
+	{"desc after", audit.Query{Desc: true, After: 5, Type: events.TypeInvalid}, []uint64{6}},
+	{"desc scope and time", audit.Query{Desc: true, Scope: []string{"acme"}, Until: base.Add(5 * time.Minute)}, []uint64{4, 2}},
+	{"desc past the first", audit.Query{Desc: true, Before: 1}, nil},
 }
 
 func TestMemoryScanFilters(t *testing.T) {
@@ -191,5 +199,14 @@ func TestMemoryScanChunksWhileAppending(t *testing.T) {
 	page := seqs(t, m, audit.Query{Org: "initech", After: 1000, Limit: 500})
 	if len(page) != 500 || page[0] != 1001 || page[499] != 1001+3*499 {
 		t.Fatalf("page: %d records, %v…%v", len(page), page[0], page[len(page)-1])
+	}
+	// Newest first, across chunks, from a cursor and to the trail's start.
+	desc := seqs(t, m, audit.Query{Org: "initech", Desc: true, Before: 2500, Limit: 500})
+	if len(desc) != 500 || desc[0] != 2498 || desc[499] != 2498-3*499 {
+		t.Fatalf("descending page: %d records, %v…%v", len(desc), desc[0], desc[len(desc)-1])
+	}
+	rest := seqs(t, m, audit.Query{Org: "globex", Desc: true, Before: 1000})
+	if len(rest) != 333 || rest[0] != 997 || rest[332] != 1 || !slices.IsSortedFunc(rest, func(a, b uint64) int { return int(b) - int(a) }) {
+		t.Fatalf("descending to the start: %d records, %v…%v", len(rest), rest[0], rest[len(rest)-1])
 	}
 }

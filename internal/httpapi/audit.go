@@ -98,12 +98,25 @@ func parseAuditRequest(r *http.Request, p *auth.Principal) (auditRequest, *ledge
 	if req.format != audit.FormatJSON {
 		req.q.Limit = 0 // streamed: every matching record
 	}
+	switch v.Get("order") {
+	case "", "asc":
+	case "desc":
+		req.q.Desc = true
+	default:
+		return req, bad("order must be asc or desc")
+	}
 	if c := v.Get("cursor"); c != "" {
-		after, ok := parseAuditCursor(c)
+		pos, ok := parseAuditCursor(c)
 		if !ok {
 			return req, bad("cursor is not one this server returned")
 		}
-		req.q.After = after
+		// A cursor is a position in the trail: the page goes on past it
+		// in the order asked for, older with desc, newer with asc.
+		if req.q.Desc {
+			req.q.Before = pos
+		} else {
+			req.q.After = pos
+		}
 	}
 	return req, nil
 }
@@ -122,8 +135,9 @@ func validType(t string) bool {
 	return true
 }
 
-// The cursor is opaque to clients: the last seq of the page, encoded. It
-// carries no filter and no scope, which every request states again.
+// The cursor is opaque to clients: a seq, encoded (the last of the page
+// for next_cursor, the first for prev_cursor). It carries no filter, no
+// scope and no order, which every request states again.
 func auditCursor(seq uint64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("seq:" + strconv.FormatUint(seq, 10)))
 }
@@ -171,13 +185,17 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	s.auditStream(w, r, req)
 }
 
-// auditPage answers one page: {"events": [record…], "next_cursor"}.
+// auditPage answers one page: {"events": [record…], "next_cursor",
+// "prev_cursor"}. next_cursor, in the same order, goes on past the page's
+// last record; prev_cursor, the first record's position, reads the
+// records before the page with the other order.
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, q audit.Query) {
 	limit := q.Limit
 	q.Limit++ // one more tells whether there is a next page
 	page := struct {
 		Events     []audit.RecordJSON `json:"events"`
 		NextCursor *string            `json:"next_cursor"`
+		PrevCursor *string            `json:"prev_cursor"`
 	}{Events: []audit.RecordJSON{}}
 	var last uint64
 	err := s.cfg.Audit.Scan(r.Context(), q, func(rec *audit.Record) error {
@@ -185,6 +203,10 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, q audit.Query
 			c := auditCursor(last)
 			page.NextCursor = &c
 			return nil
+		}
+		if len(page.Events) == 0 {
+			c := auditCursor(rec.Seq)
+			page.PrevCursor = &c
 		}
 		page.Events = append(page.Events, audit.JSONOf(rec))
 		last = rec.Seq

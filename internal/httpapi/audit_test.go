@@ -138,6 +138,7 @@ func (s *apiServer) get(t *testing.T, tok, path string, hdr ...string) answer {
 type page struct {
 	Events     []audit.RecordJSON `json:"events"`
 	NextCursor *string            `json:"next_cursor"`
+	PrevCursor *string            `json:"prev_cursor"`
 }
 
 func (s *apiServer) page(t *testing.T, tok, query string) page {
@@ -217,7 +218,7 @@ func TestAuditFormats(t *testing.T) {
 		t.Fatalf("json content type %q", ct)
 	}
 	empty := api.get(t, tokAuditorAll, "/api/audit?type=license.uploaded")
-	if strings.TrimSpace(string(empty.body)) != `{"events":[],"next_cursor":null}` {
+	if strings.TrimSpace(string(empty.body)) != `{"events":[],"next_cursor":null,"prev_cursor":null}` {
 		t.Fatalf("no records: %s", empty.body)
 	}
 
@@ -279,8 +280,41 @@ func TestAuditFiltersAndPaging(t *testing.T) {
 	if p := api.page(t, tokOperator, ""); len(p.Events) != n || p.NextCursor != nil {
 		t.Fatalf("default limit: %d records", len(p.Events))
 	}
+	if got := api.all(t, tokOperator, url.Values{"order": {"asc"}}, 9); !slices.Equal(got, every) {
+		t.Fatalf("order=asc: %v", got)
+	}
+	// Newest first, every page; and from any page both ways.
+	newest := slices.Clone(every)
+	slices.Reverse(newest)
+	for _, limit := range []int{1, 7, 40} {
+		if got := api.all(t, tokOperator, url.Values{"order": {"desc"}}, limit); !slices.Equal(got, newest) {
+			t.Fatalf("order=desc, limit %d: %v", limit, got)
+		}
+	}
+	if got := api.all(t, tokOperator, url.Values{"order": {"desc"}, "org": {"_instance"}}, 4); !slices.Equal(got, []uint64{38, 35, 32, 29, 26, 23, 20, 17, 14, 11, 8, 5, 2}) {
+		t.Fatalf("order=desc&org=_instance: %v", got)
+	}
+	first := api.page(t, tokOperator, "order=desc&limit=10")
+	if first.Events[0].Seq != 40 || first.NextCursor == nil || first.PrevCursor == nil {
+		t.Fatalf("newest page: %d… next %v prev %v", first.Events[0].Seq, first.NextCursor, first.PrevCursor)
+	}
+	if p := api.page(t, tokOperator, "order=asc&limit=10&cursor="+*first.PrevCursor); len(p.Events) != 0 || p.PrevCursor != nil {
+		t.Fatalf("newer than the newest: %d records", len(p.Events))
+	}
+	second := api.page(t, tokOperator, "order=desc&limit=10&cursor="+*first.NextCursor)
+	if len(second.Events) != 10 || second.Events[0].Seq != 30 || second.Events[9].Seq != 21 {
+		t.Fatalf("second page: %d records from %d", len(second.Events), second.Events[0].Seq)
+	}
+	back := api.page(t, tokOperator, "order=asc&limit=10&cursor="+*second.PrevCursor)
+	if len(back.Events) != 10 || back.Events[0].Seq != 31 || back.Events[9].Seq != 40 || back.NextCursor != nil {
+		t.Fatalf("back to the newest: %d records from %d, next %v", len(back.Events), back.Events[0].Seq, back.NextCursor)
+	}
+	older := api.page(t, tokOperator, "order=desc&limit=10&cursor="+*back.PrevCursor)
+	if len(older.Events) != 10 || older.Events[0].Seq != 30 {
+		t.Fatalf("older again: %d records from %d", len(older.Events), older.Events[0].Seq)
+	}
 	for _, q := range []string{"limit=0", "limit=5001", "limit=ten", "cursor=nonsense", "cursor=c2VxOng",
-		"format=xml", "since=yesterday", "until=2026-11-29", "type=License", "type=" + strings.Repeat("a", 65)} {
+		"order=newest", "order=DESC", "format=xml", "since=yesterday", "until=2026-11-29", "type=License", "type=" + strings.Repeat("a", 65)} {
 		a := api.get(t, tokOperator, "/api/audit?"+q)
 		if a.code != 400 || !strings.Contains(string(a.body), `"error":"bad_request"`) {
 			t.Errorf("%s: %d %s", q, a.code, a.body)
@@ -321,6 +355,11 @@ func TestAuditScope(t *testing.T) {
 		}
 		if got := api.all(t, tok, url.Values{"org": {"acme"}}, 100); !slices.Equal(got, acme) {
 			t.Errorf("%s org=acme: %v", tok[:12], got)
+		}
+		newest := slices.Clone(acme)
+		slices.Reverse(newest)
+		if got := api.all(t, tok, url.Values{"order": {"desc"}}, 3); !slices.Equal(got, newest) {
+			t.Errorf("%s newest first: %v", tok[:12], got)
 		}
 		// A cursor from someone who sees everything moves the start, never the scope.
 		p := api.page(t, tokOperator, "limit=2&org=globex")

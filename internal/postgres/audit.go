@@ -44,14 +44,17 @@ const treeHashesColumn = `coalesce(tree_hashes, (SELECT t.tree_hashes FROM licen
 // (EnvelopeKept), so that audit.Verify checks it too.
 func (a *AuditReader) Scan(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error {
 	page := make([]audit.Record, 0, a.pageSize)
-	after, sent := q.After, 0
+	pos, sent := q.After, 0 // the last seq read: the next page starts past it
+	if q.Desc {
+		pos = q.Before
+	}
 	for {
 		want := a.pageSize
 		if q.Limit > 0 {
 			want = min(want, q.Limit-sent)
 		}
 		var err error
-		if page, err = a.page(ctx, page[:0], &q, after, want); err != nil {
+		if page, err = a.page(ctx, page[:0], &q, pos, want); err != nil {
 			return err
 		}
 		for i := range page {
@@ -63,17 +66,26 @@ func (a *AuditReader) Scan(ctx context.Context, q audit.Query, fn func(*audit.Re
 		if len(page) < want || (q.Limit > 0 && sent >= q.Limit) {
 			return nil
 		}
-		after = page[len(page)-1].Seq
+		pos = page[len(page)-1].Seq
 	}
 }
 
-// page appends to buf up to n records matching q with seq > after.
-func (a *AuditReader) page(ctx context.Context, buf []audit.Record, q *audit.Query, after uint64, n int) ([]audit.Record, error) {
-	args := []any{int64(after)}
-	where := []string{"seq > $1"}
+// page appends to buf up to n records matching q past pos: with seq >
+// pos, or with q.Desc seq < pos (0: from the newest), newest first.
+func (a *AuditReader) page(ctx context.Context, buf []audit.Record, q *audit.Query, pos uint64, n int) ([]audit.Record, error) {
+	var args []any
+	var where []string
 	add := func(cond string, v any) {
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	after, before, order := pos, q.Before, "seq"
+	if q.Desc {
+		after, before, order = q.After, pos, "seq DESC"
+	}
+	add("seq > $%d", int64(after))
+	if before != 0 {
+		add("seq < $%d", int64(before))
 	}
 	if q.Org != "" {
 		add("org_slug = $%d", q.Org)
@@ -91,7 +103,7 @@ func (a *AuditReader) page(ctx context.Context, buf []audit.Record, q *audit.Que
 		add("org_slug = ANY($%d)", q.Scope)
 	}
 	args = append(args, n)
-	sql := fmt.Sprintf("%s WHERE %s ORDER BY seq LIMIT $%d", auditSelect, strings.Join(where, " AND "), len(args))
+	sql := fmt.Sprintf("%s WHERE %s ORDER BY %s LIMIT $%d", auditSelect, strings.Join(where, " AND "), order, len(args))
 	rows, err := a.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return buf, fmt.Errorf("audit: %w", err)

@@ -111,6 +111,10 @@ var auditQueries = []struct {
 	{"scope with cursor", audit.Query{Scope: []string{"globex"}, After: 6}, []uint64{7}},
 	{"scope and time", audit.Query{Scope: []string{"acme"}, Since: auditBase.Add(4 * time.Minute)}, []uint64{8, 10}},
 	{"empty scope", audit.Query{Scope: []string{}}, nil},
+	{"before", audit.Query{Before: 4}, []uint64{1, 2, 3}},
+	{"desc", audit.Query{Desc: true}, []uint64{10, 9, 8, 7, 6, 5, 4, 3, 2, 1}},
+	{"desc limit across pages", audit.Query{Desc: true, Before: 10, Limit: 7}, []uint64{9, 8, 7, 6, 5, 4, 3}},
+	{"desc org and cursor", audit.Query{Desc: true, Org: "acme", Before: 8, After: 2}, []uint64{5, 4}},
 }
 
 func scanAll(t *testing.T, r audit.Reader, q audit.Query) []audit.Record {

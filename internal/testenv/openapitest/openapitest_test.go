@@ -58,7 +58,7 @@ func TestValidatorChecksCanFail(t *testing.T) {
 		{"429 without Retry-After", "GET", "/api/whoami", tok, "", answer(429, "application/json", `{"error":"rate_limited","message":"x"}`), "Retry-After"},
 		{"429 with Retry-After", "GET", "/api/whoami", tok, "", answer(429, "application/json", `{"error":"rate_limited","message":"x"}`, "Retry-After", "3"), ""},
 		{"a bad org accepted", "GET", "/api/license?org=Acme", tok, "", answer(200, "application/json", statusJSON), "refuses the request"},
-		{"an empty org is absent", "GET", "/api/audit?org=", tok, "", answer(200, "application/json", `{"events":[],"next_cursor":null}`), ""},
+		{"an empty org is absent", "GET", "/api/audit?org=", tok, "", answer(200, "application/json", `{"events":[],"next_cursor":null,"prev_cursor":null}`), ""},
 		{"a bad org refused", "GET", "/api/license?org=Acme", tok, "", answer(400, "application/json", `{"error":"org_invalid","message":"x"}`), ""},
 		{"no token accepted", "GET", "/api/license?org=acme", "", "", answer(200, "application/json", statusJSON), "refuses the request"},
 		{"no token refused", "GET", "/api/license?org=acme", "", "", answer(401, "application/json", `{"error":"unauthorized","message":"x"}`, "WWW-Authenticate", `Bearer realm="ledger"`), ""},

@@ -1,12 +1,18 @@
 // Audit history: the timeline, filters, exports and chain verification.
 
 import {
-  $, SOURCES, TYPE_LABELS, api, el, errorSentence, fillDatalist, fmtSeconds, orgNames, plural, setMessage, show,
+  $, SOURCES, TYPE_LABELS, UNKNOWN_BADGE, api, daysWords, el, errorSentence, fillBadge, fillDatalist, fmtSeconds, fmtTime, orgNames,
+  plural, setMessage, show, unknownOrg,
 } from './common.js';
 
 // ---- Audit history ---------------------------------------------------------
 
-const auditState = { cursor: null, count: 0, w: null };
+// Newest first, a page at a time, both ways (GET /api/audit?order=desc):
+// older is the page's next_cursor, newer its prev_cursor read in
+// ascending order and shown reversed. The page size is ?limit= (200).
+const auditState = {
+  w: null, limit: 200, older: null, newer: null, hasOlder: false, hasNewer: false, req: 0,
+};
 
 function auditFilters() {
   const p = new URLSearchParams();
@@ -73,17 +79,29 @@ function auditItem(rec) {
     : rec.type === 'invalid' ? 'invalid'
       : rec.type === 'license.expired' || rec.type === 'license.grace_started' || rec.type === 'license.expiring' ? 'expiry' : null;
   const actor = rec.actor ? rec.actor.kind + ' ' + rec.actor.id : 'unknown';
-  const meta = ['org ' + rec.org, 'by ' + actor];
+  const meta = ['by ' + actor];
   if (d.source) meta.push('via ' + (SOURCES[d.source] || d.source));
   meta.push('seq ' + rec.seq);
   return el('li', { class: cls, 'data-type': rec.type, 'data-seq': String(rec.seq), 'data-org': rec.org },
     el('div', { class: 'ev-head' },
       el('time', { datetime: rec.at || '', text: rec.at ? fmtSeconds(rec.at) : 'no time' }),
       el('span', { class: 'ev-type', text: TYPE_LABELS[rec.type] || rec.type })),
-    el('div', { class: 'ev-meta', text: meta.join(' · ') }),
+    el('div', { class: 'ev-meta' }, 'org ', orgLink(rec.org), ' · ' + meta.join(' · ')),
     el('p', { class: 'ev-detail', text: eventDetail(rec, env) }),
     el('button', { type: 'button', class: 'ev-proof', 'data-seq': String(rec.seq), text: 'Download with proof',
       title: 'The record, its inclusion proof and the signed checkpoint: ledger audit verify-proof checks it offline' }));
+}
+
+// orgLink leads from an event to its org: its license page for those who
+// may open it, else its history.
+function orgLink(org) {
+  if (!org) return '—';
+  const w = auditState.w;
+  const license = w && (w.role === 'operator' || (w.role === 'org_admin' && org !== '_instance'));
+  return el('a', {
+    class: 'ev-org', href: license ? '/ui/license/?org=' + encodeURIComponent(org) : '/ui/audit/?org=' + encodeURIComponent(org),
+    title: license ? 'The license of ' + org : 'The history of ' + org, text: org,
+  });
 }
 
 // download saves blob as name.
@@ -138,33 +156,107 @@ async function loadCheckpoint() {
 }
 
 
-async function loadAudit(more) {
+// loadAudit shows a page: go is 'newest' (the first page), 'older' or
+// 'newer' than the one shown.
+async function loadAudit(go) {
+  const req = ++auditState.req; // a later request supersedes this one
   const p = auditFilters();
-  p.set('limit', '200');
-  if (more && auditState.cursor) p.set('cursor', auditState.cursor);
-  if (!more) {
-    $('audit-list').replaceChildren();
-    auditState.count = 0;
+  p.set('limit', String(auditState.limit));
+  const newer = go === 'newer' && auditState.newer;
+  if (go === 'older' && auditState.older) p.set('cursor', auditState.older);
+  if (newer) p.set('cursor', auditState.newer);
+  p.set('order', newer ? 'asc' : 'desc');
+  if (go === 'newest') {
     const url = new URL(location.href);
-    url.search = auditFilters().toString();
+    const f = auditFilters();
+    if (auditState.limit !== 200) f.set('limit', String(auditState.limit));
+    url.search = f.toString();
     history.replaceState(null, '', url);
+    loadOrgHistory(f.get('org'));
   }
   show($('audit-error'), false);
   $('audit-summary').textContent = 'Loading…';
   const r = await api('GET', '/api/audit?' + p.toString());
+  if (req !== auditState.req) return;
   if (!r.ok) {
     $('audit-summary').textContent = '';
     $('audit-error').textContent = errorSentence(r.code, { org: p.get('org'), message: r.message, retryAfter: r.retryAfter });
     show($('audit-error'), true);
-    show($('audit-more'), false);
     return;
   }
-  $('audit-list').append(...r.data.events.map(auditItem));
-  auditState.count += r.data.events.length;
-  auditState.cursor = r.data.next_cursor;
-  show($('audit-more'), !!auditState.cursor);
-  $('audit-summary').textContent = auditState.count === 0 ? 'No events match.'
-    : 'Showing ' + plural(auditState.count, 'event') + ', oldest first' + (auditState.cursor ? '; more below.' : '.');
+  const events = r.data.events.slice();
+  if (newer) {
+    if (!r.data.next_cursor) { // these are the newest: show a whole first page
+      loadAudit('newest');
+      return;
+    }
+    events.reverse();
+    auditState.newer = r.data.next_cursor;
+    auditState.older = r.data.prev_cursor;
+    auditState.hasNewer = auditState.hasOlder = true;
+  } else {
+    auditState.older = r.data.next_cursor;
+    auditState.newer = r.data.prev_cursor;
+    auditState.hasOlder = !!r.data.next_cursor;
+    auditState.hasNewer = go !== 'newest' && events.length > 0;
+  }
+  $('audit-list').replaceChildren(...events.map(auditItem));
+  for (const nav of [$('audit-pager-top'), $('audit-pager-bottom')]) {
+    show(nav, auditState.hasOlder || auditState.hasNewer);
+    for (const b of nav.querySelectorAll('button')) {
+      b.disabled = b.dataset.go === 'older' ? !auditState.hasOlder : !auditState.hasNewer;
+    }
+  }
+  if (!events.length) {
+    $('audit-summary').textContent = 'No events match.';
+    return;
+  }
+  const first = events[0], last = events[events.length - 1];
+  $('audit-summary').textContent = 'Showing ' + plural(events.length, 'event') + ', newest first: seq ' + first.seq +
+    (events.length > 1 ? ' down to ' + last.seq : '') + (first.at && last.at ? ' (' + fmtTime(first.at) +
+    (events.length > 1 ? ' back to ' + fmtTime(last.at) : '') + ')' : '') + '. ' +
+    (auditState.hasNewer ? 'Newer events on the previous pages' : 'These are the newest') + '; ' +
+    (auditState.hasOlder ? 'older ones on the next.' : 'nothing older.');
+  if (go !== 'newest') $('audit-summary').scrollIntoView({ block: 'nearest' });
+}
+
+// loadOrgHistory heads the page with the org's current state when the
+// page is filtered by one org: the per-org history view.
+async function loadOrgHistory(org) {
+  const box = $('org-history');
+  if (!org) {
+    show(box, false);
+    $('audit-title').textContent = 'Audit history';
+    return;
+  }
+  $('audit-title').textContent = 'Audit history of ' + org;
+  $('org-history-org').textContent = org;
+  $('org-history-all').href = '/ui/audit/';
+  const w = auditState.w;
+  const mayOpen = w.role === 'operator' || (w.role === 'org_admin' && org !== '_instance');
+  const link = $('org-history-license');
+  link.href = '/ui/license/?org=' + encodeURIComponent(org);
+  show(link, mayOpen);
+  const badge = $('org-history-badge');
+  const text = $('org-history-text');
+  show(badge, false);
+  text.textContent = 'Every event of ' + org + ', newest first: uploads, removals, revocations, rejected uploads, expiry, usage.';
+  show(box, true);
+  if (!mayOpen) return; // an auditor reads the trail, not the license
+  const r = await api('GET', '/api/license?org=' + encodeURIComponent(org));
+  if (!r.ok || $('audit-org').value.trim() !== org) return;
+  const rep = r.data;
+  fillBadge(badge, rep.status, rep.reason);
+  if (unknownOrg(rep) && rep.status === 'missing') badge.textContent = UNKNOWN_BADGE;
+  show(badge, true);
+  if (unknownOrg(rep)) {
+    text.textContent = 'No organization named "' + org + '" has any license event here: check the spelling.';
+  } else {
+    const days = daysWords(rep);
+    text.textContent = (rep.license_id ? 'Now: license ' + rep.license_id + (rep.resolved_from === 'instance' ? ' (instance-wide)' : '') +
+      (rep.expires ? ', expires ' + fmtTime(rep.expires) + (days ? ' — ' + days : '') : '') + '.' : 'Now: no license in force.') +
+      ' Below, every event of ' + org + ', newest first.';
+  }
 }
 
 async function exportAudit(format) {
@@ -221,8 +313,15 @@ export function initAudit(w) {
   else if (w.role === 'operator') {
     orgNames().then((r) => { if (r.orgs) fillDatalist($('audit-org-options'), r.orgs.map((o) => o.org)); });
   }
-  $('audit-filter').addEventListener('submit', (ev) => { ev.preventDefault(); loadAudit(false); });
-  $('audit-more').addEventListener('click', () => loadAudit(true));
+  const limit = parseInt(q.get('limit') || '', 10);
+  if (limit >= 1 && limit <= 5000) auditState.limit = limit;
+  $('audit-filter').addEventListener('submit', (ev) => { ev.preventDefault(); loadAudit('newest'); });
+  for (const nav of [$('audit-pager-top'), $('audit-pager-bottom')]) {
+    nav.addEventListener('click', (ev) => {
+      const b = ev.target.closest('button[data-go]');
+      if (b && !b.disabled) loadAudit(b.dataset.go);
+    });
+  }
   $('export-csv').addEventListener('click', () => exportAudit('csv'));
   $('export-jsonl').addEventListener('click', () => exportAudit('jsonl'));
   $('audit-list').addEventListener('click', (ev) => {
@@ -239,5 +338,5 @@ export function initAudit(w) {
     $('verify-run').addEventListener('click', verifyChain);
     verifyChain();
   }
-  loadAudit(false);
+  loadAudit('newest');
 }

@@ -11,6 +11,9 @@ export const $ = (id) => document.getElementById(id);
 export const BADGES = {
   valid: 'Active', grace: 'Grace Period', expired: 'Expired', missing: 'No License', invalid: 'Invalid',
 };
+// What the badge says for an org with no event at all (status missing,
+// seq 0): most often a mistyped name.
+export const UNKNOWN_BADGE = 'Unknown organization';
 export const REASONS = {
   malformed: 'the stored license is damaged',
   unknown_key: 'signed with a vendor key this install does not trust',
@@ -136,6 +139,25 @@ export function daysText(dr) {
   if (dr === 0) return 'less than a day left';
   if (dr === -1) return 'expired less than a day ago';
   return 'expired ' + plural(-dr - 1, 'day') + ' ago';
+}
+
+// daysWords is a status payload's days in words, by its status: days left
+// while valid, the grace left while in grace ("in grace: 4 days of grace
+// left"), how long ago it expired once expired; '' when there is no
+// expiry, or the license is not in force (invalid, missing).
+export function daysWords(rep) {
+  const dr = rep.days_remaining;
+  if (dr === null || dr === undefined) return '';
+  if (rep.status === 'grace') {
+    // Grace is whole days after the expiry: grace_ends − expires.
+    const g = Math.round((Date.parse(rep.grace_ends) - Date.parse(rep.expires)) / 86400000);
+    const left = isNaN(g) ? null : g + dr;
+    if (left === null || left < 0) return 'in grace';
+    return 'in grace: ' + (left === 0 ? 'less than a day' : plural(left, 'day')) + ' of grace left';
+  }
+  if (rep.status === 'expired') return daysText(Math.min(dr, -1));
+  if (rep.status === 'valid') return daysText(Math.max(dr, 0));
+  return '';
 }
 
 // Days ahead of expiry from which the UI asks for the renewal (the first
@@ -268,4 +290,27 @@ export async function orgNames() {
 
 export function fillDatalist(list, names) {
   list.replaceChildren(...names.map((n) => el('option', { value: n })));
+}
+
+// unknownOrg: a status payload of an org with no event here (seq 0): a
+// mistyped name, or an org that never had a license.
+export function unknownOrg(rep) {
+  return rep.org !== '_instance' && (rep.seq === 0 || rep.seq === null) && rep.resolved_from !== 'org';
+}
+
+// confirmAction asks in the page's confirmation dialog; it resolves to
+// true when the person confirms, false when they cancel (the button,
+// Escape or closing the dialog).
+export function confirmAction(title, text, action) {
+  const dlg = $('confirm-dialog');
+  $('confirm-title').textContent = title;
+  const body = $('confirm-text');
+  body.replaceChildren(...(Array.isArray(text) ? text : [text]).map((t) => (t instanceof Node ? t : el('p', { text: t }))));
+  $('confirm-ok').textContent = action;
+  dlg.returnValue = '';
+  return new Promise((resolve) => {
+    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+    dlg.showModal();
+    $('confirm-cancel').focus();
+  });
 }

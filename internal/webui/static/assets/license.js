@@ -2,8 +2,8 @@
 // operators the install's enforcement mode.
 
 import {
-  $, BADGES, api, daysText, el, errorSentence, fillBadge, fillDatalist, fmtTime, orgNames, plural, renewalDue, seats, setMessage,
-  show, tierName,
+  $, BADGES, UNKNOWN_BADGE, api, confirmAction, daysText, daysWords, el, errorSentence, fillBadge, fillDatalist, fmtTime, orgNames,
+  plural, renewalDue, seats, setMessage, show, tierName, unknownOrg,
 } from './common.js';
 
 // ---- Settings → License ---------------------------------------------------
@@ -13,20 +13,33 @@ const lic = { org: null, w: null, report: null, seatMode: null };
 function renderReport(rep) {
   lic.report = rep;
   $('lic-org').textContent = rep.org === '_instance' ? 'Instance-wide license (_instance)' : rep.org;
+  const unknown = unknownOrg(rep);
   fillBadge($('lic-badge'), rep.status, rep.reason);
+  if (unknown && rep.status === 'missing') $('lic-badge').textContent = UNKNOWN_BADGE;
+  $('lic-badge').dataset.unknown = String(unknown);
   const note = $('lic-note');
-  if (rep.resolved_from === 'instance') {
+  note.className = unknown ? 'msg warn' : 'note';
+  if (unknown) {
+    note.textContent = 'No organization named "' + rep.org + '" has any license event here: check the spelling. ' +
+      (rep.resolved_from === 'instance' ? 'If it is a new organization, the instance-wide license applies to it until it has its own.'
+        : 'If it is a new organization, paste its first license below.');
+    show(note, true);
+  } else if (rep.resolved_from === 'instance') {
     note.textContent = rep.org + ' has no license of its own: the instance-wide license applies.';
     show(note, true);
   } else if (rep.status === 'missing') {
-    note.textContent = 'No license has been uploaded for ' + rep.org + '. Paste one below.';
+    note.textContent = rep.org + ' has no license: none is in force (its history says what happened). Paste one below.';
     show(note, true);
   } else {
     show(note, false);
   }
+  const hist = $('lic-history');
+  hist.href = '/ui/audit/?org=' + encodeURIComponent(rep.org);
+  hist.textContent = 'History of ' + rep.org;
   $('lic-customer').textContent = rep.customer || '—';
   $('lic-tier').textContent = tierName(rep.tier);
-  $('lic-expires').textContent = rep.expires ? fmtTime(rep.expires) + ' — ' + daysText(rep.days_remaining) : '—';
+  const days = daysWords(rep);
+  $('lic-expires').textContent = rep.expires ? fmtTime(rep.expires) + (days ? ' — ' + days : '') : '—';
   $('lic-grace').textContent = fmtTime(rep.grace_ends);
   $('lic-users').textContent = rep.users_limit === null ? '—' : rep.users_limit === 0 ? 'Unlimited' : String(rep.users_limit);
   $('lic-products').textContent = rep.products && rep.products.length ? rep.products.join(', ') : (rep.license_id ? 'None' : '—');
@@ -46,7 +59,94 @@ function renderReport(rep) {
   }
   renderSeats(rep);
   renderBanner(rep);
+  renderOps(rep);
   show($('license-view'), true);
+}
+
+// ---- operator actions: remove and revoke --------------------------------
+
+// The actions apply to the org's own license in force; operators only
+// (the API refuses everyone else anyway).
+function renderOps(rep) {
+  const own = lic.w && lic.w.role === 'operator' && rep.resolved_from === 'org' && !!rep.license_id;
+  show($('ops-panel'), own);
+  if (!own) return;
+  $('ops-org').textContent = rep.org;
+  $('ops-license').textContent = rep.license_id;
+  // A revoked license stays revoked: only its removal is left.
+  show($('ops-invalidate-form'), !(rep.status === 'invalid' && rep.reason === 'revoked'));
+}
+
+function opsFailed(r, what) {
+  setMessage($('ops-result'), 'error', errorSentence(r.code, { org: lic.org, message: r.message, retryAfter: r.retryAfter }),
+    what + ': nothing was changed.');
+  $('ops-result').scrollIntoView({ block: 'nearest' });
+}
+
+async function removeLicense() {
+  const rep = lic.report;
+  if (!rep || !rep.license_id) return;
+  const org = rep.org, id = rep.license_id;
+  setMessage($('ops-result'), '', '');
+  const ok = await confirmAction('Remove the license of ' + org + '?', [
+    'License ' + id + ' will be removed from ' + org + '.',
+    rep.pending ? 'Its pending renewal ' + rep.pending.license_id + ' is removed with it.' : '',
+    org === '_instance' ? 'Orgs without a license of their own are left with none.'
+      : org + ' is left with no license of its own' + ' (the instance-wide license applies, if there is one).',
+  ].filter((x) => x), 'Remove license ' + id);
+  if (!ok) {
+    setMessage($('ops-result'), 'ok', 'Cancelled: the license of ' + org + ' was not removed.');
+    return;
+  }
+  const btn = $('ops-remove');
+  btn.disabled = true;
+  const r = await api('DELETE', '/api/license?org=' + encodeURIComponent(org), { headers: { 'X-Ledger-Client': 'ui' } });
+  btn.disabled = false;
+  if (!r.ok) {
+    opsFailed(r, 'Not removed');
+    return;
+  }
+  renderReport(r.data);
+  setMessage($('ops-result'), 'ok', 'License ' + id + ' removed from ' + org + '. Status now: ' +
+    (BADGES[r.data.status] || r.data.status) + (r.data.resolved_from === 'instance' ? ' (the instance-wide license).' : '.'));
+  loadInstall();
+}
+
+async function invalidateLicense(ev) {
+  ev.preventDefault();
+  const rep = lic.report;
+  if (!rep || !rep.license_id) return;
+  const org = rep.org, id = rep.license_id;
+  const note = $('ops-note').value.trim();
+  if (new TextEncoder().encode(note).length > 1024) {
+    setMessage($('ops-result'), 'error', 'The note is longer than 1024 bytes: shorten it.', 'Not revoked: nothing was changed.');
+    $('ops-note').focus();
+    return;
+  }
+  setMessage($('ops-result'), '', '');
+  const ok = await confirmAction('Revoke the license of ' + org + '?', [
+    'License ' + id + ' of ' + org + ' will be revoked for good: it becomes invalid at once and can never be used again.',
+    note ? 'Note recorded: "' + note + '"' : 'No note: the audit history will not say why.',
+  ], 'Revoke license ' + id);
+  if (!ok) {
+    setMessage($('ops-result'), 'ok', 'Cancelled: the license of ' + org + ' was not revoked.');
+    return;
+  }
+  const btn = $('ops-invalidate');
+  btn.disabled = true;
+  const r = await api('POST', '/api/license/invalidate?org=' + encodeURIComponent(org), {
+    body: JSON.stringify({ license_id: id, note }), headers: { 'Content-Type': 'application/json', 'X-Ledger-Client': 'ui' },
+  });
+  btn.disabled = false;
+  if (!r.ok) {
+    opsFailed(r, 'Not revoked');
+    return;
+  }
+  $('ops-note').value = '';
+  renderReport(r.data);
+  setMessage($('ops-result'), 'ok', 'License ' + id + ' of ' + org + ' revoked. Status now: ' +
+    (BADGES[r.data.status] || r.data.status) + (r.data.reason ? ': ' + r.data.reason : '') + '.');
+  loadInstall();
 }
 
 // The renewal banner: expiry near (within 30 days, no renewal stored),
@@ -154,6 +254,7 @@ async function loadLicense(org) {
   const errNode = $('license-load-error');
   show(errNode, false);
   setMessage($('upload-result'), '', '');
+  setMessage($('ops-result'), '', '');
   const [r, inst] = await Promise.all([api('GET', '/api/license?org=' + encodeURIComponent(org)), api('GET', '/api/install')]);
   lic.seatMode = inst.ok ? inst.data.seat_enforcement || null : null;
   if (!r.ok) {
@@ -283,6 +384,8 @@ export async function initLicense(w) {
     show($('org-form'), true);
     $('enforcement-form').addEventListener('submit', setEnforcement);
     $('seat-enforcement-form').addEventListener('submit', setSeatEnforcement);
+    $('ops-remove').addEventListener('click', removeLicense);
+    $('ops-invalidate-form').addEventListener('submit', invalidateLicense);
     loadInstall();
     orgNames().then((r) => {
       if (r.orgs) fillDatalist($('org-options'), r.orgs.map((o) => o.org).concat(['_instance']).filter((v, i, a) => a.indexOf(v) === i));

@@ -2,7 +2,7 @@
 // Every page of /api/orgs is loaded, so the filters apply to every org.
 
 import {
-  $, badge, el, errorSentence, fmtTime, orgNames, plural, renewalDue, seats, show, tierName,
+  $, badge, daysWords, el, errorSentence, fmtTime, orgNames, plural, renewalDue, seats, show, tierName,
 } from './common.js';
 
 // ---- Organizations -------------------------------------------------------
@@ -63,7 +63,7 @@ function sortKey(o, key) {
     case 'customer': return (o.customer || '').toLowerCase();
     case 'tier': return o.tier || '';
     case 'expires': return o.expires || '';
-    case 'days': return o.days_remaining === null ? Infinity : o.days_remaining;
+    case 'days': return daysWords(o) === '' ? Infinity : o.days_remaining; // no license in force: last
     case 'seats': return seatKey(o);
     default: return o.org;
   }
@@ -92,7 +92,7 @@ function renderOrgs() {
       el('td', { text: o.customer || '—' }),
       el('td', { text: tierName(o.tier) }),
       el('td', { text: o.expires ? fmtTime(o.expires) : '—' }),
-      el('td', { text: o.days_remaining === null ? '—' : String(o.days_remaining) }),
+      el('td', { class: 'days', 'data-days': o.days_remaining === null ? '' : String(o.days_remaining), text: daysWords(o) || '—' }),
       seatCell(o));
   }));
   const nsoon = orgsState.rows.filter(soon).length;
