@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -144,14 +143,14 @@ func (f *auditSource) apiVerify(env *cli.Env, digest string) (audit.Result, erro
 
 type auditVerifyCmd struct {
 	auditSource
-	cli.NATSFlags
+	cli.NATSConn
 	Digest string `placeholder:"SEQ:HEX" help:"A digest taken earlier (audit digest, or the ledger's 'audit digest' log line) that must still be on the chain."`
 }
 
 // Help says how verify reaches the stream.
 func (c *auditVerifyCmd) Help() string {
 	return "With DATABASE_URL, every row is also compared with the stream's message when the stream answers: " +
-		"NATS_URL, else the embedded server at nats://127.0.0.1:4223, with reader credentials (NATS_NKEY, " +
+		"NATS_URL, else the embedded server of ledger serve at --nats-listen (default 127.0.0.1:4223), with reader credentials (NATS_NKEY, " +
 		"NATS_CREDS or NATS_USER, else $DATA_DIR/nats/reader.nk). When it does not answer, a note goes to " +
 		"stderr and PostgreSQL is verified alone. Without DATABASE_URL the ledger verifies its own trail " +
 		"(GET /api/audit/verify); a token scoped to some orgs has their records verified only, without a digest.\n\n" + auditExitCodes
@@ -190,17 +189,11 @@ func (c *auditVerifyCmd) Run(env *cli.Env) error {
 }
 
 // openStream reaches the stream with reader credentials, best effort:
-// NATS_URL, else the embedded server at nats://127.0.0.1:4223, with the
+// NATS_URL, else the embedded server at --nats-listen, with the
 // credentials given, else $DATA_DIR/nats/reader.nk. When it does not
 // answer, verification goes on without it, and says so on stderr.
 func (c *auditVerifyCmd) openStream(ctx context.Context, env *cli.Env) (audit.StreamLookup, func()) {
-	cfg := c.ConnConfig("ledger-audit-verify", natsauth.RoleReader, nil)
-	if cfg.URL == "" {
-		cfg.URL = "nats://127.0.0.1:4223"
-	}
-	if cfg.NKeyFile == "" && cfg.CredsFile == "" && cfg.User == "" {
-		cfg.NKeyFile = filepath.Join(c.DataDir, "nats", "reader.nk")
-	}
+	cfg := c.Resolve(c.DataDir, "ledger-audit-verify", natsauth.RoleReader, nil)
 	skip := func(err error) (audit.StreamLookup, func()) {
 		fmt.Fprintf(env.Stderr, "ledger: note: not comparing with the stream, which is not reachable (%v)\n", err)
 		return nil, func() {}

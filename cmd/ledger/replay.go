@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -36,15 +35,15 @@ type replayCmd struct {
 	DataDir          string        `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Ledger data directory: nats/ledger.nk for the embedded server's stream."`
 	Progress         string        `enum:"auto,bar,log" default:"auto" help:"auto: a progress bar when stderr is a terminal, else a log line every 5 s; bar; log."`
 	AnnounceTimeout  time.Duration `name:"announce-timeout" default:"30s" hidden:"" help:"How long recording an accepted divergence on the stream may take."`
-	cli.NATSFlags
+	cli.NATSConn
 	cli.KeyringFlags
 	cli.LogFlags
 }
 
 // Help is the detail of ledger replay --help.
 func (c *replayCmd) Help() string {
-	return `The stream is read from NATS_URL, else the embedded server at nats://127.0.0.1:4223 with ` +
-		`$DATA_DIR/nats/ledger.nk (reader credentials suffice, except to record an accepted divergence).
+	return `The stream is read from NATS_URL, else the embedded server of ledger serve at --nats-listen ` +
+		`(default 127.0.0.1:4223) with $DATA_DIR/nats/ledger.nk (reader credentials suffice, except to record an accepted divergence).
 
 --verify prints one line per difference: "org_licenses ORG: COLUMN: live X, replay Y", ` +
 		`"org_licenses ORG: missing in live" or "extra in live", the same for "revoked_licenses ORG LICENSE_ID", ` +
@@ -207,16 +206,10 @@ func announceReplacement(ctx context.Context, bus auditAppender, now time.Time, 
 	}
 }
 
-// openStream reaches the stream: NATS_URL, else the embedded server with
-// $DATA_DIR/nats/ledger.nk.
+// openStream reaches the stream: NATS_URL, else the embedded server at
+// --nats-listen with $DATA_DIR/nats/ledger.nk.
 func (c *replayCmd) openStream(ctx context.Context) (*natsbus.Bus, func(), error) {
-	cfg := c.ConnConfig("ledger-replay", natsauth.RoleLedger, nil)
-	if cfg.URL == "" {
-		cfg.URL = "nats://127.0.0.1:4223"
-	}
-	if cfg.NKeyFile == "" && cfg.CredsFile == "" && cfg.User == "" {
-		cfg.NKeyFile = filepath.Join(c.DataDir, "nats", "ledger.nk")
-	}
+	cfg := c.Resolve(c.DataDir, "ledger-replay", natsauth.RoleLedger, nil)
 	conn, err := natsbus.Dial(cfg)
 	if err != nil {
 		return nil, nil, unavailable("the stream: %w", err)
