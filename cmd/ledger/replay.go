@@ -33,6 +33,7 @@ type replayCmd struct {
 	AcceptDivergence bool          `name:"accept-divergence" help:"With --swap: replace a live audit that diverges from the stream. It is kept as license_audit_replaced_<unix>, and a ledger.audit_replaced event records it on licenses.audit._instance (needs the ledger's NATS credentials)."`
 	DatabaseURL      string        `name:"database-url" env:"LEDGER_MIGRATE_DATABASE_URL" placeholder:"URL" help:"PostgreSQL as the owner of the schema. Required."`
 	DataDir          string        `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Ledger data directory: nats/ledger.nk for the embedded server's stream."`
+	Output           string        `short:"o" enum:"text,json,table,csv" default:"text" placeholder:"text|json|table|csv" help:"--verify's report: text (default), the lines below; json: {total, differences: [{table, key, what}], checkpoint, live_checkpoint, org_rows, revoked_rows, audit_rows, chain}; table or csv: the differences, one row each (table, key, what). --swap prints text only."`
 	Progress         string        `enum:"auto,bar,log" default:"auto" help:"auto: a progress bar when stderr is a terminal, else a log line every 5 s; bar; log."`
 	AnnounceTimeout  time.Duration `name:"announce-timeout" default:"30s" hidden:"" help:"How long recording an accepted divergence on the stream may take."`
 	cli.NATSConn
@@ -75,6 +76,8 @@ func (c *replayCmd) validate() error {
 		return cli.Usage("replay needs exactly one of --verify and --swap")
 	case c.FromSeq > 0 && !c.Verify:
 		return cli.Usage("--from-seq only goes with --verify: a swap needs the whole stream")
+	case c.Output != outText && !c.Verify:
+		return cli.Usage("-o %s only goes with --verify: --swap prints what it did", c.Output)
 	case c.AcceptDivergence && !c.Swap:
 		return cli.Usage("--accept-divergence only goes with --swap")
 	case c.DatabaseURL == "":
@@ -129,11 +132,39 @@ func (c *replayCmd) verify(ctx context.Context, env *cli.Env, r *postgres.Replay
 	if err != nil {
 		return replayError(err)
 	}
-	d.Print(env.Stdout)
+	if err := printDiff(env, c.Output, d); err != nil {
+		return err
+	}
 	if d.Total > 0 {
 		return cli.Silent(cli.ExitFailed)
 	}
 	return nil
+}
+
+// printDiff writes replay --verify's report in the format of -o.
+func printDiff(env *cli.Env, format string, d postgres.DiffResult) error {
+	type diff struct {
+		Table string `json:"table"`
+		Key   string `json:"key"`
+		What  string `json:"what"`
+	}
+	rows := make([]diff, 0, len(d.Differences))
+	for _, x := range d.Differences {
+		rows = append(rows, diff{x.Table, x.Key, x.What})
+	}
+	switch format {
+	case outText:
+		d.Print(env.Stdout)
+		return nil
+	case outJSON:
+		return writeObject(env.Stdout, outJSON, map[string]any{"total": d.Total, "differences": rows,
+			"checkpoint": d.Checkpoint, "live_checkpoint": d.LiveCheckpoint, "org_rows": d.OrgRows,
+			"revoked_rows": d.RevokedRows, "audit_rows": d.AuditRows, "chain": d.Chain})
+	}
+	if more := d.Total - len(rows); more > 0 {
+		fmt.Fprintf(env.Stderr, "replay: %d more differences not listed\n", more)
+	}
+	return writeRows(env.Stdout, format, []string{"table", "key", "what"}, rows)
 }
 
 func (c *replayCmd) logBuild(log *slog.Logger, b postgres.BuildResult) {
