@@ -90,6 +90,10 @@ func (c *replayCmd) run(ctx context.Context, env *cli.Env) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
+	// Logs and the progress bar share stderr: never a line.
+	e := *env
+	e.Stderr = newTermWriter(env.Stderr)
+	env = &e
 	log, err := c.Logger(env.Stderr)
 	if err != nil {
 		return err

@@ -119,7 +119,12 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 // runMaint runs a maintenance command's body with its logger and a
 // context that SIGINT and SIGTERM cancel.
+// Its logs and notes go through a termWriter, so that they never share a
+// line with a progress bar.
 func (m *maintFlags) runMaint(env *cli.Env, run func(context.Context, *cli.Env, *slog.Logger) error) error {
+	e := *env
+	e.Stderr = newTermWriter(env.Stderr)
+	env = &e
 	log, err := m.Logger(env.Stderr)
 	if err != nil {
 		return err
