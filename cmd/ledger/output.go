@@ -30,11 +30,6 @@ type textOutput struct {
 	Output string `short:"o" enum:"text,json,table" default:"text" placeholder:"text|json|table" help:"text: the lines documented (default); json: one JSON object; table: key/value lines for people."`
 }
 
-// rowsOutput is -o of a command whose output is rows.
-type rowsOutput struct {
-	Output string `short:"o" enum:"text,json,table,csv" default:"text" placeholder:"text|json|table|csv" help:"text: the lines documented (default); json: an array of objects; table: columns for people; csv: RFC 4180 with a header line."`
-}
-
 // writeObject prints v, which marshals to a JSON object, as indented JSON
 // or as "key  value" lines (printTable).
 func writeObject(w io.Writer, format string, v any) error {
