@@ -53,7 +53,7 @@ func TestProgressBarRateAndLogLines(t *testing.T) {
 	}
 	log.Info("a log line")
 	s := out.String()
-	i := strings.Index(s, "level=INFO")
+	i := strings.Index(s, "time=")
 	if i < 0 || !strings.HasSuffix(s[:i], "\r\033[2K") {
 		t.Fatalf("the log line shares the bar's line: %q", s)
 	}
