@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/licenseledger/ledger/gatekeeper/natsstream"
 	"github.com/licenseledger/ledger/internal/buildinfo"
 	"github.com/licenseledger/ledger/internal/cli"
+	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/sighup"
 	"github.com/licenseledger/ledger/license"
 )
@@ -36,7 +36,7 @@ type gatekeeperCmd struct {
 	Version kong.VersionFlag `help:"Print the version and exit."`
 	cli.KeyringFlags
 	cli.LogFlags
-	cli.NATSFlags
+	cli.NATSConn
 
 	Listen          string        `env:"GATEKEEPER_LISTEN" default:"127.0.0.1:8081" help:"Reverse proxy address (needs --upstream); off to disable."`
 	Upstream        string        `env:"GATEKEEPER_UPSTREAM" placeholder:"URL" help:"The application behind the reverse proxy (http://host:port)."`
@@ -52,7 +52,7 @@ type gatekeeperCmd struct {
 	DecisionTimeout time.Duration `name:"decision-timeout" env:"GATEKEEPER_DECISION_TIMEOUT" default:"100ms" help:"After this the state counts as unavailable."`
 	MinSeqWait      time.Duration `name:"min-seq-wait" env:"GATEKEEPER_MIN_SEQ_WAIT" default:"50ms" help:"How long a request with X-License-Min-Seq waits for the event before folding the org's subject."`
 	MaxStaleness    time.Duration `name:"max-staleness" env:"GATEKEEPER_MAX_STALENESS" default:"30s" help:"Beyond this without confirming it is current, the replica stops trusting its cache for uncached orgs."`
-	DataDir         string        `env:"DATA_DIR" default:"./data" help:"Where the default reader credentials are ($DATA_DIR/nats/reader.nk)."`
+	DataDir         string        `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Where the default reader credentials are ($DATA_DIR/nats/reader.nk)."`
 	DatabaseURL     string        `name:"database-url" env:"DATABASE_URL" placeholder:"URL" help:"PostgreSQL read model (optional): faster start, reloads when stale."`
 	Enforce         string        `name:"enforce" env:"LICENSE_ENFORCE" placeholder:"0|1" help:"Override the install's enforcement mode (logged and exported as a metric)."`
 	ShutdownWait    time.Duration `name:"shutdown-timeout" env:"GATEKEEPER_SHUTDOWN_TIMEOUT" default:"10s" help:"How long to drain requests on SIGTERM."`
@@ -87,10 +87,10 @@ type gatekeeperCmd struct {
 // defaults fills in what depends on other settings.
 func (c *gatekeeperCmd) defaults() {
 	if c.NATSURL == "" {
-		c.NATSURL, c.urlDefaulted = "nats://127.0.0.1:4223", true
+		c.NATSURL, c.urlDefaulted = "nats://"+c.NATSListen, true
 	}
 	if c.NATSNKey == "" && c.NATSCreds == "" && c.NATSUser == "" {
-		c.NATSNKey, c.nkeyDefaulted = filepath.Join(c.DataDir, "nats", "reader.nk"), true
+		c.NATSNKey, c.nkeyDefaulted = c.SeedFile(c.DataDir, natsauth.RoleReader), true
 	}
 }
 

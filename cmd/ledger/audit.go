@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -56,7 +55,7 @@ type auditSource struct {
 func (f *auditSource) Help() string { return auditExitCodes }
 
 func (f *auditSource) client() *clientFlags {
-	return &clientFlags{Server: f.Server, Token: f.Token, DataDir: f.DataDir, CAFile: f.CAFile, Timeout: f.Timeout}
+	return &clientFlags{clientConn: clientConn{Server: f.Server, Token: f.Token, DataDir: f.DataDir, CAFile: f.CAFile, Timeout: f.Timeout}}
 }
 
 // openDB connects to DATABASE_URL.
@@ -144,14 +143,15 @@ func (f *auditSource) apiVerify(env *cli.Env, digest string) (audit.Result, erro
 
 type auditVerifyCmd struct {
 	auditSource
-	cli.NATSFlags
+	cli.NATSConn
+	textOutput
 	Digest string `placeholder:"SEQ:HEX" help:"A digest taken earlier (audit digest, or the ledger's 'audit digest' log line) that must still be on the chain."`
 }
 
 // Help says how verify reaches the stream.
 func (c *auditVerifyCmd) Help() string {
 	return "With DATABASE_URL, every row is also compared with the stream's message when the stream answers: " +
-		"NATS_URL, else the embedded server at nats://127.0.0.1:4223, with reader credentials (NATS_NKEY, " +
+		"NATS_URL, else the embedded server of ledger serve at --nats-listen (default 127.0.0.1:4223), with reader credentials (NATS_NKEY, " +
 		"NATS_CREDS or NATS_USER, else $DATA_DIR/nats/reader.nk). When it does not answer, a note goes to " +
 		"stderr and PostgreSQL is verified alone. Without DATABASE_URL the ledger verifies its own trail " +
 		"(GET /api/audit/verify); a token scoped to some orgs has their records verified only, without a digest.\n\n" + auditExitCodes
@@ -182,7 +182,11 @@ func (c *auditVerifyCmd) Run(env *cli.Env) error {
 			return unavailable("%v", err)
 		}
 	}
-	fmt.Fprintln(env.Stdout, res.String())
+	if c.Output == outText {
+		fmt.Fprintln(env.Stdout, res.String())
+	} else if err := writeObject(env.Stdout, c.Output, res); err != nil {
+		return err
+	}
 	if !res.OK {
 		return cli.Silent(cli.ExitFailed)
 	}
@@ -190,17 +194,11 @@ func (c *auditVerifyCmd) Run(env *cli.Env) error {
 }
 
 // openStream reaches the stream with reader credentials, best effort:
-// NATS_URL, else the embedded server at nats://127.0.0.1:4223, with the
+// NATS_URL, else the embedded server at --nats-listen, with the
 // credentials given, else $DATA_DIR/nats/reader.nk. When it does not
 // answer, verification goes on without it, and says so on stderr.
 func (c *auditVerifyCmd) openStream(ctx context.Context, env *cli.Env) (audit.StreamLookup, func()) {
-	cfg := c.ConnConfig("ledger-audit-verify", natsauth.RoleReader, nil)
-	if cfg.URL == "" {
-		cfg.URL = "nats://127.0.0.1:4223"
-	}
-	if cfg.NKeyFile == "" && cfg.CredsFile == "" && cfg.User == "" {
-		cfg.NKeyFile = filepath.Join(c.DataDir, "nats", "reader.nk")
-	}
+	cfg := c.Resolve(c.DataDir, "ledger-audit-verify", natsauth.RoleReader, nil)
 	skip := func(err error) (audit.StreamLookup, func()) {
 		fmt.Fprintf(env.Stderr, "ledger: note: not comparing with the stream, which is not reachable (%v)\n", err)
 		return nil, func() {}
@@ -316,6 +314,7 @@ func (s *streamCursor) close() {
 
 type auditDigestCmd struct {
 	auditSource
+	textOutput
 }
 
 func (c *auditDigestCmd) Run(env *cli.Env) error {
@@ -332,8 +331,7 @@ func (c *auditDigestCmd) Run(env *cli.Env) error {
 			fmt.Fprintf(env.Stderr, "ledger: the trail does not verify, no digest to keep: %s\n", res)
 			return cli.Silent(cli.ExitFailed)
 		}
-		fmt.Fprintln(env.Stdout, res.Digest)
-		return nil
+		return c.print(env, res.Digest)
 	}
 	ctx := context.Background()
 	reader, closeDB, err := c.openDB(ctx)
@@ -345,8 +343,16 @@ func (c *auditDigestCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return unavailable("%v", err)
 	}
-	fmt.Fprintln(env.Stdout, audit.Digest(seq, h))
-	return nil
+	return c.print(env, audit.Digest(seq, h))
+}
+
+// print writes the digest: the line alone (text), or {"digest": …}.
+func (c *auditDigestCmd) print(env *cli.Env, digest string) error {
+	if c.Output == outText {
+		fmt.Fprintln(env.Stdout, digest)
+		return nil
+	}
+	return writeObject(env.Stdout, c.Output, map[string]string{"digest": digest})
 }
 
 type auditExportCmd struct {
@@ -355,7 +361,19 @@ type auditExportCmd struct {
 	Type   string `placeholder:"TYPE" help:"Only records of this type (license.uploaded, …, or invalid)."`
 	Since  string `placeholder:"RFC3339" help:"Only events at or after this time."`
 	Until  string `placeholder:"RFC3339" help:"Only events before this time."`
-	Format string `enum:"json,jsonl,csv" default:"jsonl" help:"jsonl: one record per line; json: an array; csv: RFC 4180 with a header line."`
+	Output string `short:"o" enum:"jsonl,json,csv,table," default:"" placeholder:"jsonl|json|csv|table" help:"jsonl: one record per line (default); json: an array; csv: RFC 4180 with a header line; table: the CSV's columns aligned for people."`
+	Format string `enum:"json,jsonl,csv," default:"" placeholder:"jsonl|json|csv" help:"The same as -o (kept for scripts): jsonl, json or csv."`
+}
+
+// format is the chosen output: -o, else --format, else jsonl.
+func (c *auditExportCmd) format() string {
+	switch {
+	case c.Output != "":
+		return c.Output
+	case c.Format != "":
+		return c.Format
+	}
+	return audit.FormatJSONL
 }
 
 // query checks the filters.
@@ -385,11 +403,33 @@ func (c *auditExportCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
+	if c.Output != "" && c.Format != "" && c.Output != c.Format {
+		return cli.Usage("-o %s and --format %s: give one", c.Output, c.Format)
+	}
 	out := bufio.NewWriterSize(env.Stdout, 64<<10)
+	format := c.format()
+	var w io.Writer = out
+	var table chan error
+	if format == outTable {
+		// The CSV export, its columns aligned as it goes.
+		pr, pw := io.Pipe()
+		w, format, table = pw, audit.FormatCSV, make(chan error, 1)
+		go func() {
+			err := csvToTable(pr, out)
+			pr.CloseWithError(err)
+			table <- err
+		}()
+	}
 	if c.DatabaseURL != "" {
-		err = c.exportDB(q, out)
+		err = c.exportDB(q, w, format)
 	} else {
-		err = c.exportAPI(env, out)
+		err = c.exportAPI(env, w, format)
+	}
+	if table != nil {
+		w.(*io.PipeWriter).CloseWithError(err)
+		if terr := <-table; err == nil && terr != nil {
+			err = unavailable("the export is incomplete: %v", terr)
+		}
 	}
 	if ferr := out.Flush(); err == nil && ferr != nil {
 		err = ferr
@@ -397,14 +437,14 @@ func (c *auditExportCmd) Run(env *cli.Env) error {
 	return err
 }
 
-func (c *auditExportCmd) exportDB(q audit.Query, out io.Writer) error {
+func (c *auditExportCmd) exportDB(q audit.Query, out io.Writer, format string) error {
 	ctx := context.Background()
 	reader, closeDB, err := c.openDB(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
-	enc, err := audit.NewEncoder(out, c.Format)
+	enc, err := audit.NewEncoder(out, format)
 	if err != nil {
 		return cli.Usage("%v", err)
 	}
@@ -416,9 +456,9 @@ func (c *auditExportCmd) exportDB(q audit.Query, out io.Writer) error {
 
 // exportAPI streams GET /api/audit?format=jsonl|csv to out; a JSON array
 // is made of the JSON Lines, as audit.NewEncoder would write it.
-func (c *auditExportCmd) exportAPI(env *cli.Env, out io.Writer) error {
-	query := url.Values{"format": {c.Format}}
-	if c.Format == audit.FormatJSON {
+func (c *auditExportCmd) exportAPI(env *cli.Env, out io.Writer, format string) error {
+	query := url.Values{"format": {format}}
+	if format == audit.FormatJSON {
 		query.Set("format", audit.FormatJSONL)
 	}
 	for k, v := range map[string]string{"org": c.Org, "type": c.Type, "since": c.Since, "until": c.Until} {
@@ -431,7 +471,7 @@ func (c *auditExportCmd) exportAPI(env *cli.Env, out io.Writer) error {
 		return err
 	}
 	defer resp.Body.Close()
-	if c.Format == audit.FormatJSON {
+	if format == audit.FormatJSON {
 		err = linesToArray(resp.Body, out)
 	} else {
 		_, err = io.Copy(out, resp.Body)

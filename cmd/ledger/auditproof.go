@@ -164,6 +164,7 @@ type auditVerifyProofCmd struct {
 	Record     string `placeholder:"FILE" help:"Instead of a bundle: the record, one JSON object as the audit export writes it."`
 	Proof      string `placeholder:"FILE" help:"Instead of a bundle: the inclusion proof (GET /api/audit/proof/inclusion)."`
 	Checkpoint string `placeholder:"FILE" help:"Instead of a bundle: the signed checkpoint (ledger audit checkpoint)."`
+	textOutput
 }
 
 // Help says what is checked, and that nothing is asked of the ledger.
@@ -224,12 +225,21 @@ func (c *auditVerifyProofCmd) Run(env *cli.Env) error {
 		return cli.Usage("give a proof bundle, or --record, --proof and --checkpoint")
 	}
 	v, err := audit.VerifyBundle(b, vkey)
-	if err != nil {
+	switch {
+	case c.Output != outText && err != nil:
+		if werr := writeObject(env.Stdout, c.Output, map[string]any{"ok": false, "error": err.Error()}); werr != nil {
+			return werr
+		}
+	case c.Output != outText:
+		return writeObject(env.Stdout, c.Output, map[string]any{"ok": true, "seq": v.Seq, "tree_size": v.TreeSize,
+			"root": fmt.Sprintf("%x", v.Root), "origin": v.Origin})
+	case err != nil:
 		fmt.Fprintf(env.Stdout, "not proven: %v\n", err)
-		return cli.Silent(cli.ExitFailed)
+	default:
+		fmt.Fprintf(env.Stdout, "ok seq=%d tree_size=%d root=%x origin=%s\n", v.Seq, v.TreeSize, v.Root, v.Origin)
+		return nil
 	}
-	fmt.Fprintf(env.Stdout, "ok seq=%d tree_size=%d root=%x origin=%s\n", v.Seq, v.TreeSize, v.Root, v.Origin)
-	return nil
+	return cli.Silent(cli.ExitFailed)
 }
 
 // readInput reads a file, or standard input for "-".

@@ -46,6 +46,7 @@ const backupExitCodes = "Exit codes: 0 ok; 1 refused (DIR not empty, a stream th
 
 type backupCmd struct {
 	maintFlags
+	textOutput
 	Dir string `arg:"" placeholder:"DIR" help:"Directory for the backup: new, or empty."`
 }
 
@@ -101,6 +102,13 @@ func (c *backupCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger) err
 	}
 	if err := sc.finish(); err != nil {
 		return err
+	}
+	if c.Output != outText {
+		return writeObject(env.Stdout, c.Output, struct {
+			Dir string `json:"dir"`
+			manifest
+			From string `json:"from"`
+		}{c.Dir, m, sc.where})
 	}
 	fmt.Fprintf(env.Stdout, "backup: %s: stream %s seq %d..%d (%d messages, %d bytes) digest %s, from %s\n",
 		c.Dir, m.Stream, m.FirstSeq, m.LastSeq, m.Messages, m.Bytes, orNone(m.Digest), sc.where)

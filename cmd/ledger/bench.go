@@ -23,8 +23,9 @@ type benchCmd struct {
 	Quick       bool     `help:"Shorter runs and smaller data sets (under a minute; what CI runs)."`
 	Full        bool     `help:"Replay 1,000,000 events instead of 100,000; start replicas and the ledger on 1,000,000 orgs instead of 100,000."`
 	Orgs        int      `placeholder:"N" help:"Licensed orgs of the start and restart figures (default 100,000; 1,000,000 with --full), for a point of the growth curve."`
-	JSON        bool     `name:"json" help:"Print the rows as JSON instead of a table."`
-	Markdown    bool     `help:"Print the table as Markdown."`
+	Output      string   `short:"o" enum:"table,json,markdown,csv" default:"table" placeholder:"table|json|markdown|csv" help:"table (default), json: an array of rows, markdown, or csv with a header line."`
+	JSON        bool     `name:"json" help:"The same as -o json (kept for scripts)."`
+	Markdown    bool     `help:"The same as -o markdown (kept for scripts)."`
 	Only        []string `placeholder:"FIGURE" help:"Run only these figures: decision, authz, proxy, propagation, append, replay, tree, memory, start, restart."`
 	DatabaseURL string   `name:"database-url" placeholder:"URL" help:"PostgreSQL for the replay and start figures, as a user allowed to CREATE DATABASE. Defaults to $LEDGER_TEST_DATABASE_URL, else 127.0.0.1:5432 as user postgres or the OS user; bench never starts one."`
 	Gatekeeper  string   `placeholder:"FILE" type:"path" help:"The gatekeeper binary the start figure measures as its replica. Defaults to gatekeeper beside this binary, else on PATH; without one, this binary's hidden bench-replica (the same packages in the larger ledger binary)."`
@@ -34,6 +35,14 @@ type benchCmd struct {
 func (c *benchCmd) Run(env *cli.Env) error {
 	if c.JSON && c.Markdown {
 		return cli.Usage("--json and --markdown exclude each other")
+	}
+	switch {
+	case (c.JSON || c.Markdown) && c.Output != "table":
+		return cli.Usage("-o %s with --json or --markdown: give one", c.Output)
+	case c.JSON:
+		c.Output = outJSON
+	case c.Markdown:
+		c.Output = "markdown"
 	}
 	if c.Orgs < 0 {
 		return cli.Usage("--orgs %d: want a number of orgs (1 or more)", c.Orgs)
@@ -70,11 +79,13 @@ func (c *benchCmd) Run(env *cli.Env) error {
 	rows, err := bench.Run(ctx, bench.Config{Quick: c.Quick, Full: c.Full, Orgs: c.Orgs, Only: c.Only, DatabaseURL: c.DatabaseURL,
 		Progress: env.Stderr, Executable: exe, Gatekeeper: gk, ProfilePrefix: c.CPUProfile})
 	var werr error
-	switch {
-	case c.JSON:
+	switch c.Output {
+	case outJSON:
 		werr = bench.WriteJSON(env.Stdout, rows)
-	case c.Markdown:
+	case "markdown":
 		werr = bench.WriteMarkdown(env.Stdout, rows)
+	case outCSV:
+		werr = writeRows(env.Stdout, outCSV, []string{"figure", "value", "reference", "ratio", "target", "result", "note"}, rows)
 	default:
 		werr = bench.WriteTable(env.Stdout, rows)
 	}

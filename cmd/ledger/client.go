@@ -29,12 +29,17 @@ import (
 
 // clientFlags are how a client command reaches the ledger and prints.
 type clientFlags struct {
+	clientConn
+	Output string `short:"o" enum:"json,table" default:"json" placeholder:"json|table" help:"json: the answer pretty-printed; table: key/value lines for people."`
+}
+
+// clientConn is how a client command reaches the ledger.
+type clientConn struct {
 	Server  string        `env:"LEDGER_SERVER" default:"http://127.0.0.1:8080" placeholder:"URL" help:"Ledger API base URL, http:// or https://."`
 	Token   string        `env:"LEDGER_TOKEN" placeholder:"TOKEN" help:"Bearer token (prefer the variable: command lines are visible to other users). Default: the contents of $DATA_DIR/admin.token."`
 	DataDir string        `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Ledger data directory whose admin.token is used when no token is given."`
 	CAFile  string        `name:"ca-file" env:"LEDGER_CA_FILE" placeholder:"FILE" help:"PEM CA bundle that verifies an https:// server, instead of the system roots."`
 	Timeout time.Duration `env:"LEDGER_TIMEOUT" default:"30s" help:"Give up on the request after this long (exit 4)."`
-	Output  string        `short:"o" enum:"json,table" default:"json" help:"json: the answer pretty-printed; table: key/value lines for people."`
 }
 
 const clientExitCodes = `Exit codes: 0 the API answered 2xx; 2 usage (nothing was sent); 3 the API answered 4xx ("<code>: <message>" on stderr); 4 the ledger could not be reached, timed out or answered 5xx.`
@@ -50,6 +55,8 @@ type apiRequest struct {
 	contentType  string
 	// raw: a 2xx answer is printed exactly as received (CSV).
 	raw bool
+	// csvTable: a 2xx answer is CSV, printed as aligned columns.
+	csvTable bool
 }
 
 // maxAnswer bounds the body read from the server.
@@ -111,6 +118,8 @@ func (f *clientFlags) send(env *cli.Env, r apiRequest) error {
 	}
 
 	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300 && r.csvTable:
+		return csvAsTable(env.Stdout, answer)
 	case resp.StatusCode >= 200 && resp.StatusCode < 300 && r.raw:
 		_, err := env.Stdout.Write(answer)
 		return err

@@ -31,6 +31,7 @@ type licenseCheckCmd struct {
 	InstallID string    `placeholder:"UUID" help:"Also check a license bound to an install against this install id."`
 	GraceDays int       `env:"LICENSE_GRACE_DAYS" default:"7" help:"Grace applied when the license sets no grace_days."`
 	At        time.Time `placeholder:"TIME" help:"Evaluate at this RFC 3339 time instead of now."`
+	Output    string    `short:"o" enum:"json,table" default:"json" placeholder:"json|table" help:"json: the status payload (default); table: key/value lines for people."`
 }
 
 func (c *licenseCheckCmd) check(env *cli.Env, strict bool) error {
@@ -63,11 +64,21 @@ func (c *licenseCheckCmd) check(env *cli.Env, strict bool) error {
 		held.GraceDays = license.EffectiveGrace(l.Payload, c.GraceDays)
 	}
 	report := license.Describe(c.Org, held, false, nil, at)
-	out, err := json.MarshalIndent(report, "", "  ")
-	if err != nil {
-		return err
+	if c.Output == outTable {
+		b, err := json.Marshal(report)
+		if err != nil {
+			return err
+		}
+		if err := printTable(env.Stdout, b, ""); err != nil {
+			return err
+		}
+	} else {
+		out, err := json.MarshalIndent(report, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", out)
 	}
-	fmt.Fprintf(env.Stdout, "%s\n", out)
 	if l != nil {
 		fmt.Fprintf(env.Stderr, "kid %s, fingerprint %s, %d trusted key(s)\n", l.Kid, l.Fingerprint, keys.Ring().Len())
 	}

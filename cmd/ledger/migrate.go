@@ -21,6 +21,7 @@ type migrateCmd struct {
 	DatabaseURL string `name:"database-url" env:"LEDGER_MIGRATE_DATABASE_URL" placeholder:"URL" help:"PostgreSQL as the owner of the schema (a user allowed to create tables and roles). Required."`
 	AppRole     string `name:"app-role" env:"LEDGER_DB_APP_ROLE" default:"ledger_app" help:"NOLOGIN role for ledger serve's DATABASE_URL user: INSERT and SELECT on the audit, read/write on the read model."`
 	AuditorRole string `name:"auditor-role" env:"LEDGER_DB_AUDITOR_ROLE" default:"ledger_auditor" help:"NOLOGIN role for compliance users: SELECT on the audit and the read model."`
+	Output      string `short:"o" enum:"text,json,table,csv" default:"text" placeholder:"text|json|table|csv" help:"For status: text (default: the table and a summary line); json: an array of {version, state, applied_at, migration}; table: the rows alone; csv: with a header line. up and down print text only."`
 }
 
 func (c *migrateCmd) Run(env *cli.Env) error {
@@ -37,7 +38,18 @@ func (c *migrateCmd) run(ctx context.Context, env *cli.Env) error {
 	if err := roles.Validate(); err != nil {
 		return cli.Usage("%v", err)
 	}
-	err := postgres.Migrate(ctx, c.DatabaseURL, c.Command, roles, env.Stdout)
+	var err error
+	switch {
+	case c.Output != outText && c.Command != postgres.MigrateStatus:
+		return cli.Usage("-o %s: only migrate status prints data; up and down print what they did", c.Output)
+	case c.Output != outText:
+		var rows []postgres.MigrationRow
+		if rows, err = postgres.MigrationStatus(ctx, c.DatabaseURL); err == nil {
+			err = writeRows(env.Stdout, c.Output, []string{"version", "state", "applied_at", "migration"}, rows)
+		}
+	default:
+		err = postgres.Migrate(ctx, c.DatabaseURL, c.Command, roles, env.Stdout)
+	}
 	switch {
 	case err == nil:
 		return nil

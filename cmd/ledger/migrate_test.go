@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/licenseledger/ledger/internal/postgres"
 	"github.com/licenseledger/ledger/internal/testenv/openapitest"
 	"github.com/licenseledger/ledger/internal/testenv/pgtest"
 )
@@ -94,5 +96,20 @@ func TestMigrateCommand(t *testing.T) {
 	code, out, errOut = runCmd(t, env, "migrate", "status")
 	if code != 0 || !strings.Contains(out, "schema at version 4; 0 pending") {
 		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// -o: the same rows as JSON and CSV; up and down print text only.
+	code, out, errOut = runCmd(t, env, "migrate", "status", "-o", "json")
+	var rows []postgres.MigrationRow
+	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil || len(rows) != 4 ||
+		rows[3].Version != 4 || rows[3].State != "applied" || rows[3].AppliedAt == nil || rows[3].Migration != "00004_seat_usage.sql" {
+		t.Errorf("status -o json: exit %d %v\n%s%s", code, err, out, errOut)
+	}
+	code, out, errOut = runCmd(t, env, "migrate", "status", "-o", "csv")
+	if code != 0 || !strings.HasPrefix(out, "version,state,applied_at,migration\n1,applied,") || strings.Count(out, "\n") != 5 {
+		t.Errorf("status -o csv: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut = runCmd(t, env, "migrate", "up", "-o", "json"); code != 2 || !strings.Contains(errOut, "only migrate status") {
+		t.Errorf("up -o json: exit %d %q", code, errOut)
 	}
 }

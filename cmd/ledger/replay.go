@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -34,17 +33,18 @@ type replayCmd struct {
 	AcceptDivergence bool          `name:"accept-divergence" help:"With --swap: replace a live audit that diverges from the stream. It is kept as license_audit_replaced_<unix>, and a ledger.audit_replaced event records it on licenses.audit._instance (needs the ledger's NATS credentials)."`
 	DatabaseURL      string        `name:"database-url" env:"LEDGER_MIGRATE_DATABASE_URL" placeholder:"URL" help:"PostgreSQL as the owner of the schema. Required."`
 	DataDir          string        `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Ledger data directory: nats/ledger.nk for the embedded server's stream."`
+	Output           string        `short:"o" enum:"text,json,table,csv" default:"text" placeholder:"text|json|table|csv" help:"--verify's report: text (default), the lines below; json: {total, differences: [{table, key, what}], checkpoint, live_checkpoint, org_rows, revoked_rows, audit_rows, chain}; table or csv: the differences, one row each (table, key, what). --swap prints text only."`
 	Progress         string        `enum:"auto,bar,log" default:"auto" help:"auto: a progress bar when stderr is a terminal, else a log line every 5 s; bar; log."`
 	AnnounceTimeout  time.Duration `name:"announce-timeout" default:"30s" hidden:"" help:"How long recording an accepted divergence on the stream may take."`
-	cli.NATSFlags
+	cli.NATSConn
 	cli.KeyringFlags
 	cli.LogFlags
 }
 
 // Help is the detail of ledger replay --help.
 func (c *replayCmd) Help() string {
-	return `The stream is read from NATS_URL, else the embedded server at nats://127.0.0.1:4223 with ` +
-		`$DATA_DIR/nats/ledger.nk (reader credentials suffice, except to record an accepted divergence).
+	return `The stream is read from NATS_URL, else the embedded server of ledger serve at --nats-listen ` +
+		`(default 127.0.0.1:4223) with $DATA_DIR/nats/ledger.nk (reader credentials suffice, except to record an accepted divergence).
 
 --verify prints one line per difference: "org_licenses ORG: COLUMN: live X, replay Y", ` +
 		`"org_licenses ORG: missing in live" or "extra in live", the same for "revoked_licenses ORG LICENSE_ID", ` +
@@ -76,6 +76,8 @@ func (c *replayCmd) validate() error {
 		return cli.Usage("replay needs exactly one of --verify and --swap")
 	case c.FromSeq > 0 && !c.Verify:
 		return cli.Usage("--from-seq only goes with --verify: a swap needs the whole stream")
+	case c.Output != outText && !c.Verify:
+		return cli.Usage("-o %s only goes with --verify: --swap prints what it did", c.Output)
 	case c.AcceptDivergence && !c.Swap:
 		return cli.Usage("--accept-divergence only goes with --swap")
 	case c.DatabaseURL == "":
@@ -88,6 +90,10 @@ func (c *replayCmd) run(ctx context.Context, env *cli.Env) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
+	// Logs and the progress bar share stderr: never a line.
+	e := *env
+	e.Stderr = newTermWriter(env.Stderr)
+	env = &e
 	log, err := c.Logger(env.Stderr)
 	if err != nil {
 		return err
@@ -130,11 +136,39 @@ func (c *replayCmd) verify(ctx context.Context, env *cli.Env, r *postgres.Replay
 	if err != nil {
 		return replayError(err)
 	}
-	d.Print(env.Stdout)
+	if err := printDiff(env, c.Output, d); err != nil {
+		return err
+	}
 	if d.Total > 0 {
 		return cli.Silent(cli.ExitFailed)
 	}
 	return nil
+}
+
+// printDiff writes replay --verify's report in the format of -o.
+func printDiff(env *cli.Env, format string, d postgres.DiffResult) error {
+	type diff struct {
+		Table string `json:"table"`
+		Key   string `json:"key"`
+		What  string `json:"what"`
+	}
+	rows := make([]diff, 0, len(d.Differences))
+	for _, x := range d.Differences {
+		rows = append(rows, diff{x.Table, x.Key, x.What})
+	}
+	switch format {
+	case outText:
+		d.Print(env.Stdout)
+		return nil
+	case outJSON:
+		return writeObject(env.Stdout, outJSON, map[string]any{"total": d.Total, "differences": rows,
+			"checkpoint": d.Checkpoint, "live_checkpoint": d.LiveCheckpoint, "org_rows": d.OrgRows,
+			"revoked_rows": d.RevokedRows, "audit_rows": d.AuditRows, "chain": d.Chain})
+	}
+	if more := d.Total - len(rows); more > 0 {
+		fmt.Fprintf(env.Stderr, "replay: %d more differences not listed\n", more)
+	}
+	return writeRows(env.Stdout, format, []string{"table", "key", "what"}, rows)
 }
 
 func (c *replayCmd) logBuild(log *slog.Logger, b postgres.BuildResult) {
@@ -207,16 +241,10 @@ func announceReplacement(ctx context.Context, bus auditAppender, now time.Time, 
 	}
 }
 
-// openStream reaches the stream: NATS_URL, else the embedded server with
-// $DATA_DIR/nats/ledger.nk.
+// openStream reaches the stream: NATS_URL, else the embedded server at
+// --nats-listen with $DATA_DIR/nats/ledger.nk.
 func (c *replayCmd) openStream(ctx context.Context) (*natsbus.Bus, func(), error) {
-	cfg := c.ConnConfig("ledger-replay", natsauth.RoleLedger, nil)
-	if cfg.URL == "" {
-		cfg.URL = "nats://127.0.0.1:4223"
-	}
-	if cfg.NKeyFile == "" && cfg.CredsFile == "" && cfg.User == "" {
-		cfg.NKeyFile = filepath.Join(c.DataDir, "nats", "ledger.nk")
-	}
+	cfg := c.Resolve(c.DataDir, "ledger-replay", natsauth.RoleLedger, nil)
 	conn, err := natsbus.Dial(cfg)
 	if err != nil {
 		return nil, nil, unavailable("the stream: %w", err)

@@ -41,11 +41,10 @@ import (
 type serveCmd struct {
 	cli.KeyringFlags
 	cli.LogFlags
-	cli.NATSFlags
+	cli.NATSConn
 	Listen              string        `env:"LEDGER_LISTEN" default:"127.0.0.1:8080" help:"HTTP API address."`
 	DataDir             string        `env:"DATA_DIR" default:"./data" help:"State directory: embedded NATS store and credentials, admin token."`
-	NATSListen          string        `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" help:"Embedded NATS client address for gatekeepers, or off (in-process only). Off loopback it needs --nats-listen-tls-cert/--nats-listen-tls-key."`
-	NATSListenTLSCert   string        `name:"nats-listen-tls-cert" env:"LEDGER_NATS_TLS_CERT" placeholder:"FILE" help:"Serve the embedded NATS over TLS with this certificate (required when --nats-listen is not loopback; clients set NATS_TLS_CA)."`
+	NATSListenTLSCert   string        `name:"nats-listen-tls-cert" env:"LEDGER_NATS_TLS_CERT" placeholder:"FILE" help:"Serve the embedded NATS over TLS with this certificate (required when --nats-listen is not loopback: off loopback the embedded NATS needs --nats-listen-tls-cert/--nats-listen-tls-key; clients set NATS_TLS_CA)."`
 	NATSListenTLSKey    string        `name:"nats-listen-tls-key" env:"LEDGER_NATS_TLS_KEY" placeholder:"FILE" help:"Key of --nats-listen-tls-cert."`
 	NATSSync            string        `name:"nats-sync" env:"LEDGER_NATS_SYNC" enum:"always,interval" default:"always" help:"Embedded JetStream fsync: always (an acknowledged event survives a host crash) or interval."`
 	Replicas            int           `name:"stream-replicas" env:"LICENSE_STREAM_REPLICAS" default:"1" help:"The stream's replicas in the contract (3 in clusters): the embedded server creates it so, and a stream with another count is reported as drift."`

@@ -31,11 +31,13 @@ import (
 // process alone.
 
 // maintFlags say how a maintenance command reaches the stream.
+// Without NATS_URL, when nothing answers at --nats-listen (or it is off),
+// the command starts the embedded server on $DATA_DIR itself, which needs
+// ledger serve stopped.
 type maintFlags struct {
-	cli.NATSFlags
+	cli.NATSConn
 	cli.LogFlags
-	DataDir    string `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Ledger data directory: the embedded NATS store ($DATA_DIR/nats) and its credentials (admin.nk, ledger.nk)."`
-	NATSListen string `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" help:"Where ledger serve's embedded NATS listens (without NATS_URL). When nothing answers there (or off), the command starts the embedded server on $DATA_DIR itself, which needs ledger serve stopped."`
+	DataDir string `name:"data-dir" env:"DATA_DIR" default:"./data" placeholder:"DIR" help:"Ledger data directory: the embedded NATS store ($DATA_DIR/nats) and its credentials (admin.nk, ledger.nk)."`
 }
 
 // streamConn is an open connection to the stream's server.
@@ -85,11 +87,7 @@ func (f *maintFlags) connect(name string, role natsauth.Role, log *slog.Logger, 
 			if !online {
 				return nil, &cli.Error{Code: cli.ExitFailed, Err: fmt.Errorf("a NATS server answers at %s (ledger serve is running): stop it first", f.NATSListen)}
 			}
-			cfg := f.ConnConfig(name, role, log)
-			cfg.URL = "nats://" + f.NATSListen
-			if cfg.NKeyFile == "" && cfg.CredsFile == "" && cfg.User == "" {
-				cfg.NKeyFile = natsauth.SeedPath(filepath.Join(f.DataDir, "nats"), role)
-			}
+			cfg := f.Resolve(f.DataDir, name, role, log)
 			conn, err := natsbus.Dial(cfg)
 			if err != nil {
 				return nil, unavailable("%w", err)
@@ -121,7 +119,12 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 // runMaint runs a maintenance command's body with its logger and a
 // context that SIGINT and SIGTERM cancel.
+// Its logs and notes go through a termWriter, so that they never share a
+// line with a progress bar.
 func (m *maintFlags) runMaint(env *cli.Env, run func(context.Context, *cli.Env, *slog.Logger) error) error {
+	e := *env
+	e.Stderr = newTermWriter(env.Stderr)
+	env = &e
 	log, err := m.Logger(env.Stderr)
 	if err != nil {
 		return err

@@ -74,6 +74,7 @@ func (c *streamApplyCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger
 
 type streamCheckCmd struct {
 	maintFlags
+	textOutput
 	Replicas int `name:"stream-replicas" env:"LICENSE_STREAM_REPLICAS" default:"1" help:"The stream's replicas in the contract (3 in clusters)."`
 }
 
@@ -110,11 +111,25 @@ func (c *streamCheckCmd) run(ctx context.Context, env *cli.Env, log *slog.Logger
 	if err := sc.finish(); err != nil {
 		return err
 	}
+	if c.Output != outText {
+		diffs := make([]map[string]string, 0, len(drift))
+		for _, f := range drift {
+			diffs = append(diffs, map[string]string{"field": f.Field, "expected": f.Expected, "actual": f.Actual})
+		}
+		if err := writeObject(env.Stdout, c.Output, map[string]any{"stream": c.Stream, "replicas": c.Replicas,
+			"where": sc.where, "ok": len(drift) == 0, "differences": diffs}); err != nil {
+			return err
+		}
+	}
 	if len(drift) > 0 {
-		printDrift(env, c.Stream, drift)
+		if c.Output == outText {
+			printDrift(env, c.Stream, drift)
+		}
 		return &cli.Error{Code: cli.ExitFailed, Err: fmt.Errorf("stream %s differs from the contract: restore it with %s", c.Stream, applyHint)}
 	}
-	fmt.Fprintf(env.Stdout, "stream %s: has the contract's configuration (%d replica(s)), on %s\n", c.Stream, c.Replicas, sc.where)
+	if c.Output == outText {
+		fmt.Fprintf(env.Stdout, "stream %s: has the contract's configuration (%d replica(s)), on %s\n", c.Stream, c.Replicas, sc.where)
+	}
 	return nil
 }
 

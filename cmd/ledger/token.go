@@ -117,7 +117,7 @@ func (c *tokenCreateCmd) acceptanceCheck() (*acceptanceCheck, error) {
 	if c.Wait <= 0 {
 		return nil, cli.Usage("--wait must be positive (or pass --no-wait)")
 	}
-	f := &clientFlags{Server: c.Server, CAFile: c.CAFile, Timeout: 2 * time.Second}
+	f := &clientFlags{clientConn: clientConn{Server: c.Server, CAFile: c.CAFile, Timeout: 2 * time.Second}}
 	base, err := f.serverURL()
 	if err != nil {
 		return nil, err
@@ -182,7 +182,7 @@ func (a *acceptanceCheck) ask(token string) (int, error) {
 
 type tokenListCmd struct {
 	tokensFileFlags
-	Output string `short:"o" enum:"table,json" default:"table" help:"table for people, or json: an array of {name, role, orgs, hash_prefix}."`
+	Output string `short:"o" enum:"table,json,csv" default:"table" placeholder:"table|json|csv" help:"table for people (default), json: an array of {name, role, orgs, hash_prefix}, or csv: name,role,orgs,hash_prefix with a header line."`
 }
 
 // tokenListing is one row of token list.
@@ -222,6 +222,9 @@ func (c *tokenListCmd) print(env *cli.Env, entries []auth.Entry) error {
 	rows := make([]tokenListing, 0, len(entries))
 	for _, e := range entries {
 		rows = append(rows, tokenListing{Name: e.Name, Role: string(e.Role), Orgs: e.Orgs, HashPrefix: e.HashPrefix()})
+	}
+	if c.Output == outCSV {
+		return writeRows(env.Stdout, outCSV, []string{"name", "role", "orgs", "hash_prefix"}, rows)
 	}
 	if c.Output == "json" {
 		out, err := json.MarshalIndent(rows, "", "  ")

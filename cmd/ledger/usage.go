@@ -47,11 +47,12 @@ func (c *usageSetCmd) Run(env *cli.Env) error {
 }
 
 type usageReportCmd struct {
-	clientFlags
+	clientConn
+	Output string `short:"o" enum:"json,table,csv" default:"json" placeholder:"json|table|csv" help:"json: the API's answer pretty-printed; table: a line per org and month for people; csv: header month,org,max_users,users_limit,license_id,days_over,max_overage,reports."`
 	From   string `placeholder:"WHEN" help:"Start of the period, inclusive: YYYY-MM, YYYY-MM-DD or RFC 3339 (UTC). Default: the start of the current month."`
 	To     string `placeholder:"WHEN" help:"End of the period, exclusive, in the same forms. Default: now."`
 	Org    string `placeholder:"SLUG" help:"Only this org (default: every org with a usage report that the token covers)."`
-	Format string `enum:"json,csv" default:"json" help:"json (the API's answer) or csv (header month,org,max_users,users_limit,license_id,days_over,max_overage,reports)."`
+	Format string `enum:"json,csv," default:"" hidden:"" help:"Deprecated: -o json|csv says the same."`
 }
 
 // Help explains the columns.
@@ -81,11 +82,20 @@ func (c *usageReportCmd) Run(env *cli.Env) error {
 		q.Set("org", c.Org)
 	}
 	r := apiRequest{method: http.MethodGet, path: "api/usage/report", query: q}
-	if c.Format == "csv" {
+	format := c.Output
+	if c.Format != "" { // the deprecated --format, kept for scripts
+		format = c.Format
+	}
+	switch format {
+	case outCSV:
 		q.Set("format", "csv")
 		r.raw = true
+	case outTable:
+		q.Set("format", "csv")
+		r.csvTable = true
 	}
-	return c.send(env, r)
+	f := &clientFlags{clientConn: c.clientConn, Output: outJSON}
+	return f.send(env, r)
 }
 
 type seatsCmd struct {

@@ -188,6 +188,14 @@ func TestServeUsageReportsAndSeatEnforcement(t *testing.T) {
 	if code != 0 || out != want {
 		t.Fatalf("usage report --format csv: exit %d %s\n%q\nwant\n%q", code, errOut, out, want)
 	}
+	if code, out, errOut = l.client(t, "", "usage", "report", "-o", "csv"); code != 0 || out != want {
+		t.Fatalf("usage report -o csv: exit %d %s\n%q\nwant\n%q", code, errOut, out, want)
+	}
+	code, out, errOut = l.client(t, "", "usage", "report", "-o", "table")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "MONTH ") || !strings.HasPrefix(lines[2], month+"  globex   5          -  ") {
+		t.Fatalf("usage report -o table: exit %d %s\n%s", code, errOut, out)
+	}
 	code, out, _ = l.client(t, "", "usage", "report", "--org", "acme")
 	if m := jsonObject(t, out); code != 0 || len(m["rows"].([]any)) != 1 || m["rows"].([]any)[0].(map[string]any)["max_users"] != 42.0 {
 		t.Fatalf("usage report --org acme: %d %s", code, out)

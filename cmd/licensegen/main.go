@@ -3,7 +3,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/alecthomas/kong"
@@ -16,10 +15,11 @@ import (
 var version = "dev"
 
 type grammar struct {
-	Version    kong.VersionFlag `help:"Print the version and exit."`
-	VersionCmd versionCmd       `cmd:"" name:"version" help:"Print the build: version, commit, commit time and Go version."`
-	Keygen     keygenCmd        `cmd:"" help:"Create a signing key pair: DIR/KID.key (PKCS#8 PEM, 0600) and DIR/KID.pub (one KID:base64 line)."`
-	Sign       signCmd          `cmd:"" help:"Sign a license from a payload file or from flags; prints the compact key (or license.json with --format json)."`
+	Version    kong.VersionFlag  `help:"Print the version and exit."`
+	VersionCmd versionCmd        `cmd:"" name:"version" help:"Print the build: version, commit, commit time and Go version."`
+	Keygen     keygenCmd         `cmd:"" help:"Create a signing key pair: DIR/KID.key (PKCS#8 PEM, 0600) and DIR/KID.pub (one KID:base64 line)."`
+	Sign       signCmd           `cmd:"" help:"Sign a license from a payload file or from flags; prints the compact key (or license.json with --format json)."`
+	Completion cli.CompletionCmd `cmd:"" help:"Print the shell code that completes licensegen's commands and flags: source <(licensegen completion bash)."`
 }
 
 const description = `Vendor-side license tool for the license ledger.
@@ -31,11 +31,13 @@ func run(args []string, env *cli.Env) int {
 	return cli.Run("licensegen", description, &grammar{}, args, env, kong.Vars{"version": "licensegen " + buildinfo.Read(version).String()})
 }
 
-type versionCmd struct{}
+// versionCmd is licensegen version.
+type versionCmd struct {
+	cli.VersionCmd
+}
 
-func (versionCmd) Run(env *cli.Env) error {
-	fmt.Fprintln(env.Stdout, "licensegen "+buildinfo.Read(version).String())
-	return nil
+func (c *versionCmd) Run(env *cli.Env) error {
+	return c.Print(env.Stdout, "licensegen", buildinfo.Read(version))
 }
 
 func main() { os.Exit(run(os.Args[1:], cli.OSEnv())) }

@@ -62,18 +62,24 @@ func OSEnv() *Env {
 
 type exitPanic int
 
-// Run parses args against grammar (a kong struct with commands), runs the
-// chosen command with env bound, and returns the exit code. --help exits 0;
-// parse errors exit ExitUsage.
-func Run(name, description string, grammar any, args []string, env *Env, opts ...kong.Option) (code int) {
-	opts = append([]kong.Option{
+// Parser is the kong parser Run uses for grammar: a program's whole
+// command line, which tests walk (internal/cli/clitest).
+func Parser(name, description string, grammar any, env *Env, opts ...kong.Option) (*kong.Kong, error) {
+	return kong.New(grammar, append([]kong.Option{
 		kong.Name(name),
 		kong.Description(description),
 		kong.Writers(env.Stdout, env.Stderr),
 		kong.Exit(func(c int) { panic(exitPanic(c)) }),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Bind(env),
-	}, opts...)
+	}, opts...)...)
+}
+
+// Run parses args against grammar (a kong struct with commands), runs the
+// chosen command with env bound, and returns the exit code. --help exits 0;
+// parse errors exit ExitUsage, with a suggestion for a mistyped command.
+// A shell's completion request (COMP_LINE set) is answered instead.
+func Run(name, description string, grammar any, args []string, env *Env, opts ...kong.Option) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
 			c, ok := r.(exitPanic)
@@ -83,14 +89,18 @@ func Run(name, description string, grammar any, args []string, env *Env, opts ..
 			code = int(c)
 		}
 	}()
-	parser, err := kong.New(grammar, opts...)
+	parser, err := Parser(name, description, grammar, env, opts...)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return ExitUsage
 	}
+	complete(parser, func(c int) { panic(exitPanic(c)) })
 	ctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		if s := suggest(parser.Model, args, err); s != "" {
+			fmt.Fprintf(env.Stderr, "%s: %s\n", name, s)
+		}
 		var pe *kong.ParseError
 		if errors.As(err, &pe) && pe.Context != nil {
 			fmt.Fprintf(env.Stderr, "Run '%s --help' for usage.\n", name)

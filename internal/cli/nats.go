@@ -2,6 +2,7 @@ package cli
 
 import (
 	"log/slog"
+	"path/filepath"
 
 	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/natsbus"
@@ -25,4 +26,46 @@ type NATSFlags struct {
 func (f *NATSFlags) ConnConfig(name string, role natsauth.Role, log *slog.Logger) natsbus.ConnConfig {
 	return natsbus.ConnConfig{URL: f.NATSURL, NKeyFile: f.NATSNKey, CredsFile: f.NATSCreds, User: f.NATSUser,
 		Password: f.NATSPassword, TLSCA: f.NATSTLSCA, TLSCert: f.NATSTLSCert, TLSKey: f.NATSTLSKey, Name: name, Role: role, Logger: log}
+}
+
+// DefaultNATSListen is where ledger serve's embedded NATS listens unless
+// --nats-listen says otherwise, and so where every other command looks for
+// it without NATS_URL.
+const DefaultNATSListen = "127.0.0.1:4223"
+
+// NATSConn is how every command that reaches NATS finds it, with the same
+// flags, variables and defaults everywhere: NATS_URL and its credentials
+// when set; else the embedded server of ledger serve at --nats-listen
+// (LEDGER_NATS_LISTEN, default 127.0.0.1:4223) with the seed of the
+// identity the command needs in $DATA_DIR/nats (<identity>.nk) unless
+// credentials are given. The command keeps its own --data-dir (DATA_DIR,
+// default ./data), which it also uses for other files. ledger serve listens
+// at --nats-listen.
+type NATSConn struct {
+	NATSFlags
+	NATSListen string `name:"nats-listen" env:"LEDGER_NATS_LISTEN" default:"127.0.0.1:4223" placeholder:"HOST:PORT" help:"Where ledger serve's embedded NATS listens (ledger serve: for gatekeepers and the other commands; off: in-process only), and where every other command reaches it without NATS_URL, with $DATA_DIR/nats/<identity>.nk."`
+}
+
+// Embedded says whether the connection is the embedded server's (no
+// NATS_URL).
+func (f *NATSConn) Embedded() bool { return f.NATSURL == "" }
+
+// Resolve is the connection configuration: NATS_URL with the credentials
+// given; else nats://<--nats-listen> with role's seed in dataDir/nats
+// unless credentials are given.
+func (f *NATSConn) Resolve(dataDir, name string, role natsauth.Role, log *slog.Logger) natsbus.ConnConfig {
+	cfg := f.ConnConfig(name, role, log)
+	if cfg.URL == "" {
+		cfg.URL = "nats://" + f.NATSListen
+	}
+	if cfg.NKeyFile == "" && cfg.CredsFile == "" && cfg.User == "" {
+		cfg.NKeyFile = f.SeedFile(dataDir, role)
+	}
+	return cfg
+}
+
+// SeedFile is role's seed in the embedded server's credentials:
+// $DATA_DIR/nats/<role>.nk.
+func (f *NATSConn) SeedFile(dataDir string, role natsauth.Role) string {
+	return natsauth.SeedPath(filepath.Join(dataDir, "nats"), role)
 }

@@ -245,15 +245,39 @@ func downError(err error) error {
 	return fmt.Errorf("postgres: migrate down: %w", err)
 }
 
-func migrateStatus(ctx context.Context, db *sql.DB, p *goose.Provider, out io.Writer) error {
+// MigrationRow is one migration as migrate status lists it.
+type MigrationRow struct {
+	Version   int64      `json:"version"`
+	State     string     `json:"state"` // applied or pending
+	AppliedAt *time.Time `json:"applied_at"`
+	Migration string     `json:"migration"` // the file's name
+}
+
+// MigrationStatus lists the migrations and whether each is applied, as
+// migrate status prints them; it changes nothing. Errors are Migrate's.
+func MigrationStatus(ctx context.Context, dsn string) ([]MigrationRow, error) {
+	db, err := openMigrateDB(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	p, err := newMigrationProvider(db)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	return migrationRows(ctx, db, p)
+}
+
+func migrationRows(ctx context.Context, db *sql.DB, p *goose.Provider) ([]MigrationRow, error) {
 	exists, err := relationExists(ctx, db, VersionTable)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var statuses []*goose.MigrationStatus
 	if exists {
 		if statuses, err = p.Status(ctx); err != nil {
-			return fmt.Errorf("postgres: migration status: %w", err)
+			return nil, fmt.Errorf("postgres: migration status: %w", err)
 		}
 	} else {
 		// Asking goose would create its table: status changes nothing.
@@ -261,19 +285,36 @@ func migrateStatus(ctx context.Context, db *sql.DB, p *goose.Provider, out io.Wr
 			statuses = append(statuses, &goose.MigrationStatus{Source: s, State: goose.StatePending})
 		}
 	}
+	rows := make([]MigrationRow, 0, len(statuses))
+	for _, s := range statuses {
+		r := MigrationRow{Version: s.Source.Version, State: string(s.State), Migration: path.Base(s.Source.Path)}
+		if s.State == goose.StateApplied {
+			at := s.AppliedAt
+			r.AppliedAt = &at
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func migrateStatus(ctx context.Context, db *sql.DB, p *goose.Provider, out io.Writer) error {
+	rows, err := migrationRows(ctx, db, p)
+	if err != nil {
+		return err
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tMIGRATION")
 	var version int64
 	pending := 0
-	for _, s := range statuses {
+	for _, r := range rows {
 		applied := "-"
-		if s.State == goose.StateApplied {
-			applied = s.AppliedAt.Format(time.DateTime)
-			version = max(version, s.Source.Version)
+		if r.AppliedAt != nil {
+			applied = r.AppliedAt.Format(time.DateTime)
+			version = max(version, r.Version)
 		} else {
 			pending++
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, applied, path.Base(s.Source.Path))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Version, r.State, applied, r.Migration)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
