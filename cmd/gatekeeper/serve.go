@@ -26,7 +26,6 @@ import (
 	"github.com/licenseledger/ledger/gatekeeper/natsstream"
 	"github.com/licenseledger/ledger/internal/buildinfo"
 	"github.com/licenseledger/ledger/internal/cli"
-	"github.com/licenseledger/ledger/internal/natsauth"
 	"github.com/licenseledger/ledger/internal/sighup"
 	"github.com/licenseledger/ledger/license"
 )
@@ -90,7 +89,7 @@ func (c *gatekeeperCmd) defaults() {
 		c.NATSURL, c.urlDefaulted = "nats://"+c.NATSListen, true
 	}
 	if c.NATSNKey == "" && c.NATSCreds == "" && c.NATSUser == "" {
-		c.NATSNKey, c.nkeyDefaulted = c.SeedFile(c.DataDir, natsauth.RoleReader), true
+		c.NATSNKey, c.nkeyDefaulted = c.ReaderSeedFile(c.DataDir), true
 	}
 }
 
