@@ -65,7 +65,9 @@ func (f *NATSConn) Resolve(dataDir, name string, role natsauth.Role, log *slog.L
 }
 
 // ReaderSeedFile is SeedFile of the reader (the gatekeeper's identity).
-func (f *NATSConn) ReaderSeedFile(dataDir string) string { return f.SeedFile(dataDir, natsauth.RoleReader) }
+func (f *NATSConn) ReaderSeedFile(dataDir string) string {
+	return f.SeedFile(dataDir, natsauth.RoleReader)
+}
 
 // SeedFile is role's seed in the embedded server's credentials:
 // $DATA_DIR/nats/<role>.nk.
