@@ -41,9 +41,37 @@ const maxFeatureLine = 64 << 10
 // line; patterns are checked as ServeMux registers them, including
 // conflicts between two lines.
 func ParseFeatures(r io.Reader) ([]FeatureRule, error) {
+	var rules []FeatureRule
+	err := scanRuleLines(r, "features", func(line int, fields []string) error {
+		if len(fields) < 2 || len(fields) > 3 {
+			return fmt.Errorf("features line %d: want \"[METHOD ]PATTERN FEATURE[,FEATURE...]\", got %d fields", line, len(fields))
+		}
+		rule := FeatureRule{Pattern: strings.Join(fields[:len(fields)-1], " "), Line: line}
+		for _, f := range strings.Split(fields[len(fields)-1], ",") {
+			if !validFeature(f) {
+				return fmt.Errorf("features line %d: feature %q: want ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", line, f)
+			}
+			rule.Features = append(rule.Features, f)
+		}
+		rules = append(rules, rule)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := buildFeatureMux(rules); err != nil {
+		return nil, err
+	}
+	return normalizeRules(rules), nil
+}
+
+// scanRuleLines hands fn the fields of each line of a rules file (what
+// names it in errors) that holds any: '#' starts a comment running to the
+// end of the line, blank lines are skipped, and a line is at most
+// maxFeatureLine bytes.
+func scanRuleLines(r io.Reader, what string, fn func(line int, fields []string) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxFeatureLine)
-	var rules []FeatureRule
 	line := 0
 	for sc.Scan() {
 		line++
@@ -51,32 +79,19 @@ func ParseFeatures(r io.Reader) ([]FeatureRule, error) {
 		if i := strings.IndexByte(text, '#'); i >= 0 {
 			text = text[:i]
 		}
-		fields := strings.Fields(text)
-		if len(fields) == 0 {
-			continue
-		}
-		if len(fields) < 2 || len(fields) > 3 {
-			return nil, fmt.Errorf("features line %d: want \"[METHOD ]PATTERN FEATURE[,FEATURE...]\", got %d fields", line, len(fields))
-		}
-		rule := FeatureRule{Pattern: strings.Join(fields[:len(fields)-1], " "), Line: line}
-		for _, f := range strings.Split(fields[len(fields)-1], ",") {
-			if !validFeature(f) {
-				return nil, fmt.Errorf("features line %d: feature %q: want ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", line, f)
+		if fields := strings.Fields(text); len(fields) > 0 {
+			if err := fn(line, fields); err != nil {
+				return err
 			}
-			rule.Features = append(rule.Features, f)
 		}
-		rules = append(rules, rule)
 	}
 	if err := sc.Err(); err != nil {
 		if err == bufio.ErrTooLong {
-			return nil, fmt.Errorf("features line %d: longer than %d bytes", line+1, maxFeatureLine)
+			return fmt.Errorf("%s line %d: longer than %d bytes", what, line+1, maxFeatureLine)
 		}
-		return nil, fmt.Errorf("features: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	if _, err := buildFeatureMux(rules); err != nil {
-		return nil, err
-	}
-	return normalizeRules(rules), nil
+	return nil
 }
 
 // normalizeRules returns a copy of rules with sorted, deduplicated
@@ -188,33 +203,19 @@ func buildRuleMux(what string, rules []muxRule) (*http.ServeMux, error) {
 // and path without regard to case); errors name the line, conflicts both
 // lines.
 func ParseSeatRoutes(r io.Reader) ([]string, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxFeatureLine)
 	var routes []string
 	var list []muxRule
-	line := 0
-	for sc.Scan() {
-		line++
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
-		}
-		fields := strings.Fields(text)
-		if len(fields) == 0 {
-			continue
-		}
+	err := scanRuleLines(r, "seat routes", func(line int, fields []string) error {
 		if len(fields) > 2 {
-			return nil, fmt.Errorf("seat routes line %d: want \"[METHOD ]PATTERN\" (a seat route has no feature list), got %d fields", line, len(fields))
+			return fmt.Errorf("seat routes line %d: want \"[METHOD ]PATTERN\" (a seat route has no feature list), got %d fields", line, len(fields))
 		}
 		p := strings.Join(fields, " ")
 		routes = append(routes, p)
 		list = append(list, muxRule{pattern: p, where: fmt.Sprintf("line %d", line)})
-	}
-	if err := sc.Err(); err != nil {
-		if err == bufio.ErrTooLong {
-			return nil, fmt.Errorf("seat routes line %d: longer than %d bytes", line+1, maxFeatureLine)
-		}
-		return nil, fmt.Errorf("seat routes: %w", err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if _, err := buildRuleMux("seat routes", list); err != nil {
 		return nil, err

@@ -60,16 +60,7 @@ func TestWebUIExpiryBannerInBrowser(t *testing.T) {
 	l, _, _ := uiLedger(t)
 	b := browsertest.New(t, 1280, 900, 3*time.Minute)
 	const day = 24 * time.Hour
-	upload := func(org, id string, mod func(map[string]any)) {
-		t.Helper()
-		key := signed(t, "k1", func(p map[string]any) {
-			p["org_slug"], p["customer"], p["license_id"] = org, org+" Inc", id
-			mod(p)
-		})
-		if code, m := l.call("POST", "/api/license?org="+org, key); code != 200 {
-			t.Fatalf("upload %s: %d %v", org, code, m)
-		}
-	}
+	upload := func(org, id string, mod func(map[string]any)) { t.Helper(); l.uploadAs(t, org, id, mod) }
 	upload("farout", "0193a5b0-7e1a-7c3d-8f00-0000000ba001", func(p map[string]any) { p["expires"] = future(200 * day) })
 	upload("soon", "0193a5b0-7e1a-7c3d-8f00-0000000ba002", func(p map[string]any) { p["expires"] = future(10 * day) })
 	upload("renewing", "0193a5b0-7e1a-7c3d-8f00-0000000ba003", func(p map[string]any) { p["expires"] = future(10 * day) })

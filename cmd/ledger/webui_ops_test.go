@@ -46,16 +46,7 @@ func TestWebUIOperatorActionsInBrowser(t *testing.T) {
 		c.now = func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }
 	})
 	b := browsertest.New(t, 1280, 900, 4*time.Minute)
-	upload := func(org, id string, mod func(map[string]any)) {
-		t.Helper()
-		key := signed(t, "k1", func(p map[string]any) {
-			p["org_slug"], p["customer"], p["license_id"] = org, org+" Inc", id
-			mod(p)
-		})
-		if code, m := l.call("POST", "/api/license?org="+org, key); code != 200 {
-			t.Fatalf("upload %s: %d %v", org, code, m)
-		}
-	}
+	upload := func(org, id string, mod func(map[string]any)) { t.Helper(); l.uploadAs(t, org, id, mod) }
 	const (
 		acmeID     = "0193a5b0-7e1a-7c3d-8f00-0000000ac001"
 		acmeID2    = "0193a5b0-7e1a-7c3d-8f00-0000000ac002"

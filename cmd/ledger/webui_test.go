@@ -105,6 +105,19 @@ func unlabelled(b *browsertest.Browser) []string {
 }
 
 // auditRecords is what the API lists for a query.
+// uploadAs uploads a license for org with license_id id and customer
+// "<org> Inc", changed by mod, and fails the test unless it is accepted.
+func (p *ledgerProc) uploadAs(t *testing.T, org, id string, mod func(map[string]any)) {
+	t.Helper()
+	key := signed(t, "k1", func(pl map[string]any) {
+		pl["org_slug"], pl["customer"], pl["license_id"] = org, org+" Inc", id
+		mod(pl)
+	})
+	if code, m := p.call("POST", "/api/license?org="+org, key); code != 200 {
+		t.Fatalf("upload %s: %d %v", org, code, m)
+	}
+}
+
 func auditRecords(t *testing.T, l *ledgerProc, query string) []map[string]any {
 	t.Helper()
 	code, m := l.call("GET", "/api/audit?limit=5000&"+query, "")
@@ -310,16 +323,7 @@ func TestWebUIInBrowser(t *testing.T) {
 	}
 
 	// Organizations: every badge, sorting, filtering, and the ones due for renewal marked.
-	apiUpload := func(org, id string, mod func(map[string]any)) {
-		t.Helper()
-		key := signed(t, "k1", func(p map[string]any) {
-			p["org_slug"], p["customer"], p["license_id"] = org, org+" Inc", id
-			mod(p)
-		})
-		if code, m := l.call("POST", "/api/license?org="+org, key); code != 200 {
-			t.Fatalf("upload %s: %d %v", org, code, m)
-		}
-	}
+	apiUpload := func(org, id string, mod func(map[string]any)) { t.Helper(); l.uploadAs(t, org, id, mod) }
 	apiUpload("soon", "0193a5b0-7e1a-7c3d-8f00-00000000500e", func(p map[string]any) { p["expires"] = future(10 * 24 * time.Hour) })
 	apiUpload("late", "0193a5b0-7e1a-7c3d-8f00-00000000001a", func(p map[string]any) {
 		p["expires"], p["grace_days"] = expires.UTC().Format(time.RFC3339Nano), 1 // expires with brief's: in grace now
