@@ -158,6 +158,9 @@ type runner struct {
 	log     *slog.Logger
 	rows    []Row
 	closers []func()
+	// fleetGC: the propagation figure's run with the collector paced as
+	// separate replica processes would pace theirs.
+	fleetGC bool
 }
 
 func (r *runner) close() {
