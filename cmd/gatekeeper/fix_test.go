@@ -54,6 +54,11 @@ func TestConnectionMistakesNameTheFix(t *testing.T) {
 	if code != cli.ExitUnavailable || !strings.Contains(errs, "no NATS server answers at NATS_URL "+nowhere) {
 		t.Errorf("an explicit NATS_URL with nothing there: exit %d %q", code, errs)
 	}
+	// --nats-listen off without NATS_URL: nothing to reach, said at once.
+	code, errs = gk("--nats-listen", "off")
+	if code != cli.ExitUsage || !strings.Contains(errs, "--nats-listen off") || !strings.Contains(errs, "set NATS_URL") {
+		t.Errorf("--nats-listen off: exit %d %q", code, errs)
+	}
 	// The default URL (the embedded NATS of a ledger on this machine):
 	// say to start the ledger.
 	_, err = natsstream.Connect(natsstream.Dial{URL: nowhere, NKeyFile: seed})

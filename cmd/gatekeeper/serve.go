@@ -155,6 +155,9 @@ func (c *gatekeeperCmd) gateConfig() (gatekeeper.Config, error) {
 }
 
 func (c *gatekeeperCmd) Run(env *cli.Env) error {
+	if err := c.Reachable(); err != nil {
+		return err
+	}
 	c.defaults()
 	log, err := c.Logger(env.Stderr)
 	if err != nil {

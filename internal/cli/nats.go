@@ -50,6 +50,17 @@ type NATSConn struct {
 // NATS_URL).
 func (f *NATSConn) Embedded() bool { return f.NATSURL == "" }
 
+// Reachable says why this command cannot reach NATS as configured: with
+// no NATS_URL and --nats-listen off, the ledger keeps its NATS in-process,
+// where no other process reaches it. nil otherwise.
+func (f *NATSConn) Reachable() error {
+	if f.NATSURL == "" && f.NATSListen == "off" {
+		return Usage("--nats-listen off (LEDGER_NATS_LISTEN): the ledger then keeps its NATS in-process, out of this process's " +
+			"reach; set NATS_URL (and its credentials), or run ledger serve with --nats-listen HOST:PORT and give the same here")
+	}
+	return nil
+}
+
 // Resolve is the connection configuration: NATS_URL with the credentials
 // given; else nats://<--nats-listen> with role's seed in dataDir/nats
 // unless credentials are given.
