@@ -492,7 +492,17 @@ func TestBrowserDenialPage(t *testing.T) {
 // getRaw is get returning the body as it came.
 func getRaw(t *testing.T, url string, hdr ...string) (int, http.Header, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
+	return request(t, "GET", url, hdr...)
+}
+
+// request sends method to url with hdr (name, value pairs) and returns
+// the answer's status, headers and body as it came.
+func request(t *testing.T, method, url string, hdr ...string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}

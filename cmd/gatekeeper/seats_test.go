@@ -32,22 +32,10 @@ func seatRoutes(t *testing.T, text string) string {
 // send sends method to url with hdr (name, value pairs).
 func send(t *testing.T, method, url string, hdr ...string) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	code, h, raw := request(t, method, url, hdr...)
 	var m map[string]any
-	json.Unmarshal(raw, &m)
-	return answer{resp.StatusCode, resp.Header, m}
+	json.Unmarshal([]byte(raw), &m)
+	return answer{code, h, m}
 }
 
 func (w *world) seatMode(mode string) {

@@ -16,6 +16,7 @@ type rejectLimiter struct {
 	perMinute int
 	mu        sync.Mutex
 	orgs      map[string]*rejectState
+	swept     time.Time // the last sweep
 }
 
 type rejectState struct {
@@ -67,7 +68,8 @@ func (l *rejectLimiter) pending(now time.Time, all bool) map[string]rejectState 
 func (l *rejectLimiter) stateOf(org string, now time.Time) *rejectState {
 	st := l.orgs[org]
 	if st == nil {
-		if len(l.orgs) > 10000 {
+		if len(l.orgs) > 10000 && now.Sub(l.swept) >= time.Minute {
+			l.swept = now // a full scan at most once a minute, however many orgs arrive
 			l.sweep(now)
 		}
 		st = &rejectState{lim: rate.NewLimiter(rate.Limit(float64(l.perMinute)/60), l.perMinute)}

@@ -74,6 +74,7 @@ type usageLimiter struct {
 	perHour int
 	mu      sync.Mutex
 	orgs    map[string]*rate.Limiter
+	swept   time.Time // the last sweep: at most one a minute
 }
 
 func newUsageLimiter(perHour int) *usageLimiter {
@@ -89,7 +90,8 @@ func (l *usageLimiter) allow(org string, now time.Time) (bool, time.Duration) {
 	defer l.mu.Unlock()
 	lim := l.orgs[org]
 	if lim == nil {
-		if len(l.orgs) > 10000 {
+		if len(l.orgs) > 10000 && now.Sub(l.swept) >= time.Minute {
+			l.swept = now
 			for o, b := range l.orgs { // forget orgs whose bucket is full again
 				if b.TokensAt(now) >= float64(l.burst()) {
 					delete(l.orgs, o)

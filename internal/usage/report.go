@@ -137,10 +137,18 @@ func Compute(ctx context.Context, trail audit.Reader, trust projection.Trust, q 
 		if n := len(h.states); n > 0 && at.Before(h.states[n-1].at) {
 			at = h.states[n-1].at // clocks of several ledgers: never back in time
 		}
-		h.states = append(h.states, snapshot{at, states[org]})
+		if at.Before(q.From) {
+			// Before the period only the state in force at its start
+			// counts: one snapshot per org, however long the trail.
+			h.states = append(h.states[:0], snapshot{at, states[org]})
+		} else {
+			h.states = append(h.states, snapshot{at, states[org]})
+		}
 		if m.Type() == events.TypeUsageReported {
 			h.used = true
-			h.reports = append(h.reports, at)
+			if !at.Before(q.From) {
+				h.reports = append(h.reports, at)
+			}
 		}
 		return nil
 	}
