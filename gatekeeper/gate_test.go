@@ -72,6 +72,7 @@ func TestDecisionTable(t *testing.T) {
 		{"feature held", "acme", "GET", "/api/projects/7/export", t1, true, 200, "", license.StatusValid, ""},
 		{"feature held in grace", "acme", "GET", "/api/chat/general", tGrace, true, 200, "", license.StatusGrace, ""},
 		{"feature lacking", "nofeat", "GET", "/api/projects/7/export", t1, false, 403, CodeFeatureNotLicensed, license.StatusValid, ""},
+		{"feature lacking, a trailing slash", "nofeat", "GET", "/api/projects/7/export/", t1, false, 403, CodeFeatureNotLicensed, license.StatusValid, ""},
 		{"no rule for the method", "nofeat", "POST", "/api/projects/7/export", t1, true, 200, "", license.StatusValid, ""},
 		{"generic rule", "nofeat", "GET", "/api/chat/general", t1, false, 403, CodeFeatureNotLicensed, license.StatusValid, ""},
 		{"most specific rule wins", "acme", "POST", "/api/chat/general/bots", t1, false, 403, CodeFeatureNotLicensed, license.StatusValid, ""},

@@ -219,8 +219,11 @@ func isPlain(p string) bool {
 // and path in lower case. A trailing-slash redirect (the rule "/a/" and
 // the path "/a") does not allowlist, but does put the request under the
 // redirect target's feature rule: what an upstream serves at "/a" is
-// treated like what it serves under "/a/". Seat routes match as feature
-// rules do.
+// treated like what it serves under "/a/". The other way round too: a path
+// with a trailing slash that no rule names falls under the rule of the
+// path without it, since most upstreams serve "/a/" as "/a" (a rule must
+// not be walked around by a slash; only restrictions widen so, never the
+// allowlist). Seat routes match as feature rules do.
 func (rt *router) lookup(method, host, path string) (allow bool, rule int, seat bool) {
 	if mux := rt.allow[method]; mux != nil {
 		r := &http.Request{Method: method, Host: host, URL: &url.URL{Path: path}}
@@ -231,20 +234,36 @@ func (rt *router) lookup(method, host, path string) (allow bool, rule int, seat 
 	rule = noRule
 	if len(rt.rules) > 0 || rt.seats != nil {
 		r := &http.Request{Method: upperASCII(method), Host: lowerASCII(host), URL: &url.URL{Path: foldCase(path)}}
-		if len(rt.rules) > 0 {
-			h, pattern := rt.features.Handler(r)
-			if rh, ok := h.(ruleHandler); ok {
-				rule = rh.idx
-			} else if i, ok := rt.byPattern[pattern]; ok && pattern != "" {
-				rule = i
+		rule, seat = rt.restrictions(r)
+		if trimmed, ok := strings.CutSuffix(r.URL.Path, "/"); ok && trimmed != "" {
+			r.URL.Path = trimmed
+			r2, s2 := rt.restrictions(r)
+			if rule == noRule {
+				rule = r2
 			}
-		}
-		if rt.seats != nil {
-			h, pattern := rt.seats.Handler(r)
-			seat = isRule(h) || pattern != "" && rt.seatPats[pattern]
+			seat = seat || s2
 		}
 	}
 	return allow, rule, seat
+}
+
+// restrictions returns the feature rule and whether a seat route match r
+// (method, host and path already folded).
+func (rt *router) restrictions(r *http.Request) (rule int, seat bool) {
+	rule = noRule
+	if len(rt.rules) > 0 {
+		h, pattern := rt.features.Handler(r)
+		if rh, ok := h.(ruleHandler); ok {
+			rule = rh.idx
+		} else if i, ok := rt.byPattern[pattern]; ok && pattern != "" {
+			rule = i
+		}
+	}
+	if rt.seats != nil {
+		h, pattern := rt.seats.Handler(r)
+		seat = isRule(h) || pattern != "" && rt.seatPats[pattern]
+	}
+	return rule, seat
 }
 
 func isRule(h http.Handler) bool {
