@@ -76,7 +76,7 @@ func TestSeatModes(t *testing.T) {
 		{license.SeatsSoft, 51, "GET", "/app", true, "", "", "", "", true},
 		{license.SeatsHard, 49, "POST", "/api/users", true, "", "", "hard", "under", true},
 		{license.SeatsHard, 50, "POST", "/api/users", false, CodeUsersLimitReached, "", "hard", "denied", false},
-		{license.SeatsHard, 51, "POST", "/API/Users", false, CodeUsersLimitReached, "", "hard", "denied", false}, // without regard to case
+		{license.SeatsHard, 51, "POST", "/API/Users", false, CodeUsersLimitReached, "", "hard", "denied", false},  // without regard to case
 		{license.SeatsHard, 51, "POST", "/api/users/", false, CodeUsersLimitReached, "", "hard", "denied", false}, // nor of a trailing slash
 		{license.SeatsHard, 51, "PUT", "/api/orgs/acme/members/7", false, CodeUsersLimitReached, "", "hard", "denied", false},
 		{license.SeatsHard, 51, "DELETE", "/api/users/7", true, "", "", "", "", true}, // removing users works
